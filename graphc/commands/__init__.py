@@ -1,0 +1,1 @@
+"""Subcommands of the graphc command line."""

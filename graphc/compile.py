@@ -1,0 +1,138 @@
+"""``gc.compile``: passes -> backend -> a callable compiled function."""
+from __future__ import annotations
+
+import importlib
+from typing import Sequence
+
+import numpy as np
+
+from .errors import BackendUnavailable, ShapeError
+from .ir import Tensor, collect_effects, format_shape, toposort
+from .passes import run_pipeline
+from .program import Program, check_feed
+
+# backend name -> "module:factory"; factories take a Program and return an executable with
+# run(feeds) -> outputs (updates applied), .source and memory_report().
+BACKENDS = {
+    "numpy": "graphc.runtime.interp:NumpyExecutable",
+    "c": "graphc.runtime.cpu:CExecutable",
+    "cuda": "graphc.runtime.cuda_backend:CudaExecutable",
+    "opencl": "graphc.runtime.opencl_backend:OpenCLExecutable",
+}
+
+
+def _backend_factory(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    module, factory = BACKENDS[name].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("graphc"):
+            raise BackendUnavailable(f"backend {name!r} is not built yet in this version of "
+                                     f"graphc ({module} is missing)") from None
+        raise BackendUnavailable(f"backend {name!r} needs the module {e.name!r}: {e}") from None
+    return getattr(mod, factory)
+
+
+class Function:
+    """A compiled function: call it with the placeholders' values (positionally or by name)."""
+
+    def __init__(self, inputs, outputs, single, program, executable, backend):
+        self.inputs = inputs
+        self.outputs = outputs
+        self._single = single
+        self.program = program
+        self._exe = executable
+        self.backend = backend
+
+    @property
+    def source(self):
+        """The generated C or kernel text (None on the numpy backend)."""
+        return self._exe.source
+
+    def memory_report(self) -> dict:
+        """Bytes per planned buffer and the peak."""
+        return self._exe.memory_report()
+
+    def _bind(self, args, kwargs) -> list[np.ndarray]:
+        if len(args) > len(self.inputs):
+            raise TypeError(f"compiled function takes {len(self.inputs)} inputs, got {len(args)}")
+        values: list = list(args) + [None] * (len(self.inputs) - len(args))
+        by_name = {p.name: i for i, p in enumerate(self.inputs)}
+        for key, val in kwargs.items():
+            if key not in by_name:
+                raise TypeError(f"unknown input {key!r}; inputs are {list(by_name)}")
+            if by_name[key] < len(args):
+                raise TypeError(f"input {key!r} given twice")
+            values[by_name[key]] = val
+        missing = [p.name for p, v in zip(self.inputs, values) if v is None]
+        if missing:
+            raise TypeError(f"missing value for input(s) {missing}")
+        return [check_feed(p, v) for p, v in zip(self.inputs, values)]
+
+    def __call__(self, *args, **kwargs):
+        feeds = self._bind(args, kwargs)  # everything validated before anything runs
+        outs = self._exe.run(feeds)
+        return outs[0] if self._single else list(outs)
+
+    def __repr__(self):
+        return (f"<graphc.Function backend={self.backend} inputs={[p.name for p in self.inputs]}"
+                f" outputs={len(self.outputs)} updates={len(self.program.updates)}>")
+
+
+def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
+    from .ops.core import as_tensor
+    out = []
+    for item in updates or []:
+        try:
+            param, value = item
+        except (TypeError, ValueError):
+            raise TypeError("updates must be a list of (parameter, new_value) pairs") from None
+        if not isinstance(param, Tensor) or param.op != "parameter":
+            raise TypeError(f"update target {param!r} is not a parameter")
+        value = as_tensor(value, like=param)
+        if len(value.shape) > len(param.shape) or any(
+                v is not None and v != 1 and v != p for v, p in
+                zip(value.shape[::-1], param.shape[::-1])):
+            raise ShapeError(f"update of {param.name}: value shape {format_shape(value.shape)} "
+                             f"does not fit parameter shape {format_shape(param.shape)}")
+        if any(p.id == param.id for p, _ in out):
+            raise ValueError(f"parameter {param.name} is updated twice")
+        out.append((param, value))
+    return out
+
+
+def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "numpy") -> Function:
+    """Compile ``outputs`` (a tensor or a list) as a function of the placeholders ``inputs``,
+    applying ``updates`` (parameter, new value) after all outputs are computed."""
+    inputs = list(inputs or [])
+    for p in inputs:
+        if not isinstance(p, Tensor) or p.op != "placeholder":
+            raise TypeError(f"compile: inputs must be placeholders, got {p!r}")
+    names = [p.name for p in inputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"compile: input names must be unique, got {names}")
+    single = isinstance(outputs, Tensor)
+    outs = [outputs] if single else list(outputs)
+    for o in outs:
+        if not isinstance(o, Tensor):
+            raise TypeError(f"compile: outputs must be graphc Tensors, got {type(o).__name__}")
+    explicit = _check_updates(updates)
+    roots = outs + [v for _, v in explicit]
+    # implicit updates (batch norm statistics, dropout counters) of every reachable node
+    updated = {p.id for p, _ in explicit}
+    order = toposort(roots)
+    implicit = [(p, v) for p, v in collect_effects(order) if p.id not in updated]
+    all_updates = explicit + implicit
+    given = {p.id for p in inputs}
+    lacking = [n.name for n in toposort(roots + [v for _, v in implicit])
+               if n.op == "placeholder" and n.id not in given]
+    if lacking:
+        raise ValueError(f"compile: the outputs need placeholder(s) {sorted(set(lacking))} "
+                         f"that are not in inputs {names}")
+    optimized = run_pipeline(outs + [v for _, v in all_updates])
+    program = Program(inputs, optimized[:len(outs)],
+                      [(p, v) for (p, _), v in zip(all_updates, optimized[len(outs):])])
+    factory = _backend_factory(backend)
+    return Function(inputs, outs, single, program, factory(program), backend)

@@ -1,0 +1,580 @@
+"""Datasets and mini-batching for graphc.
+
+Loaders return NumPy arrays ready for training: images as ``float32`` in
+``[0, 1]`` with shape ``(n, 784)``, labels as ``int64``.
+
+``load_mnist`` and ``load_fashion_mnist`` look for the four official gzip'd IDX
+files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``) in this order:
+
+1. the ``path`` argument: a directory holding the four files, or a parent
+   directory with a ``mnist/`` (or ``fashion-mnist/``) subdirectory holding them;
+2. the ``GRAPHC_DATA`` environment variable, same layout as ``path``;
+3. the user cache: ``$GRAPHC_CACHE_DIR/data``, else ``$XDG_CACHE_HOME/graphc/data``,
+   else ``~/.cache/graphc/data``, with ``mnist/`` and ``fashion-mnist/`` subdirectories;
+4. a download from the official mirrors into the cache, checked against the
+   official MD5 checksums.
+
+Files found through ``path`` or ``GRAPHC_DATA`` are not checksummed, but every file's
+structure is validated (gzip stream, IDX magic number, dimensions against the
+byte count, image/label counts, label range); a bad file raises ``ValueError``
+naming it.
+
+The MNIST 10k test set ships inside the package, so ``load_default()`` always
+works offline.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DatasetNotFoundError",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_embedded_mnist_test",
+    "load_default",
+    "load",
+    "xor",
+    "batches",
+    "train_val_split",
+    "cache_dir",
+]
+
+#: Seconds to wait on each network operation of a download.
+DOWNLOAD_TIMEOUT = 10.0
+
+_IMAGE_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
+_LABEL_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
+_NUM_CLASSES = 10
+_IMAGE_SIDE = 28
+_CHUNK = 1 << 16
+
+# Part name -> official file name.
+_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+# Dataset key -> display name, subdirectory, mirrors, official MD5 per file.
+_DATASETS: dict[str, dict[str, Any]] = {
+    "mnist": {
+        "title": "MNIST",
+        "subdir": "mnist",
+        "mirrors": (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        "md5": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    },
+    "fashion-mnist": {
+        "title": "Fashion-MNIST",
+        "subdir": "fashion-mnist",
+        "mirrors": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        "md5": {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    },
+}
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files could not be found locally nor downloaded.
+
+    The message lists the files looked for, every place searched and how to
+    provide the files (``path=`` argument or the ``GRAPHC_DATA`` variable).
+    """
+
+
+# --------------------------------------------------------------------------- IDX
+
+
+def _read_gzip(path: str) -> bytes:
+    """Return the decompressed content of the gzip file ``path``.
+
+    Raises ``ValueError`` naming ``path`` if the gzip stream is invalid or truncated.
+    """
+    with open(path, "rb") as raw:
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                return f.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: not a valid gzip file ({exc})") from exc
+
+
+def _read_idx(path: str, magic: int) -> np.ndarray:
+    """Read a gzip'd IDX file of unsigned bytes and return it as a uint8 array.
+
+    Args:
+        path: the ``.gz`` file.
+        magic: the expected magic number (2051 for images, 2049 for labels).
+
+    Raises:
+        ValueError: naming ``path``, for a bad gzip stream, a wrong magic number,
+            or a data size that does not match the dimensions in the header.
+    """
+    data = _read_gzip(path)
+    if len(data) < 4:
+        raise ValueError(f"{path}: file too short for an IDX header ({len(data)} bytes)")
+    (found,) = struct.unpack(">I", data[:4])
+    if found != magic:
+        raise ValueError(f"{path}: bad IDX magic number {found}, expected {magic}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(
+            f"{path}: truncated IDX header ({len(data)} bytes, expected {header})"
+        )
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(dims, dtype=np.int64))
+    actual = len(data) - header
+    if actual != expected:
+        raise ValueError(
+            f"{path}: IDX header declares shape {dims} ({expected} bytes of data) "
+            f"but the file holds {actual} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_images(path: str) -> np.ndarray:
+    """Read an IDX image file: ``(N, 28, 28)`` uint8."""
+    images = _read_idx(path, _IMAGE_MAGIC)
+    if images.shape[1:] != (_IMAGE_SIDE, _IMAGE_SIDE):
+        raise ValueError(
+            f"{path}: images are {images.shape[1]}x{images.shape[2]}, "
+            f"expected {_IMAGE_SIDE}x{_IMAGE_SIDE}"
+        )
+    return images
+
+
+def _read_labels(path: str) -> np.ndarray:
+    """Read an IDX label file: ``(N,)`` uint8 with values in ``0..9``."""
+    labels = _read_idx(path, _LABEL_MAGIC)
+    if labels.size and int(labels.max()) >= _NUM_CLASSES:
+        bad = int(np.argmax(labels >= _NUM_CLASSES))
+        raise ValueError(
+            f"{path}: label {int(labels[bad])} at index {bad} is out of range "
+            f"0..{_NUM_CLASSES - 1}"
+        )
+    return labels
+
+
+def _load_split(images_path: str, labels_path: str) -> Split:
+    """Load one split: ``X`` float32 ``(n, 784)`` in ``[0, 1]``, ``y`` int64 ``(n,)``."""
+    images = _read_images(images_path)
+    labels = _read_labels(labels_path)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds "
+            f"{len(labels)} labels"
+        )
+    X = images.reshape(len(images), -1).astype(np.float32)
+    X /= np.float32(255.0)
+    return X, labels.astype(np.int64)
+
+
+# ----------------------------------------------------------------------- lookup
+
+
+def cache_dir() -> str:
+    """Return graphc's data cache directory (it may not exist yet).
+
+    ``$GRAPHC_CACHE_DIR/data`` if set, else ``$XDG_CACHE_HOME/graphc/data``, else
+    ``~/.cache/graphc/data``.
+    """
+    root = os.environ.get("GRAPHC_CACHE_DIR")
+    if root:
+        return os.path.join(os.path.expanduser(root), "data")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return os.path.join(os.path.expanduser(xdg), "graphc", "data")
+    return os.path.join(os.path.expanduser("~"), ".cache", "graphc", "data")
+
+
+def _has_files(directory: str) -> bool:
+    """True if ``directory`` holds all four official files."""
+    return all(os.path.isfile(os.path.join(directory, name)) for name in _FILES.values())
+
+
+def _candidates(root: str, subdir: str) -> list[str]:
+    """Directories to try under a user-given root, in order."""
+    root = os.path.expanduser(os.fspath(root))
+    return [os.path.join(root, subdir), root]
+
+
+def _paths_in(directory: str) -> dict[str, str]:
+    return {part: os.path.join(directory, name) for part, name in _FILES.items()}
+
+
+def _how_to_provide(key: str) -> str:
+    info = _DATASETS[key]
+    loader = "load_mnist" if key == "mnist" else "load_fashion_mnist"
+    return (
+        f"To provide the files, put the four official files in a directory DIR "
+        f"(or in DIR/{info['subdir']}/) and either call graphc.data.{loader}(path=DIR) "
+        f"or set the environment variable GRAPHC_DATA=DIR. "
+        f"graphc.data.load_default() loads the MNIST 10k test set shipped with graphc "
+        f"and needs no files."
+    )
+
+
+def _locate(key: str, path: str | os.PathLike[str] | None) -> tuple[dict[str, str], bool]:
+    """Find (or download) a dataset's four files.
+
+    Returns:
+        ``(paths, from_cache)``: part name -> file path, and whether they are in the
+        cache (and so were downloaded by graphc).
+    """
+    info = _DATASETS[key]
+    files = ", ".join(_FILES.values())
+
+    if path is not None:
+        tried = _candidates(path, info["subdir"])
+        for directory in tried:
+            if _has_files(directory):
+                return _paths_in(directory), False
+        raise DatasetNotFoundError(
+            f"{info['title']} files ({files}) not found in "
+            + " nor ".join(tried)
+            + ". "
+            + _how_to_provide(key)
+        )
+
+    looked: list[str] = []
+    env = os.environ.get("GRAPHC_DATA")
+    if env:
+        for directory in _candidates(env, info["subdir"]):
+            if _has_files(directory):
+                return _paths_in(directory), False
+            looked.append(f"{directory} (from GRAPHC_DATA)")
+    else:
+        looked.append("$GRAPHC_DATA (not set)")
+
+    cache = os.path.join(cache_dir(), info["subdir"])
+    if _has_files(cache):
+        return _paths_in(cache), True
+    looked.append(f"{cache} (cache)")
+
+    errors = _download_missing(key, cache)
+    if not errors:
+        return _paths_in(cache), True
+    raise DatasetNotFoundError(
+        f"{info['title']} files ({files}) are not available locally and could not "
+        f"be downloaded.\nLooked in:\n"
+        + "".join(f"  - {place}\n" for place in looked)
+        + "Download failed:\n"
+        + "".join(f"  - {err}\n" for err in errors)
+        + _how_to_provide(key)
+    )
+
+
+# --------------------------------------------------------------------- download
+
+
+def _download(url: str, dest: str, md5: str, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+    """Download ``url`` to ``dest`` atomically, checking its MD5.
+
+    The data goes to a temporary file in ``dest``'s directory, which replaces
+    ``dest`` only once complete and verified.
+
+    Raises:
+        OSError: on network failure (``urllib.error.URLError`` is one) or a write
+            error.
+        ValueError: if the downloaded data does not match ``md5``.
+    """
+    directory = os.path.dirname(dest) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(dest) + ".",
+                               suffix=".part")
+    try:
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                bar = _progress_bar(response, os.path.basename(dest))
+                try:
+                    while True:
+                        chunk = response.read(_CHUNK)
+                        if not chunk:
+                            break
+                        digest.update(chunk)
+                        out.write(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+                finally:
+                    if bar is not None:
+                        bar.close()
+        if digest.hexdigest() != md5:
+            raise ValueError(
+                f"checksum mismatch for {url}: MD5 {digest.hexdigest()}, expected {md5}"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _progress_bar(response: Any, name: str) -> Any:
+    """A tqdm progress bar for a download if tqdm is installed, else ``None``."""
+    headers = getattr(response, "headers", None)
+    length = headers.get("Content-Length") if headers is not None else None
+    total = int(length) if length and str(length).isdigit() else None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(f"graphc: downloading {name} ...", file=sys.stderr)
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, desc=f"graphc: {name}", leave=False)
+
+
+def _download_missing(key: str, directory: str) -> list[str]:
+    """Download the dataset files missing from ``directory``.
+
+    Each file is tried on every mirror in turn. Stops at the first file that no
+    mirror can supply.
+
+    Returns:
+        The error messages, empty on success.
+    """
+    info = _DATASETS[key]
+    for name in _FILES.values():
+        dest = os.path.join(directory, name)
+        if os.path.isfile(dest):
+            continue
+        errors = []
+        for mirror in info["mirrors"]:
+            url = mirror + name
+            try:
+                _download(url, dest, info["md5"][name])
+                break
+            except (OSError, ValueError) as exc:
+                # URLError, socket timeouts and HTTP errors are OSErrors.
+                errors.append(f"{url}: {exc}")
+        else:
+            return errors
+    return []
+
+
+# ---------------------------------------------------------------------- loaders
+
+
+def _load_dataset(key: str, path: str | os.PathLike[str] | None) -> tuple[Split, Split]:
+    paths, from_cache = _locate(key, path)
+    try:
+        train = _load_split(paths["train_images"], paths["train_labels"])
+        test = _load_split(paths["test_images"], paths["test_labels"])
+    except ValueError as exc:
+        if from_cache:
+            raise ValueError(f"{exc} (delete the file to download it again)") from exc
+        raise
+    return train, test
+
+
+def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
+    """Load MNIST (60,000 training and 10,000 test handwritten digits).
+
+    Args:
+        path: a directory holding the four official gzip'd IDX files, or a parent
+            directory with a ``mnist/`` subdirectory holding them. If ``None``, look
+            in ``$GRAPHC_DATA``, then the cache, then download (see the module doc).
+
+    Returns:
+        ``(X_train, y_train), (X_test, y_test)``: images as float32 in ``[0, 1]``
+        with shape ``(n, 784)``, labels as int64 in ``0..9``.
+
+    Raises:
+        DatasetNotFoundError: if the files are not found and cannot be downloaded.
+        ValueError: if a file is corrupted or inconsistent (the message names it).
+    """
+    return _load_dataset("mnist", path)
+
+
+def load_fashion_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
+    """Load Fashion-MNIST (60,000 training and 10,000 test images of clothing).
+
+    Same conventions as :func:`load_mnist`; the subdirectory name is
+    ``fashion-mnist/``.
+    """
+    return _load_dataset("fashion-mnist", path)
+
+
+def _embedded_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets", "mnist")
+
+
+def load_embedded_mnist_test() -> Split:
+    """Load the MNIST 10k test set shipped inside graphc (works offline).
+
+    Returns:
+        ``(X, y)``: float32 images in ``[0, 1]`` of shape ``(10000, 784)`` and int64
+        labels of shape ``(10000,)``.
+    """
+    directory = _embedded_dir()
+    return _load_split(
+        os.path.join(directory, _FILES["test_images"]),
+        os.path.join(directory, _FILES["test_labels"]),
+    )
+
+
+def load_default() -> Split:
+    """The default dataset: the shipped MNIST 10k test set, as ``(X, y)``.
+
+    See :func:`load_embedded_mnist_test`.
+    """
+    return load_embedded_mnist_test()
+
+
+def load(name: str, path: str | os.PathLike[str] | None = None) -> Any:
+    """Load a dataset by name.
+
+    Args:
+        name: ``"mnist"``, ``"fashion-mnist"`` (also ``"fashion_mnist"``,
+            ``"fashion"``), ``"default"`` or ``"xor"``; case-insensitive.
+        path: passed to the MNIST / Fashion-MNIST loaders; ignored by ``"default"``
+            and ``"xor"``, which need no files.
+
+    Returns:
+        For ``"mnist"`` and ``"fashion-mnist"``: ``(X_train, y_train), (X_test, y_test)``.
+        For ``"default"`` and ``"xor"``: ``(X, y)``.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key == "mnist":
+        return load_mnist(path)
+    if key in ("fashion-mnist", "fashion", "fashionmnist"):
+        return load_fashion_mnist(path)
+    if key == "default":
+        return load_default()
+    if key == "xor":
+        return xor()
+    raise ValueError(
+        f"unknown dataset {name!r}; expected 'mnist', 'fashion-mnist', 'default' or 'xor'"
+    )
+
+
+def xor() -> Split:
+    """The XOR truth table.
+
+    Returns:
+        ``(X, y)``: ``X`` float32 of shape ``(4, 2)`` with rows ``[0, 0], [0, 1],
+        [1, 0], [1, 1]``; ``y`` float32 ``[0, 1, 1, 0]`` of shape ``(4,)``.
+    """
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    y = np.array([0, 1, 1, 0], dtype=np.float32)
+    return X, y
+
+
+# --------------------------------------------------------------------- batching
+
+
+def _check_pair(X: Any, y: Any) -> None:
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} != {len(y)}")
+
+
+def batches(
+    X: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int | None = 0,
+) -> Iterator[Split]:
+    """Iterate over ``(Xb, yb)`` mini-batches covering every sample exactly once.
+
+    The arguments are checked when ``batches`` is called, not at the first batch.
+
+    Args:
+        X: samples, indexed along the first axis.
+        y: targets, same length as ``X``.
+        batch_size: samples per batch (>= 1); the last batch may be smaller.
+        shuffle: visit the samples in a random order.
+        seed: seed of the shuffle (the same seed gives the same order); ``None``
+            for a fresh random order.
+
+    Raises:
+        ValueError: if ``batch_size < 1`` or ``len(X) != len(y)``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_pair(X, y)
+    X = np.asarray(X)
+    y = np.asarray(y)
+    n = len(X)
+    order = np.random.default_rng(seed).permutation(n) if shuffle else None
+    return _iterate(X, y, int(batch_size), order)
+
+
+def _iterate(
+    X: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None
+) -> Iterator[Split]:
+    for start in range(0, len(X), batch_size):
+        if order is None:
+            yield X[start:start + batch_size], y[start:start + batch_size]
+        else:
+            idx = order[start:start + batch_size]
+            yield X[idx], y[idx]
+
+
+def train_val_split(
+    X: np.ndarray, y: np.ndarray, val_fraction: float = 0.1, seed: int | None = 0
+) -> tuple[Split, Split]:
+    """Split a data set into shuffled training and validation parts.
+
+    Args:
+        X: samples, indexed along the first axis.
+        y: targets, same length as ``X``.
+        val_fraction: fraction of the samples for validation, in ``[0, 1)``; the
+            count is rounded to the nearest integer.
+        seed: seed of the shuffle (the same seed gives the same split).
+
+    Returns:
+        ``(X_tr, y_tr), (X_val, y_val)``.
+
+    Raises:
+        ValueError: for mismatched lengths, a fraction outside ``[0, 1)``, or a
+            split that would leave no training sample.
+    """
+    _check_pair(X, y)
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    X = np.asarray(X)
+    y = np.asarray(y)
+    n = len(X)
+    n_val = int(round(n * float(val_fraction)))
+    if n - n_val < 1:
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves no training sample out of {n}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    val, tr = order[:n_val], order[n_val:]
+    return (X[tr], y[tr]), (X[val], y[val])

@@ -1,0 +1,57 @@
+"""``gc.explain``: Algorithm 6.2's walk printed as a table, the way the lectures work it by hand.
+
+For each node of the cost's graph (forward order): its name, op, forward value (or shape when
+large) and the gradient of the cost with respect to it, read from the same grad_table that
+``gc.grad`` builds.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .autodiff import backprop
+from .ir import Tensor, is_float, toposort
+
+
+class Explanation(str):
+    """The printed table (a str) with the rows as dicts in ``.rows``."""
+
+    rows: list
+
+
+def _show(v) -> str:
+    v = np.asarray(v)
+    if v.size <= 6:
+        return np.array2string(v, precision=4, separator=", ") if v.ndim else f"{v.item():.6g}"
+    return f"shape {v.shape}"
+
+
+def explain(cost: Tensor, feed: dict, show: bool = True) -> Explanation:
+    """Print and return the forward values and backward gradients of every node of ``cost``."""
+    from .compile import compile as gc_compile
+
+    order = toposort([cost])
+    placeholders = [n for n in order if n.op == "placeholder"]
+    nodes = [n for n in order if n.op != "constant" or n is cost]
+    table = backprop(cost, [n for n in nodes if is_float(n.dtype)])
+    grads = [table.get(n.id) for n in nodes]
+    with_grad = [g for g in grads if g is not None]
+    f = gc_compile(placeholders, nodes + with_grad)
+    values = f(*[feed[p] for p in placeholders])
+    fwd, bwd = values[:len(nodes)], iter(values[len(nodes):])
+    rows = []
+    for n, v, g in zip(nodes, fwd, grads):
+        label = n.attrs.get("label", n.op)
+        args = ", ".join(i.name for i in n.inputs)
+        rows.append({"node": n.name, "op": f"{label}({args})" if args else label,
+                     "value": np.asarray(v), "grad": None if g is None else np.asarray(next(bwd))})
+    head = ("node", "op", "value", f"d{cost.name}/d node")
+    cells = [(r["node"], r["op"], _show(r["value"]), "-" if r["grad"] is None else _show(r["grad"]))
+             for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    line = lambda c: "  ".join(s.ljust(w) for s, w in zip(c, widths)).rstrip()  # noqa: E731
+    text = "\n".join([line(head), line(["-" * w for w in widths])] + [line(c) for c in cells])
+    out = Explanation(text)
+    out.rows = rows
+    if show:
+        print(text)
+    return out

@@ -1,0 +1,194 @@
+"""The graph IR: immutable symbolic tensors (nodes) and graph walks.
+
+A ``Tensor`` is one node of a static graph: an op name, input nodes, attributes, and a static
+shape and dtype inferred when the node is built (``None`` in a shape is a free dimension).
+Nodes never change after construction; passes build new nodes instead.  Parameters hold their
+numpy value in a mutable ``ParamStore`` that compiled functions update in place.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import traceback
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+Shape = tuple  # tuple of int | None
+
+_ids = itertools.count()
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_location() -> str:
+    """``file:line`` of the innermost stack frame outside the graphc package (where the user built
+    the node); used in error messages and exported graphs."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith(_PKG_DIR + os.sep):
+            rel = os.path.relpath(path)
+            return f"{path if rel.startswith('..') else rel}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+def format_shape(shape: Shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class ParamStore:
+    """Mutable storage of a parameter's value (shared by the compiled functions that update it)."""
+
+    __slots__ = ("array", "version", "__weakref__")
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.version = 0  # bumped on every host-side write, so device copies know to refresh
+
+
+class Tensor:
+    """A node of the graph: ``op(inputs, **attrs)`` with a static shape and dtype."""
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "_name", "id", "where", "effects",
+                 "__weakref__")
+    __array_priority__ = 1000  # numpy arrays on the left defer to our operators
+
+    def __init__(self, op: str, inputs: Sequence["Tensor"], attrs: dict, shape: Shape, dtype,
+                 name: str | None = None, effects: Sequence[tuple] = (), where: str | None = None):
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.attrs = dict(attrs)
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = np.dtype(dtype).name
+        self.id = next(_ids)
+        self._name = name
+        self.where = where if where is not None else user_location()
+        # Side effects that run whenever this node is computed by a compiled function:
+        # (parameter, new_value) pairs, e.g. batch norm's running statistics.
+        self.effects = tuple(effects)
+
+    # -- metadata -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name if self._name is not None else f"{self.op}_{self.id}"
+
+    @name.setter
+    def name(self, value: str) -> None:  # a label only: renaming never changes semantics
+        self._name = str(value)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.inputs
+
+    @property
+    def trainable(self) -> bool:
+        return bool(self.attrs.get("trainable", False))
+
+    def __repr__(self) -> str:
+        return f"<Tensor {self.name}: {self.op} {format_shape(self.shape)} {self.dtype}>"
+
+    def __hash__(self) -> int:
+        return self.id
+
+    def __eq__(self, other):  # identity; use gc.equal for elementwise comparison
+        return self is other
+
+    def __bool__(self):
+        raise TypeError("a symbolic tensor has no truth value; use gc.where / gc.greater")
+
+    # -- parameter and constant values ------------------------------------------------------
+    @property
+    def value(self) -> np.ndarray:
+        if self.op == "parameter":
+            return self.attrs["store"].array.copy()
+        if self.op == "constant":
+            return self.attrs["value"].copy()
+        raise AttributeError(f"{self.name} ({self.op}) has no value: only parameters and constants do")
+
+    @value.setter
+    def value(self, new) -> None:
+        if self.op != "parameter":
+            raise AttributeError(f"{self.name} ({self.op}) is not a parameter")
+        arr = np.asarray(new)
+        if arr.shape != self.shape:
+            raise ValueError(f"parameter {self.name}: expected shape {format_shape(self.shape)}, "
+                             f"got {format_shape(arr.shape)}")
+        store = self.attrs["store"]
+        store.array = np.array(arr, dtype=self.dtype, copy=True)
+        store.version += 1
+
+    # Operator overloads are attached in graphc.ops.api (they need the op constructors).
+
+
+def leaf(op: str, shape: Shape, dtype, name=None, **attrs) -> Tensor:
+    return Tensor(op, (), attrs, shape, dtype, name=name)
+
+
+def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
+    """All nodes that ``outputs`` depend on, inputs before consumers (iterative DFS, so deep
+    graphs don't hit the recursion limit).  Deterministic: follows input order."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    for root in outputs:
+        if root.id in seen:
+            continue
+        stack = [(root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == 0 and node.id in seen:
+                continue
+            if i < len(node.inputs):
+                stack.append((node, i + 1))
+                child = node.inputs[i]
+                if child.id not in seen:
+                    stack.append((child, 0))
+            else:
+                if node.id not in seen:
+                    seen.add(node.id)
+                    order.append(node)
+    return order
+
+
+def consumers(order: Sequence[Tensor]) -> dict[int, list[Tensor]]:
+    """Map node id -> the nodes in ``order`` that read it (once per use)."""
+    users: dict[int, list[Tensor]] = {n.id: [] for n in order}
+    for n in order:
+        for i in n.inputs:
+            users.setdefault(i.id, []).append(n)
+    return users
+
+
+def collect_effects(order: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """Implicit (parameter, new value) updates of the nodes in ``order``, first one wins."""
+    out, seen = [], set()
+    for n in order:
+        for p, v in n.effects:
+            if p.id not in seen:
+                seen.add(p.id)
+                out.append((p, v))
+    return out
+
+
+def is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def attrs_key(attrs: dict) -> tuple:
+    """A hashable, deterministic key for node attributes (used by CSE and the compile cache)."""
+    items = []
+    for k in sorted(attrs):
+        v = attrs[k]
+        if isinstance(v, np.ndarray):
+            v = ("ndarray", v.dtype.str, v.shape, v.tobytes())
+        elif isinstance(v, ParamStore):
+            v = ("store", id(v))
+        elif isinstance(v, list):
+            v = tuple(v)
+        items.append((k, v))
+    return tuple(items)

@@ -1,0 +1,274 @@
+"""Elementwise ops: every one is a single SymPy expression over its arguments.
+
+One primitive, ``ew``, carries the expression (attr ``expr``), a human label and the output
+dtype.  Its numpy reference is the lambdified expression, its gradient with respect to argument
+i is another ``ew`` node computing ``g * d expr / d a_i`` (so derivatives of any order come from
+SymPy), and the C and GPU renderers print the same expression.  The named ops of the public API
+(``relu``, ``add``, ...) are thin constructors listed in ``ELEMENTWISE``.  Python scalars mixed
+into an op become literals of its expression rather than graph nodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from ..errors import ShapeError
+from ..ir import Tensor, format_shape, is_float
+from ..symbolic import A, Max2, Min2, Sigmoid, Softplus, free_args, numpy_function
+from .registry import OpDef, broadcast_shapes, make, promote, register
+
+Scalar = (int, float, bool, np.integer, np.floating, np.bool_)
+
+
+# -- the primitive -------------------------------------------------------------------------
+
+def _infer(inputs, attrs):
+    shape = broadcast_shapes(attrs.get("label", "ew"), *[t.shape for t in inputs])
+    return shape, attrs["dtype"]
+
+
+def _ref(node, *values):
+    fn = numpy_function(node.attrs["expr"], len(values))
+    with np.errstate(all="ignore"):
+        out = np.asarray(fn(*values))
+    shape = np.broadcast_shapes(*[np.shape(v) for v in values]) if values else ()
+    if out.shape != shape:
+        out = np.broadcast_to(out, shape)
+    return out.astype(node.dtype, copy=False)
+
+
+def _grad(node, g):
+    expr = node.attrs["expr"]
+    n = len(node.inputs)
+    grads = []
+    for i, x in enumerate(node.inputs):
+        if not is_float(x.dtype) or A[i] not in expr.free_symbols:
+            grads.append(None)
+            continue
+        d = sp.diff(expr, A[i])
+        if d == 0:
+            grads.append(None)
+            continue
+        label = f"d{node.attrs['label']}/d{i}" if n > 1 else f"{node.attrs['label']}'"
+        grads.append(ew(A[n] * d, list(node.inputs) + [g], label=label, dtype=x.dtype))
+    return grads
+
+
+register(OpDef("ew", _infer, _ref, _grad, kind="elementwise",
+               doc="elementwise SymPy expression over broadcast inputs"))
+
+
+def ew(expr: sp.Expr, inputs: list, label: str, dtype) -> Tensor:
+    """Build an ``ew`` node computing ``expr`` over ``inputs`` (symbols A[i] = inputs[i]).
+
+    Inputs the expression does not use are dropped and repeated inputs merged, so equal
+    computations give equal nodes (which CSE and the compile cache rely on).  The identity
+    expression returns its input unchanged when no broadcast or cast is needed."""
+    expr = sp.sympify(expr)
+    used = sorted(free_args(expr))
+    kept: list[Tensor] = []
+    subs = {}
+    for i in used:
+        t = inputs[i]
+        j = next((k for k, u in enumerate(kept) if u is t), None)
+        if j is None:
+            kept.append(t)
+            j = len(kept) - 1
+        subs[A[i]] = sp.Dummy(f"k{j}")
+    # two-step renaming avoids collisions between old and new indices
+    expr = expr.xreplace(subs)
+    expr = expr.xreplace({s: A[int(s.name[1:])] for s in subs.values()})
+    dtype = np.dtype(dtype).name
+    if not kept:
+        raise ShapeError(f"{label}: an elementwise op needs at least one tensor input")
+    if expr == A[0] and len(kept) == 1 and kept[0].dtype == dtype:
+        return kept[0]
+    return make("ew", kept, expr=expr, label=label, dtype=dtype)
+
+
+# -- operand handling ------------------------------------------------------------------------
+
+def _literal(v):
+    if isinstance(v, (bool, np.bool_)):
+        return sp.Integer(int(v))
+    if isinstance(v, (int, np.integer)):
+        return sp.Integer(int(v))
+    return sp.Float(float(v), 17)
+
+
+def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
+    """Split the operands of ``op`` into sympy atoms (symbols for tensors, literals for Python
+    scalars), the tensor inputs, and the dtypes taking part in promotion."""
+    from .core import constant  # late import: core builds on this module's ew()
+
+    atoms, inputs, dtypes = [], [], []
+    tensor_dtypes = [a.dtype for a in args if isinstance(a, Tensor)]
+    float_like = promote(op, *tensor_dtypes) if tensor_dtypes else "float32"
+    for a in args:
+        if isinstance(a, Tensor):
+            atoms.append(A[len(inputs)])
+            inputs.append(a)
+            dtypes.append(a.dtype)
+        elif isinstance(a, Scalar) or (isinstance(a, np.ndarray) and a.ndim == 0
+                                       and not tensor_dtypes == []):
+            v = a.item() if isinstance(a, np.ndarray) else a
+            atoms.append(_literal(v))
+            if isinstance(v, float) and not is_float(float_like):
+                dtypes.append("float32")  # a float literal makes an int op float
+        else:
+            arr = np.asarray(a)
+            if arr.dtype == object:
+                raise TypeError(f"{op}: cannot use {type(a).__name__} as a tensor")
+            # numpy arrays are weakly typed: they take the float dtype of the symbolic operands
+            if arr.dtype.kind == "f" and is_float(float_like):
+                arr = arr.astype(float_like)
+            t = constant(arr)
+            atoms.append(A[len(inputs)])
+            inputs.append(t)
+            dtypes.append(t.dtype)
+    if not inputs:  # all operands were scalars: a constant
+        vals = [np.asarray(a) for a in args]
+        dtypes = [v.dtype for v in vals]
+        atoms = [A[i] for i in range(len(vals))]
+        inputs = [constant(v if v.dtype.kind != "f" else v.astype("float32")) for v in vals]
+        dtypes = [t.dtype for t in inputs]
+    return atoms, inputs, dtypes
+
+
+# -- the table of named elementwise ops ------------------------------------------------------
+
+@dataclass(frozen=True)
+class ElementwiseSpec:
+    """A named elementwise op: ``fn(*atoms, **params)`` returns its SymPy expression.
+
+    result: "promote" (dtype of the operands), "bool" (comparisons), "float" (float operands
+    required).  ``sample`` describes test inputs: the valid domain of each argument."""
+
+    name: str
+    arity: int
+    fn: Callable
+    result: str = "float"
+    domain: tuple = ()  # per argument: "real", "positive", "unit" (0,1), "bool", "nonzero"
+    params: tuple = ()  # example parameter dicts for the generated tests
+    differentiable: bool = True
+
+
+ELEMENTWISE: dict[str, ElementwiseSpec] = {}
+
+
+def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
+    atoms, inputs, dtypes = _prepare(spec.name, args)
+    expr = spec.fn(*atoms, **params)
+    if spec.result == "bool":
+        dtype = "bool"
+    else:
+        dtype = promote(spec.name, *dtypes)
+        if spec.result == "float" and not is_float(dtype):
+            dtype = "float32"  # math on ints gives floats, as in PyTorch
+    return ew(expr, inputs, label=spec.name, dtype=dtype)
+
+
+def define(name: str, arity: int, result: str = "float", domain=None, params=((),),
+           differentiable: bool = True):
+    """Decorator registering a named elementwise op and creating its public constructor."""
+    def wrap(fn):
+        spec = ElementwiseSpec(name, arity, fn, result, tuple(domain or ("real",) * arity),
+                               tuple(dict(p) for p in params), differentiable)
+        ELEMENTWISE[name] = spec
+
+        def op(*args, **params_):
+            if len(args) != arity:
+                raise TypeError(f"{name} takes {arity} tensor argument(s), got {len(args)}")
+            return _apply(spec, args, params_)
+
+        op.__name__ = name
+        op.__doc__ = fn.__doc__
+        op.spec = spec
+        return op
+    return wrap
+
+
+# arithmetic (numpy broadcasting, dtype promotion)
+add = define("add", 2, "promote")(lambda a, b: a + b)
+sub = define("sub", 2, "promote")(lambda a, b: a - b)
+mul = define("mul", 2, "promote")(lambda a, b: a * b)
+div = define("div", 2, "float", ("real", "nonzero"))(lambda a, b: a / b)
+neg = define("neg", 1, "promote")(lambda a: -a)
+pow = define("pow", 2, "float", ("positive", "real"))(lambda a, b: a ** b)
+
+# elementwise math
+exp = define("exp", 1)(sp.exp)
+log = define("log", 1, domain=("positive",))(sp.log)
+sqrt = define("sqrt", 1, domain=("positive",))(sp.sqrt)
+abs = define("abs", 1, "promote")(sp.Abs)
+cos = define("cos", 1)(sp.cos)
+sin = define("sin", 1)(sp.sin)
+square = define("square", 1, "promote")(lambda a: a ** 2)
+maximum = define("maximum", 2, "promote")(Max2)
+minimum = define("minimum", 2, "promote")(Min2)
+
+
+@define("where", 3, "promote", ("bool", "real", "real"))
+def where(c, a, b):
+    """``a`` where ``c`` is true, else ``b``."""
+    return sp.Piecewise((a, sp.Ne(c, 0)), (b, True))
+
+
+# comparisons: boolean results, no gradient
+greater = define("greater", 2, "bool", differentiable=False)(
+    lambda a, b: sp.Piecewise((1, a > b), (0, True)))
+less = define("less", 2, "bool", differentiable=False)(
+    lambda a, b: sp.Piecewise((1, a < b), (0, True)))
+equal = define("equal", 2, "bool", differentiable=False)(
+    lambda a, b: sp.Piecewise((1, sp.Eq(a, b)), (0, True)))
+
+# activations (derivative 0 at kinks, as PyTorch)
+sigmoid = define("sigmoid", 1)(Sigmoid)
+tanh = define("tanh", 1)(sp.tanh)
+relu = define("relu", 1)(lambda x: sp.Piecewise((x, x > 0), (0, True)))
+leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}))(
+    lambda x, alpha=0.01: sp.Piecewise((x, x > 0), (_literal(alpha) * x, True)))
+prelu = define("prelu", 2, domain=("real", "real"))(
+    lambda x, a: sp.Piecewise((x, x > 0), (a * x, True)))
+elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}))(
+    lambda x, alpha=1.0: sp.Piecewise((x, x > 0), (_literal(alpha) * expm1(x), True)))
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+selu = define("selu", 1)(lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
+    (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
+softplus = define("softplus", 1)(Softplus)
+hard_tanh = define("hard_tanh", 1)(
+    lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
+softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
+silu = define("silu", 1)(lambda x: x * Sigmoid(x))
+swish = silu
+mish = define("mish", 1)(lambda x: x * sp.tanh(Softplus(x)))
+step = define("step", 1, differentiable=False)(lambda x: sp.Piecewise((1, x > 0), (0, True)))
+
+
+def _gelu(x, approximate="none"):
+    if approximate == "none":
+        return x / 2 * (1 + sp.erf(x / sp.sqrt(2)))
+    if approximate == "tanh":
+        return x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + _literal(0.044715) * x ** 3)))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+gelu = define("gelu", 1, params=({"approximate": "none"}, {"approximate": "tanh"}))(_gelu)
+
+# losses written elementwise (stable forms; reductions are applied by graphc.ops.nn)
+binary_cross_entropy_elementwise = define(
+    "binary_cross_entropy", 2, domain=("unit", "unit"))(
+    lambda p, t: -(t * Max2(sp.log(p), -100) + (1 - t) * Max2(log1p(-p), -100)))
+bce_with_logits_elementwise = define(
+    "binary_cross_entropy_with_logits", 2, domain=("real", "unit"))(
+    lambda x, t: Softplus(x) - x * t)
+
+
+def cast(t: Tensor, dtype) -> Tensor:
+    """Convert ``t`` to ``dtype`` (bool -> 0/1)."""
+    return ew(A[0], [t], label="cast", dtype=dtype)

@@ -1,0 +1,348 @@
+"""Neural-network ops: row-wise softmax family, losses, penalties, dropout, batch norm, maxout.
+
+Softmax, log-softmax, logsumexp and softmax-cross-entropy are primitives (backends fuse them
+into one row kernel); everything else is composed from primitives so every backend runs it.
+"""
+from __future__ import annotations
+
+import builtins
+import itertools
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import Tensor, format_shape, is_float
+from . import elementwise as E
+from .core import (as_tensor, broadcast_like, constant, expand_dims, make, max, mean, parameter,
+                   reshape, sum)
+from .registry import OpDef, normalize_axes, register
+
+
+def _stable_lse(x, axis, keepdims=True):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+# -- softmax family (one axis) ----------------------------------------------------------------
+
+def _same_infer(inputs, attrs):
+    t = inputs[0]
+    normalize_axes("softmax", attrs["axis"], t.ndim, t.shape)
+    if not is_float(t.dtype):
+        raise ShapeError(f"softmax: expects a float tensor, got {t.dtype}")
+    return t.shape, t.dtype
+
+
+def _softmax_ref(node, x):
+    return np.exp(x - _stable_lse(x, node.attrs["axis"])).astype(node.dtype)
+
+
+def _softmax_grad(node, g):
+    # y * (g - sum(g * y))
+    y, ax = node, node.attrs["axis"]
+    s = broadcast_like(sum(E.mul(g, y), axis=ax, keepdims=True), y)
+    return [E.mul(y, E.sub(g, s))]
+
+
+def _log_softmax_ref(node, x):
+    return (x - _stable_lse(x, node.attrs["axis"])).astype(node.dtype)
+
+
+def _log_softmax_grad(node, g):
+    # g - softmax(x) * sum(g)
+    ax = node.attrs["axis"]
+    s = broadcast_like(sum(g, axis=ax, keepdims=True), node)
+    return [E.sub(g, E.mul(E.exp(node), s))]
+
+
+register(OpDef("softmax", _same_infer, _softmax_ref, _softmax_grad, kind="rowwise"))
+register(OpDef("log_softmax", _same_infer, _log_softmax_ref, _log_softmax_grad, kind="rowwise"))
+
+
+def softmax(t, axis=-1) -> Tensor:
+    t = as_tensor(t)
+    return make("softmax", [t], axis=normalize_axes("softmax", axis, t.ndim, t.shape)[0])
+
+
+def log_softmax(t, axis=-1) -> Tensor:
+    t = as_tensor(t)
+    return make("log_softmax", [t], axis=normalize_axes("log_softmax", axis, t.ndim, t.shape)[0])
+
+
+def _lse_infer(inputs, attrs):
+    t = inputs[0]
+    axes, keep = attrs["axes"], attrs["keepdims"]
+    return tuple((1 if i in axes else d) for i, d in enumerate(t.shape)
+                 if keep or i not in axes), t.dtype
+
+
+def _lse_grad(node, g):
+    x, axes = node.inputs[0], node.attrs["axes"]
+    keep = (lambda t: t) if node.attrs["keepdims"] else (lambda t: expand_dims(t, axes))
+    lse = broadcast_like(keep(node), x)
+    return [E.mul(broadcast_like(keep(g), x), E.exp(E.sub(x, lse)))]
+
+
+register(OpDef("logsumexp", _lse_infer,
+               lambda node, x: _stable_lse(x, node.attrs["axes"], node.attrs["keepdims"]
+                                           ).astype(node.dtype),
+               _lse_grad, kind="reduce"))
+
+
+def logsumexp(t, axis=None, keepdims=False) -> Tensor:
+    """log(sum(exp(t))) over ``axis``, computed stably."""
+    t = as_tensor(t)
+    axes = normalize_axes("logsumexp", axis, t.ndim, t.shape)
+    return make("logsumexp", [t], axes=axes, keepdims=bool(keepdims))
+
+
+# -- cross-entropy ----------------------------------------------------------------------------
+
+def _xent_infer(inputs, attrs):
+    logits, labels = inputs
+    if logits.ndim != 2 or labels.ndim != 1:
+        raise ShapeError(f"cross_entropy: expects logits (N, C) and labels (N,), got "
+                         f"{format_shape(logits.shape)} and {format_shape(labels.shape)}")
+    n1, n2 = logits.shape[0], labels.shape[0]
+    if n1 is not None and n2 is not None and n1 != n2:
+        raise ShapeError(f"cross_entropy: batch sizes differ: logits "
+                         f"{format_shape(logits.shape)} and labels {format_shape(labels.shape)}")
+    if labels.dtype[0] not in "iu" or not is_float(logits.dtype):
+        raise ShapeError(f"cross_entropy: expects float logits and integer labels, got "
+                         f"{logits.dtype} and {labels.dtype}")
+    return (n1 if n1 is not None else n2,), logits.dtype
+
+
+def _xent_ref(node, logits, labels):
+    n, c = logits.shape
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= c):
+        raise ValueError(f"cross_entropy: labels must be in [0, {c}), got range "
+                         f"[{labels.min()}, {labels.max()}]")
+    lse = _stable_lse(logits, 1, keepdims=False)
+    return (lse - logits[np.arange(n), labels]).astype(node.dtype)
+
+
+def one_hot(labels: Tensor, depth: int, dtype="float32") -> Tensor:
+    """Rows of the identity matrix picked by integer ``labels`` (shape labels.shape + (depth,))."""
+    classes = constant(np.arange(depth, dtype=labels.dtype))
+    return E.cast(E.equal(expand_dims(labels, -1), classes), dtype)
+
+
+def _xent_grad(node, g):
+    logits, labels = node.inputs
+    delta = E.sub(softmax(logits, -1), one_hot(labels, logits.shape[1], logits.dtype))
+    return [E.mul(delta, expand_dims(g, -1)), None]
+
+
+register(OpDef("softmax_cross_entropy", _xent_infer, _xent_ref, _xent_grad, kind="rowwise"))
+
+
+def _reduce_loss(op: str, per_element: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return mean(per_element)
+    if reduction == "sum":
+        return sum(per_element)
+    if reduction == "none":
+        return per_element
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def cross_entropy(logits, labels, reduction="mean") -> Tensor:
+    """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,)."""
+    logits, labels = as_tensor(logits), as_tensor(labels)
+    if labels.ndim == 1 and labels.dtype[0] not in "iu":
+        raise ShapeError(f"cross_entropy: labels must be integers, got {labels.dtype}")
+    return _reduce_loss("cross_entropy", make("softmax_cross_entropy", [logits, labels]),
+                        reduction)
+
+
+def _check_same(op, a: Tensor, b: Tensor):
+    from .registry import broadcast_shapes
+    out = broadcast_shapes(op, a.shape, b.shape)
+    if len(a.shape) != len(out) or any(x is not None and y is not None and x != y
+                                        for x, y in zip(a.shape, out)):
+        raise ShapeError(f"{op}: target shape {format_shape(b.shape)} does not match "
+                         f"prediction shape {format_shape(a.shape)}")
+
+
+def mse(pred, target, reduction="mean") -> Tensor:
+    """Mean squared error."""
+    pred = as_tensor(pred)
+    target = as_tensor(target, like=pred)
+    _check_same("mse", pred, target)
+    return _reduce_loss("mse", E.square(E.sub(pred, target)), reduction)
+
+
+def binary_cross_entropy(prob, target, reduction="mean") -> Tensor:
+    """BCE of probabilities (log clamped at -100, as PyTorch)."""
+    prob = as_tensor(prob)
+    target = as_tensor(target, like=prob)
+    _check_same("binary_cross_entropy", prob, target)
+    return _reduce_loss("binary_cross_entropy",
+                        E.binary_cross_entropy_elementwise(prob, target), reduction)
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor:
+    """BCE on logits, stable form softplus(x) - x t."""
+    logits = as_tensor(logits)
+    target = as_tensor(target, like=logits)
+    _check_same("binary_cross_entropy_with_logits", logits, target)
+    return _reduce_loss("binary_cross_entropy_with_logits",
+                        E.bce_with_logits_elementwise(logits, target), reduction)
+
+
+def _tensor_list(tensors):
+    if isinstance(tensors, Tensor):
+        return [tensors]
+    return [as_tensor(t) for t in tensors]
+
+
+def l1_penalty(tensors) -> Tensor:
+    """Sum of absolute values over all ``tensors``."""
+    terms = [sum(E.abs(t)) for t in _tensor_list(tensors)]
+    if not terms:
+        return constant(0.0)
+    return builtins.sum(terms[1:], terms[0]) if len(terms) > 1 else terms[0]
+
+
+def l2_penalty(tensors) -> Tensor:
+    """Sum of squares over all ``tensors`` (multiply by lambda/2 for the textbook penalty)."""
+    terms = [sum(E.square(t)) for t in _tensor_list(tensors)]
+    if not terms:
+        return constant(0.0)
+    out = terms[0]
+    for t in terms[1:]:
+        out = E.add(out, t)
+    return out
+
+
+# -- maxout -----------------------------------------------------------------------------------
+
+def maxout(t, pieces: int, axis=-1) -> Tensor:
+    """Split ``axis`` into consecutive groups of ``pieces``; unit j is the max of group j."""
+    t = as_tensor(t)
+    ax = normalize_axes("maxout", axis, t.ndim, t.shape)[0]
+    d = t.shape[ax]
+    if not isinstance(pieces, (int, np.integer)) or pieces < 1:
+        raise ValueError(f"maxout: pieces must be a positive int, got {pieces!r}")
+    if d is None or d % pieces:
+        raise ShapeError(f"maxout: axis {ax} of {format_shape(t.shape)} must be a known "
+                         f"multiple of pieces={pieces}")
+    shape = list(t.shape[:ax]) + [d // pieces, pieces] + list(t.shape[ax + 1:])
+    if builtins.sum(s is None for s in shape) > 1:
+        raise ShapeError(f"maxout: at most one free dimension, got {format_shape(t.shape)}")
+    return max(reshape(t, shape), axis=ax + 1)
+
+
+# -- dropout ----------------------------------------------------------------------------------
+
+def _uniform_numpy(seed: int, counter: int, n: int) -> np.ndarray:
+    """The counter-based generator every backend implements (splitmix64 of a mixed key)."""
+    with np.errstate(over="ignore"):
+        idx = np.arange(n, dtype=np.uint64)
+        z = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(counter) * np.uint64(0xD1B54A32D192ED03)
+             + idx * np.uint64(0xBF58476D1CE4E5B9))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+
+
+def _uniform_ref(node, counter, ref):
+    shape = np.shape(ref)
+    n = int(np.prod(shape))
+    return _uniform_numpy(node.attrs["seed"], int(counter), n).reshape(shape).astype(node.dtype)
+
+
+register(OpDef("random_uniform",
+               lambda inputs, attrs: (inputs[1].shape, inputs[1].dtype if is_float(
+                   inputs[1].dtype) else "float32"),
+               _uniform_ref, lambda node, g: [None, None], kind="random", differentiable=False))
+
+_seeds = itertools.count(0x5EED)
+
+
+def _training_flag(op: str, training):
+    if isinstance(training, (bool, np.bool_)):
+        return bool(training)
+    if isinstance(training, Tensor) and training.shape == () and training.dtype == "bool":
+        return training
+    raise TypeError(f"{op}: training must be a Python bool or a boolean scalar placeholder, "
+                    f"got {training!r}")
+
+
+def dropout(t, rate: float, training, seed=None) -> Tensor:
+    """Inverted dropout: in training, keep each unit with probability 1-rate and scale it by
+    1/(1-rate); otherwise the identity.  Each call of a compiled function draws a new mask
+    (a counter parameter advances); masks are identical on every backend."""
+    t = as_tensor(t)
+    if not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    flag = _training_flag("dropout", training)
+    if flag is False or rate == 0.0:
+        return t
+    seed = next(_seeds) if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
+    counter = parameter(np.array(0, dtype=np.int64), name="dropout_counter", trainable=False)
+    u = make("random_uniform", [counter, t], seed=seed)
+    keep = 1.0 / (1.0 - float(rate))
+    scale = E.where(E.less(u, 1.0 - float(rate)), keep, 0.0)
+    dropped = E.mul(t, E.cast(scale, t.dtype))
+    out = dropped if flag is True else E.where(flag, dropped, t)
+    bump = E.add(counter, 1)
+    return _with_effects(out, [(counter, bump)])
+
+
+def _with_effects(t: Tensor, effects) -> Tensor:
+    """An identity node carrying implicit parameter updates (run when ``t`` is computed)."""
+    return make("identity", [t], effects=tuple(effects))
+
+
+register(OpDef("identity", lambda inputs, attrs: (inputs[0].shape, inputs[0].dtype),
+               lambda node, x: x, lambda node, g: [g], kind="layout"))
+
+
+# -- batch norm -------------------------------------------------------------------------------
+
+def batch_norm(t, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """Normalize over axis 0 with batch statistics (training) or the running ones (inference).
+
+    In training the running statistics (``trainable=False`` parameters) are updated by every
+    compiled call: ``r = (1-momentum) r + momentum * stat``, the variance unbiased (PyTorch)."""
+    t = as_tensor(t)
+    gamma, beta = as_tensor(gamma, like=t), as_tensor(beta, like=t)
+    flag = _training_flag("batch_norm", training)
+    for name, p in (("running_mean", running_mean), ("running_var", running_var)):
+        if not isinstance(p, Tensor) or p.op != "parameter":
+            raise TypeError(f"batch_norm: {name} must be a parameter")
+        if p.shape != t.shape[1:]:
+            raise ShapeError(f"batch_norm: {name} shape {format_shape(p.shape)} does not match "
+                             f"features {format_shape(t.shape[1:])} of {format_shape(t.shape)}")
+
+    def normalize(mu, var):
+        return E.add(E.mul(gamma, E.div(E.sub(t, mu), E.sqrt(E.add(var, eps)))), beta)
+
+    inference = normalize(running_mean, running_var)
+    if flag is False:
+        return inference
+    mu = mean(t, axis=0)
+    var = mean(E.square(E.sub(t, mu)), axis=0)
+    train = normalize(mu, var)
+    from .core import size_of
+    n = size_of(t, 0, dtype=t.dtype)
+    unbiased = E.div(E.mul(var, n), E.maximum(E.sub(n, 1.0), 1.0))
+    new_mean = E.add(E.mul(running_mean, 1.0 - momentum), E.mul(mu, momentum))
+    new_var = E.add(E.mul(running_var, 1.0 - momentum), E.mul(unbiased, momentum))
+    if flag is True:
+        out = train
+    else:
+        out = E.where(flag, train, inference)
+        new_mean = E.where(flag, new_mean, running_mean)
+        new_var = E.where(flag, new_var, running_var)
+    from .core import stop_gradient
+    return _with_effects(out, [(running_mean, stop_gradient(new_mean)),
+                               (running_var, stop_gradient(new_var))])

@@ -1,0 +1,1 @@
+"""Backends' runtimes: the numpy interpreter, the cffi CPU loader, CuPy and pyopencl."""

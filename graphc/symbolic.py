@@ -1,0 +1,108 @@
+"""SymPy helpers: the custom functions elementwise ops are written with, and their numpy code.
+
+Each elementwise op is one SymPy expression over the argument symbols ``A[0..]``; its numpy
+reference and its derivative come from that one expression.  Functions whose textbook form
+overflows or whose derivative needs a convention (kinks) are custom ``sympy.Function`` classes
+with an explicit ``fdiff``; every printer (numpy here, C/GPU in ``graphc.codegen``) maps them.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import sympy as sp
+
+# Argument symbols of elementwise expressions (real, so d|x|/dx = sign(x)).
+A = sp.symbols("a0:32", real=True)
+
+
+class Sigmoid(sp.Function):
+    """Logistic sigmoid, evaluated stably (no overflow for large |x|)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        s = Sigmoid(self.args[0])
+        return s * (1 - s)
+
+
+class Softplus(sp.Function):
+    """log(1 + exp(x)) in the stable form max(x, 0) + log1p(exp(-|x|))."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return Sigmoid(self.args[0])
+
+
+class Max2(sp.Function):
+    """Elementwise maximum; at ties the gradient is split evenly (as PyTorch does)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_number and b.is_number:
+            return sp.Max(a, b)
+
+    def fdiff(self, argindex=1):
+        a, b = self.args if argindex == 1 else self.args[::-1]
+        return sp.Piecewise((1, a > b), (sp.S.Half, sp.Eq(a, b)), (0, True))
+
+
+class Min2(sp.Function):
+    """Elementwise minimum; ties split the gradient evenly."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_number and b.is_number:
+            return sp.Min(a, b)
+
+    def fdiff(self, argindex=1):
+        a, b = self.args if argindex == 1 else self.args[::-1]
+        return sp.Piecewise((1, a < b), (sp.S.Half, sp.Eq(a, b)), (0, True))
+
+
+CUSTOM_FUNCTIONS = (Sigmoid, Softplus, Max2, Min2)
+
+
+def _np_sigmoid(x):
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _np_softplus(x):
+    return np.logaddexp(0, x).astype(np.result_type(x, np.float32), copy=False)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _np_erf(x):
+    x = np.asarray(x)
+    return _erf(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+NUMPY_FUNCTIONS = {
+    "Sigmoid": _np_sigmoid,
+    "Softplus": _np_softplus,
+    "Max2": np.maximum,
+    "Min2": np.minimum,
+    "erf": _np_erf,
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def numpy_function(expr: sp.Expr, nargs: int):
+    """Compile ``expr`` (over A[:nargs]) to a numpy function of nargs arrays."""
+    return sp.lambdify(A[:nargs], expr, modules=[NUMPY_FUNCTIONS, "numpy"])
+
+
+def free_args(expr: sp.Expr) -> set[int]:
+    """Indices of the argument symbols ``expr`` uses."""
+    return {A.index(s) for s in expr.free_symbols if s in A}

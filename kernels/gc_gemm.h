@@ -1,0 +1,521 @@
+/*
+ * gc_gemm.h -- header-only, template-style GEMM for graphc generated C code.
+ *
+ * Usage (may be repeated any number of times in one translation unit):
+ *
+ *   #define GC_GEMM_NAME      k3_dense_relu        // required: function name
+ *   #define GC_GEMM_REAL      float                // optional: float (default) or double
+ *   #define GC_GEMM_EPILOGUE(acc, i, j)  ...       // optional: default (acc); may use `ep`
+ *   #include "gc_gemm.h"
+ *
+ * instantiates
+ *
+ *   void k3_dense_relu(int M, int N, int K,
+ *                      const GC_GEMM_REAL *A, int lda, int transA,
+ *                      const GC_GEMM_REAL *B, int ldb, int transB,
+ *                      GC_GEMM_REAL *C, int ldc, int accumulate,
+ *                      const void *const *ep);
+ *
+ * computing, for 0 <= i < M, 0 <= j < N (all matrices row-major):
+ *
+ *   C[i*ldc+j] = EPILOGUE( sum_k opA(i,k)*opB(k,j) + (accumulate ? C[i*ldc+j] : 0), i, j )
+ *
+ *   opA(i,k) = transA ? A[k*lda+i] : A[i*lda+k]      (A is K x M resp. M x K)
+ *   opB(k,j) = transB ? B[j*ldb+k] : B[k*ldb+j]      (B is N x K resp. K x N)
+ *
+ * The epilogue is applied exactly once per element, after the full K sum
+ * (also when K == 0).  `ep` is an opaque pointer array the epilogue may use.
+ *
+ * Design (BLIS / GotoBLAS): K is split into KC blocks, N into NC blocks; a
+ * KC x NC panel of op(B) is packed cooperatively by all threads into a shared
+ * buffer, every thread packs MC x KC blocks of op(A) into a thread-local
+ * buffer, and a register-blocked MR x NR micro-kernel (GCC vector
+ * extensions, width picked from __AVX512F__ / __AVX__ / SSE) computes tiles
+ * into a local buffer.  Packing, micro-kernel and driver are shared static
+ * functions (one copy per element type per translation unit); only the tile
+ * store + epilogue function and a tiny wrapper are generated per
+ * instantiation, which keeps the compile cost of an instantiation small.
+ * OpenMP: one parallel region per call for problems >= ~2 MFLOP (never nested:
+ * called from inside a parallel region it runs single-threaded).
+ */
+
+#if !defined(GC_GEMM__PASS)
+
+/* ======================================================================= */
+/* Shared part: compiled once per translation unit.                        */
+/* ======================================================================= */
+#ifndef GC_GEMM__SHARED_DONE
+#define GC_GEMM__SHARED_DONE
+
+#include <stdlib.h>
+#include <string.h>
+#include <stddef.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define GC__CAT2(a, b) a##b
+#define GC__CAT(a, b) GC__CAT2(a, b)
+
+/* vector width in bytes and micro-tile height (rows of C per micro-tile);
+ * a micro-tile is MR rows x (GC__NV vectors) columns. */
+#if defined(__AVX512F__)
+#define GC__VB 64
+#define GC__MR 8
+#define GC__NV 2
+#elif defined(__AVX__)
+#define GC__VB 32
+#define GC__MR 6
+#define GC__NV 2
+#else
+#define GC__VB 16
+#define GC__MR 4
+#define GC__NV 2
+#endif
+
+/* cache blocking (elements of the K dim / rows of C / cols of C) */
+#ifndef GC_GEMM_KC
+#define GC_GEMM_KC 256
+#endif
+#ifndef GC_GEMM_MC
+#define GC_GEMM_MC 96
+#endif
+#ifndef GC_GEMM_NC
+#define GC_GEMM_NC 4096
+#endif
+/* read non-transposed B in place (no packing) when M <= this (and M <= MC) */
+#ifndef GC_GEMM_DIRECT_M
+#define GC_GEMM_DIRECT_M 96
+#endif
+/* below this many flops (2*M*N*K) run single-threaded */
+#ifndef GC_GEMM_PAR_FLOPS
+#define GC_GEMM_PAR_FLOPS 2.0e6
+#endif
+
+/* the micro-kernel must use FMA even under -std=c11 (which implies
+ * -ffp-contract=off); it is not inlined anyway (called per tile). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define GC__UKR_ATTR __attribute__((noinline, optimize("fp-contract=fast")))
+#else
+#define GC__UKR_ATTR __attribute__((noinline))
+#endif
+
+static inline int gc__min(int a, int b) { return a < b ? a : b; }
+static inline int gc__cdiv(int a, int b) { return (a + b - 1) / b; }
+static inline int gc__rup(int a, int b) { return gc__cdiv(a, b) * b; }
+
+static void *gc__grow(void **p, size_t *cap, size_t bytes)
+{
+    if (bytes > *cap) {
+        size_t nb = (bytes + 4095) & ~(size_t)4095;
+        free(*p);
+        *p = aligned_alloc(64, nb);
+        *cap = *p ? nb : 0;
+    }
+    return *p;
+}
+
+#define GC_GEMM__PASS 1
+#define GC__T float
+#define GC__I int
+#define GC__S f32
+#include "gc_gemm.h"
+#undef GC__T
+#undef GC__I
+#undef GC__S
+#define GC__T double
+#define GC__I long long
+#define GC__S f64
+#include "gc_gemm.h"
+#undef GC__T
+#undef GC__I
+#undef GC__S
+#undef GC_GEMM__PASS
+
+#endif /* GC_GEMM__SHARED_DONE */
+
+/* ======================================================================= */
+/* Per-instantiation part.                                                 */
+/* ======================================================================= */
+#ifndef GC_GEMM_NAME
+#error "gc_gemm.h: define GC_GEMM_NAME before including"
+#endif
+#ifndef GC_GEMM_REAL
+#define GC_GEMM_REAL float
+#endif
+#ifndef GC_GEMM_EPILOGUE
+#define GC_GEMM_EPILOGUE(acc, i, j) (acc)
+#define GC__NOEPI 1
+#else
+#define GC__NOEPI 0
+#endif
+
+/* Store an mr x nr tile (row stride ts) into C at (i0, j0).
+ * mode bit 0: add existing C; bit 1: apply the epilogue (last K block). */
+static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_store_rows)(
+    int mr, int nr, const GC_GEMM_REAL *tile, int ts, GC_GEMM_REAL *C, int ldc, int i0, int j0,
+    int mode, const void *const *ep)
+{
+    (void)ep;
+    for (int gc_r = 0; gc_r < mr; ++gc_r) {
+        GC_GEMM_REAL *restrict gc_c = C + (size_t)(i0 + gc_r) * (size_t)ldc + j0;
+        const GC_GEMM_REAL *restrict gc_t = tile + (size_t)gc_r * ts;
+        const int gc_i = i0 + gc_r;
+        (void)gc_i;
+        switch (mode) {
+        case 0:
+            for (int gc_q = 0; gc_q < nr; ++gc_q) gc_c[gc_q] = gc_t[gc_q];
+            break;
+        case 1:
+            for (int gc_q = 0; gc_q < nr; ++gc_q) gc_c[gc_q] += gc_t[gc_q];
+            break;
+        case 2:
+            for (int gc_q = 0; gc_q < nr; ++gc_q) {
+                const int gc_j = j0 + gc_q;
+                (void)gc_j;
+                gc_c[gc_q] = GC_GEMM_EPILOGUE(gc_t[gc_q], gc_i, gc_j);
+            }
+            break;
+        default:
+            for (int gc_q = 0; gc_q < nr; ++gc_q) {
+                const int gc_j = j0 + gc_q;
+                (void)gc_j;
+                gc_c[gc_q] = GC_GEMM_EPILOGUE(gc_c[gc_q] + gc_t[gc_q], gc_i, gc_j);
+            }
+            break;
+        }
+    }
+}
+
+static void GC__CAT(GC_GEMM_NAME, __gc_store)(int mr, int nr, const GC_GEMM_REAL *tile, int ts,
+                                              GC_GEMM_REAL *C, int ldc, int i0, int j0, int mode,
+                                              const void *const *ep)
+{
+    enum { GC__NRX = GC__NV * (int)(GC__VB / sizeof(GC_GEMM_REAL)) };
+    if (nr == GC__NRX && ts == GC__NRX) /* full-width tile: constant trip count */
+        GC__CAT(GC_GEMM_NAME, __gc_store_rows)(mr, GC__NRX, tile, GC__NRX, C, ldc, i0, j0, mode, ep);
+    else
+        GC__CAT(GC_GEMM_NAME, __gc_store_rows)(mr, nr, tile, ts, C, ldc, i0, j0, mode, ep);
+}
+
+void GC_GEMM_NAME(int M, int N, int K,
+                  const GC_GEMM_REAL *A, int lda, int transA,
+                  const GC_GEMM_REAL *B, int ldb, int transB,
+                  GC_GEMM_REAL *C, int ldc, int accumulate,
+                  const void *const *ep)
+{
+    _Generic((GC_GEMM_REAL *)0, float *: gc__gemm_run_f32, double *: gc__gemm_run_f64)(
+        M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
+        GC__CAT(GC_GEMM_NAME, __gc_store), GC__NOEPI);
+}
+
+#undef GC_GEMM_NAME
+#undef GC_GEMM_REAL
+#undef GC_GEMM_EPILOGUE
+#undef GC__NOEPI
+
+#else /* GC_GEMM__PASS */
+
+/* ======================================================================= */
+/* Shared template, instantiated for GC__T in {float, double}.             */
+/* ======================================================================= */
+#define GC__F(name) GC__CAT(name, GC__S)
+#define GC__VL ((int)(GC__VB / sizeof(GC__T)))
+#define GC__NR (GC__NV * GC__VL)
+
+/* vector type; aligned(sizeof(T)) so it can load from unaligned addresses */
+typedef GC__T GC__F(gc__vec_) __attribute__((vector_size(GC__VB), aligned(sizeof(GC__T))));
+typedef void (*GC__F(gc__store_t_))(int mr, int nr, const GC__T *tile, int ts, GC__T *C, int ldc,
+                                    int i0, int j0, int mode, const void *const *ep);
+
+static __thread void *GC__F(gc__bufA_);
+static __thread size_t GC__F(gc__capA_);
+static __thread void *GC__F(gc__bufB_);
+static __thread size_t GC__F(gc__capB_);
+
+/* Micro-kernel: T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < MR, c < NR
+ * (a: packed A panel; b: packed B panel with bs = NR, or B itself).
+ * out_mode 0: out[r*ldo + c] = T; 1: out[r*ldo + c] += T. */
+GC__UKR_ATTR static void GC__F(gc__ukr_)(int kc, const GC__T *restrict a, const GC__T *restrict b,
+                                         long bs, GC__T *restrict out, long ldo, int out_mode)
+{
+    typedef GC__F(gc__vec_) V;
+    V c[GC__MR][GC__NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < GC__MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < GC__NV; ++v) c[r][v] = (V){0};
+    for (int k = 0; k < kc; ++k) {
+        V bv[GC__NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < GC__NV; ++v) bv[v] = *(const V *)(b + v * GC__VL);
+#pragma GCC unroll 16
+        for (int r = 0; r < GC__MR; ++r) {
+            const GC__T ar = a[r];
+#pragma GCC unroll 4
+            for (int v = 0; v < GC__NV; ++v) c[r][v] += ar * bv[v];
+        }
+        a += GC__MR;
+        b += bs;
+    }
+    if (out_mode) {
+#pragma GCC unroll 16
+        for (int r = 0; r < GC__MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) += c[r][v];
+    } else {
+#pragma GCC unroll 16
+        for (int r = 0; r < GC__MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) = c[r][v];
+    }
+}
+
+/* Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-row panels: dst[panel][k][r]. */
+static void GC__F(gc__packA_)(int mc, int kc, const GC__T *A, int lda, int transA, int i0, int p0,
+                              GC__T *restrict dst)
+{
+    for (int ip = 0; ip < mc; ip += GC__MR) {
+        const int mr = gc__min(GC__MR, mc - ip);
+        GC__T *restrict d = dst + (size_t)ip * kc;
+        if (transA) {
+            const GC__T *s = A + (size_t)p0 * lda + (i0 + ip);
+            if (mr == GC__MR) {
+                for (int k = 0; k < kc; ++k, s += lda)
+#pragma GCC unroll 16
+                    for (int r = 0; r < GC__MR; ++r) d[k * GC__MR + r] = s[r];
+            } else {
+                for (int k = 0; k < kc; ++k, s += lda)
+                    for (int r = 0; r < GC__MR; ++r) d[k * GC__MR + r] = r < mr ? s[r] : (GC__T)0;
+            }
+        } else {
+            const GC__T *s = A + (size_t)(i0 + ip) * lda + p0;
+            if (mr == GC__MR) {
+                for (int k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+                    for (int r = 0; r < GC__MR; ++r) d[k * GC__MR + r] = s[(size_t)r * lda + k];
+            } else {
+                for (int k = 0; k < kc; ++k)
+                    for (int r = 0; r < GC__MR; ++r)
+                        d[k * GC__MR + r] = r < mr ? s[(size_t)r * lda + k] : (GC__T)0;
+            }
+        }
+    }
+}
+
+/* dst[q*ldd + c] = src[c*lds + q] for c, q < 8 */
+static inline __attribute__((always_inline)) void GC__F(gc__tr8_)(const GC__T *restrict src, long lds,
+                                                                  GC__T *restrict dst, long ldd)
+{
+    typedef GC__T V8 __attribute__((vector_size(8 * sizeof(GC__T)), aligned(sizeof(GC__T))));
+    typedef GC__I M8 __attribute__((vector_size(8 * sizeof(GC__T))));
+    V8 r0 = *(const V8 *)(src), r1 = *(const V8 *)(src + lds), r2 = *(const V8 *)(src + 2 * lds),
+       r3 = *(const V8 *)(src + 3 * lds), r4 = *(const V8 *)(src + 4 * lds), r5 = *(const V8 *)(src + 5 * lds),
+       r6 = *(const V8 *)(src + 6 * lds), r7 = *(const V8 *)(src + 7 * lds);
+    const M8 lo1 = {0, 8, 1, 9, 4, 12, 5, 13}, hi1 = {2, 10, 3, 11, 6, 14, 7, 15};
+    const M8 lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const M8 lo3 = {0, 1, 2, 3, 8, 9, 10, 11}, hi3 = {4, 5, 6, 7, 12, 13, 14, 15};
+    V8 t0 = __builtin_shuffle(r0, r1, lo1), t1 = __builtin_shuffle(r0, r1, hi1);
+    V8 t2 = __builtin_shuffle(r2, r3, lo1), t3 = __builtin_shuffle(r2, r3, hi1);
+    V8 t4 = __builtin_shuffle(r4, r5, lo1), t5 = __builtin_shuffle(r4, r5, hi1);
+    V8 t6 = __builtin_shuffle(r6, r7, lo1), t7 = __builtin_shuffle(r6, r7, hi1);
+    V8 u0 = __builtin_shuffle(t0, t2, lo2), u1 = __builtin_shuffle(t0, t2, hi2);
+    V8 u2 = __builtin_shuffle(t1, t3, lo2), u3 = __builtin_shuffle(t1, t3, hi2);
+    V8 u4 = __builtin_shuffle(t4, t6, lo2), u5 = __builtin_shuffle(t4, t6, hi2);
+    V8 u6 = __builtin_shuffle(t5, t7, lo2), u7 = __builtin_shuffle(t5, t7, hi2);
+    *(V8 *)(dst + 0 * ldd) = __builtin_shuffle(u0, u4, lo3);
+    *(V8 *)(dst + 4 * ldd) = __builtin_shuffle(u0, u4, hi3);
+    *(V8 *)(dst + 1 * ldd) = __builtin_shuffle(u1, u5, lo3);
+    *(V8 *)(dst + 5 * ldd) = __builtin_shuffle(u1, u5, hi3);
+    *(V8 *)(dst + 2 * ldd) = __builtin_shuffle(u2, u6, lo3);
+    *(V8 *)(dst + 6 * ldd) = __builtin_shuffle(u2, u6, hi3);
+    *(V8 *)(dst + 3 * ldd) = __builtin_shuffle(u3, u7, lo3);
+    *(V8 *)(dst + 7 * ldd) = __builtin_shuffle(u3, u7, hi3);
+}
+
+/* Pack NR-column panels [plo, phi) of op(B)[p0:p0+kc, j0:j0+nc]:
+ * dst[panel - plo][k][c]. */
+static void GC__F(gc__packB_)(int kc, int nc, int plo, int phi, const GC__T *B, int ldb, int transB,
+                              int p0, int j0, GC__T *restrict dst)
+{
+    for (int p = plo; p < phi; ++p) {
+        const int jp = p * GC__NR;
+        const int nr = gc__min(GC__NR, nc - jp);
+        GC__T *restrict d = dst + (size_t)(p - plo) * GC__NR * kc;
+        if (!transB) {
+            const GC__T *s = B + (size_t)p0 * ldb + (j0 + jp);
+            if (nr == GC__NR) {
+                for (int k = 0; k < kc; ++k, s += ldb)
+#pragma GCC unroll 4
+                    for (int c = 0; c < GC__NR; ++c) d[k * GC__NR + c] = s[c];
+            } else {
+                for (int k = 0; k < kc; ++k, s += ldb)
+                    for (int c = 0; c < GC__NR; ++c) d[k * GC__NR + c] = c < nr ? s[c] : (GC__T)0;
+            }
+        } else {
+            const GC__T *s = B + (size_t)(j0 + jp) * ldb + p0;
+            if (nr == GC__NR) {
+                int k = 0;
+                if (GC__NR % 8 == 0) {
+                    /* 8x8 block transposes in registers */
+                    for (; k + 8 <= kc; k += 8)
+                        for (int cb = 0; cb < GC__NR; cb += 8)
+                            GC__F(gc__tr8_)(s + (size_t)cb * ldb + k, ldb, d + (size_t)k * GC__NR + cb, GC__NR);
+                }
+                for (; k < kc; ++k)
+#pragma GCC unroll 4
+                    for (int c = 0; c < GC__NR; ++c) d[k * GC__NR + c] = s[(size_t)c * ldb + k];
+            } else {
+                for (int k = 0; k < kc; ++k)
+                    for (int c = 0; c < GC__NR; ++c)
+                        d[k * GC__NR + c] = c < nr ? s[(size_t)c * ldb + k] : (GC__T)0;
+            }
+        }
+    }
+}
+
+typedef struct {
+    int M, N, K, lda, ldb, ldc, tA, tB, acc, noepi;
+    const GC__T *A, *B;
+    GC__T *C;
+    const void *const *ep;
+    GC__F(gc__store_t_) st;
+    int kc, nc, mc, nI, nJ;
+    int direct; /* use B in place (no packing) for full panels */
+    GC__T *Bp;
+} GC__F(gc__ctx_);
+
+static void GC__F(gc__work_)(const GC__F(gc__ctx_) *x, int tid, int nth)
+{
+    const int M = x->M, N = x->N, K = x->K;
+    GC__T *Ap = (GC__T *)gc__grow(&GC__F(gc__bufA_), &GC__F(gc__capA_),
+                                  ((size_t)x->mc + GC__NR) * x->kc * sizeof(GC__T));
+    GC__T *Bedge = Ap + (size_t)x->mc * x->kc; /* direct mode: packed edge panel */
+    const int sync = nth > 1 && !x->direct;
+    GC__T *Bp = x->Bp;
+    GC__T tile[GC__MR * GC__NR] __attribute__((aligned(64)));
+    for (int jc = 0; jc < N; jc += x->nc) {
+        const int ncur = gc__min(x->nc, N - jc);
+        const int npan = gc__cdiv(ncur, GC__NR);
+        for (int pc = 0; pc < K; pc += x->kc) {
+            const int kcur = gc__min(x->kc, K - pc);
+            const int mode = (pc == 0 ? (x->acc ? 1 : 0) : 1) | (pc + kcur >= K ? 2 : 0);
+            if (!x->direct) {
+                const int plo = (int)((long)tid * npan / nth), phi = (int)((long)(tid + 1) * npan / nth);
+                GC__F(gc__packB_)(kcur, ncur, plo, phi, x->B, x->ldb, x->tB, pc, jc,
+                                  Bp + (size_t)plo * GC__NR * kcur);
+            }
+            if (sync) {
+#pragma omp barrier
+            }
+            const int items = x->nI * x->nJ;
+            const int lo = (int)((long)tid * items / nth), hi = (int)((long)(tid + 1) * items / nth);
+            int last_ic = -1;
+            for (int it = lo; it < hi; ++it) {
+                const int ic = it / x->nJ, jj = it % x->nJ;
+                const int i0 = ic * x->mc;
+                if (i0 >= M) continue;
+                const int mcur = gc__min(x->mc, M - i0);
+                if (ic != last_ic) {
+                    GC__F(gc__packA_)(mcur, kcur, x->A, x->lda, x->tA, i0, pc, Ap);
+                    last_ic = ic;
+                }
+                const int plo = (int)((long)jj * npan / x->nJ), phi = (int)((long)(jj + 1) * npan / x->nJ);
+                for (int p = plo; p < phi; ++p) {
+                    const int j = jc + p * GC__NR;
+                    const int nr = gc__min(GC__NR, N - j);
+                    const GC__T *bp = Bp + (size_t)p * GC__NR * kcur;
+                    long bs = GC__NR;
+                    if (x->direct) {
+                        if (nr == GC__NR) {
+                            bp = x->B + (size_t)pc * x->ldb + j;
+                            bs = x->ldb;
+                        } else {
+                            GC__F(gc__packB_)(kcur, ncur, p, p + 1, x->B, x->ldb, x->tB, pc, jc, Bedge);
+                            bp = Bedge;
+                        }
+                    }
+                    for (int ir = 0; ir < mcur; ir += GC__MR) {
+                        const int mr = gc__min(GC__MR, mcur - ir);
+                        if (mr == GC__MR && nr == GC__NR && (!(mode & 2) || x->noepi)) {
+                            /* full tile, no epilogue to apply: straight from registers to C */
+                            GC__F(gc__ukr_)(kcur, Ap + (size_t)ir * kcur, bp, bs,
+                                            x->C + (size_t)(i0 + ir) * x->ldc + j, x->ldc, mode & 1);
+                        } else {
+                            GC__F(gc__ukr_)(kcur, Ap + (size_t)ir * kcur, bp, bs, tile, GC__NR, 0);
+                            x->st(mr, nr, tile, GC__NR, x->C, x->ldc, i0 + ir, j, mode, x->ep);
+                        }
+                    }
+                }
+            }
+            if (sync) {
+#pragma omp barrier
+            }
+        }
+    }
+}
+
+__attribute__((noinline)) static void GC__F(gc__gemm_run_)(
+    int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__store_t_) st, int noepi)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        GC__T zt[GC__MR * GC__NR];
+        memset(zt, 0, sizeof zt);
+        for (int i = 0; i < M; i += GC__MR)
+            for (int j = 0; j < N; j += GC__NR)
+                st(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, GC__NR, C, ldc, i, j,
+                   (accumulate ? 1 : 0) | 2, ep);
+        return;
+    }
+    int nth = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
+        nth = omp_get_max_threads();
+#endif
+    GC__F(gc__ctx_) x;
+    x.M = M; x.N = N; x.K = K; x.lda = lda; x.ldb = ldb; x.ldc = ldc;
+    x.tA = transA; x.tB = transB; x.acc = accumulate; x.noepi = noepi;
+    x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st;
+    /* K blocks of balanced size */
+    x.kc = gc__cdiv(K, gc__cdiv(K, GC_GEMM_KC));
+    /* N blocks of balanced size, multiple of NR */
+    x.nc = gc__rup(gc__cdiv(N, gc__cdiv(N, GC_GEMM_NC)), GC__NR);
+    /* M blocks: enough of them to feed all threads, else split the N panels */
+    {
+        int nIb = gc__cdiv(M, GC_GEMM_MC);
+        int nI, nJ;
+        if (nIb >= nth) { nI = gc__rup(nIb, nth); nJ = 1; }
+        else { nI = nIb; nJ = gc__cdiv(nth, nI); }
+        x.mc = gc__rup(gc__cdiv(M, nI), GC__MR);
+        x.nI = gc__cdiv(M, x.mc);
+        x.nJ = nJ;
+    }
+    if (nth > 1 && x.nI * x.nJ < nth) nth = x.nI * x.nJ;
+    /* few rows of C: every B element is used only a few times, so packing B
+     * would cost about as much as the multiply: read B in place. */
+    x.direct = !transB && x.nI <= 1 && M <= GC_GEMM_DIRECT_M;
+    x.Bp = x.direct ? NULL
+                    : (GC__T *)gc__grow(&GC__F(gc__bufB_), &GC__F(gc__capB_),
+                                        (size_t)x.kc * x.nc * sizeof(GC__T));
+    if (nth <= 1) {
+        GC__F(gc__work_)(&x, 0, 1);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+    {
+        const int tn = omp_get_num_threads();
+        GC__F(gc__ctx_) y = x;
+        if (tn != nth && tn > 0) { /* fewer threads than asked: keep it consistent */ }
+        GC__F(gc__work_)(&y, omp_get_thread_num(), tn);
+    }
+#endif
+}
+
+#undef GC__F
+#undef GC__VL
+#undef GC__NR
+
+#endif /* GC_GEMM__PASS */
