@@ -14,7 +14,7 @@ import numpy as np
 import sympy as sp
 
 # Argument symbols of elementwise expressions (real, so d|x|/dx = sign(x)).
-A = sp.symbols("a0:32", real=True)
+A = sp.symbols("a0:256", real=True)
 
 
 class Sigmoid(sp.Function):
@@ -85,7 +85,8 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _np_erf(x):
     x = np.asarray(x)
-    return _erf(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+    # np.asarray: on a 0-d input frompyfunc returns a bare Python float
+    return np.asarray(_erf(x)).astype(x.dtype if x.dtype.kind == "f" else np.float64)
 
 
 NUMPY_FUNCTIONS = {

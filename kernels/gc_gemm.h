@@ -61,31 +61,51 @@
  * a micro-tile is MR rows x (GC__NV vectors) columns. */
 #if defined(__AVX512F__)
 #define GC__VB 64
-#define GC__MR 8
-#define GC__NV 2
+#define GC__MR0 8
+#define GC__NV0 2
 #elif defined(__AVX__)
 #define GC__VB 32
-#define GC__MR 6
-#define GC__NV 2
+#define GC__MR0 6
+#define GC__NV0 2
 #else
 #define GC__VB 16
-#define GC__MR 4
-#define GC__NV 2
+#define GC__MR0 4
+#define GC__NV0 2
+#endif
+#ifdef GC_GEMM_MR
+#define GC__MR GC_GEMM_MR
+#else
+#define GC__MR GC__MR0
+#endif
+#ifdef GC_GEMM_NV
+#define GC__NV GC_GEMM_NV
+#else
+#define GC__NV GC__NV0
 #endif
 
 /* cache blocking (elements of the K dim / rows of C / cols of C) */
 #ifndef GC_GEMM_KC
-#define GC_GEMM_KC 256
+#define GC_GEMM_KC 384
 #endif
 #ifndef GC_GEMM_MC
-#define GC_GEMM_MC 96
+#define GC_GEMM_MC 132
 #endif
 #ifndef GC_GEMM_NC
 #define GC_GEMM_NC 4096
 #endif
-/* read non-transposed B in place (no packing) when M <= this (and M <= MC) */
+/* read non-transposed B in place (no packing) when M <= this (and M <= MC)
+ * and B's rows are at most GC_GEMM_DIRECT_LDB_BYTES apart (larger strides
+ * alias in L1 / thrash the TLB) */
 #ifndef GC_GEMM_DIRECT_M
-#define GC_GEMM_DIRECT_M 96
+#define GC_GEMM_DIRECT_M 256
+#endif
+#ifndef GC_GEMM_DIRECT_LDB_BYTES
+#define GC_GEMM_DIRECT_LDB_BYTES 2048
+#endif
+/* with fewer than nthreads MC blocks, still split M (not N) across the
+ * threads when every thread gets at least this many rows */
+#ifndef GC_GEMM_SPLITM_MIN
+#define GC_GEMM_SPLITM_MIN 1000000
 #endif
 /* below this many flops (2*M*N*K) run single-threaded */
 #ifndef GC_GEMM_PAR_FLOPS
@@ -150,11 +170,11 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
 #define GC__NOEPI 0
 #endif
 
-/* Store an mr x nr tile (row stride ts) into C at (i0, j0).
- * mode bit 0: add existing C; bit 1: apply the epilogue (last K block). */
-static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_store_rows)(
+/* C[i0+r, j0+q] = EPILOGUE(tile[r*ts + q], i0+r, j0+q) for r < mr, q < nr.
+ * (The shared driver has already added C to the tile when accumulating.) */
+static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_epi_rows)(
     int mr, int nr, const GC_GEMM_REAL *tile, int ts, GC_GEMM_REAL *C, int ldc, int i0, int j0,
-    int mode, const void *const *ep)
+    const void *const *ep)
 {
     (void)ep;
     for (int gc_r = 0; gc_r < mr; ++gc_r) {
@@ -162,40 +182,25 @@ static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_sto
         const GC_GEMM_REAL *restrict gc_t = tile + (size_t)gc_r * ts;
         const int gc_i = i0 + gc_r;
         (void)gc_i;
-        switch (mode) {
-        case 0:
-            for (int gc_q = 0; gc_q < nr; ++gc_q) gc_c[gc_q] = gc_t[gc_q];
-            break;
-        case 1:
-            for (int gc_q = 0; gc_q < nr; ++gc_q) gc_c[gc_q] += gc_t[gc_q];
-            break;
-        case 2:
-            for (int gc_q = 0; gc_q < nr; ++gc_q) {
-                const int gc_j = j0 + gc_q;
-                (void)gc_j;
-                gc_c[gc_q] = GC_GEMM_EPILOGUE(gc_t[gc_q], gc_i, gc_j);
-            }
-            break;
-        default:
-            for (int gc_q = 0; gc_q < nr; ++gc_q) {
-                const int gc_j = j0 + gc_q;
-                (void)gc_j;
-                gc_c[gc_q] = GC_GEMM_EPILOGUE(gc_c[gc_q] + gc_t[gc_q], gc_i, gc_j);
-            }
-            break;
+        for (int gc_q = 0; gc_q < nr; ++gc_q) {
+            const int gc_j = j0 + gc_q;
+            (void)gc_j;
+            gc_c[gc_q] = GC_GEMM_EPILOGUE(gc_t[gc_q], gc_i, gc_j);
         }
     }
 }
 
-static void GC__CAT(GC_GEMM_NAME, __gc_store)(int mr, int nr, const GC_GEMM_REAL *tile, int ts,
-                                              GC_GEMM_REAL *C, int ldc, int i0, int j0, int mode,
-                                              const void *const *ep)
+static void GC__CAT(GC_GEMM_NAME, __gc_epi)(int mr, int nr, const GC_GEMM_REAL *tile, int ts,
+                                            GC_GEMM_REAL *C, int ldc, int i0, int j0,
+                                            const void *const *ep)
 {
+#ifdef GC_GEMM_EPI_FULLW
     enum { GC__NRX = GC__NV * (int)(GC__VB / sizeof(GC_GEMM_REAL)) };
     if (nr == GC__NRX && ts == GC__NRX) /* full-width tile: constant trip count */
-        GC__CAT(GC_GEMM_NAME, __gc_store_rows)(mr, GC__NRX, tile, GC__NRX, C, ldc, i0, j0, mode, ep);
+        GC__CAT(GC_GEMM_NAME, __gc_epi_rows)(mr, GC__NRX, tile, GC__NRX, C, ldc, i0, j0, ep);
     else
-        GC__CAT(GC_GEMM_NAME, __gc_store_rows)(mr, nr, tile, ts, C, ldc, i0, j0, mode, ep);
+#endif
+        GC__CAT(GC_GEMM_NAME, __gc_epi_rows)(mr, nr, tile, ts, C, ldc, i0, j0, ep);
 }
 
 void GC_GEMM_NAME(int M, int N, int K,
@@ -206,7 +211,7 @@ void GC_GEMM_NAME(int M, int N, int K,
 {
     _Generic((GC_GEMM_REAL *)0, float *: gc__gemm_run_f32, double *: gc__gemm_run_f64)(
         M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
-        GC__CAT(GC_GEMM_NAME, __gc_store), GC__NOEPI);
+        GC__NOEPI ? 0 : GC__CAT(GC_GEMM_NAME, __gc_epi));
 }
 
 #undef GC_GEMM_NAME
@@ -225,8 +230,8 @@ void GC_GEMM_NAME(int M, int N, int K,
 
 /* vector type; aligned(sizeof(T)) so it can load from unaligned addresses */
 typedef GC__T GC__F(gc__vec_) __attribute__((vector_size(GC__VB), aligned(sizeof(GC__T))));
-typedef void (*GC__F(gc__store_t_))(int mr, int nr, const GC__T *tile, int ts, GC__T *C, int ldc,
-                                    int i0, int j0, int mode, const void *const *ep);
+typedef void (*GC__F(gc__epi_t_))(int mr, int nr, const GC__T *tile, int ts, GC__T *C, int ldc,
+                                  int i0, int j0, const void *const *ep);
 
 static __thread void *GC__F(gc__bufA_);
 static __thread size_t GC__F(gc__capA_);
@@ -375,23 +380,49 @@ static void GC__F(gc__packB_)(int kc, int nc, int plo, int phi, const GC__T *B, 
 }
 
 typedef struct {
-    int M, N, K, lda, ldb, ldc, tA, tB, acc, noepi;
+    int M, N, K, lda, ldb, ldc, tA, tB, acc;
     const GC__T *A, *B;
     GC__T *C;
     const void *const *ep;
-    GC__F(gc__store_t_) st;
+    GC__F(gc__epi_t_) st; /* NULL: identity epilogue */
     int kc, nc, mc, nI, nJ;
     int direct; /* use B in place (no packing) for full panels */
     GC__T *Bp;
 } GC__F(gc__ctx_);
 
-static void GC__F(gc__work_)(const GC__F(gc__ctx_) *x, int tid, int nth)
+/* Write an mr x nr tile (row stride NR) to C at (i0, j0).  mode bit 0: add
+ * C; bit 1: last K block, apply the epilogue st (NULL = identity).  The tile
+ * is modified. */
+__attribute__((noinline, noclone)) static void GC__F(gc__tile_out_)(int mr, int nr, GC__T *restrict tile, GC__T *C, int ldc, int i0,
+                                 int j0, int mode, GC__F(gc__epi_t_) st, const void *const *ep)
+{
+    if ((mode & 2) && st) {
+        if (mode & 1)
+            for (int r = 0; r < mr; ++r) {
+                const GC__T *c = C + (size_t)(i0 + r) * ldc + j0;
+                for (int q = 0; q < nr; ++q) tile[r * GC__NR + q] += c[q];
+            }
+        st(mr, nr, tile, GC__NR, C, ldc, i0, j0, ep);
+        return;
+    }
+    for (int r = 0; r < mr; ++r) {
+        GC__T *c = C + (size_t)(i0 + r) * ldc + j0;
+        const GC__T *t = tile + r * GC__NR;
+        if (mode & 1)
+            for (int q = 0; q < nr; ++q) c[q] += t[q];
+        else
+            for (int q = 0; q < nr; ++q) c[q] = t[q];
+    }
+}
+
+__attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__ctx_) *x, int tid, int nth)
 {
     const int M = x->M, N = x->N, K = x->K;
     GC__T *Ap = (GC__T *)gc__grow(&GC__F(gc__bufA_), &GC__F(gc__capA_),
                                   ((size_t)x->mc + GC__NR) * x->kc * sizeof(GC__T));
     GC__T *Bedge = Ap + (size_t)x->mc * x->kc; /* direct mode: packed edge panel */
     const int sync = nth > 1 && !x->direct;
+    (void)sync;
     GC__T *Bp = x->Bp;
     GC__T tile[GC__MR * GC__NR] __attribute__((aligned(64)));
     for (int jc = 0; jc < N; jc += x->nc) {
@@ -405,17 +436,22 @@ static void GC__F(gc__work_)(const GC__F(gc__ctx_) *x, int tid, int nth)
                 GC__F(gc__packB_)(kcur, ncur, plo, phi, x->B, x->ldb, x->tB, pc, jc,
                                   Bp + (size_t)plo * GC__NR * kcur);
             }
+#ifdef _OPENMP
             if (sync) {
 #pragma omp barrier
             }
+#endif
             const int items = x->nI * x->nJ;
             const int lo = (int)((long)tid * items / nth), hi = (int)((long)(tid + 1) * items / nth);
             int last_ic = -1;
             for (int it = lo; it < hi; ++it) {
                 const int ic = it / x->nJ, jj = it % x->nJ;
-                const int i0 = ic * x->mc;
-                if (i0 >= M) continue;
-                const int mcur = gc__min(x->mc, M - i0);
+                /* block ic = MR-row tiles [ic*T/nI, (ic+1)*T/nI): balanced to one tile */
+                const int T = gc__cdiv(M, GC__MR);
+                const int i0 = GC__MR * (int)((long)ic * T / x->nI);
+                const int i1 = gc__min(M, GC__MR * (int)((long)(ic + 1) * T / x->nI));
+                if (i0 >= i1) continue;
+                const int mcur = i1 - i0;
                 if (ic != last_ic) {
                     GC__F(gc__packA_)(mcur, kcur, x->A, x->lda, x->tA, i0, pc, Ap);
                     last_ic = ic;
@@ -437,36 +473,41 @@ static void GC__F(gc__work_)(const GC__F(gc__ctx_) *x, int tid, int nth)
                     }
                     for (int ir = 0; ir < mcur; ir += GC__MR) {
                         const int mr = gc__min(GC__MR, mcur - ir);
-                        if (mr == GC__MR && nr == GC__NR && (!(mode & 2) || x->noepi)) {
+                        if (mr == GC__MR && nr == GC__NR && (!(mode & 2) || !x->st)) {
                             /* full tile, no epilogue to apply: straight from registers to C */
                             GC__F(gc__ukr_)(kcur, Ap + (size_t)ir * kcur, bp, bs,
                                             x->C + (size_t)(i0 + ir) * x->ldc + j, x->ldc, mode & 1);
                         } else {
                             GC__F(gc__ukr_)(kcur, Ap + (size_t)ir * kcur, bp, bs, tile, GC__NR, 0);
-                            x->st(mr, nr, tile, GC__NR, x->C, x->ldc, i0 + ir, j, mode, x->ep);
+                            GC__F(gc__tile_out_)(mr, nr, tile, x->C, x->ldc, i0 + ir, j, mode, x->st, x->ep);
                         }
                     }
                 }
             }
+#ifdef _OPENMP
             if (sync) {
 #pragma omp barrier
             }
+#endif
         }
     }
 }
 
-__attribute__((noinline)) static void GC__F(gc__gemm_run_)(
+/* noclone: keep gcc from cloning the driver per epilogue function pointer
+ * (that would make every instantiation pay for a copy of the driver) */
+__attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
-    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__store_t_) st, int noepi)
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st)
 {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
+    if (K <= 0) { /* empty sum: C = EPILOGUE(accumulate ? C : 0) */
         GC__T zt[GC__MR * GC__NR];
-        memset(zt, 0, sizeof zt);
         for (int i = 0; i < M; i += GC__MR)
-            for (int j = 0; j < N; j += GC__NR)
-                st(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, GC__NR, C, ldc, i, j,
-                   (accumulate ? 1 : 0) | 2, ep);
+            for (int j = 0; j < N; j += GC__NR) {
+                memset(zt, 0, sizeof zt);
+                GC__F(gc__tile_out_)(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, C, ldc, i, j,
+                                     (accumulate ? 1 : 0) | 2, st, ep);
+            }
         return;
     }
     int nth = 1;
@@ -476,7 +517,7 @@ __attribute__((noinline)) static void GC__F(gc__gemm_run_)(
 #endif
     GC__F(gc__ctx_) x;
     x.M = M; x.N = N; x.K = K; x.lda = lda; x.ldb = ldb; x.ldc = ldc;
-    x.tA = transA; x.tB = transB; x.acc = accumulate; x.noepi = noepi;
+    x.tA = transA; x.tB = transB; x.acc = accumulate;
     x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st;
     /* K blocks of balanced size */
     x.kc = gc__cdiv(K, gc__cdiv(K, GC_GEMM_KC));
@@ -486,16 +527,18 @@ __attribute__((noinline)) static void GC__F(gc__gemm_run_)(
     {
         int nIb = gc__cdiv(M, GC_GEMM_MC);
         int nI, nJ;
-        if (nIb >= nth) { nI = gc__rup(nIb, nth); nJ = 1; }
+        if (nIb >= nth || M >= nth * GC_GEMM_SPLITM_MIN) { nI = gc__rup(nIb, nth); nJ = 1; }
         else { nI = nIb; nJ = gc__cdiv(nth, nI); }
-        x.mc = gc__rup(gc__cdiv(M, nI), GC__MR);
-        x.nI = gc__cdiv(M, x.mc);
+        if (nI > gc__cdiv(M, GC__MR)) nI = gc__cdiv(M, GC__MR);
+        x.mc = GC__MR * gc__cdiv(gc__cdiv(M, GC__MR), nI); /* largest block */
+        x.nI = nI;
         x.nJ = nJ;
     }
     if (nth > 1 && x.nI * x.nJ < nth) nth = x.nI * x.nJ;
     /* few rows of C: every B element is used only a few times, so packing B
      * would cost about as much as the multiply: read B in place. */
-    x.direct = !transB && x.nI <= 1 && M <= GC_GEMM_DIRECT_M;
+    x.direct = !transB && x.nI <= 1 && M <= GC_GEMM_DIRECT_M &&
+               (size_t)ldb * sizeof(GC__T) <= GC_GEMM_DIRECT_LDB_BYTES;
     x.Bp = x.direct ? NULL
                     : (GC__T *)gc__grow(&GC__F(gc__bufB_), &GC__F(gc__capB_),
                                         (size_t)x.kc * x.nc * sizeof(GC__T));

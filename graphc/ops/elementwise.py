@@ -9,6 +9,7 @@ into an op become literals of its expression rather than graph nodes.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,6 +45,11 @@ def _ref(node, *values):
 def _grad(node, g):
     expr = node.attrs["expr"]
     n = len(node.inputs)
+    dout = node.attrs.get("dout")
+    if dout is not None:
+        # derivative written in terms of the output y: the input (e.g. a pre-activation) is then
+        # not needed by the backward pass, so it can be fused into the producing GEMM
+        return [ew(A[1] * dout, [node, g], label=f"{node.attrs['label']}'", dtype=node.dtype)]
     grads = []
     for i, x in enumerate(node.inputs):
         if not is_float(x.dtype) or A[i] not in expr.free_symbols:
@@ -62,13 +68,8 @@ register(OpDef("ew", _infer, _ref, _grad, kind="elementwise",
                doc="elementwise SymPy expression over broadcast inputs"))
 
 
-def ew(expr: sp.Expr, inputs: list, label: str, dtype) -> Tensor:
-    """Build an ``ew`` node computing ``expr`` over ``inputs`` (symbols A[i] = inputs[i]).
-
-    Inputs the expression does not use are dropped and repeated inputs merged, so equal
-    computations give equal nodes (which CSE and the compile cache rely on).  The identity
-    expression returns its input unchanged when no broadcast or cast is needed."""
-    expr = sp.sympify(expr)
+def canonical(expr: sp.Expr, inputs: list) -> tuple[sp.Expr, list[Tensor]]:
+    """Drop the inputs ``expr`` does not use, merge repeated ones, renumber the symbols."""
     used = sorted(free_args(expr))
     kept: list[Tensor] = []
     subs = {}
@@ -81,12 +82,23 @@ def ew(expr: sp.Expr, inputs: list, label: str, dtype) -> Tensor:
         subs[A[i]] = sp.Dummy(f"k{j}")
     # two-step renaming avoids collisions between old and new indices
     expr = expr.xreplace(subs)
-    expr = expr.xreplace({s: A[int(s.name[1:])] for s in subs.values()})
+    return expr.xreplace({s: A[int(s.name[1:])] for s in subs.values()}), kept
+
+
+def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None) -> Tensor:
+    """Build an ``ew`` node computing ``expr`` over ``inputs`` (symbols A[i] = inputs[i]).
+
+    Inputs the expression does not use are dropped and repeated inputs merged, so equal
+    computations give equal nodes (which CSE and the compile cache rely on).  The identity
+    expression returns its input unchanged when no broadcast or cast is needed."""
+    expr, kept = canonical(sp.sympify(expr), inputs)
     dtype = np.dtype(dtype).name
     if not kept:
         raise ShapeError(f"{label}: an elementwise op needs at least one tensor input")
     if expr == A[0] and len(kept) == 1 and kept[0].dtype == dtype:
         return kept[0]
+    if dout is not None and len(kept) == 1:
+        return make("ew", kept, expr=expr, label=label, dtype=dtype, dout=dout)
     return make("ew", kept, expr=expr, label=label, dtype=dtype)
 
 
@@ -155,6 +167,7 @@ class ElementwiseSpec:
     domain: tuple = ()  # per argument: "real", "positive", "unit" (0,1), "bool", "nonzero"
     params: tuple = ()  # example parameter dicts for the generated tests
     differentiable: bool = True
+    dout: Callable | None = None  # derivative as a function of the output y (unary ops)
 
 
 ELEMENTWISE: dict[str, ElementwiseSpec] = {}
@@ -169,15 +182,20 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
         dtype = promote(spec.name, *dtypes)
         if spec.result == "float" and not is_float(dtype):
             dtype = "float32"  # math on ints gives floats, as in PyTorch
-    return ew(expr, inputs, label=spec.name, dtype=dtype)
+    dout = None
+    if spec.dout is not None and len(inputs) == 1 and atoms[0] == A[0]:
+        defaults = {k: p.default for k, p in inspect.signature(spec.fn).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        dout = spec.dout(A[0], **{**defaults, **params})
+    return ew(expr, inputs, label=spec.name, dtype=dtype, dout=dout)
 
 
 def define(name: str, arity: int, result: str = "float", domain=None, params=((),),
-           differentiable: bool = True):
+           differentiable: bool = True, dout=None):
     """Decorator registering a named elementwise op and creating its public constructor."""
     def wrap(fn):
         spec = ElementwiseSpec(name, arity, fn, result, tuple(domain or ("real",) * arity),
-                               tuple(dict(p) for p in params), differentiable)
+                               tuple(dict(p) for p in params), differentiable, dout)
         ELEMENTWISE[name] = spec
 
         def op(*args, **params_):
@@ -201,9 +219,9 @@ neg = define("neg", 1, "promote")(lambda a: -a)
 pow = define("pow", 2, "float", ("positive", "real"))(lambda a, b: a ** b)
 
 # elementwise math
-exp = define("exp", 1)(sp.exp)
+exp = define("exp", 1, dout=lambda y: y)(sp.exp)
 log = define("log", 1, domain=("positive",))(sp.log)
-sqrt = define("sqrt", 1, domain=("positive",))(sp.sqrt)
+sqrt = define("sqrt", 1, domain=("positive",), dout=lambda y: 1 / (2 * y))(sp.sqrt)
 abs = define("abs", 1, "promote")(sp.Abs)
 cos = define("cos", 1)(sp.cos)
 sin = define("sin", 1)(sp.sin)
@@ -227,21 +245,38 @@ equal = define("equal", 2, "bool", differentiable=False)(
     lambda a, b: sp.Piecewise((1, sp.Eq(a, b)), (0, True)))
 
 # activations (derivative 0 at kinks, as PyTorch)
-sigmoid = define("sigmoid", 1)(Sigmoid)
-tanh = define("tanh", 1)(sp.tanh)
-relu = define("relu", 1)(lambda x: sp.Piecewise((x, x > 0), (0, True)))
-leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}))(
+sigmoid = define("sigmoid", 1, dout=lambda y: y * (1 - y))(Sigmoid)
+tanh = define("tanh", 1, dout=lambda y: 1 - y ** 2)(sp.tanh)
+relu = define("relu", 1, dout=lambda y: sp.Piecewise((1, y > 0), (0, True)))(
+    lambda x: sp.Piecewise((x, x > 0), (0, True)))
+
+
+def _positive_slope_dout(slope_of_y):
+    """Output-form derivative valid when the negative branch keeps the sign (alpha > 0)."""
+    def dout(y, alpha, **_):
+        return slope_of_y(y, alpha) if float(alpha) > 0 else None
+    return dout
+
+
+leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}),
+                    dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
+                        (1, y > 0), (_literal(a), True))))(
     lambda x, alpha=0.01: sp.Piecewise((x, x > 0), (_literal(alpha) * x, True)))
 prelu = define("prelu", 2, domain=("real", "real"))(
     lambda x, a: sp.Piecewise((x, x > 0), (a * x, True)))
-elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}))(
+elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
+             dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
+                 (1, y > 0), (y + _literal(a), True))))(
     lambda x, alpha=1.0: sp.Piecewise((x, x > 0), (_literal(alpha) * expm1(x), True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
-selu = define("selu", 1)(lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
-    (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
-softplus = define("softplus", 1)(Softplus)
-hard_tanh = define("hard_tanh", 1)(
+selu = define("selu", 1, dout=lambda y: sp.Piecewise(
+    (_literal(_SELU_SCALE), y > 0), (y + _literal(_SELU_SCALE * _SELU_ALPHA), True)))(
+    lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
+        (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
+softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
+hard_tanh = define("hard_tanh", 1, dout=lambda y: sp.Piecewise(
+    (1, sp.And(y > -1, y < 1)), (0, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
 softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
 silu = define("silu", 1)(lambda x: x * Sigmoid(x))

@@ -57,6 +57,8 @@ int main(int argc, char **argv)
         {1024, 512, 784, 1, 0, 0, 0, "dW = h^T g"},
         {512, 1024, 784, 0, 1, 0, 0, "dh = g W^T"},
         {512, 784, 1024, 0, 0, 0, 1, "fwd (double)"},
+        {32, 1024, 1024, 0, 0, 0, 0, "fwd wide"},
+        {64, 512, 2048, 0, 0, 0, 0, "fwd wide"},
     };
     printf("threads=%d reps=%d (median)\n", nth, reps);
     printf("%6s %6s %6s %3s %3s  %10s  %s\n", "M", "K", "N", "tA", "tB", "GFLOP/s", "what");

@@ -1,0 +1,1 @@
+"""Renderers: lowered kernels -> C (CPU) or dialect kernel text (CUDA/OpenCL)."""

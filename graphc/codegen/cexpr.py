@@ -1,0 +1,90 @@
+"""Print elementwise SymPy expressions as C-family scalar code (C, CUDA and OpenCL alike).
+
+Math functions are printed with graphc's portable names (``gc_expf`` ...), which
+``kernels/gc_runtime.h`` maps to <math.h> and ``kernels/gc_dialect.h`` to CUDA/OpenCL.  Rationals
+and constants such as pi are folded to float literals first (no ``M_PI``: NVRTC may lack it),
+small integer powers become products, and common subexpressions are hoisted with ``sympy.cse``.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.codegen.ast import float32, float64, real
+from sympy.printing.c import C99CodePrinter
+
+from ..symbolic import A
+
+_CUSTOM = {"Sigmoid": "gc_sigmoid", "Softplus": "gc_softplus", "Max2": "gc_max2",
+           "Min2": "gc_min2"}
+_MATH = ("exp", "log", "sqrt", "fabs", "tanh", "pow", "erf", "log1p", "expm1", "cos", "sin",
+         "fmax", "fmin", "floor")
+
+
+class _Printer(C99CodePrinter):
+    def __init__(self, dtype: str):
+        self.single = dtype == "float32"
+        suffix = "f" if self.single else ""
+        super().__init__(settings={
+            "type_aliases": {real: float32 if self.single else float64},
+            "user_functions": {k: v + suffix for k, v in _CUSTOM.items()},
+        })
+
+    def _print_Pow(self, expr):
+        base, e = expr.args
+        if e.is_Integer and 1 < abs(int(e)) <= 4:
+            prod = "*".join([f"({self._print(base)})"] * abs(int(e)))
+            return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"
+        return super()._print_Pow(expr)
+
+    def _print_sign(self, expr):
+        return f"gc_sign{'f' if self.single else ''}({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr):
+        # one line: (c0 ? e0 : (c1 ? e1 : e2))
+        out = self._print(expr.args[-1].expr)
+        if expr.args[-1].cond != sp.true:
+            out = "NAN"
+        for e, c in reversed(expr.args[:-1]):
+            out = f"(({self._print(c)}) ? ({self._print(e)}) : ({out}))"
+        return out
+
+
+def _fold_numbers(expr: sp.Expr) -> sp.Expr:
+    """Replace non-integer exact numbers (1/3, pi, sqrt(2)) by float literals."""
+    def is_foldable(e):
+        return e.is_number and not e.is_Integer and not e.is_Float and not e.is_Boolean \
+            and not isinstance(e, (sp.core.relational.Relational,))
+    return expr.replace(is_foldable, lambda e: sp.Float(sp.N(e, 17), 17))
+
+
+_MATH_RE = None
+
+
+def _portable_names(code: str, single: bool) -> str:
+    global _MATH_RE
+    if _MATH_RE is None:
+        names = "|".join(sorted(set(_MATH) | {m + "f" for m in _MATH}, key=len, reverse=True))
+        _MATH_RE = re.compile(rf"(?<![\w.])({names})\(")
+    return _MATH_RE.sub(lambda m: f"gc_{m.group(1)}(", code)
+
+
+def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t"
+                ) -> tuple[list[str], str]:
+    """C code for ``expr`` with A[i] replaced by the C expressions ``args[i]``.
+
+    Returns (statements declaring CSE temporaries, final expression)."""
+    printer = _Printer(dtype)
+    ctype = "float" if dtype == "float32" else "double"
+    expr = _fold_numbers(sp.sympify(expr))
+    syms = [sp.Symbol(f"__arg{i}") for i in range(len(args))]
+    expr = expr.xreplace({A[i]: syms[i] for i in range(len(args))})
+    temps, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols(tmp_prefix))
+    names = {str(s): a for s, a in zip(syms, args)}
+
+    def emit(e):
+        code = _portable_names(printer.doprint(e), printer.single)
+        return re.sub(r"__arg\d+", lambda m: f"({names[m.group(0)]})", code)
+
+    stmts = [f"const {ctype} {sym} = {emit(val)};" for sym, val in temps]
+    return stmts, emit(reduced)

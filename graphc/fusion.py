@@ -1,0 +1,173 @@
+"""Backend passes: specialize shapes, then fuse.  Run by the C and GPU backends after the
+generic pipeline (graphc.passes), before lowering.
+
+* ``concretize``: rebuild the graph with the concrete shapes of one call, so every shape is
+  static and run-time sizes (``size_of``) become constants.
+* ``fuse_elementwise``: an ``ew`` producer read by exactly one ``ew`` consumer of the same
+  element count is substituted into the consumer's expression (f(g(x)) is one loop).
+* ``fuse_dense``: ``epilogue(matmul(a, b))`` -> ``dense(a, b, extras, expr)``, with transposes
+  of the operands folded into the GEMM's trans flags.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import sympy as sp
+
+from .ir import Tensor, consumers, is_float, toposort
+from .ops.core import constant, placeholder
+from .ops.registry import make
+from .rewrite import rebuild, rewrite
+from .symbolic import A
+
+
+def use_counts(roots: Sequence[Tensor]) -> dict[int, int]:
+    """Number of reads of each node, counting each appearance among ``roots`` as a read."""
+    counts: dict[int, int] = {}
+    for n in toposort(list(roots)):
+        for i in n.inputs:
+            counts[i.id] = counts.get(i.id, 0) + 1
+    for r in roots:
+        counts[r.id] = counts.get(r.id, 0) + 1
+    return counts
+
+
+# -- concretize --------------------------------------------------------------------------------
+
+def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequence[tuple]):
+    """The graph of ``roots`` re-inferred with placeholder ``inputs`` of concrete ``shapes``.
+
+    Returns (new roots, new placeholders in the order of ``inputs``)."""
+    leaf_map = {}
+    new_inputs = []
+    for p, shape in zip(inputs, shapes):
+        q = placeholder(tuple(shape), p.dtype, name=p._name)
+        leaf_map[p.id] = q
+        new_inputs.append(q)
+
+    def fold_size(node):
+        if node.op == "size_of" and None not in node.inputs[0].shape:
+            dims = [node.inputs[0].shape[a] for a in node.attrs["axes"]]
+            return constant(np.asarray(np.prod(dims), dtype=node.dtype), dtype=node.dtype)
+        return None
+
+    m = rewrite(roots, [fold_size], leaf_map=leaf_map)
+    return [m[r.id] for r in roots], new_inputs
+
+
+# -- fuse_elementwise --------------------------------------------------------------------------
+
+def _numel(shape) -> int:
+    return int(np.prod(shape)) if shape else 1
+
+
+def _inline(consumer_expr, consumer_inputs, k, producer) -> tuple[sp.Expr, list[Tensor]]:
+    """Substitute producer's expression for argument k of the consumer."""
+    inputs = list(consumer_inputs)
+    base = len(inputs)
+    sub_expr = producer.attrs["expr"].xreplace(
+        {A[j]: A[base + j] for j in range(len(producer.inputs))})
+    inputs.extend(producer.inputs)
+    return consumer_expr.xreplace({A[k]: sub_expr}), inputs
+
+
+def _can_inline(producer: Tensor, consumer: Tensor, counts) -> bool:
+    # int producers could truncate (casts), which inlining into a float context would skip
+    return (producer.op == "ew" and counts.get(producer.id, 0) == 1
+            and (is_float(producer.dtype) or producer.dtype == "bool")
+            and _numel(producer.shape) == _numel(consumer.shape)
+            and producer.shape == consumer.shape[len(consumer.shape) - len(producer.shape):])
+
+
+MAX_FUSED_INPUTS = 16  # a kernel argument list bound (GPU kernels take each input by pointer)
+
+
+def fuse_elementwise(roots: Sequence[Tensor]) -> list[Tensor]:
+    counts = use_counts(roots)
+    mapping: dict[int, Tensor] = {}
+    original: dict[int, Tensor] = {}  # new node id -> the old node it replaces (for counts)
+    from .ops.elementwise import canonical, ew
+    for node in toposort(list(roots)):
+        new = rebuild(node, [mapping.get(i.id, i) for i in node.inputs])
+        if node.op == "ew":
+            expr, inputs = node.attrs["expr"], list(new.inputs)
+            labels = [node.attrs["label"]]
+            changed = True
+            while changed:
+                changed = False
+                for k, inp in enumerate(inputs):
+                    old = original.get(inp.id, inp)
+                    if len(inputs) + len(inp.inputs) <= MAX_FUSED_INPUTS and _can_inline(
+                            inp, node, {inp.id: counts.get(old.id, 0)}):
+                        expr, inputs = canonical(*_inline(expr, inputs, k, inp))
+                        labels.insert(0, inp.attrs["label"])
+                        changed = True
+                        break
+            if len(labels) > 1:
+                new = ew(expr, inputs, label="+".join(dict.fromkeys(labels)), dtype=node.dtype)
+                new._name = node._name
+        mapping[node.id] = new
+        original[new.id] = node
+    return [mapping[r.id] for r in roots]
+
+
+# -- fuse_dense --------------------------------------------------------------------------------
+
+def _operand(t: Tensor) -> tuple[Tensor, bool]:
+    """(tensor, transposed): a 2-D transpose folds into the GEMM's trans flag."""
+    if t.op == "transpose" and t.attrs["perm"] == (1, 0):
+        return t.inputs[0], True
+    return t, False
+
+
+def _dense_from(mm: Tensor, expr, extras, label, dtype) -> Tensor:
+    a, ta = _operand(mm.inputs[0])
+    b, tb = _operand(mm.inputs[1])
+    return make("dense", [a, b] + list(extras), trans_a=ta, trans_b=tb, expr=expr,
+                label=label, dtype=dtype)
+
+
+def fuse_dense(roots: Sequence[Tensor]) -> list[Tensor]:
+    order = toposort(list(roots))
+    counts = use_counts(roots)
+    users = consumers(order)
+
+    def absorbable(mm: Tensor) -> bool:
+        # one reader, an ew of the same 2-D shape and dtype: it becomes the GEMM's epilogue
+        readers = users.get(mm.id, [])
+        return (mm.ndim == 2 and counts.get(mm.id, 0) == 1 and len(readers) == 1
+                and readers[0].op == "ew" and readers[0].shape == mm.shape
+                and readers[0].dtype == mm.dtype)
+
+    def bare(mm: Tensor) -> Tensor:
+        return _dense_from(mm, A[0], [], "dense", mm.dtype)
+
+    mapping: dict[int, Tensor] = {}
+    for node in order:
+        inputs = [mapping.get(i.id, i) for i in node.inputs]
+        if node.op == "matmul" and node.ndim == 2:
+            new = rebuild(node, inputs)
+            mapping[node.id] = new if absorbable(node) else bare(new)
+            continue
+        if node.op == "ew":
+            k = next((j for j, (old, new_in) in enumerate(zip(node.inputs, inputs))
+                      if old.op == "matmul" and new_in.op == "matmul" and absorbable(old)), None)
+            if k is not None:
+                extras = [bare(t) if t.op == "matmul" else t
+                          for j, t in enumerate(inputs) if j != k]
+                remap = {A[k]: A[0]}
+                for pos, j in enumerate(j for j in range(len(inputs)) if j != k):
+                    remap[A[j]] = A[pos + 1]
+                expr = node.attrs["expr"].xreplace(remap)
+                new = _dense_from(inputs[k], expr, extras, "dense+" + node.attrs["label"],
+                                  node.dtype)
+                new._name = node._name
+                mapping[node.id] = new
+                continue
+        mapping[node.id] = rebuild(node, [bare(t) if t.op == "matmul" and t.ndim == 2 else t
+                                          for t in inputs])
+    return [mapping[r.id] for r in roots]
+
+
+BACKEND_PIPELINE = [("fuse_elementwise", fuse_elementwise), ("fuse_dense", fuse_dense)]

@@ -1,0 +1,63 @@
+"""Activation functions by name, for ``Dense(units, activation=...)`` and saved models."""
+from __future__ import annotations
+
+from typing import Callable
+
+from .. import ops  # noqa: F401  (registers the ops)
+from ..ir import Tensor
+from ..ops import elementwise as E
+from ..ops import nn as N
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
+
+
+#: name -> function of a tensor.  Every name here can be saved with ``model.save``.
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "linear": _identity,
+    "relu": E.relu,
+    "tanh": E.tanh,
+    "sigmoid": E.sigmoid,
+    "softmax": lambda t: N.softmax(t, axis=-1),
+    "log_softmax": lambda t: N.log_softmax(t, axis=-1),
+    "leaky_relu": lambda t: E.leaky_relu(t, alpha=0.01),
+    "elu": lambda t: E.elu(t, alpha=1.0),
+    "selu": E.selu,
+    "softplus": E.softplus,
+    "hard_tanh": E.hard_tanh,
+    "softsign": E.softsign,
+    "silu": E.silu,
+    "swish": E.silu,
+    "mish": E.mish,
+    "gelu": lambda t: E.gelu(t, approximate="none"),
+    "gelu_tanh": lambda t: E.gelu(t, approximate="tanh"),
+    "step": E.step,
+}
+
+#: activations whose input is the "logits" a stable loss can use directly
+#: (cross-entropy on the pre-softmax values, BCE-with-logits on the pre-sigmoid values)
+LOGIT_ACTIVATIONS = {"softmax": "cross_entropy", "log_softmax": "cross_entropy",
+                     "sigmoid": "binary_cross_entropy"}
+
+
+def normalize(activation) -> str | Callable[[Tensor], Tensor]:
+    """A registry name (``None`` becomes ``"linear"``) or the callable itself; ValueError for an
+    unknown name."""
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str):
+        key = activation.strip().lower().replace("-", "_")
+        if key not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{sorted(ACTIVATIONS)} or pass a function of a tensor")
+        return key
+    if callable(activation):
+        return activation
+    raise TypeError(f"activation must be a name, a function or None, got {activation!r}")
+
+
+def get(activation) -> Callable[[Tensor], Tensor]:
+    """The function for ``activation`` (a name, a callable or None)."""
+    act = normalize(activation)
+    return ACTIVATIONS[act] if isinstance(act, str) else act

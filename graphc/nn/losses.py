@@ -1,0 +1,128 @@
+"""Training losses by name, with the accuracy that goes with them.
+
+A loss is resolved against a model: with ``"cross_entropy"`` after a final softmax (or
+log-softmax) the loss is computed on the pre-softmax logits, and with
+``"binary_cross_entropy"`` after a final sigmoid on the pre-sigmoid logits (the stable
+``binary_cross_entropy_with_logits``), so ``Dense(10, "softmax")`` + ``"cross_entropy"`` (the
+Keras "sparse categorical cross-entropy") trains exactly like ``Dense(10)`` + cross-entropy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import ops  # noqa: F401
+from ..ir import Tensor
+from ..ops import core as C
+from ..ops import elementwise as E
+from ..ops import nn as N
+
+NAMES = ("cross_entropy", "mse", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+CLASSIFICATION = ("cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A loss resolved for one model: how to build it and its accuracy from the model's
+    ``(output, logits)`` and the target placeholder."""
+
+    name: str | None                       # None for a user function
+    fn: Callable                           # (output, logits, target) -> scalar tensor
+    correct: Callable | None               # (output, logits, target) -> scalar count, or None
+    key: object                            # hashable identity (for caches)
+
+    @property
+    def classification(self) -> bool:
+        return self.correct is not None
+
+
+def _argmax_correct(scores: Tensor, labels: Tensor) -> Tensor:
+    """How many rows have their first maximum at ``labels`` (numpy argmax semantics, ties
+    included: all-equal rows count as class 0), as a float32 scalar."""
+    f32 = "float32"
+    classes = scores.shape[1]
+    mx = C.broadcast_like(C.max(scores, axis=1, keepdims=True), scores)
+    is_max = E.sub(1.0, E.cast(E.less(scores, mx), f32))                     # (N, C)
+    at_label = N.one_hot(labels, classes, f32)                              # (N, C)
+    before = E.cast(E.less(C.constant(np.arange(classes, dtype=np.int64)),
+                           C.expand_dims(labels, -1)), f32)                 # j < label
+    label_is_max = C.sum(E.mul(is_max, at_label), axis=1)
+    earlier_max = C.sum(E.mul(is_max, before), axis=1)
+    return C.sum(E.mul(label_is_max, E.cast(E.less(earlier_max, 0.5), f32)))
+
+
+def _binary_correct(scores: Tensor, target: Tensor, threshold: float) -> Tensor:
+    pred = E.greater(scores, threshold)
+    truth = E.greater(target, 0.5)
+    return C.sum(E.cast(E.equal(E.cast(pred, "float32"), E.cast(truth, "float32")), "float32"))
+
+
+def resolve(loss, last_activation: str | None) -> LossSpec:
+    """The ``LossSpec`` of ``loss`` (a name in ``NAMES`` or a function ``(pred, target) ->
+    scalar``) for a model whose last layer applies ``last_activation``."""
+    if callable(loss) and not isinstance(loss, str):
+        return LossSpec(None, lambda out, logits, t: loss(out, t), None, ("fn", id(loss)))
+    if not isinstance(loss, str) or loss not in NAMES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {list(NAMES)} or pass a "
+                         f"function (prediction, target) -> scalar tensor")
+    if loss == "cross_entropy":
+        def fn(out, logits, t):
+            return N.cross_entropy(logits if logits is not None else out, t)
+
+        def correct(out, logits, t):
+            return _argmax_correct(logits if logits is not None else out, t)
+        return LossSpec(loss, fn, correct, loss)
+    if loss == "mse":
+        return LossSpec(loss, lambda out, logits, t: N.mse(out, t), None, loss)
+    if loss == "binary_cross_entropy":
+        def fn(out, logits, t):
+            if logits is not None and last_activation == "sigmoid":
+                return N.binary_cross_entropy_with_logits(logits, t)
+            return N.binary_cross_entropy(out, t)
+        return LossSpec(loss, fn, lambda out, logits, t: _binary_correct(out, t, 0.5), loss)
+    return LossSpec(loss, lambda out, logits, t: N.binary_cross_entropy_with_logits(out, t),
+                    lambda out, logits, t: _binary_correct(out, t, 0.0), loss)
+
+
+def target_spec(spec: LossSpec, output_shape: tuple, y=None) -> tuple[tuple, str]:
+    """``(shape, dtype)`` of the target placeholder (shapes without the batch axis)."""
+    if spec.name == "cross_entropy":
+        return (), "int64"
+    if spec.name is not None:
+        return tuple(output_shape), "float32"
+    if y is None:
+        return tuple(output_shape), "float32"
+    y = np.asarray(y)
+    return tuple(y.shape[1:]), ("int64" if y.dtype.kind in "iub" else "float32")
+
+
+def prepare_targets(spec: LossSpec, output_shape: tuple, y) -> np.ndarray:
+    """``y`` checked and converted for the target placeholder; ValueError if it cannot fit."""
+    y = np.asarray(y)
+    if spec.name == "cross_entropy":
+        if y.ndim != 1:
+            raise ValueError(f"cross_entropy: expects integer class labels of shape (n,), got "
+                             f"shape {y.shape} (one-hot targets? pass y.argmax(1))")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError("cross_entropy: labels must be integers")
+        elif y.dtype.kind not in "iub":
+            raise ValueError(f"cross_entropy: labels must be integers, got {y.dtype}")
+        y = y.astype(np.int64)
+        classes = output_shape[0] if output_shape else None
+        if y.size and (y.min() < 0 or (classes is not None and y.max() >= classes)):
+            raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
+                             f"[{y.min()}, {y.max()}]")
+        return y
+    if spec.name is None:
+        return y
+    want = tuple(output_shape)
+    if y.shape[1:] != want:
+        if y.ndim == 1 and want == (1,):
+            y = y.reshape(-1, 1)
+        else:
+            raise ValueError(f"{spec.name}: targets of shape {y.shape} do not match the "
+                             f"model's output shape (n,) + {want}")
+    return y.astype(np.float32, copy=False)

@@ -1,0 +1,44 @@
+"""Fused ops created by the backend passes (never by users): ``dense``.
+
+They have numpy references like every op, so the interpreter can run a fused graph and the
+tests can check each fusion against the unfused graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import format_shape
+from ..symbolic import numpy_function
+from .registry import OpDef, register
+
+
+def _dense_infer(inputs, attrs):
+    a, b = inputs[0], inputs[1]
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"dense: needs 2-D operands, got {format_shape(a.shape)} and "
+                         f"{format_shape(b.shape)}")
+    m, k1 = (a.shape[1], a.shape[0]) if attrs["trans_a"] else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if attrs["trans_b"] else b.shape
+    if k1 is not None and k2 is not None and k1 != k2:
+        raise ShapeError(f"dense: inner dimensions differ: {format_shape(a.shape)} and "
+                         f"{format_shape(b.shape)}")
+    return (m, n), attrs["dtype"]
+
+
+def _dense_ref(node, a, b, *extras):
+    acc = np.matmul(a.T if node.attrs["trans_a"] else a, b.T if node.attrs["trans_b"] else b)
+    fn = numpy_function(node.attrs["expr"], 1 + len(extras))
+    with np.errstate(all="ignore"):
+        out = np.asarray(fn(acc, *extras))
+    return np.broadcast_to(out, acc.shape).astype(node.dtype)
+
+
+def _no_grad(node, g):
+    raise NotImplementedError("fused ops are created after differentiation; differentiate the "
+                              "unfused graph")
+
+
+register(OpDef("dense", _dense_infer, _dense_ref, _no_grad, kind="matmul",
+               doc="epilogue(op(a) @ op(b), extras...): matmul with fused elementwise epilogue "
+                   "(A0 = accumulator, A1.. = extras broadcast to the output)"))

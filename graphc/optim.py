@@ -1,0 +1,226 @@
+"""Optimizers as graph builders: ``opt.updates(params, grads)`` returns the ``updates`` list of
+``gc.compile``, so one compiled call does forward, backward and the parameter update.
+
+Each optimizer follows the update rule of its PyTorch namesake exactly (``torch.optim.SGD``,
+``Adam``, ``RMSprop`` with their default options otherwise), so a graphc run and a PyTorch run
+from the same weights take the same steps.
+
+Optimizer state (momentum buffers, moment estimates, Adam's step counter) lives in
+``trainable=False`` parameters that the optimizer creates, named after the parameter they serve
+(``f"{p.name}_m"``, ...).  The state is kept per parameter: calling ``updates`` again for the same
+parameters (a second ``fit`` with the same optimizer, another backend) reuses it, as a PyTorch
+optimizer keeps its ``state`` across epochs.
+
+The learning rate and the other hyper-parameters are baked into the graph as constants when
+``updates`` is called; changing ``opt.lr`` afterwards affects graphs built later only
+(``Sequential.fit`` rebuilds its training step when the optimizer's settings change).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .ir import Tensor
+from .ops import elementwise as E
+from .ops.core import as_tensor, parameter
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "get"]
+
+
+def _const(value: float, like: Tensor) -> Tensor:
+    """A scalar constant in ``like``'s float dtype (float64 graphs stay float64)."""
+    return as_tensor(np.array(value, dtype=like.dtype))
+
+
+class Optimizer:
+    """Base class: subclasses implement ``_update(p, g, step)`` returning the (parameter,
+    new value) pairs for one parameter, state parameters included."""
+
+    #: names of the hyper-parameters (constructor arguments) reported by ``config()``
+    _fields: tuple[str, ...] = ("lr",)
+
+    def __init__(self, lr: float, weight_decay: float = 0.0):
+        if not float(lr) > 0.0:
+            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
+        if float(weight_decay) < 0.0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, "
+                             f"got {weight_decay}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self._state: dict[tuple, Tensor] = {}
+
+    # -- public API ------------------------------------------------------------------------
+    def config(self) -> dict:
+        """The optimizer's name and hyper-parameters (JSON-friendly)."""
+        cfg = {"name": type(self).__name__}
+        cfg.update({f: getattr(self, f) for f in self._fields})
+        return cfg
+
+    def updates(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[tuple]:
+        """The ``updates`` list for ``gc.compile``: one training step of every parameter in
+        ``params`` given its gradient in ``grads`` (both lists of the same length)."""
+        params, grads = list(params), list(grads)
+        if len(params) != len(grads):
+            raise ValueError(f"{type(self).__name__}.updates: {len(params)} parameters but "
+                             f"{len(grads)} gradients")
+        for p, g in zip(params, grads):
+            if not isinstance(p, Tensor) or p.op != "parameter":
+                raise TypeError(f"{type(self).__name__}.updates: {p!r} is not a parameter")
+            if np.dtype(p.dtype).kind != "f":
+                raise TypeError(f"{type(self).__name__}.updates: parameter {p.name} is "
+                                f"{p.dtype}, not a float")
+            if tuple(g.shape) != tuple(p.shape):
+                raise ValueError(f"{type(self).__name__}.updates: gradient of {p.name} has "
+                                 f"shape {g.shape}, parameter {p.shape}")
+        out: list[tuple] = []
+        step = self._step_counter(params, out)
+        for p, g in zip(params, grads):
+            g = as_tensor(g, like=p)
+            if self.weight_decay:
+                # coupled L2 (PyTorch's weight_decay): g <- g + wd * p
+                g = E.add(g, E.mul(_const(self.weight_decay, p), p))
+            out.extend(self._update(p, g, step))
+        return out
+
+    def state(self, param: Tensor, kind: str, init: float = 0.0) -> Tensor:
+        """The optimizer's ``kind`` state parameter for ``param`` (created on first use)."""
+        key = (param.id, kind)
+        if key not in self._state:
+            self._state[key] = parameter(np.full(param.shape, init, dtype=param.dtype),
+                                         name=f"{param.name}_{kind}", trainable=False)
+        return self._state[key]
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    # -- for subclasses ---------------------------------------------------------------------
+    def _step_counter(self, params, out) -> Tensor | None:
+        return None
+
+    def _update(self, p: Tensor, g: Tensor, step) -> list[tuple]:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``::
+
+        g   = grad + weight_decay * p
+        buf = momentum * buf + g          (buf starts at 0, so the first step sets buf = g)
+        g   = g + momentum * buf          if nesterov else buf     (when momentum > 0)
+        p   = p - lr * g
+    """
+
+    _fields = ("lr", "momentum", "nesterov", "weight_decay")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        if not 0.0 <= float(momentum) < 1.0 + 1e-12:
+            raise ValueError(f"SGD: momentum must be in [0, 1], got {momentum}")
+        if nesterov and not momentum:
+            raise ValueError("SGD: nesterov momentum needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _update(self, p, g, step):
+        lr = _const(self.lr, p)
+        if not self.momentum:
+            return [(p, E.sub(p, E.mul(lr, g)))]
+        buf = self.state(p, "momentum")
+        new_buf = E.add(E.mul(_const(self.momentum, p), buf), g)
+        direction = E.add(g, E.mul(_const(self.momentum, p), new_buf)) if self.nesterov \
+            else new_buf
+        return [(buf, new_buf), (p, E.sub(p, E.mul(lr, direction)))]
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (bias corrections in PyTorch's form, step t from 1)::
+
+        t = t + 1
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    The step counter ``t`` is a float32 scalar parameter updated in the same ``updates`` list
+    (exact up to 2^24 steps); the bias corrections are computed in the graph from it.
+    """
+
+    _fields = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        for name, b in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= float(b) < 1.0:
+                raise ValueError(f"Adam: {name} must be in [0, 1), got {b}")
+        if float(eps) < 0.0:
+            raise ValueError(f"Adam: eps must be >= 0, got {eps}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def _step_counter(self, params, out):
+        # one counter per set of parameters (a PyTorch param group); all its params step together
+        key = (tuple(sorted(p.id for p in params)), "step")
+        if key not in self._state:
+            name = f"{params[0].name}_adam_step" if params else "adam_step"
+            self._state[key] = parameter(np.array(0.0, dtype=np.float32), name=name,
+                                         trainable=False)
+        t = self._state[key]
+        t_new = E.add(t, _const(1.0, t))
+        out.append((t, t_new))
+        return t_new
+
+    def _update(self, p, g, step):
+        m, v = self.state(p, "m"), self.state(p, "v")
+        b1, b2 = _const(self.beta1, p), _const(self.beta2, p)
+        one = _const(1.0, p)
+        m_new = E.add(E.mul(b1, m), E.mul(E.sub(one, b1), g))
+        v_new = E.add(E.mul(b2, v), E.mul(E.sub(one, b2), E.square(g)))
+        t = E.cast(step, p.dtype)
+        bc1 = E.sub(one, E.pow(b1, t))
+        bc2 = E.sub(one, E.pow(b2, t))
+        denom = E.add(E.div(E.sqrt(v_new), E.sqrt(bc2)), _const(self.eps, p))
+        step_size = E.div(_const(self.lr, p), bc1)
+        p_new = E.sub(p, E.mul(step_size, E.div(m_new, denom)))
+        return [(m, m_new), (v, v_new), (p, p_new)]
+
+
+class RMSProp(Optimizer):
+    """RMSProp, as ``torch.optim.RMSprop`` (``alpha`` = ``rho``, not centered, no momentum)::
+
+        v = rho * v + (1 - rho) * g^2          (v starts at 0)
+        p = p - lr * g / (sqrt(v) + eps)
+    """
+
+    _fields = ("lr", "rho", "eps", "weight_decay")
+
+    def __init__(self, lr: float = 1e-2, rho: float = 0.9, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(lr, weight_decay)
+        if not 0.0 <= float(rho) < 1.0:
+            raise ValueError(f"RMSProp: rho must be in [0, 1), got {rho}")
+        self.rho, self.eps = float(rho), float(eps)
+
+    def _update(self, p, g, step):
+        v = self.state(p, "v")
+        rho = _const(self.rho, p)
+        v_new = E.add(E.mul(rho, v), E.mul(E.sub(_const(1.0, p), rho), E.square(g)))
+        denom = E.add(E.sqrt(v_new), _const(self.eps, p))
+        return [(v, v_new), (p, E.sub(p, E.mul(_const(self.lr, p), E.div(g, denom))))]
+
+
+RMSprop = RMSProp  # PyTorch's spelling
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}
+
+
+def get(spec, **kwargs) -> Optimizer:
+    """An optimizer from an instance (returned as is) or a name (``"sgd"``, ``"adam"``,
+    ``"rmsprop"``; case-insensitive) with constructor ``kwargs``."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, str) and spec.lower() in _BY_NAME:
+        return _BY_NAME[spec.lower()](**kwargs)
+    raise ValueError(f"unknown optimizer {spec!r}; expected an Optimizer or one of "
+                     f"{sorted(_BY_NAME)}")

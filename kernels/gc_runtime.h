@@ -1,0 +1,55 @@
+/*
+ * gc_runtime.h -- the header every generated CPU translation unit includes first.
+ * Maps graphc's portable math names (shared with the GPU dialect) to C99 <math.h>, then pulls
+ * in the scalar functions of gc_math.h.
+ */
+#ifndef GC_RUNTIME_H
+#define GC_RUNTIME_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef uint64_t gc_u64;
+typedef int64_t gc_i64;
+
+#define GC_INLINE static inline
+
+#define gc_expf expf
+#define gc_logf logf
+#define gc_sqrtf sqrtf
+#define gc_fabsf fabsf
+#define gc_tanhf tanhf
+#define gc_powf powf
+#define gc_erff erff
+#define gc_log1pf log1pf
+#define gc_expm1f expm1f
+#define gc_cosf cosf
+#define gc_sinf sinf
+#define gc_fmaxf fmaxf
+#define gc_fminf fminf
+#define gc_floorf floorf
+#define gc_exp exp
+#define gc_log log
+#define gc_sqrt sqrt
+#define gc_fabs fabs
+#define gc_tanh tanh
+#define gc_pow pow
+#define gc_erf erf
+#define gc_log1p log1p
+#define gc_expm1 expm1
+#define gc_cos cos
+#define gc_sin sin
+#define gc_fmax fmax
+#define gc_fmin fmin
+#define gc_floor floor
+
+#include "gc_math.h"
+
+/* Parallelize a loop only when it has enough work to pay for waking the threads. */
+#define GC_PAR_MIN 32768
+
+#endif /* GC_RUNTIME_H */
