@@ -35,8 +35,19 @@
  * functions (one copy per element type per translation unit); only the tile
  * store + epilogue function and a tiny wrapper are generated per
  * instantiation, which keeps the compile cost of an instantiation small.
+ * Full tiles whose output needs no epilogue go straight from registers to C;
+ * edge tiles and last-K-block tiles of epilogue instantiations go through a
+ * local tile buffer.  For few rows (M <= 256, one M block) and non-transposed
+ * B with short rows, B is read in place instead of being packed.
  * OpenMP: one parallel region per call for problems >= ~2 MFLOP (never nested:
- * called from inside a parallel region it runs single-threaded).
+ * called from inside a parallel region it runs single-threaded); M blocks are
+ * split over the threads, or, with fewer M blocks than threads, the N panels.
+ * Packing buffers are thread-local, grown on demand and reused across calls.
+ *
+ * Tuning knobs (define before the first include): GC_GEMM_KC, GC_GEMM_MC,
+ * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_LDB_BYTES, GC_GEMM_PAR_FLOPS,
+ * GC_GEMM_MR / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
+ * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
  */
 
 #if !defined(GC_GEMM__PASS)

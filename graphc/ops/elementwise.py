@@ -186,7 +186,12 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
     if spec.dout is not None and len(inputs) == 1 and atoms[0] == A[0]:
         defaults = {k: p.default for k, p in inspect.signature(spec.fn).parameters.items()
                     if p.default is not inspect.Parameter.empty}
-        dout = spec.dout(A[0], **{**defaults, **params})
+        kwargs = {**defaults, **params}
+        sig = inspect.signature(spec.dout).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
+            # only the op's own parameters: sp.sqrt's signature also has ``evaluate=None``
+            kwargs = {k: v for k, v in kwargs.items() if k in sig}
+        dout = spec.dout(A[0], **kwargs)
     return ew(expr, inputs, label=spec.name, dtype=dtype, dout=dout)
 
 

@@ -44,29 +44,7 @@ GEMM_BK = 8
 GEMM_DEFAULT_TM = 8
 
 
-@functools.lru_cache(maxsize=None)
-def kernels_dir() -> Path:
-    """Directory holding gc_dialect.h & co.
-
-    ``graphc/kernels/`` (installed package data) first, else ``<repo>/kernels/``
-    next to the graphc package; ``GRAPHC_KERNELS_DIR`` overrides both.
-    """
-    env = os.environ.get("GRAPHC_KERNELS_DIR")
-    pkg = Path(__file__).resolve().parent.parent  # .../graphc
-    candidates = ([Path(env)] if env else []) + [pkg / "kernels", pkg.parent / "kernels"]
-    for c in candidates:
-        if (c / "gc_dialect.h").is_file():
-            return c
-    raise FileNotFoundError(
-        "graphc kernel headers (gc_dialect.h) not found; looked in: "
-        + ", ".join(str(c) for c in candidates)
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def read_kernel(name: str) -> str:
-    """Text of a file in the kernels directory (e.g. ``"gc_gpu_gemm.h"``)."""
-    return (kernels_dir() / name).read_text()
+from .kernel_files import kernels_dir, read_kernel  # noqa: E402  (shared with the C backend)
 
 
 def _check_dialect(dialect: str) -> str:

@@ -1,0 +1,397 @@
+"""CRenderer: a ``Lowered`` program -> one C translation unit with one entry point.
+
+``int gc_step(void **slots, char *arena)`` runs every kernel in order.  Each kernel is a static
+function preceded by a comment naming the graph node it computes and where the user built it.
+Names that reach the source are sanitized identifiers; all user text is inside comments made
+safe by ``lower.comment``.  Identical programs render identical source (the compile cache key).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..ir import Tensor
+from ..lower import Kernel, Lowered, comment
+from ..symbolic import A
+from .cexpr import render_expr
+
+CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
+          "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "uint16": "uint16_t",
+          "uint32": "uint32_t", "uint64": "uint64_t", "bool": "uint8_t"}
+
+
+def ctype(dtype: str) -> str:
+    try:
+        return CTYPES[dtype]
+    except KeyError:
+        raise TypeError(f"the C backend does not support dtype {dtype}") from None
+
+
+def math_dtype(dtype: str) -> str:
+    """The float type scalar code of a kernel computes in."""
+    return "float64" if dtype == "float64" else "float32"
+
+
+def strides_for(shape: tuple, out_shape: tuple) -> list[int]:
+    """Element strides of a tensor of ``shape`` indexed by an output index of ``out_shape``
+    under numpy broadcasting (0 along broadcast axes)."""
+    nd = len(out_shape)
+    shape = (1,) * (nd - len(shape)) + tuple(shape)
+    strides, acc = [0] * nd, 1
+    for d in range(nd - 1, -1, -1):
+        strides[d] = 0 if shape[d] == 1 and out_shape[d] != 1 else acc
+        acc *= shape[d]
+    return strides
+
+
+def collapse(out_shape: tuple, operand_strides: list[list[int]]):
+    """Merge adjacent axes that every operand walks contiguously (fewer, longer loops)."""
+    dims = list(out_shape)
+    strides = [list(s) for s in operand_strides]
+    d = len(dims) - 2
+    while d >= 0:
+        if all(s[d] == s[d + 1] * dims[d + 1] for s in strides):
+            dims[d] *= dims[d + 1]
+            for s in strides:
+                s[d] = s[d + 1]
+                del s[d + 1]
+            del dims[d + 1]
+        d -= 1
+    return dims, strides
+
+
+def pointer(storage, dtype: str, const: bool = True) -> str:
+    t = ("const " if const else "") + ctype(dtype)
+    if storage.where == "slot":
+        return f"(({t}*)slots[{storage.index}])"
+    return f"(({t}*)(arena + {storage.index}))"
+
+
+class CRenderer:
+    """Renders a Lowered program as C (see module docstring)."""
+
+    def __init__(self, lowered: Lowered):
+        self.lowered = lowered
+        self.functions: list[str] = []
+        self.calls: list[str] = []
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _header(self, k: Kernel) -> str:
+        n = k.node
+        label = n.attrs.get("label", n.op)
+        return (f"/* {k.name}: node {comment(n.name)} = {comment(label)} "
+                f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)} */")
+
+    def _emit(self, k: Kernel, params: list[str], body: list[str], args: list[str]) -> None:
+        sig = ", ".join(params) if params else "void"
+        self.functions.append("\n".join([self._header(k), f"static void {k.name}({sig}) {{"]
+                                        + ["    " + line for line in body] + ["}"]))
+        self.calls.append(f"    {k.name}({', '.join(args)});")
+
+    # -- elementwise --------------------------------------------------------------------------
+    def _ew_parts(self, node: Tensor):
+        """(expression, input tensors) of an elementwise kernel."""
+        if node.op == "ew":
+            return node.attrs["expr"], list(node.inputs)
+        if node.op == "broadcast_like":
+            return A[0], [node.inputs[0]]
+        if node.op == "fill_like":
+            return sp.Float(node.attrs["value"]), []
+        raise AssertionError(node.op)
+
+    def _loop_nest(self, dims, index_vars, inner: list[str], parallel: bool) -> list[str]:
+        lines = []
+        total = int(np.prod(dims)) if dims else 1
+        for d, (n, v) in enumerate(zip(dims, index_vars)):
+            pad = "    " * d
+            if d == 0 and parallel and total >= 32768:
+                simd = " simd" if len(dims) == 1 else ""
+                lines.append(f"{pad}#pragma omp parallel for{simd} schedule(static)")
+            elif d == len(dims) - 1:
+                lines.append(f"{pad}#pragma omp simd")
+            lines.append(f"{pad}for (long {v} = 0; {v} < {n}L; {v}++) {{")
+        pad = "    " * len(dims)
+        lines += [pad + s for s in inner]
+        for d in range(len(dims) - 1, -1, -1):
+            lines.append("    " * d + "}")
+        return lines
+
+    def render_ew(self, k: Kernel) -> None:
+        node = k.node
+        expr, inputs = self._ew_parts(node)
+        srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
+        out_shape = tuple(node.shape)
+        strides = [strides_for(t.shape, out_shape) for t in inputs]
+        dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
+        in_strides, out_strides = col[:-1], col[-1]
+        ivars = [f"i{d}" for d in range(len(dims))]
+
+        def index(st):
+            terms = [f"{v}*{s}L" if s != 1 else v for v, s in zip(ivars, st) if s]
+            return " + ".join(terms) or "0"
+
+        mdt = math_dtype(node.dtype)
+        mct = ctype(mdt)
+        loads = [f"(({mct})in{j}[{index(st)}])" for j, st in enumerate(in_strides)]
+        stmts, value = render_expr(expr, loads, mdt)
+        octype = ctype(node.dtype)
+        store = f"({octype})({value})" if node.dtype != "bool" else f"(uint8_t)(({value}) != 0)"
+        inner = stmts + [f"out[{index(out_strides)}] = {store};"]
+        params = [f"const {ctype(t.dtype)}* in{j}" for j, t in enumerate(inputs)]
+        params.append(f"{octype}* out")
+        body = self._loop_nest(dims, ivars, inner, parallel=True) if dims else inner
+        args = [pointer(s, t.dtype) for s, t in zip(srcs, inputs)]
+        args.append(pointer(k.dst, node.dtype, const=False))
+        self._emit(k, params, body, args)
+
+    # -- GEMM ---------------------------------------------------------------------------------
+    def render_dense(self, k: Kernel) -> None:
+        node = k.node
+        a, b = node.inputs[0], node.inputs[1]
+        extras = list(node.inputs[2:])
+        ta, tb = node.attrs["trans_a"], node.attrs["trans_b"]
+        m, n = node.shape
+        kk = a.shape[0] if ta else a.shape[1]
+        mdt = math_dtype(node.dtype)
+        mct = ctype(mdt)
+        loads = ["(acc)"]
+        for j, t in enumerate(extras):
+            st = strides_for(t.shape, (m, n))
+            idx = " + ".join(f"(long)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) or "0"
+            loads.append(f"(({mct})((const {ctype(t.dtype)}*)ep[{j}])[{idx}])")
+        stmts, value = render_expr(node.attrs["expr"], loads, mdt, tmp_prefix="e")
+        epilogue = f"({{ {' '.join(stmts)} ({value}); }})" if stmts else f"({value})"
+        fn = f"{k.name}_gemm"
+        self.functions.append("\n".join([
+            self._header(k),
+            f"#define GC_GEMM_NAME {fn}",
+            f"#define GC_GEMM_REAL {mct}",
+            f"#define GC_GEMM_EPILOGUE(acc, i, j) {epilogue}",
+            '#include "gc_gemm.h"']))
+        lda = m if ta else kk
+        ldb = kk if tb else n
+        ep = ("(const void* const[]){" + ", ".join(
+            pointer(k.srcs[2 + j], t.dtype) for j, t in enumerate(extras)) + "}") if extras \
+            else "0"
+        self.calls.append(
+            f"    {fn}({m}, {n}, {kk}, {pointer(k.srcs[0], a.dtype)}, {lda}, {int(ta)}, "
+            f"{pointer(k.srcs[1], b.dtype)}, {ldb}, {int(tb)}, "
+            f"{pointer(k.dst, node.dtype, const=False)}, {n}, 0, {ep});")
+
+    def render_matmul(self, k: Kernel) -> None:
+        """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes."""
+        node = k.node
+        a, b = node.inputs
+        batch = tuple(node.shape[:-2])
+        m, n = node.shape[-2:]
+        kk = a.shape[-1]
+        mct = ctype(math_dtype(node.dtype))
+        fn = f"{k.name}_gemm"
+        self.functions.append("\n".join([
+            self._header(k), f"#define GC_GEMM_NAME {fn}", f"#define GC_GEMM_REAL {mct}",
+            '#include "gc_gemm.h"']))
+        sa = strides_for(a.shape[:-2], batch)
+        sb = strides_for(b.shape[:-2], batch)
+        ivars = [f"i{d}" for d in range(len(batch))]
+        off_a = " + ".join(f"{v}*{s * m * kk}L" for v, s in zip(ivars, sa) if s) or "0"
+        off_b = " + ".join(f"{v}*{s * kk * n}L" for v, s in zip(ivars, sb) if s) or "0"
+        off_c = " + ".join(f"{v}*{s * m * n}L" for v, s in
+                           zip(ivars, strides_for(batch, batch)) if s) or "0"
+        inner = [f"{fn}({m}, {n}, {kk}, A + {off_a}, {kk}, 0, B + {off_b}, {n}, 0, "
+                 f"C + {off_c}, {n}, 0, 0);"]
+        body = []
+        for d, (size, v) in enumerate(zip(batch, ivars)):
+            body.append("    " * d + f"for (long {v} = 0; {v} < {size}L; {v}++) {{")
+        body += ["    " * len(batch) + s for s in inner]
+        body += ["    " * d + "}" for d in range(len(batch) - 1, -1, -1)]
+        params = [f"const {mct}* A", f"const {mct}* B", f"{mct}* C"]
+        args = [pointer(k.srcs[0], a.dtype), pointer(k.srcs[1], b.dtype),
+                pointer(k.dst, node.dtype, const=False)]
+        self._emit(k, params, body, args)
+
+    # -- reductions ---------------------------------------------------------------------------
+    def render_reduce(self, k: Kernel) -> None:
+        node = k.node
+        x = node.inputs[0]
+        op, axes = node.op, set(node.attrs["axes"])
+        shape = tuple(x.shape)
+        # group consecutive axes of the same kind (kept / reduced)
+        groups: list[list] = []
+        for d, size in enumerate(shape):
+            red = d in axes
+            if groups and groups[-1][0] == red:
+                groups[-1][1] *= size
+            else:
+                groups.append([red, size])
+        if not groups:
+            groups = [[False, 1]]
+        mct = ctype(math_dtype(node.dtype if op != "sum" or node.dtype != "int64"
+                               else "float64"))
+        acc_t = ctype(node.dtype) if node.dtype in ("int64",) else mct
+        nout = int(np.prod(node.shape)) if node.shape else 1
+        nin = int(np.prod(shape)) if shape else 1
+        count = nin // max(nout, 1)
+        init = {"sum": "0", "mean": "0", "max": "-INFINITY", "logsumexp": "-INFINITY"}[op]
+        combine = {"sum": "a + v", "mean": "a + v", "max": f"gc_max2{'f' if mct == 'float' else ''}(a, v)",
+                   "logsumexp": None}[op]
+        # strides of groups in the input and the output
+        sizes = [g[1] for g in groups]
+        in_st, acc = [], 1
+        for s in reversed(sizes):
+            in_st.insert(0, acc)
+            acc *= s
+        out_st, acc = [0] * len(groups), 1
+        for gi in range(len(groups) - 1, -1, -1):
+            if not groups[gi][0]:
+                out_st[gi] = acc
+                acc *= groups[gi][1]
+        ivars = [f"i{d}" for d in range(len(groups))]
+        in_idx = " + ".join(f"{v}*{s}L" for v, s in zip(ivars, in_st)) or "0"
+        out_idx = " + ".join(f"{v}*{s}L" for v, s in zip(ivars, out_st) if s) or "0"
+        body = [f"{acc_t}* acc = ({acc_t}*)malloc(sizeof({acc_t}) * {max(nout, 1)}L);",
+                f"for (long o = 0; o < {nout}L; o++) acc[o] = {init};"]
+
+        def nest(inner_stmt):
+            lines = []
+            for d, (size, v) in enumerate(zip(sizes, ivars)):
+                pad = "    " * d
+                if d == len(sizes) - 1 and not groups[d][0]:
+                    lines.append(f"{pad}#pragma omp simd")
+                lines.append(f"{pad}for (long {v} = 0; {v} < {size}L; {v}++) {{")
+            lines.append("    " * len(sizes) + inner_stmt)
+            lines += ["    " * d + "}" for d in range(len(sizes) - 1, -1, -1)]
+            return lines
+
+        load = f"(({acc_t})x[{in_idx}])"
+        if op == "logsumexp":
+            mx = "gc_max2f" if mct == "float" else "gc_max2"
+            ex = "gc_expf" if mct == "float" else "gc_exp"
+            lg = "gc_logf" if mct == "float" else "gc_log"
+            body.append(f"{acc_t}* s = ({acc_t}*)calloc({max(nout, 1)}L, sizeof({acc_t}));")
+            body += nest(f"acc[{out_idx}] = {mx}(acc[{out_idx}], {load});")
+            body.append(f"for (long o = 0; o < {nout}L; o++) "
+                        f"if (!isfinite(acc[o])) acc[o] = acc[o] != acc[o] ? acc[o] : 0;")
+            body += nest(f"s[{out_idx}] += {ex}({load} - acc[{out_idx}]);")
+            body.append(f"for (long o = 0; o < {nout}L; o++) out[o] = "
+                        f"({ctype(node.dtype)})({lg}(s[o]) + acc[o]);")
+            body.append("free(s);")
+        else:
+            body += nest(f"{{ {acc_t} a = acc[{out_idx}], v = {load}; acc[{out_idx}] = "
+                         f"{combine}; }}")
+            scale = f" / ({acc_t}){count}" if op == "mean" else ""
+            body.append(f"for (long o = 0; o < {nout}L; o++) out[o] = "
+                        f"({ctype(node.dtype)})(acc[o]{scale});")
+        body.append("free(acc);")
+        params = [f"const {ctype(x.dtype)}* x", f"{ctype(node.dtype)}* out"]
+        args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
+        self._emit(k, params, body, args)
+
+    # -- row kernels ----------------------------------------------------------------------------
+    def render_rowwise(self, k: Kernel) -> None:
+        node = k.node
+        x = node.inputs[0]
+        mct = ctype(math_dtype(node.dtype))
+        f = "f" if mct == "float" else ""
+        if node.op == "softmax_cross_entropy":
+            n, c = x.shape
+            body = [
+                "#pragma omp parallel for if (%dL > 4096L)" % (n * c),
+                f"for (long r = 0; r < {n}L; r++) {{",
+                f"    const {mct}* row = x + r * {c}L;",
+                f"    {mct} m = -INFINITY, s = 0;",
+                f"    for (long j = 0; j < {c}L; j++) m = gc_max2{f}(m, row[j]);",
+                f"    if (!isfinite(m)) m = 0;",
+                f"    for (long j = 0; j < {c}L; j++) s += gc_exp{f}(row[j] - m);",
+                f"    const long y = (long)labels[r];",
+                f"    out[r] = (y >= 0 && y < {c}L) ? gc_log{f}(s) + m - row[y] : NAN;",
+                "}"]
+            lab = node.inputs[1]
+            params = [f"const {mct}* x", f"const {ctype(lab.dtype)}* labels", f"{mct}* out"]
+            args = [pointer(k.srcs[0], x.dtype), pointer(k.srcs[1], lab.dtype),
+                    pointer(k.dst, node.dtype, const=False)]
+            self._emit(k, params, body, args)
+            return
+        axis = node.attrs["axis"]
+        shape = x.shape
+        outer = int(np.prod(shape[:axis])) if axis else 1
+        length = shape[axis]
+        inner = int(np.prod(shape[axis + 1:])) if axis + 1 < len(shape) else 1
+        tail = (f"out[base + j * {inner}L] = gc_exp{f}(row[j * {inner}L] - m) / s;"
+                if node.op == "softmax" else
+                f"out[base + j * {inner}L] = row[j * {inner}L] - m - gc_log{f}(s);")
+        body = [
+            "#pragma omp parallel for if (%dL > 4096L)" % (outer * length * inner),
+            f"for (long o = 0; o < {outer * inner}L; o++) {{",
+            f"    const long base = (o / {inner}L) * {length * inner}L + (o % {inner}L);",
+            f"    const {mct}* row = x + base;",
+            f"    {mct} m = -INFINITY, s = 0;",
+            f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row[j * {inner}L]);",
+            f"    if (!isfinite(m)) m = 0;",
+            f"    for (long j = 0; j < {length}L; j++) s += gc_exp{f}(row[j * {inner}L] - m);",
+            f"    for (long j = 0; j < {length}L; j++) {tail}",
+            "}"]
+        params = [f"const {mct}* x", f"{mct}* out"]
+        args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
+        self._emit(k, params, body, args)
+
+    # -- layout, random, copies ---------------------------------------------------------------
+    def render_transpose(self, k: Kernel) -> None:
+        node = k.node
+        x = node.inputs[0]
+        perm = node.attrs["perm"]
+        in_st = strides_for(x.shape, x.shape)
+        st = [in_st[p] for p in perm]
+        dims, (src_st, dst_st) = collapse(tuple(node.shape),
+                                          [st, strides_for(node.shape, node.shape)])
+        ivars = [f"i{d}" for d in range(len(dims))]
+        idx = lambda s: " + ".join(f"{v}*{t}L" for v, t in zip(ivars, s) if t) or "0"  # noqa
+        body = self._loop_nest(dims, ivars, [f"out[{idx(dst_st)}] = x[{idx(src_st)}];"],
+                               parallel=True)
+        t = ctype(node.dtype)
+        self._emit(k, [f"const {t}* x", f"{t}* out"], body,
+                   [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)])
+
+    def render_random(self, k: Kernel) -> None:
+        node = k.node
+        n = int(np.prod(node.shape)) if node.shape else 1
+        seed = int(node.attrs["seed"]) & 0xFFFFFFFFFFFFFFFF
+        body = ["const gc_u64 c = (gc_u64)counter[0];",
+                f"#pragma omp parallel for if ({n}L > 65536L)",
+                f"for (long i = 0; i < {n}L; i++) out[i] = "
+                f"({ctype(node.dtype)})gc_uniform01({seed}ULL, c, (gc_u64)i);"]
+        cnt = node.inputs[0]
+        self._emit(k, [f"const {ctype(cnt.dtype)}* counter", f"{ctype(node.dtype)}* out"], body,
+                   [pointer(k.srcs[0], cnt.dtype), pointer(k.dst, node.dtype, const=False)])
+
+    def render_copy(self, k: Kernel) -> None:
+        src, dst = k.srcs[0], k.dst
+        self.calls.append(f"    /* {comment(k.name)}: {comment(k.node.name)} */\n"
+                          f"    memmove({pointer(dst, 'uint8', const=False)}, "
+                          f"{pointer(src, 'uint8')}, {k.node and dst.nbytes});")
+
+    # -- the translation unit -------------------------------------------------------------------
+    def render(self) -> str:
+        for k in self.lowered.kernels:
+            getattr(self, f"render_{k.kind}")(k)
+        slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(s.node.name)} "
+                          f"{tuple(s.node.shape)} {s.node.dtype}"
+                          for i, s in enumerate(self.lowered.slots))
+        return "\n".join([
+            "/* Generated by graphc: one training/inference step. Do not edit.",
+            " * arena: %d bytes" % self.lowered.arena_bytes,
+            slots,
+            " */",
+            '#include <stdlib.h>',
+            '#include "gc_runtime.h"',
+            "",
+            "\n\n".join(self.functions),
+            "",
+            "int gc_step(void **slots, char *arena) {",
+            "\n".join(self.calls),
+            "    return 0;",
+            "}",
+            ""])
+
+
+def render_c(lowered: Lowered) -> str:
+    return CRenderer(lowered).render()

@@ -1,0 +1,1 @@
+def to_html(*a, **k): raise NotImplementedError

@@ -1,0 +1,471 @@
+"""A whole graph as versioned JSON, parameter values included, and a careful loader.
+
+Schema (``version`` 1)::
+
+    {"format": "graphc-graph", "version": 1,
+     "nodes": [{"id": 0, "op": "placeholder", "name": "x", "shape": [null, 784],
+                "dtype": "float32", "where": "train.py:12", "inputs": [], "attrs": {},
+                "effects": []}, ...],
+     "inputs": [0, ...], "outputs": [17, ...], "updates": [[param id, value id], ...]}
+
+Nodes come dependencies first; a node refers only to nodes listed before it (its inputs, and the
+``[parameter, new value]`` pairs of its implicit updates), so a file cannot describe a cycle.
+Attribute values are JSON scalars and lists, plus ``{"$expr": tree}`` (an ``ew`` expression,
+see ``exprcodec``), ``{"$array": {"dtype", "shape", "data"}}`` (raw little-endian bytes in
+base64) and ``{"$float": "inf" | "-inf" | "nan"}``.  Parameters store ``value`` (an array as
+above) and ``trainable``; constants store ``value``.
+
+``from_json`` rebuilds leaves with ``gc.placeholder``/``gc.parameter``/``gc.constant`` and
+every other node through ``graphc.ops.registry.make`` (shape inference runs again and must agree
+with the file).  Nothing is evaluated or unpickled; any malformed, inconsistent or oversized
+input raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..ir import Tensor
+from . import exprcodec
+from .graph import _is_compiled, collect
+
+FORMAT = "graphc-graph"
+VERSION = 1
+
+MAX_TEXT = 256 * 1024 * 1024     # characters of JSON text
+MAX_NODES = 1_000_000
+MAX_RANK = 32
+MAX_DIM = 1 << 40                # largest static dimension
+MAX_STRING = 4096                # names, labels, source lines
+MAX_LIST = 1024                  # length of a list attribute
+MAX_ATTR_DEPTH = 4
+
+DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float16", "float32", "float64"}
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_RESERVED_ATTRS = {"op", "inputs", "name", "effects"}  # parameters of registry.make
+
+_INT = "int"
+_BOOL = "bool"
+_NUM = "number"
+_STR = "str"
+_DTYPE = "dtype"
+_INTS = "ints"
+_EXPR = "expr"
+
+# attrs of the ops graphc defines: name -> kind (files must match exactly)
+OP_ATTRS = {
+    "ew": {"expr": _EXPR, "label": _STR, "dtype": _DTYPE},
+    "matmul": {},
+    "transpose": {"perm": _INTS},
+    "reshape": {"shape": _INTS},
+    "reshape_like": {},
+    "expand_dims": {"axes": _INTS},
+    "squeeze": {"axes": _INTS},
+    "broadcast_like": {},
+    "sum": {"axes": _INTS, "keepdims": _BOOL},
+    "mean": {"axes": _INTS, "keepdims": _BOOL},
+    "max": {"axes": _INTS, "keepdims": _BOOL},
+    "logsumexp": {"axes": _INTS, "keepdims": _BOOL},
+    "size_of": {"axes": _INTS, "dtype": _DTYPE},
+    "stop_gradient": {},
+    "identity": {},
+    "fill_like": {"value": _NUM},
+    "softmax": {"axis": _INT},
+    "log_softmax": {"axis": _INT},
+    "softmax_cross_entropy": {},
+    "random_uniform": {"seed": _INT},
+}
+
+
+# -- writing --------------------------------------------------------------------------------
+
+def _array_json(arr: np.ndarray) -> dict:
+    arr = np.asarray(arr)
+    if arr.dtype.name not in DTYPES:
+        raise ValueError(f"cannot export an array of dtype {arr.dtype}")
+    le = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
+    return {"dtype": arr.dtype.name, "shape": list(arr.shape),
+            "data": base64.b64encode(le.tobytes()).decode("ascii")}
+
+
+def _attr_json(v, where):
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, (int, np.integer)) and not isinstance(v, np.bool_):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isfinite(f):
+            return f
+        return {"$float": "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")}
+    if isinstance(v, (tuple, list)):
+        return [_attr_json(x, where) for x in v]
+    if isinstance(v, np.dtype):
+        return v.name
+    if isinstance(v, sp.Basic):
+        return {"$expr": exprcodec.encode(v)}
+    if isinstance(v, np.ndarray):
+        return {"$array": _array_json(v)}
+    raise ValueError(f"cannot export attribute {where} of type {type(v).__name__}")
+
+
+def to_json(outputs, inputs=None, updates=None, indent=None) -> str:
+    """The graph of ``outputs`` (a tensor, a list, or a compiled function) as JSON text.
+
+    ``inputs``: the placeholders in call order (default: every placeholder, in creation
+    order); ``updates``: optional (parameter, new value) pairs stored with the graph
+    (``load_graph`` gives them back)."""
+    view = collect(outputs, inputs, updates)
+    index = {}
+    nodes = []
+    for n in view.nodes:
+        index[n.id] = len(nodes)
+        if n.op == "parameter":
+            attrs = {"value": {"$array": _array_json(n.attrs["store"].array)},
+                     "trainable": bool(n.attrs.get("trainable", False))}
+        elif n.op == "constant":
+            attrs = {"value": {"$array": _array_json(n.attrs["value"])}}
+        elif n.op == "placeholder":
+            attrs = {}
+        else:
+            attrs = {k: _attr_json(v, f"{k} of {n.name} ({n.op})") for k, v in n.attrs.items()}
+        nodes.append({
+            "id": index[n.id], "op": n.op, "name": n._name, "shape": list(n.shape),
+            "dtype": n.dtype, "where": n.where, "inputs": [index[i.id] for i in n.inputs],
+            "attrs": attrs, "effects": [[index[p.id], index[v.id]] for p, v in n.effects],
+        })
+    if updates is not None:
+        explicit = list(updates)
+    elif _is_compiled(outputs):
+        explicit = list(outputs.program.updates)
+    else:
+        explicit = []
+    doc = {
+        "format": FORMAT, "version": VERSION, "nodes": nodes,
+        "inputs": [index[p.id] for p in view.inputs],
+        "outputs": [index[o.id] for o in view.outputs],
+        "updates": [[index[p.id], index[v.id]] for p, v in explicit],
+    }
+    return json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+# -- reading --------------------------------------------------------------------------------
+
+@dataclass
+class LoadedGraph:
+    inputs: list
+    outputs: list
+    updates: list      # (parameter, new value) pairs stored with the graph
+    nodes: dict        # file id -> Tensor
+
+
+def _fail(msg):
+    raise ValueError(f"graph JSON: {msg}")
+
+
+def _check_int(v, what, lo=-(1 << 63), hi=(1 << 64) - 1) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        _fail(f"{what} must be an integer in [{lo}, {hi}], got {_short(v)}")
+    return v
+
+
+def _check_str(v, what, allow_none=False):
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, str) or len(v) > MAX_STRING:
+        _fail(f"{what} must be a string of at most {MAX_STRING} characters, got {_short(v)}")
+    return v
+
+
+def _short(v) -> str:
+    s = repr(v) if not isinstance(v, (dict, list)) else type(v).__name__
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _check_dtype(v, what) -> str:
+    if not isinstance(v, str) or v not in DTYPES:
+        _fail(f"{what}: unsupported dtype {_short(v)}")
+    return v
+
+
+def _check_shape(v, what, allow_none) -> tuple:
+    if not isinstance(v, list) or len(v) > MAX_RANK:
+        _fail(f"{what}: a shape is a list of at most {MAX_RANK} dimensions, got {_short(v)}")
+    out = []
+    for d in v:
+        if d is None and allow_none:
+            out.append(None)
+        else:
+            out.append(_check_int(d, f"{what} dimension", 0, MAX_DIM))
+    return tuple(out)
+
+
+def _array_from_json(obj, what) -> np.ndarray:
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "data"}:
+        _fail(f"{what}: an array is {{dtype, shape, data}}")
+    dtype = np.dtype(_check_dtype(obj["dtype"], what))
+    shape = _check_shape(obj["shape"], what, allow_none=False)
+    count = 1
+    for d in shape:
+        count *= d
+    nbytes = count * dtype.itemsize
+    data = obj["data"]
+    if not isinstance(data, str):
+        _fail(f"{what}: data must be a base64 string")
+    if len(data) != 4 * ((nbytes + 2) // 3):  # checked before decoding anything
+        _fail(f"{what}: {len(data)} base64 characters do not hold {nbytes} bytes for "
+              f"shape {list(shape)} {dtype.name}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        _fail(f"{what}: data is not valid base64")
+    if len(raw) != nbytes:
+        _fail(f"{what}: {len(raw)} bytes do not match shape {list(shape)} {dtype.name}")
+    arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+    return arr
+
+
+def _attr_from_json(v, what, depth=0):
+    if depth > MAX_ATTR_DEPTH:
+        _fail(f"{what}: attribute nested too deeply")
+    if v is None or isinstance(v, (bool, str, float)):
+        if isinstance(v, str):
+            _check_str(v, what)
+        return v
+    if isinstance(v, int):
+        return _check_int(v, what)
+    if isinstance(v, list):
+        if len(v) > MAX_LIST:
+            _fail(f"{what}: list attribute longer than {MAX_LIST}")
+        return tuple(_attr_from_json(x, what, depth + 1) for x in v)
+    if isinstance(v, dict) and len(v) == 1:
+        (key, val), = v.items()
+        if key == "$float" and val in ("inf", "-inf", "nan"):
+            return float(val)
+        if key == "$expr":
+            return exprcodec.decode(val)
+        if key == "$array":
+            return _array_from_json(val, what)
+    _fail(f"{what}: unsupported attribute value {_short(v)}")
+
+
+def _typed_attr(kind, v, what):
+    if kind == _EXPR:
+        if not isinstance(v, dict) or set(v) != {"$expr"}:
+            _fail(f"{what}: expected an expression")
+        return exprcodec.decode(v["$expr"])
+    if kind == _STR:
+        return _check_str(v, what)
+    if kind == _DTYPE:
+        return _check_dtype(v, what)
+    if kind == _BOOL:
+        if not isinstance(v, bool):
+            _fail(f"{what}: expected true/false, got {_short(v)}")
+        return v
+    if kind == _INT:
+        return _check_int(v, what)
+    if kind == _NUM:
+        if isinstance(v, dict):
+            val = _attr_from_json(v, what)
+            if not isinstance(val, float):
+                _fail(f"{what}: expected a number")
+            return val
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            _fail(f"{what}: expected a number, got {_short(v)}")
+        return float(v)
+    if kind == _INTS:
+        if not isinstance(v, list) or len(v) > MAX_RANK:
+            _fail(f"{what}: expected a list of at most {MAX_RANK} integers")
+        return tuple(_check_int(x, what, -MAX_DIM, MAX_DIM) for x in v)
+    raise AssertionError(kind)
+
+
+def _decode_attrs(op, attrs, what) -> dict:
+    if not isinstance(attrs, dict):
+        _fail(f"{what}: attrs must be an object")
+    for k in attrs:
+        if not _KEY_RE.match(k) or k in _RESERVED_ATTRS:
+            _fail(f"{what}: bad attribute name {_short(k)}")
+    schema = OP_ATTRS.get(op)
+    if schema is None:  # an op registered by another module: generic values only
+        return {k: _attr_from_json(v, f"{what} attribute {k}") for k, v in attrs.items()}
+    if set(attrs) != set(schema):
+        _fail(f"{what}: op {op} takes attributes {sorted(schema)}, got {sorted(attrs)[:10]}")
+    return {k: _typed_attr(kind, attrs[k], f"{what} attribute {k}") for k, kind in schema.items()}
+
+
+def load_graph(text) -> LoadedGraph:
+    """Parse and rebuild a graph written by ``to_json`` (see the module doc)."""
+    if isinstance(text, (bytes, bytearray)):
+        if len(text) > MAX_TEXT:
+            _fail(f"text longer than {MAX_TEXT} bytes")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            _fail("text is not UTF-8")
+    if not isinstance(text, str):
+        raise ValueError(f"graph JSON: expected text, got {type(text).__name__}")
+    if len(text) > MAX_TEXT:
+        _fail(f"text longer than {MAX_TEXT} characters")
+    try:
+        doc = json.loads(text, parse_constant=lambda c: _fail(f"{c} is not JSON"))
+    except RecursionError:
+        _fail("nested too deeply")
+    except json.JSONDecodeError as e:
+        _fail(f"not valid JSON ({e})")
+    except MemoryError:
+        _fail("too large")
+    if not isinstance(doc, dict):
+        _fail("the document must be an object")
+    if doc.get("format") != FORMAT:
+        _fail(f"format must be {FORMAT!r}, got {_short(doc.get('format'))}")
+    version = doc.get("version")
+    if version != VERSION or isinstance(version, bool):
+        _fail(f"unsupported version {_short(version)} (this graphc reads version {VERSION})")
+    for key in ("nodes", "inputs", "outputs"):
+        if not isinstance(doc.get(key), list):
+            _fail(f"{key!r} must be a list")
+    raw_nodes = doc["nodes"]
+    if len(raw_nodes) > MAX_NODES:
+        _fail(f"more than {MAX_NODES} nodes")
+    try:
+        return _build(doc, raw_nodes)
+    except RecursionError:
+        _fail("nested too deeply")
+
+
+def _build(doc, raw_nodes) -> LoadedGraph:
+    from ..ops.core import constant, parameter, placeholder
+    from ..ops.registry import all_ops, make
+
+    registered = all_ops()
+    nodes: dict = {}
+
+    def ref(i, what):
+        if not isinstance(i, int) or isinstance(i, bool) or i not in nodes:
+            _fail(f"{what} refers to {_short(i)}, which is not a node defined before it")
+        return nodes[i]
+
+    for pos, rn in enumerate(raw_nodes):
+        what = f"node {pos}"
+        if not isinstance(rn, dict):
+            _fail(f"{what} must be an object")
+        nid = _check_int(rn.get("id"), f"{what} id", 0, 1 << 62)
+        if nid in nodes:
+            _fail(f"{what}: duplicate id {nid}")
+        op = rn.get("op")
+        if not isinstance(op, str) or op not in registered:
+            _fail(f"{what}: unknown op {_short(op)}")
+        what = f"node {nid} ({op})"
+        name = _check_str(rn.get("name"), f"{what} name", allow_none=True)
+        where = _check_str(rn.get("where", "<json>"), f"{what} where")
+        dtype = _check_dtype(rn.get("dtype"), what)
+        shape = _check_shape(rn.get("shape"), f"{what} shape", allow_none=True)
+        inputs_raw = rn.get("inputs", [])
+        effects_raw = rn.get("effects", [])
+        if not isinstance(inputs_raw, list) or not isinstance(effects_raw, list):
+            _fail(f"{what}: inputs and effects must be lists")
+        inputs = [ref(i, f"{what} input") for i in inputs_raw]
+        effects = []
+        for pair in effects_raw:
+            if not isinstance(pair, list) or len(pair) != 2:
+                _fail(f"{what}: an effect is [parameter id, value id]")
+            p, v = ref(pair[0], f"{what} effect"), ref(pair[1], f"{what} effect")
+            if p.op != "parameter":
+                _fail(f"{what}: effect target {pair[0]} is not a parameter")
+            effects.append((p, v))
+        attrs_raw = rn.get("attrs", {})
+        if op in ("placeholder", "parameter", "constant"):
+            if inputs or effects:
+                _fail(f"{what}: a leaf has no inputs or effects")
+            t = _build_leaf(op, attrs_raw, shape, dtype, name, what,
+                            placeholder, parameter, constant)
+        else:
+            attrs = _decode_attrs(op, attrs_raw, what)
+            _check_op_specific(op, attrs, inputs, what)
+            try:
+                t = make(op, inputs, name=name, effects=tuple(effects), **attrs)
+            except Exception as e:  # shape rules reject inconsistent nodes
+                _fail(f"{what}: cannot rebuild: {type(e).__name__}: {e}")
+            if t.shape != shape or t.dtype != dtype:
+                _fail(f"{what}: file says shape {list(shape)} {dtype}, inference gives "
+                      f"{list(t.shape)} {t.dtype}")
+        t.where = where
+        nodes[nid] = t
+
+    inputs = [ref(i, "inputs") for i in doc["inputs"]]
+    for p in inputs:
+        if p.op != "placeholder":
+            _fail(f"input {p.name} is not a placeholder")
+    outputs = [ref(i, "outputs") for i in doc["outputs"]]
+    updates = []
+    ups = doc.get("updates", [])
+    if not isinstance(ups, list):
+        _fail("'updates' must be a list")
+    for pair in ups:
+        if not isinstance(pair, list) or len(pair) != 2:
+            _fail("an update is [parameter id, value id]")
+        p, v = ref(pair[0], "update"), ref(pair[1], "update")
+        if p.op != "parameter":
+            _fail(f"update target {p.name} is not a parameter")
+        updates.append((p, v))
+    return LoadedGraph(inputs, outputs, updates, nodes)
+
+
+def _check_op_specific(op, attrs, inputs, what):
+    if op == "ew":
+        from ..symbolic import free_args
+        used = free_args(attrs["expr"])
+        if any(i >= len(inputs) for i in used):
+            _fail(f"{what}: the expression uses a{max(used)} but the node has "
+                  f"{len(inputs)} input(s)")
+        if not inputs:
+            _fail(f"{what}: an elementwise node needs at least one input")
+    elif op == "random_uniform" and attrs["seed"] < 0:
+        _fail(f"{what}: seed must be non-negative")
+
+
+def _build_leaf(op, attrs, shape, dtype, name, what, placeholder, parameter, constant):
+    if not isinstance(attrs, dict):
+        _fail(f"{what}: attrs must be an object")
+    if op == "placeholder":
+        if attrs:
+            _fail(f"{what}: a placeholder has no attributes")
+        return placeholder(shape, dtype, name=name)
+    expected = {"value", "trainable"} if op == "parameter" else {"value"}
+    if set(attrs) != expected:
+        _fail(f"{what}: expected attributes {sorted(expected)}")
+    v = attrs["value"]
+    if not isinstance(v, dict) or set(v) != {"$array"}:
+        _fail(f"{what}: value must be an array")
+    arr = _array_from_json(v["$array"], f"{what} value")
+    if arr.shape != shape or arr.dtype.name != dtype:
+        _fail(f"{what}: value {list(arr.shape)} {arr.dtype} does not match the node's "
+              f"{list(shape)} {dtype}")
+    if op == "parameter":
+        if not isinstance(attrs["trainable"], bool):
+            _fail(f"{what}: trainable must be true/false")
+        return parameter(arr, name=name, trainable=attrs["trainable"], dtype=arr.dtype)
+    return constant(arr, dtype=arr.dtype, name=name)
+
+
+def from_json(text):
+    """``(inputs, outputs)``: the placeholders and output tensors of a graph written by
+    ``to_json``; malformed or hostile text raises ``ValueError``."""
+    g = load_graph(text)
+    return g.inputs, g.outputs
+
+
+def is_graph_json(text_head: str) -> bool:
+    """Whether text (its first few KB suffice) looks like a graphc graph file."""
+    return '"graphc-graph"' in text_head and text_head.lstrip().startswith("{")

@@ -1,0 +1,263 @@
+"""Lowering: an optimized program + the concrete shapes of one call -> kernels and buffers.
+
+The result (``Lowered``) is backend-neutral: an ordered list of ``Kernel`` records (which graph
+node each computes, of what kind, reading and writing which ``Storage``) plus the buffer plan.
+The C renderer and the GPU renderer turn the same ``Lowered`` into their own syntax.
+
+Storage: placeholders, parameters, constants and outputs live in *slots* (pointers passed on
+every call); intermediates live in one *arena* whose offsets come from a liveness-based plan, so
+dead buffers are reused.  View ops (reshape & co.) alias their input.  A parameter update whose
+value is computed elementwise is written in place when no later kernel reads the old value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .fusion import BACKEND_PIPELINE, concretize
+from .ir import Tensor, toposort
+from .ops.registry import lookup
+from .program import Program
+
+VIEW_OPS = {"reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient"}
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Storage:
+    where: str          # "slot" or "arena"
+    index: int          # slot index, or byte offset in the arena
+    nbytes: int
+
+
+@dataclass
+class Slot:
+    kind: str           # "input", "param", "const", "output"
+    node: Tensor
+
+
+@dataclass
+class Kernel:
+    name: str
+    kind: str           # "ew", "dense", "matmul", "reduce", "rowwise", "transpose", "random",
+                        # "copy"
+    node: Tensor        # the graph node computed (for copies: the source node)
+    dst: Storage
+    srcs: list          # Storage of each of node.inputs (None for shape-only inputs)
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Lowered:
+    inputs: list[Tensor]            # concrete placeholders, call order
+    slots: list[Slot]
+    kernels: list[Kernel]
+    arena_bytes: int
+    outputs: list[tuple[int, Tensor]]          # (slot, node) per program output
+    buffers: dict[str, int]                    # planned intermediate name -> bytes
+    in_place: list[str]                        # parameters updated in place
+    label_checks: list[tuple[int, int]] = field(default_factory=list)  # (input slot, classes)
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.arena_bytes + sum(nbytes(n) for _, n in self.outputs)
+
+
+def nbytes(t: Tensor) -> int:
+    return int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize if t.shape \
+        else np.dtype(t.dtype).itemsize
+
+
+def sanitize(text: str, limit: int = 40) -> str:
+    """An identifier fragment from arbitrary text (node names and labels reach generated code
+    only through here or inside comments made safe by ``comment``)."""
+    out = re.sub(r"[^0-9A-Za-z_]+", "_", text)[:limit].strip("_")
+    return out or "x"
+
+
+def comment(text: str) -> str:
+    """Text safe inside a C block comment (no comment terminators, no line breaks)."""
+    return re.sub(r"[^\x20-\x7e]", "?", text).replace("*/", "* /").replace("/*", "/ *")
+
+
+def _kernel_kind(node: Tensor) -> str:
+    if node.op in ("ew", "broadcast_like", "fill_like"):
+        return "ew"
+    if node.op == "dense":
+        return "dense"
+    return {"matmul": "matmul", "reduce": "reduce", "rowwise": "rowwise", "layout": "transpose",
+            "random": "random"}[lookup(node.op).kind]
+
+
+def _schedule(order: list[Tensor], extra: dict[int, set[int]]) -> Optional[list[Tensor]]:
+    """Topological order of ``order``'s nodes honouring data edges plus ``extra`` (node id ->
+    ids that must run before it); stable with respect to ``order``.  None on a cycle."""
+    pos = {n.id: i for i, n in enumerate(order)}
+    deps = {n.id: {i.id for i in n.inputs} | extra.get(n.id, set()) for n in order}
+    users: dict[int, list[int]] = {n.id: [] for n in order}
+    for nid, ds in deps.items():
+        for d in ds:
+            users[d].append(nid)
+    import heapq
+    indeg = {nid: len(ds) for nid, ds in deps.items()}
+    ready = [pos[nid] for nid, k in indeg.items() if k == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        n = order[heapq.heappop(ready)]
+        out.append(n)
+        for u in users[n.id]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(ready, pos[u])
+    return out if len(out) == len(order) else None
+
+
+def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
+    """Lower ``program`` for inputs of concrete ``shapes``."""
+    n_out = len(program.outputs)
+    roots, inputs = concretize(program.roots, program.inputs, shapes)
+    for _, fn in (BACKEND_PIPELINE if pipeline is None else pipeline):
+        roots = fn(roots)
+    outs, values = roots[:n_out], roots[n_out:]
+    updates = [(p, v) for (p, _), v in zip(program.updates, values)]
+    order = toposort(roots)
+
+    def base(t: Tensor) -> Tensor:
+        while t.op in VIEW_OPS:
+            t = t.inputs[0]
+        return t
+
+    # readers of each base node (through views)
+    readers: dict[int, set[int]] = {}
+    for n in order:
+        if n.op in VIEW_OPS or n.is_leaf:
+            continue
+        for i in n.inputs:
+            readers.setdefault(base(i).id, set()).add(n.id)
+
+    out_ids = {o.id for o in outs}
+    value_count: dict[int, int] = {}
+    for _, v in updates:
+        value_count[v.id] = value_count.get(v.id, 0) + 1
+
+    # in-place parameter updates: the kernel computing the new value writes the parameter
+    in_place: dict[int, Tensor] = {}   # value node id -> parameter
+    extra: dict[int, set[int]] = {}
+    for p, v in updates:
+        if (v.is_leaf or v.op in VIEW_OPS or v.id in out_ids or value_count[v.id] > 1
+                or v.shape != p.shape or v.dtype != p.dtype or v.op not in ("ew", "dense")):
+            continue
+        if v.op == "dense" and any(base(t) is p for t in v.inputs[:2]):
+            continue  # the GEMM reads its operands throughout: no overwrite while reading
+        if any(base(t) is p and t.shape != v.shape for t in v.inputs):
+            continue  # a broadcast read of p would see already-updated elements
+        others = readers.get(p.id, set()) - {v.id}
+        trial = dict(extra)
+        trial[v.id] = set(extra.get(v.id, set())) | others
+        if _schedule(order, trial) is None:
+            continue  # a reader of the old value depends on the new one
+        extra = trial
+        in_place[v.id] = p
+
+    order = _schedule(order, extra)
+    assert order is not None
+
+    # -- slots ------------------------------------------------------------------------------
+    slots: list[Slot] = []
+    storage: dict[int, Storage] = {}
+
+    def add_slot(kind: str, node: Tensor) -> int:
+        slots.append(Slot(kind, node))
+        return len(slots) - 1
+
+    for p in inputs:
+        storage[p.id] = Storage("slot", add_slot("input", p), nbytes(p))
+    for n in order:
+        if n.op == "parameter" and n.id not in storage:
+            storage[n.id] = Storage("slot", add_slot("param", n), nbytes(n))
+        elif n.op == "constant" and n.id not in storage:
+            storage[n.id] = Storage("slot", add_slot("const", n), nbytes(n))
+    for p, _ in updates:
+        if p.id not in storage:
+            storage[p.id] = Storage("slot", add_slot("param", p), nbytes(p))
+
+    computed = [n for n in order if not n.is_leaf and n.op not in VIEW_OPS]
+    output_slots: list[tuple[int, Tensor]] = []
+    direct_out: dict[int, int] = {}  # node id -> output slot it is computed into
+    for o in outs:
+        k = add_slot("output", o)
+        output_slots.append((k, o))
+        if not o.is_leaf and o.op not in VIEW_OPS and o.id not in direct_out \
+                and o.id not in in_place:
+            direct_out[o.id] = k
+
+    # -- arena plan (liveness) --------------------------------------------------------------
+    step_of = {n.id: s for s, n in enumerate(computed)}
+    end = len(computed)
+    last_use: dict[int, int] = {}
+    for s, n in enumerate(computed):
+        for i in n.inputs:
+            last_use[base(i).id] = max(last_use.get(base(i).id, -1), s)
+    for o in outs:
+        last_use[base(o).id] = end          # copied into its output slot at the end
+    for p, v in updates:
+        last_use[base(v).id] = end          # copied into the parameter at the end
+    free: list[tuple[int, int]] = []        # (offset, size) blocks available
+    live: list[tuple[int, int, int]] = []   # (last step, offset, size)
+    arena = 0
+    buffers: dict[str, int] = {}
+    for s, n in enumerate(computed):
+        for item in [x for x in live if x[0] < s]:
+            live.remove(item)
+            free.append((item[1], item[2]))
+        if n.id in direct_out:
+            storage[n.id] = Storage("slot", direct_out[n.id], nbytes(n))
+            continue
+        if n.id in in_place:
+            storage[n.id] = storage[in_place[n.id].id]
+            continue
+        size = -(-max(nbytes(n), 1) // ALIGN) * ALIGN
+        fit = min((b for b in free if b[1] >= size), key=lambda b: b[1], default=None)
+        if fit is not None:
+            free.remove(fit)
+            offset = fit[0]
+            if fit[1] > size:
+                free.append((fit[0] + size, fit[1] - size))
+        else:
+            offset, arena = arena, arena + size
+        storage[n.id] = Storage("arena", offset, nbytes(n))
+        buffers[n.name] = nbytes(n)
+        live.append((last_use.get(n.id, s), offset, size))
+
+    def where(t: Tensor) -> Storage:
+        return storage[base(t).id]
+
+    # -- kernels ----------------------------------------------------------------------------
+    kernels: list[Kernel] = []
+    for s, n in enumerate(computed):
+        kind = _kernel_kind(n)
+        label = n.attrs.get("label", n.op)
+        kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}", kind, n, where(n),
+                              [where(i) for i in n.inputs]))
+    for k, o in output_slots:
+        if o.id not in direct_out or direct_out[o.id] != k:
+            kernels.append(Kernel(f"k{len(kernels)}_copy_out", "copy", o,
+                                  Storage("slot", k, nbytes(o)), [where(o)]))
+    for p, v in updates:
+        if v.id in in_place or base(v) is p:
+            continue
+        kernels.append(Kernel(f"k{len(kernels)}_update_{sanitize(p.name, 24)}", "copy", v,
+                              storage[p.id], [where(v)]))
+
+    checks = []
+    for n in computed:
+        if n.op == "softmax_cross_entropy":
+            lab = base(n.inputs[1])
+            if lab.op == "placeholder":
+                checks.append((storage[lab.id].index, n.inputs[0].shape[1]))
+    return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
+                   [p.name for p in in_place.values()], checks)

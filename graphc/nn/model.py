@@ -1,0 +1,298 @@
+"""``Sequential``: a stack of layers, its graphs (training, evaluation, prediction) and their
+compiled functions, cached per backend."""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+from .. import ops  # noqa: F401
+from ..autodiff import grad
+from ..compile import compile as gc_compile
+from ..errors import BackendUnavailable
+from ..ir import Tensor
+from ..ops import core as C
+from ..ops import nn as N
+from . import losses as L
+from .layers import Layer
+
+__all__ = ["Sequential", "compile_with_fallback"]
+
+
+def compile_with_fallback(inputs, outputs, updates=None, backend="c"):
+    """``gc.compile``; when ``backend="c"`` cannot run here (no C compiler, ...), warn once and
+    use the numpy backend.  Other backends raise ``BackendUnavailable`` as usual."""
+    try:
+        return gc_compile(inputs, outputs, updates, backend=backend)
+    except BackendUnavailable as e:
+        if backend != "c":
+            raise
+        warnings.warn(f"backend 'c' is unavailable ({e}); using the numpy backend",
+                      RuntimeWarning, stacklevel=3)
+        return gc_compile(inputs, outputs, updates, backend="numpy")
+
+
+def layer_seed(seed: int, index: int) -> int:
+    """The dropout seed of layer ``index`` for a run seeded with ``seed`` (independent streams)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, index]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class Sequential:
+    """A stack of layers applied in order to samples of shape ``input_dim`` (an int, or a tuple
+    for e.g. images followed by ``Flatten()``).
+
+    The layers' weights are initialized when the model is built, from
+    ``np.random.default_rng(seed)``: the same layers and seed give the same weights.
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_dim, seed: int = 0):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential: needs at least one layer")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: {layer!r} is not a graphc.nn layer")
+        shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+        if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
+                            for d in shape):
+            raise ValueError(f"Sequential: input_dim must be a positive int or a tuple of them, "
+                             f"got {input_dim!r}")
+        self.input_shape = tuple(int(d) for d in shape)
+        self.seed = int(seed)
+        self.layers = layers
+        rng = np.random.default_rng(self.seed)
+        counts: dict[str, int] = {}
+        for layer in layers:
+            i = counts.get(layer.kind, 0)
+            counts[layer.kind] = i + 1
+            shape = layer.build(shape, rng, f"{layer.kind}_{i}")
+        self.output_shape = tuple(shape)
+        self._train_cache: dict = {}   # one entry: the latest training step, per backend
+        self._eval_cache: dict = {}    # loss key -> (graph, {backend: fn})
+        self._predict_cache: dict = {}
+        self.best_epoch: int | None = None
+
+    # -- parameters -------------------------------------------------------------------------
+    @property
+    def parameters(self) -> list[Tensor]:
+        """The trainable parameters, layer by layer."""
+        return [p for layer in self.layers for p in layer.parameters]
+
+    @property
+    def all_parameters(self) -> list[Tensor]:
+        """Every parameter, batch-norm running statistics included: what ``get_weights``,
+        ``set_weights`` and ``save`` cover."""
+        return [p for layer in self.layers for p in layer.all_parameters]
+
+    @property
+    def regularized(self) -> list[Tensor]:
+        """The weight matrices that ``weight_decay`` applies to (no biases, no batch-norm)."""
+        return [p for layer in self.layers for p in layer.regularized]
+
+    def count_params(self) -> int:
+        return int(sum(np.prod(p.shape) for p in self.parameters))
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the values of ``all_parameters`` (trainable ones and running statistics,
+        in layer order, as Keras)."""
+        return [p.value for p in self.all_parameters]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Set ``all_parameters`` from a list like ``get_weights()`` returns; ValueError (and
+        nothing changed) if the count or a shape differs."""
+        params = self.all_parameters
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(f"set_weights: expected {len(params)} arrays "
+                             f"({[p.name for p in params]}), got {len(weights)}")
+        arrays = []
+        for p, w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != tuple(p.shape):
+                raise ValueError(f"set_weights: {p.name} has shape {tuple(p.shape)}, got "
+                                 f"{w.shape}")
+            if w.dtype.kind not in "fiub":
+                raise ValueError(f"set_weights: {p.name} needs numbers, got dtype {w.dtype}")
+            arrays.append(w)
+        for p, w in zip(params, arrays):
+            p.value = w
+
+    # -- graphs -----------------------------------------------------------------------------
+    @property
+    def last_activation(self) -> str | None:
+        return self.layers[-1].activation_name
+
+    def forward(self, x: Tensor, training: bool = False, seed: int = 0):
+        """``(output, logits)`` of the model on the batch ``x``: ``logits`` is the input of a
+        final softmax / log-softmax / sigmoid, else ``None``.  ``training=True`` turns dropout
+        on and makes batch norm use (and update) batch statistics."""
+        for i, layer in enumerate(self.layers[:-1]):
+            x = layer.forward(x, training, layer_seed(seed, i))
+        return self.layers[-1].forward_logits(x, training, layer_seed(seed, len(self.layers) - 1))
+
+    def __call__(self, x: Tensor, training: bool = False, seed: int = 0) -> Tensor:
+        """The model's output tensor for the symbolic batch ``x``."""
+        return self.forward(x, training, seed)[0]
+
+    def _placeholders(self, spec, y=None):
+        x = C.placeholder((None,) + self.input_shape, "float32", name="x")
+        shape, dtype = L.target_spec(spec, self.output_shape, y)
+        t = C.placeholder((None,) + shape, dtype, name="y")
+        return x, t
+
+    def graph(self, loss="cross_entropy", weight_decay: float = 0.0, training: bool = True,
+              seed: int = 0, y=None) -> dict:
+        """The model's training graph, for export (``graphc viz``) or custom training loops.
+
+        Returns a dict with
+        ``inputs`` ``[x, y]`` (placeholders: the batch ``(None,) + input_dim`` float32 and the
+        targets, int64 labels ``(None,)`` for cross-entropy, else float32 like the output),
+        ``output`` (the last layer's output), ``data_loss`` (the loss without penalty),
+        ``loss`` (``data_loss + weight_decay / 2 * sum of squared weights``), ``correct``
+        (number of correctly classified samples, or ``None`` for non-classification losses),
+        ``params`` (the trainable parameters) and ``grads`` (``gc.grad(loss, params)``).
+        ``y`` (sample targets) only serves to type the target of a custom loss function.
+
+        Compile a training step with
+        ``gc.compile(g["inputs"], [g["loss"]], opt.updates(g["params"], g["grads"]))``.
+        """
+        spec = loss if isinstance(loss, L.LossSpec) else L.resolve(loss, self.last_activation)
+        x, t = self._placeholders(spec, y)
+        out, logits = self.forward(x, training=training, seed=seed)
+        data_loss = spec.fn(out, logits, t)
+        if not isinstance(data_loss, Tensor) or data_loss.shape != ():
+            raise ValueError(f"loss {loss!r} must give a scalar tensor, got {data_loss!r}")
+        total = data_loss
+        if weight_decay:
+            if float(weight_decay) < 0:
+                raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+            total = data_loss + N.l2_penalty(self.regularized) * (0.5 * float(weight_decay))
+        params = self.parameters
+        correct = spec.correct(out, logits, t) if spec.correct else None
+        return {"inputs": [x, t], "output": out, "data_loss": data_loss, "loss": total,
+                "correct": correct, "params": params, "grads": grad(total, params),
+                "spec": spec}
+
+    def training_graph(self, loss="cross_entropy", weight_decay: float = 0.0):
+        """``(inputs, outputs, grads)`` of the training graph: ``inputs`` ``[x, y]``,
+        ``outputs`` ``[loss]`` and ``grads`` a list of ``(parameter, gradient)``."""
+        g = self.graph(loss, weight_decay)
+        return g["inputs"], [g["loss"]], list(zip(g["params"], g["grads"]))
+
+    # -- compiled functions -----------------------------------------------------------------
+    def _eval_fn(self, loss, y, backend):
+        spec = L.resolve(loss, self.last_activation)
+        key = (spec.key, L.target_spec(spec, self.output_shape, y))
+        if key not in self._eval_cache:
+            spec_ = L.resolve(loss, self.last_activation)
+            x, t = self._placeholders(spec_, y)
+            out, logits = self.forward(x, training=False)
+            outs = [spec_.fn(out, logits, t)]
+            if spec_.correct:
+                outs.append(spec_.correct(out, logits, t))
+            self._eval_cache[key] = ([x, t], outs, loss, {})
+        inputs, outs, _, fns = self._eval_cache[key]
+        if backend not in fns:
+            fns[backend] = compile_with_fallback(inputs, outs, None, backend)
+        return fns[backend], spec
+
+    def _predict_fn(self, backend):
+        if "graph" not in self._predict_cache:
+            x = C.placeholder((None,) + self.input_shape, "float32", name="x")
+            self._predict_cache["graph"] = (x, self.forward(x, training=False)[0])
+        x, out = self._predict_cache["graph"]
+        if backend not in self._predict_cache:
+            self._predict_cache[backend] = compile_with_fallback([x], out, None, backend)
+        return self._predict_cache[backend]
+
+    def _check_X(self, X) -> np.ndarray:
+        X = np.asarray(X)
+        if X.shape[1:] != self.input_shape:
+            raise ValueError(f"expected samples of shape {self.input_shape} (X of shape "
+                             f"(n,) + {self.input_shape}), got X of shape {X.shape}")
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"X must be numeric, got dtype {X.dtype}")
+        return X.astype(np.float32, copy=False)
+
+    # -- inference ------------------------------------------------------------------------
+    def predict(self, X, batch_size: int = 256, backend: str = "c") -> np.ndarray:
+        """The last layer's output for every sample of ``X`` (evaluation mode: no dropout,
+        batch norm with running statistics), computed ``batch_size`` samples at a time."""
+        X = self._check_X(X)
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        f = self._predict_fn(backend)
+        if len(X) == 0:
+            return np.zeros((0,) + self.output_shape, np.float32)
+        return np.concatenate([np.asarray(f(X[i:i + batch_size]))
+                               for i in range(0, len(X), batch_size)])
+
+    def evaluate(self, X, y, loss="cross_entropy", batch_size: int = 256,
+                 backend: str = "c") -> dict:
+        """``{"loss": mean loss, "accuracy": fraction correct}`` over ``(X, y)`` in evaluation
+        mode (``accuracy`` only for classification losses)."""
+        X = self._check_X(X)
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        f, spec = self._eval_fn(loss, y, backend)
+        y = L.prepare_targets(spec, self.output_shape, y)
+        if len(X) != len(y):
+            raise ValueError(f"X and y have different lengths: {len(X)} != {len(y)}")
+        if len(X) == 0:
+            raise ValueError("evaluate: no samples")
+        total, correct = 0.0, 0.0
+        for i in range(0, len(X), batch_size):
+            outs = f(X[i:i + batch_size], y[i:i + batch_size])
+            n = len(X[i:i + batch_size])
+            total += float(outs[0]) * n
+            if spec.correct:
+                correct += float(outs[1])
+        result = {"loss": total / len(X)}
+        if spec.correct:
+            result["accuracy"] = correct / len(X)
+        return result
+
+    # -- training, saving (in their own modules) --------------------------------------------
+    def fit(self, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
+            batch_size: int = 128, backend: str = "c", validation_data=None,
+            validation_split: float = 0.0, early_stopping=None, weight_decay: float = 0.0,
+            seed: int = 0, progress: bool = True, shuffle: bool = True, callback=None) -> dict:
+        """Train the model; see ``graphc.nn.training.fit`` (same arguments) for the details."""
+        from .training import fit
+        return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                   batch_size=batch_size, backend=backend, validation_data=validation_data,
+                   validation_split=validation_split, early_stopping=early_stopping,
+                   weight_decay=weight_decay, seed=seed, progress=progress, shuffle=shuffle,
+                   callback=callback)
+
+    def save(self, path) -> str:
+        """Save architecture and weights into the directory ``path``; see
+        ``graphc.nn.saving.save``."""
+        from .saving import save
+        return save(self, path)
+
+    def config(self) -> dict:
+        """The architecture as JSON-friendly data (``graphc.nn.saving`` writes it)."""
+        return {"input_dim": list(self.input_shape), "seed": self.seed,
+                "layers": [{"type": type(layer).__name__, "config": layer.config()}
+                           for layer in self.layers]}
+
+    def summary(self) -> str:
+        """A table of the layers, their output shapes and parameter counts."""
+        rows = [("layer", "output shape", "params")]
+        for layer in self.layers:
+            n = sum(int(np.prod(p.shape)) for p in layer.all_parameters)
+            rows.append((f"{layer.name} ({type(layer).__name__})", str(layer.output_shape),
+                         str(n)))
+        w = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+        lines.append(f"trainable parameters: {self.count_params()}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"Sequential([{', '.join(map(repr, self.layers))}], "
+                f"input_dim={self.input_shape if len(self.input_shape) > 1 else self.input_shape[0]})")

@@ -1,0 +1,236 @@
+"""``Sequential.fit``: one compiled training step (forward, backward, update), called once per
+mini-batch from a Python loop; early stopping; progress bars."""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .. import data as gdata
+from .. import optim
+from . import losses as L
+from .model import compile_with_fallback
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the model gets the weights of its best epoch back."""
+
+    def __init__(self, patience: int = 5, restore_best: bool = True, monitor: str | None = None,
+                 min_delta: float = 0.0):
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
+                or patience < 0:
+            raise ValueError(f"early_stopping: patience must be an int >= 0, got {patience!r}")
+        self.patience = int(patience)
+        self.restore_best = bool(restore_best)
+        self.monitor = monitor
+        self.min_delta = float(min_delta)
+        self.best = None
+        self.best_epoch = None
+        self.best_weights = None
+        self.wait = 0
+
+    @classmethod
+    def from_arg(cls, arg, has_validation: bool):
+        if arg is None or arg is False:
+            return None
+        if isinstance(arg, EarlyStopping):
+            es = arg
+        elif isinstance(arg, dict):
+            unknown = set(arg) - {"patience", "restore_best", "monitor", "min_delta"}
+            if unknown:
+                raise ValueError(f"early_stopping: unknown option(s) {sorted(unknown)}")
+            es = cls(**arg)
+        else:
+            es = cls(patience=arg)
+        if es.monitor is None:
+            es.monitor = "val_loss" if has_validation else "loss"
+        if es.monitor.startswith("val_") and not has_validation:
+            raise ValueError(f"early_stopping monitors {es.monitor!r} but there is no "
+                             f"validation data (give validation_data or validation_split)")
+        return es
+
+    def update(self, epoch: int, logs: dict, model) -> bool:
+        """Record ``logs`` of ``epoch``; True when training should stop."""
+        if self.monitor not in logs:
+            raise ValueError(f"early_stopping: {self.monitor!r} is not among the metrics "
+                             f"{sorted(logs)}")
+        value = logs[self.monitor]
+        better_is_higher = "acc" in self.monitor
+        score = value if better_is_higher else -value
+        if self.best is None or score > self.best + self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            if self.restore_best:
+                self.best_weights = model.get_weights()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    if not enabled or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="batch", leave=True, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _train_step(model, spec, y, optimizer, weight_decay, seed, backend):
+    """The compiled training step for these settings, from the model's cache."""
+    key = (id(optimizer), tuple(sorted(optimizer.config().items())), spec.key,
+           L.target_spec(spec, model.output_shape, y), float(weight_decay), int(seed))
+    entry = model._train_cache.get("entry")
+    if entry is None or entry["key"] != key:
+        g = model.graph(spec, weight_decay=weight_decay, training=True, seed=seed,
+                        y=y)
+        outputs = [g["data_loss"]] + ([g["correct"]] if g["correct"] is not None else [])
+        updates = optimizer.updates(g["params"], g["grads"])
+        # keep the optimizer alive with the entry so its id() cannot be reused
+        entry = {"key": key, "inputs": g["inputs"], "outputs": outputs, "updates": updates,
+                 "optimizer": optimizer, "fns": {}}
+        model._train_cache["entry"] = entry
+    if backend not in entry["fns"]:
+        entry["fns"][backend] = compile_with_fallback(entry["inputs"], entry["outputs"],
+                                                      entry["updates"], backend)
+    return entry["fns"][backend]
+
+
+def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
+        batch_size: int = 128, backend: str = "c", validation_data=None,
+        validation_split: float = 0.0, early_stopping=None, weight_decay: float = 0.0,
+        seed: int = 0, progress: bool = True, shuffle: bool = True, callback=None) -> dict:
+    """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
+
+    One training step (forward, backward and the optimizer's update, fused by the backend) is
+    compiled once per backend and cached on the model; only the loop over batches runs in
+    Python.  Evaluation (validation, ``evaluate``, ``predict``) uses a second graph over the same
+    parameters with dropout off and batch norm on its running statistics.
+
+    Args:
+        X, y: samples ``(n,) + input_dim`` and targets: integer class labels ``(n,)`` for
+            ``"cross_entropy"``; float targets shaped like the output for ``"mse"`` and the
+            binary losses (``(n,)`` is accepted for a one-unit output).
+        loss: ``"cross_entropy"`` (softmax cross-entropy on integer labels; computed on the
+            logits when the last layer applies softmax), ``"mse"``, ``"binary_cross_entropy"``
+            (on the logits when the last layer applies sigmoid),
+            ``"binary_cross_entropy_with_logits"``, or a function ``(prediction, target) ->
+            scalar tensor``.
+        optimizer: a ``graphc.optim`` optimizer or a name (``"adam"``, ``"sgd"``,
+            ``"rmsprop"``); default ``Adam(lr=1e-3)``.  Its state persists across ``fit`` calls.
+        epochs, batch_size: passes over the data and samples per step (the last batch of an
+            epoch may be smaller).
+        backend: ``"c"`` (falls back to ``"numpy"`` with a warning where it cannot run),
+            ``"numpy"``, ``"cuda"``, ``"opencl"``.
+        validation_data: ``(X_val, y_val)`` evaluated after every epoch, or
+        validation_split: a fraction of ``(X, y)`` held out (shuffled with ``seed``) instead.
+        early_stopping: ``None``; an int patience; or a dict ``patience=``,
+            ``restore_best=True``, ``monitor=`` (default ``"val_loss"`` with validation data,
+            else ``"loss"``), ``min_delta=0``.  Training stops after ``patience`` epochs without
+            improvement and, with ``restore_best``, the best epoch's weights are restored
+            (``model.best_epoch`` tells which, counting from 0).
+        weight_decay: L2 regularization in the PyTorch/Keras convention: the training objective
+            is ``loss + weight_decay / 2 * sum ||W||^2`` over the weight matrices (not biases,
+            not batch-norm parameters), so each weight's gradient gains ``weight_decay * W``.
+            The reported losses are the data loss, without this penalty.
+        seed: seeds the shuffling and the dropout masks (the same model, data and seed give
+            the same weights).  Initial weights come from the model's own seed.
+        progress: a tqdm bar per epoch with the running loss and accuracy, shown only when
+            stderr is a terminal.
+        shuffle: visit the samples in a new random order each epoch.
+        callback: ``callback(epoch, logs)`` after each epoch (``logs``: that epoch's
+            metrics); returning True stops training.
+
+    Returns:
+        The history: per-epoch lists ``loss`` (mean training loss over the epoch's batches),
+        ``accuracy`` (classification losses), ``val_loss`` / ``val_accuracy`` (with
+        validation data) and ``time`` (seconds of training per epoch).
+    """
+    optimizer = optim.Adam(lr=1e-3) if optimizer is None else optim.get(optimizer)
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if float(weight_decay) < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    spec = L.resolve(loss, model.last_activation)
+    X = model._check_X(X)
+    y = L.prepare_targets(spec, model.output_shape, y)
+    if len(X) != len(y):
+        raise ValueError(f"X and y have different lengths: {len(X)} != {len(y)}")
+    if validation_data is not None and validation_split:
+        raise ValueError("give validation_data or validation_split, not both")
+    if validation_split:
+        (X, y), validation_data = gdata.train_val_split(X, y, validation_split, seed=seed)
+    if len(X) == 0:
+        raise ValueError("fit: no training samples")
+    if validation_data is not None:
+        try:
+            Xv, yv = validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+        Xv = model._check_X(Xv)
+        yv = L.prepare_targets(spec, model.output_shape, yv)
+    stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None)
+
+    step = _train_step(model, spec, y, optimizer, weight_decay, seed, backend)
+    rng = np.random.default_rng(seed)
+    history: dict[str, list[float]] = {"loss": []}
+    if spec.classification:
+        history["accuracy"] = []
+    if validation_data is not None:
+        history["val_loss"] = []
+        if spec.classification:
+            history["val_accuracy"] = []
+    history["time"] = []
+    model.best_epoch = None
+    n_batches = -(-len(X) // int(batch_size))
+
+    for epoch in range(int(epochs)):
+        start = time.perf_counter()
+        bar = _progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
+        total, correct, seen = 0.0, 0.0, 0
+        order_seed = int(rng.integers(2 ** 63))
+        for xb, yb in gdata.batches(X, y, int(batch_size), shuffle=shuffle, seed=order_seed):
+            outs = step(xb, yb)
+            n = len(xb)
+            total += float(outs[0]) * n
+            seen += n
+            if spec.classification:
+                correct += float(outs[1])
+            if bar is not None:
+                post = {"loss": f"{total / seen:.4f}"}
+                if spec.classification:
+                    post["acc"] = f"{correct / seen:.4f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+        logs = {"loss": total / seen}
+        if spec.classification:
+            logs["accuracy"] = correct / seen
+        logs["time"] = time.perf_counter() - start
+        if validation_data is not None:
+            val = model.evaluate(Xv, yv, loss=loss, batch_size=max(int(batch_size), 256),
+                                 backend=backend)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        for k in history:
+            history[k].append(float(logs[k]))
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"})
+            bar.close()
+        stop = False
+        if stopper is not None:
+            stop = stopper.update(epoch, logs, model)
+        if callback is not None and callback(epoch, dict(logs)):
+            stop = True
+        if stop:
+            break
+
+    if stopper is not None and stopper.best_epoch is not None:
+        model.best_epoch = stopper.best_epoch
+        if stopper.restore_best and stopper.best_weights is not None:
+            model.set_weights(stopper.best_weights)
+    return history

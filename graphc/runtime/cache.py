@@ -1,0 +1,86 @@
+"""The on-disk compile cache: compiled modules keyed by sha256 of everything that affects them.
+
+Layout: ``$GRAPHC_CACHE_DIR`` (default ``$XDG_CACHE_HOME/graphc`` or ``~/.cache/graphc``)
+``/kernels/<key>.so`` with the source kept beside it as ``<key>.c``.  Writers build into a
+temporary file and ``os.replace`` it into place (atomic), under a per-key ``filelock`` lock,
+so a second process compiling the same graph waits and then reuses the first's result.  Locks
+are flock-based: a crashed holder releases its lock, so stale locks never block.  An entry that
+fails to load is deleted and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+
+def cache_root() -> Path:
+    env = os.environ.get("GRAPHC_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "graphc"
+
+
+def kernel_cache_dir() -> Path:
+    d = cache_root() / "kernels"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def cache_key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def get_or_build(key: str, suffix: str, build: Callable[[Path], None],
+                 validate: Callable[[Path], object], timeout: float = 600) -> tuple[Path, object]:
+    """Return (path, validate(path)) of cache entry ``key``, building it with ``build(tmp_path)``
+    when missing or when the existing entry fails ``validate`` (corrupt)."""
+    d = kernel_cache_dir()
+    path = d / f"{key}{suffix}"
+    if path.exists():
+        try:
+            return path, validate(path)
+        except Exception:
+            pass  # corrupt or from an incompatible build: rebuild under the lock
+    with FileLock(str(d / f"{key}.lock"), timeout=timeout):
+        if path.exists():  # another process may have built it meanwhile
+            try:
+                return path, validate(path)
+            except Exception:
+                path.unlink(missing_ok=True)
+        tmp = d / f".{key}.{os.getpid()}.tmp{suffix}"
+        try:
+            build(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path, validate(path)
+
+
+def list_entries() -> list[dict]:
+    d = cache_root() / "kernels"
+    if not d.exists():
+        return []
+    out = []
+    for p in sorted(d.glob("*.so")):
+        st = p.stat()
+        out.append({"key": p.stem, "path": str(p), "bytes": st.st_size, "mtime": st.st_mtime})
+    return out
+
+
+def clear() -> int:
+    """Delete every cache entry; returns how many modules were removed."""
+    d = cache_root() / "kernels"
+    n = len(list(d.glob("*.so"))) if d.exists() else 0
+    if d.exists():
+        shutil.rmtree(d, ignore_errors=True)
+    return n

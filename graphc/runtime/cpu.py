@@ -1,0 +1,184 @@
+"""The C backend's runtime: build the generated C with gcc, load it with cffi, call it.
+
+One compiled module per (program, concrete input shapes): the first call with new shapes
+lowers, renders and compiles (or loads from the disk cache); every call then is one C call
+``gc_step(slots, arena)`` with the numpy buffers passed without copies.  Parameters are updated
+in place by the generated code.
+
+Compiler: ``$CC`` or gcc; flags ``-O3 -march=native -fopenmp`` plus ``-fPIC -shared``, all
+replaceable with ``GRAPHC_CFLAGS``.  The module is loaded with ``cffi.FFI().dlopen`` (ABI mode:
+no Python extension build step, so a warm load is a dlopen).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..codegen.c import render_c
+from ..errors import BackendUnavailable
+from ..lower import Lowered, lower
+from ..program import Program
+from .cache import cache_key, get_or_build
+from .kernel_files import kernels_dir
+
+DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC", "gcc")
+    path = shutil.which(cc)
+    if path is None:
+        raise BackendUnavailable(
+            f"the C backend needs a C compiler, and {cc!r} was not found on PATH; install gcc "
+            f"(Debian/Ubuntu: apt-get install gcc, macOS: xcode-select --install) or set CC")
+    return path
+
+
+def flags() -> list[str]:
+    return shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS))
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+class CompileError(RuntimeError):
+    """The C compiler rejected generated code (a graphc bug): names the kept source file."""
+
+
+@functools.lru_cache(maxsize=None)
+def _ffi():
+    import cffi
+    ffi = cffi.FFI()
+    ffi.cdef("int gc_step(void **slots, char *arena);")
+    return ffi
+
+
+def _headers_digest() -> str:
+    d = kernels_dir()
+    return cache_key(*[p.read_text() for p in sorted(d.glob("*.h"))])
+
+
+def build_module(source: str):
+    """Compile ``source`` (or fetch it from the cache) and return the loaded library."""
+    cc = compiler()
+    fl = flags()
+    key = cache_key(source, " ".join(fl), compiler_version(cc), __version__, _headers_digest())
+    ffi = _ffi()
+
+    def build(tmp: Path) -> None:
+        src = tmp.with_suffix(".c")
+        src.write_text(source)
+        kept = tmp.parent / f"{key}.c"
+        cmd = [cc, *fl, "-fPIC", "-shared", f"-I{kernels_dir()}", str(src), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.copyfile(src, kept)
+            src.unlink(missing_ok=True)
+            first = "\n".join(proc.stderr.splitlines()[:20])
+            raise CompileError(f"C compilation failed (source kept at {kept}):\n{first}")
+        os.replace(src, kept)
+
+    path, lib = get_or_build(key, ".so", build, lambda p: ffi.dlopen(str(p)))
+    return lib, path
+
+
+class _Specialization:
+    """One compiled module for one set of concrete input shapes."""
+
+    def __init__(self, program: Program, shapes):
+        self.lowered: Lowered = lower(program, shapes)
+        self.source = render_c(self.lowered)
+        self.lib, self.path = build_module(self.source)
+        self.ffi = _ffi()
+        self.arena = np.zeros(max(self.lowered.arena_bytes, 64) + 64, dtype=np.uint8)
+        self.slots = self.ffi.new("void*[]", max(len(self.lowered.slots), 1))
+        const_keep = []
+        for i, s in enumerate(self.lowered.slots):
+            if s.kind == "const":
+                arr = np.ascontiguousarray(s.node.attrs["value"])
+                const_keep.append(arr)
+                self.slots[i] = self.ffi.cast("void*", arr.ctypes.data)
+        self._const_keep = const_keep
+        self.params = [(i, s.node) for i, s in enumerate(self.lowered.slots) if s.kind == "param"]
+        self.outputs = self.lowered.outputs
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        ffi, slots = self.ffi, self.slots
+        for (slot, classes) in self.lowered.label_checks:
+            labels = feeds[slot]
+            if labels.size and (labels.min() < 0 or labels.max() >= classes):
+                raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
+                                 f"[{labels.min()}, {labels.max()}]")
+        for i, arr in enumerate(feeds):
+            slots[i] = ffi.cast("void*", arr.ctypes.data)
+        for i, p in self.params:
+            store = p.attrs["store"]
+            arr = store.array
+            if not arr.flags.c_contiguous or not arr.flags.writeable or arr.dtype != p.dtype:
+                arr = store.array = np.ascontiguousarray(arr, dtype=p.dtype)
+            slots[i] = ffi.cast("void*", arr.ctypes.data)
+        outs = []
+        for i, node in self.outputs:
+            out = np.empty(node.shape, dtype=node.dtype)
+            outs.append(out)
+            slots[i] = ffi.cast("void*", out.ctypes.data)
+        arena = self.arena.ctypes.data + (-self.arena.ctypes.data) % 64
+        self.lib.gc_step(slots, ffi.cast("char*", arena))
+        for _, p in self.params:
+            p.attrs["store"].version += 1
+        return outs
+
+
+class CExecutable:
+    """``backend="c"``: specializes per concrete input shapes (like ``jax.jit``)."""
+
+    def __init__(self, program: Program):
+        compiler()  # fail early, with install advice, when there is no C compiler
+        self.program = program
+        self._specs: dict[tuple, _Specialization] = {}
+        self._last: _Specialization | None = None
+
+    def specialize(self, shapes) -> _Specialization:
+        key = tuple(tuple(s) for s in shapes)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = _Specialization(self.program, key)
+        self._last = spec
+        return spec
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        return self.specialize([f.shape for f in feeds]).run(feeds)
+
+    def _current(self) -> _Specialization:
+        if self._last is None:
+            shapes = [tuple(1 if d is None else d for d in p.shape) for p in self.program.inputs]
+            return self.specialize(shapes)
+        return self._last
+
+    @property
+    def source(self) -> str:
+        """The C source of the most recent specialization (free dims as 1 before any call)."""
+        return self._current().source
+
+    @property
+    def kernel_of(self) -> dict[int, str]:
+        return {k.node.id: k.name for k in self._current().lowered.kernels}
+
+    def memory_report(self) -> dict:
+        low = self._current().lowered
+        return {"buffers": dict(low.buffers), "arena": low.arena_bytes, "peak": low.peak_bytes,
+                "in_place_updates": list(low.in_place)}
