@@ -367,7 +367,7 @@ class CRenderer:
         src, dst = k.srcs[0], k.dst
         self.calls.append(f"    /* {comment(k.name)}: {comment(k.node.name)} */\n"
                           f"    memmove({pointer(dst, 'uint8', const=False)}, "
-                          f"{pointer(src, 'uint8')}, {k.node and dst.nbytes});")
+                          f"{pointer(src, 'uint8')}, {dst.nbytes});")
 
     # -- the translation unit -------------------------------------------------------------------
     def render(self) -> str:

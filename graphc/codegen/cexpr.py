@@ -33,7 +33,7 @@ class _Printer(C99CodePrinter):
     def _print_Pow(self, expr):
         base, e = expr.args
         if e.is_Integer and 1 < abs(int(e)) <= 4:
-            prod = "*".join([f"({self._print(base)})"] * abs(int(e)))
+            prod = "(" + "*".join([f"({self._print(base)})"] * abs(int(e))) + ")"
             return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"
         return super()._print_Pow(expr)
 

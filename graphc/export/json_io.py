@@ -60,7 +60,9 @@ _DTYPE = "dtype"
 _INTS = "ints"
 _EXPR = "expr"
 
-# attrs of the ops graphc defines: name -> kind (files must match exactly)
+# required attrs of the ops graphc defines: name -> kind.  Other attrs (optional ones such as
+# ew's "dout", or those of ops added later) are read with the generic rules below.
+OPTIONAL_ATTRS = {"ew": {"dout": _EXPR}}
 OP_ATTRS = {
     "ew": {"expr": _EXPR, "label": _STR, "dtype": _DTYPE},
     "matmul": {},
@@ -296,12 +298,18 @@ def _decode_attrs(op, attrs, what) -> dict:
     for k in attrs:
         if not _KEY_RE.match(k) or k in _RESERVED_ATTRS:
             _fail(f"{what}: bad attribute name {_short(k)}")
-    schema = OP_ATTRS.get(op)
-    if schema is None:  # an op registered by another module: generic values only
-        return {k: _attr_from_json(v, f"{what} attribute {k}") for k, v in attrs.items()}
-    if set(attrs) != set(schema):
-        _fail(f"{what}: op {op} takes attributes {sorted(schema)}, got {sorted(attrs)[:10]}")
-    return {k: _typed_attr(kind, attrs[k], f"{what} attribute {k}") for k, kind in schema.items()}
+    schema = dict(OP_ATTRS.get(op, {}))
+    missing = sorted(set(schema) - set(attrs))
+    if missing:
+        _fail(f"{what}: op {op} needs attributes {missing}")
+    schema.update({k: v for k, v in OPTIONAL_ATTRS.get(op, {}).items() if k in attrs})
+    out = {}
+    for k, v in attrs.items():
+        if k in schema:
+            out[k] = _typed_attr(schema[k], v, f"{what} attribute {k}")
+        else:  # generic values only
+            out[k] = _attr_from_json(v, f"{what} attribute {k}")
+    return out
 
 
 def load_graph(text) -> LoadedGraph:
