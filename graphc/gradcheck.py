@@ -6,9 +6,9 @@ from typing import Sequence
 import numpy as np
 
 from .autodiff import grad
-from .ir import Tensor, is_float, toposort
+from .ir import Tensor, is_float
 from .ops.core import constant, placeholder
-from .rewrite import rewrite
+from .rewrite import order_with_effects, rewrite
 
 
 def _retype_attrs(node: Tensor) -> Tensor:
@@ -26,7 +26,9 @@ def as_float64(roots: Sequence[Tensor], feeds: dict) -> tuple[list[Tensor], dict
     placeholder (fed with its value), constants become float64 constants.  Returns the new roots,
     the map old id -> new leaf, and the float64 feeds keyed by new placeholder."""
     leaf_map, new_feeds = {}, {}
-    for n in toposort(list(roots)):
+    # leaves reached only through effects (batch norm's running statistics in training) become
+    # placeholders too, so the copy updates no parameter of the original graph
+    for n in order_with_effects(list(roots)):
         if not n.is_leaf:
             continue
         if n.op == "placeholder" or n.op == "parameter":

@@ -39,13 +39,41 @@ def format_shape(shape: Shape) -> str:
 
 
 class ParamStore:
-    """Mutable storage of a parameter's value (shared by the compiled functions that update it)."""
+    """Mutable storage of a parameter's value, shared by every compiled function using it.
 
-    __slots__ = ("array", "version", "__weakref__")
+    ``array`` is the host copy.  A GPU backend that keeps the parameter resident on its device
+    registers itself with ``device_wrote(owner)`` after updating it there; the next host read
+    of ``array`` then pulls the device copy first (``owner.pull(store)``).  Every host write
+    bumps ``version`` so device copies know to refresh."""
+
+    __slots__ = ("_array", "version", "_device_owner", "__weakref__")
 
     def __init__(self, array: np.ndarray):
-        self.array = array
-        self.version = 0  # bumped on every host-side write, so device copies know to refresh
+        self._array = array
+        self.version = 0
+        self._device_owner = None
+
+    @property
+    def array(self) -> np.ndarray:
+        owner = self._device_owner
+        if owner is not None:
+            self._device_owner = None
+            owner.pull(self)  # writes self._array from the device copy
+        return self._array
+
+    @array.setter
+    def array(self, value: np.ndarray) -> None:
+        self._device_owner = None
+        self._array = value
+        self.version += 1
+
+    def device_wrote(self, owner) -> None:
+        """A device copy is now newer than the host copy."""
+        self._device_owner = owner
+
+    def set_from_device(self, value: np.ndarray) -> None:
+        """Store the pulled device value without invalidating device copies."""
+        self._array = value
 
 
 class Tensor:
@@ -119,9 +147,7 @@ class Tensor:
         if arr.shape != self.shape:
             raise ValueError(f"parameter {self.name}: expected shape {format_shape(self.shape)}, "
                              f"got {format_shape(arr.shape)}")
-        store = self.attrs["store"]
-        store.array = np.array(arr, dtype=self.dtype, copy=True)
-        store.version += 1
+        self.attrs["store"].array = np.array(arr, dtype=self.dtype, copy=True)
 
     # Operator overloads are attached in graphc.ops.api (they need the op constructors).
 

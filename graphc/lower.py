@@ -60,6 +60,10 @@ class Lowered:
     buffers: dict[str, int]                    # planned intermediate name -> bytes
     in_place: list[str]                        # parameters updated in place
     label_checks: list[tuple[int, int]] = field(default_factory=list)  # (input slot, classes)
+    names: dict[int, str] = field(default_factory=dict)  # node id -> deterministic display name
+
+    def name(self, node: Tensor) -> str:
+        return self.names.get(node.id, node.name)
 
     @property
     def peak_bytes(self) -> int:
@@ -80,7 +84,8 @@ def sanitize(text: str, limit: int = 40) -> str:
 
 def comment(text: str) -> str:
     """Text safe inside a C block comment (no comment terminators, no line breaks)."""
-    return re.sub(r"[^\x20-\x7e]", "?", text).replace("*/", "* /").replace("/*", "/ *")
+    text = re.sub(r"[^\x20-\x7e]", "?", text).replace("\\", "/")
+    return text.replace("*/", "* /").replace("/*", "/ *")
 
 
 def _kernel_kind(node: Tensor) -> str:
@@ -165,6 +170,9 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
 
     order = _schedule(order, extra)
     assert order is not None
+    # display names independent of global node ids, so identical graphs render identically
+    names = {n.id: n._name if n._name is not None else f"{n.attrs.get('label', n.op)}_{i}"
+             for i, n in enumerate(order)}
 
     # -- slots ------------------------------------------------------------------------------
     slots: list[Slot] = []
@@ -230,7 +238,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
         else:
             offset, arena = arena, arena + size
         storage[n.id] = Storage("arena", offset, nbytes(n))
-        buffers[n.name] = nbytes(n)
+        buffers[names[n.id]] = nbytes(n)
         live.append((last_use.get(n.id, s), offset, size))
 
     def where(t: Tensor) -> Storage:
@@ -250,7 +258,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
     for p, v in updates:
         if v.id in in_place or base(v) is p:
             continue
-        kernels.append(Kernel(f"k{len(kernels)}_update_{sanitize(p.name, 24)}", "copy", v,
+        kernels.append(Kernel(f"k{len(kernels)}_update_{sanitize(names[p.id], 24)}", "copy", v,
                               storage[p.id], [where(v)]))
 
     checks = []
@@ -260,4 +268,4 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
             if lab.op == "placeholder":
                 checks.append((storage[lab.id].index, n.inputs[0].shape[1]))
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
-                   [p.name for p in in_place.values()], checks)
+                   [p.name for p in in_place.values()], checks, names)

@@ -118,7 +118,8 @@ PIPELINE: list[tuple[str, Pass]] = [
 ]
 
 
-def dump(roots: Sequence[Tensor], out=sys.stderr) -> None:
+def dump(roots: Sequence[Tensor], out=None) -> None:
+    out = sys.stderr if out is None else out  # looked up at call time (redirections)
     for n in toposort(list(roots)):
         args = ", ".join(i.name for i in n.inputs)
         label = n.attrs.get("label", n.op)

@@ -31,7 +31,7 @@ def rebuild(node: Tensor, inputs: Sequence[Tensor], mapping: Optional[dict] = No
     return new
 
 
-def _order_with_effects(roots: list) -> list:
+def order_with_effects(roots: list) -> list:
     """Topological order of ``roots`` and of the new-value graphs of the effects they reach
     (those graphs hang off nodes, not off the roots), effect values first so that a rebuilt
     node can refer to their rewritten form."""
@@ -52,7 +52,7 @@ def rewrite(roots: Iterable[Tensor], rules: Sequence[Rule], max_iter: int = 50,
     fixed point.  Returns the map from old node id to new node.  ``leaf_map`` (old id -> node)
     substitutes leaves."""
     mapping: dict[int, Tensor] = dict(leaf_map or {})
-    for node in _order_with_effects(list(roots)):
+    for node in order_with_effects(list(roots)):
         if node.id in mapping:
             continue
         new = rebuild(node, [mapping.get(i.id, i) for i in node.inputs], mapping)

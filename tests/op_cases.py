@@ -296,7 +296,7 @@ add_case("matmul", gc.matmul, np.matmul, MATMUL_SHAPES, ("real", "real"),
 
 # layout
 add_case("transpose", gc.transpose, np.transpose, [((2, 3, 4),), ((3, 1),), ((5,),), ((),)],
-         ("real",), torch=lambda a: a.permute(*reversed(range(a.ndim))))
+         ("real",), torch=lambda a: a.permute(tuple(reversed(range(a.ndim)))))
 for _axes in [(1, 0, 2), (2, 0, 1), (0, 2, 1), (-1, 0, 1)]:
     add_case(f"transpose_axes{_axes}", lambda a, ax=_axes: gc.transpose(a, ax),
              lambda a, ax=_axes: np.transpose(a, ax), [((2, 3, 4),), ((1, 3, 1),)], ("real",),
@@ -384,8 +384,15 @@ add_case("step", gc.step, lambda x: (x > 0).astype(np.float64), UNARY_SHAPES, ("
 # prelu: alpha a tensor of shape (C,) or a scalar
 add_case("prelu", gc.prelu, lambda x, a: np.where(x > 0, x, a * x),
          [((4, 3), (3,)), ((2, 3), ()), ((5, 1), (1,)), ((2, 4, 3), (3,))], ("real", "unit"),
-         torch=lambda x, a: _t().nn.functional.prelu(x, a.reshape(-1) if a.ndim else
-                                                      a.reshape(1)))
+         torch=lambda x, a: _torch_prelu(x, a))
+
+
+def _torch_prelu(x, a):
+    # torch's prelu puts channels on dim 1; gc.prelu broadcasts alpha numpy-style (last axis)
+    torch = _t()
+    if x.ndim == 2 and a.ndim <= 1:
+        return torch.nn.functional.prelu(x, a.reshape(-1))
+    return torch.where(x > 0, x, a * x)
 
 # maxout (consecutive groups) and the softmax family
 for _pieces, _axis in [(2, -1), (3, -1), (2, 0), (1, -1), (6, 1)]:

@@ -79,7 +79,7 @@ class CRenderer:
     def _header(self, k: Kernel) -> str:
         n = k.node
         label = n.attrs.get("label", n.op)
-        return (f"/* {k.name}: node {comment(n.name)} = {comment(label)} "
+        return (f"/* {k.name}: node {comment(self.lowered.name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)} */")
 
     def _emit(self, k: Kernel, params: list[str], body: list[str], args: list[str]) -> None:
@@ -365,7 +365,7 @@ class CRenderer:
 
     def render_copy(self, k: Kernel) -> None:
         src, dst = k.srcs[0], k.dst
-        self.calls.append(f"    /* {comment(k.name)}: {comment(k.node.name)} */\n"
+        self.calls.append(f"    /* {comment(k.name)}: {comment(self.lowered.name(k.node))} */\n"
                           f"    memmove({pointer(dst, 'uint8', const=False)}, "
                           f"{pointer(src, 'uint8')}, {dst.nbytes});")
 
@@ -373,7 +373,7 @@ class CRenderer:
     def render(self) -> str:
         for k in self.lowered.kernels:
             getattr(self, f"render_{k.kind}")(k)
-        slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(s.node.name)} "
+        slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(self.lowered.name(s.node))} "
                           f"{tuple(s.node.shape)} {s.node.dtype}"
                           for i, s in enumerate(self.lowered.slots))
         return "\n".join([

@@ -12,9 +12,9 @@ Roles are recovered from structure, since ``gc.grad`` leaves no marker on the no
   ``ones_like(cost)`` Algorithm 6.2 starts from), and nodes built only to feed them (e.g. the
   ``W.T`` of a matmul's gradient), i.e. ancestors of those that the cost does not need;
 - ``update``: new values of parameter updates (explicit ones, or implicit ``effects`` such as
-  batch-norm statistics), nodes computed from new values or from an updated parameter and a
-  gradient, and steps feeding only those that read an updated parameter or are one-input
-  elementwise (the ``lr * g`` of SGD, Adam's ``beta1 * m``);
+  batch-norm statistics), nodes computed from new values, and steps feeding only those that
+  read an updated parameter or are one-input elementwise (SGD's ``lr * g``, Adam's
+  ``beta1 * m``);
 - ``forward``: everything else.
 """
 from __future__ import annotations
@@ -221,9 +221,10 @@ def compute_roles(view: GraphView) -> dict:
         else:
             roles[n.id] = "forward"
 
-    # updates: new values, what computes them from new values or from the updated parameters
-    # and a gradient, and steps feeding only those that read an updated parameter or are
-    # one-input elementwise (lr * g, g ** 2)
+    # updates: new values, what is computed from new values (Adam's m_hat from m), and steps
+    # feeding only those that read an updated parameter (beta1 * m) or are one-input
+    # elementwise (lr * g, g ** 2).  A gradient times a parameter (gamma * g in batch norm's
+    # backward pass) stays backward.
     targets = {p.id for p, _ in view.updates}
     values = {v.id for _, v in view.updates}
     feeding = _ancestors(values, by_id)
@@ -231,8 +232,7 @@ def compute_roles(view: GraphView) -> dict:
     for n in nodes:
         if n.is_leaf or n.id not in feeding or n.id in protected:
             continue
-        if n.id in values or any(i.id in upd for i in n.inputs) or (
-                any(i.id in targets for i in n.inputs) and any(i.id in tainted for i in n.inputs)):
+        if n.id in values or any(i.id in upd for i in n.inputs):
             upd.add(n.id)
     changed = True
     while changed:

@@ -80,7 +80,11 @@ def _matmul_infer(inputs, attrs):
     if a.dtype != b.dtype:
         raise ShapeError(f"matmul: dtypes differ ({a.dtype} {format_shape(a.shape)} and "
                          f"{b.dtype} {format_shape(b.shape)})")
-    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    try:
+        batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    except ShapeError:  # name the operands, not just their batch dimensions
+        raise shape_error("matmul", a.shape, b.shape,
+                          why="batch dimensions do not broadcast:") from None
     return batch + (a.shape[-2], b.shape[-1]), a.dtype
 
 
@@ -109,6 +113,10 @@ def matmul(a, b) -> Tensor:
         a, b = cast(a, dt), cast(b, dt)
     if a.ndim == 0 or b.ndim == 0:
         raise shape_error("matmul", a.shape, b.shape, why="needs operands of rank >= 1, got")
+    # checked before 1-D operands are promoted, so the error names the shapes the user gave
+    k1, k2 = a.shape[-1], b.shape[0 if b.ndim == 1 else -2]
+    if k1 is not None and k2 is not None and k1 != k2:
+        raise shape_error("matmul", a.shape, b.shape)
     squeeze_first, squeeze_last = a.ndim == 1, b.ndim == 1
     if squeeze_first:
         a = expand_dims(a, 0)

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir import Tensor, format_shape, user_location
+from ..ir import Tensor, format_shape
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def make(op: str, inputs: Sequence[Tensor], name: str | None = None, effects=(),
     try:
         shape, dtype = opdef.infer(list(inputs), attrs)
     except ShapeError as e:
-        raise ShapeError(f"{e} (built at {user_location()})") from None
+        raise ShapeError(str(e)) from None  # the message already says where (ShapeError)
     return Tensor(op, inputs, attrs, shape, dtype, name=name, effects=effects)
 
 

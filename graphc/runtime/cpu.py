@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -76,7 +77,10 @@ def build_module(source: str):
     """Compile ``source`` (or fetch it from the cache) and return the loaded library."""
     cc = compiler()
     fl = flags()
-    key = cache_key(source, " ".join(fl), compiler_version(cc), __version__, _headers_digest())
+    # comments (node names, source lines) do not change the machine code: keep them out of the
+    # key so the same graph built elsewhere reuses the module
+    code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    key = cache_key(code, " ".join(fl), compiler_version(cc), __version__, _headers_digest())
     ffi = _ffi()
 
     def build(tmp: Path) -> None:
@@ -138,7 +142,7 @@ class _Specialization:
             slots[i] = ffi.cast("void*", out.ctypes.data)
         arena = self.arena.ctypes.data + (-self.arena.ctypes.data) % 64
         self.lib.gc_step(slots, ffi.cast("char*", arena))
-        for _, p in self.params:
+        for _, p in self.params:  # updated in place: device copies elsewhere are stale now
             p.attrs["store"].version += 1
         return outs
 

@@ -72,9 +72,8 @@ class NumpyExecutable:
         new = [values[v.id] for _, v in prog.updates]
         # every update has read the old values: now apply them all
         for (param, _), val in zip(prog.updates, new):
-            store = param.attrs["store"]
-            store.array = np.array(np.broadcast_to(val, param.shape), dtype=param.dtype)
-            store.version += 1
+            param.attrs["store"].array = np.array(np.broadcast_to(val, param.shape),
+                                                  dtype=param.dtype)
         return outs
 
     def memory_report(self) -> dict:

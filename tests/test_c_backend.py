@@ -1,0 +1,241 @@
+"""C backend specifics: the compile cache, concurrency, safety of generated code, fusion,
+parameter updates.  (Per-op differential tests against numpy live with the op tests.)"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import BackendUnavailable
+from graphc.runtime import cache
+
+try:
+    gc.compile([], gc.constant(1.0) * 2, backend="c")
+    HAVE_C = True
+except BackendUnavailable:
+    HAVE_C = False
+
+pytestmark = pytest.mark.skipif(not HAVE_C, reason="no C compiler")
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def mlp_step(seed=0, hidden=17, optimizer="sgd", names=("x", "y")):
+    rng = np.random.RandomState(seed)
+    x = gc.placeholder((None, 13), name=names[0])
+    y = gc.placeholder((None,), "int64", name=names[1])
+    W1 = gc.parameter(rng.randn(13, hidden).astype("float32") * 0.3, name="W1")
+    b1 = gc.parameter(rng.randn(hidden).astype("float32") * 0.1, name="b1")
+    W2 = gc.parameter(rng.randn(hidden, 5).astype("float32") * 0.3, name="W2")
+    b2 = gc.parameter(np.zeros(5, "float32"), name="b2")
+    params = [W1, b1, W2, b2]
+    loss = gc.cross_entropy(gc.tanh(x @ W1 + b1) @ W2 + b2, y) + 1e-3 * gc.l2_penalty([W1, W2])
+    grads = gc.grad(loss, params)
+    if optimizer == "sgd":
+        updates = [(p, p - 0.1 * g) for p, g in zip(params, grads)]
+    else:  # momentum with explicit state
+        vel = [gc.parameter(np.zeros(p.shape, "float32"), trainable=False) for p in params]
+        updates = []
+        for p, g, v in zip(params, grads, vel):
+            nv = 0.9 * v + g
+            updates += [(v, nv), (p, p - 0.05 * nv)]
+    return x, y, params, loss, updates
+
+
+def run_steps(backend, steps=4, **kw):
+    x, y, params, loss, updates = mlp_step(**kw)
+    f = gc.compile([x, y], loss, updates=updates, backend=backend)
+    rng = np.random.RandomState(1)
+    losses = []
+    for batch in [9, 9, 3, 9][:steps]:
+        losses.append(float(f(rng.randn(batch, 13), rng.randint(0, 5, batch))))
+    return losses, [p.value for p in params]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_training_steps_match_numpy(cache_dir, optimizer):
+    ref_losses, ref_params = run_steps("numpy", optimizer=optimizer)
+    c_losses, c_params = run_steps("c", optimizer=optimizer)
+    np.testing.assert_allclose(c_losses, ref_losses, rtol=1e-5, atol=1e-6)
+    for a, b in zip(c_params, ref_params):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_and_unfused_agree(cache_dir):
+    from graphc.fusion import fuse_dense, fuse_elementwise
+    from graphc.lower import lower
+    x, y, params, loss, updates = mlp_step()
+    f = gc.compile([x, y], loss, updates=updates, backend="numpy")
+    fused = lower(f.program, [(9, 13), (9,)])
+    unfused = lower(f.program, [(9, 13), (9,)], pipeline=[])
+    assert any(k.kind == "dense" and k.node.attrs["expr"] != gc.symbolic.A[0]
+               for k in fused.kernels), "the bias/activation epilogue was not fused"
+    assert len(fused.kernels) < len(unfused.kernels)
+    assert all(k.kind != "dense" for k in unfused.kernels)
+    # both lowered programs run and agree: render and build each
+    from graphc.runtime.cpu import _Specialization
+    rng = np.random.RandomState(3)
+    X, Y = rng.randn(9, 13).astype("float32"), rng.randint(0, 5, 9)
+    results = []
+    for pipeline in (None, []):
+        start = [p.value for p in params]
+        spec = _Specialization.__new__(_Specialization)
+        low = lower(f.program, [(9, 13), (9,)], pipeline=pipeline)
+        from graphc.codegen.c import render_c
+        from graphc.runtime.cpu import build_module, _ffi
+        spec.lowered, spec.source = low, render_c(low)
+        spec.lib, spec.path = build_module(spec.source)
+        spec.ffi = _ffi()
+        spec.arena = np.zeros(low.arena_bytes + 128, np.uint8)
+        spec.slots = spec.ffi.new("void*[]", len(low.slots))
+        spec._const_keep = []
+        for i, s in enumerate(low.slots):
+            if s.kind == "const":
+                arr = np.ascontiguousarray(s.node.attrs["value"])
+                spec._const_keep.append(arr)
+                spec.slots[i] = spec.ffi.cast("void*", arr.ctypes.data)
+        spec.params = [(i, s.node) for i, s in enumerate(low.slots) if s.kind == "param"]
+        spec.outputs = low.outputs
+        out = spec.run([X, Y])
+        results.append((out, [p.value for p in params]))
+        for p, v in zip(params, start):
+            p.value = v
+    (o1, p1), (o2, p2) = results
+    np.testing.assert_allclose(o1[0], o2[0], rtol=1e-5)
+    for a, b in zip(p1, p2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_source_is_deterministic_and_commented(cache_dir):
+    sources = []
+    for _ in range(2):
+        x, y, params, loss, updates = mlp_step()
+        f = gc.compile([x, y], loss, updates=updates, backend="c")
+        f(np.zeros((4, 13), "float32"), np.zeros(4, "int64"))
+        sources.append(f.source)
+    strip = [s.replace("test_c_backend.py", "") for s in sources]
+    # node ids differ between the two builds; the code itself must not
+    import re
+    norm = [re.sub(r"node \S+ =", "node =", re.sub(r"slots\[\d+\]: \w+ \S+", "", s))
+            for s in strip]
+    assert norm[0] == norm[1]
+    assert "built at" in sources[0] and "test_c_backend.py" in sources[0]
+
+
+HOSTILE = 'evil*/ #include <stdio.h>\n system("rm -rf /"); /* \u2028 "\\'
+
+
+def test_hostile_names_do_not_reach_code(cache_dir):
+    x = gc.placeholder((None, 3), name=HOSTILE)
+    W = gc.parameter(np.ones((3, 2), "float32"), name=HOSTILE + "W")
+    out = gc.relu(x @ W)
+    out.name = HOSTILE
+    f = gc.compile([x], out, backend="c")
+    res = f(np.ones((2, 3), "float32"))
+    np.testing.assert_allclose(res, np.full((2, 2), 3.0))
+    import re
+    code = re.sub(r"/\*.*?\*/", "", f.source, flags=re.S)  # everything outside comments
+    assert "system" not in code and "stdio" not in code and "evil" not in code
+    assert "\\" not in f.source
+
+
+def test_cache_hit_and_corrupt_entry(cache_dir):
+    x = gc.placeholder((None, 4), name="x")
+    out = gc.sigmoid(x) * 3
+    f = gc.compile([x], out, backend="c")
+    f(np.zeros((2, 4), "float32"))
+    entries = cache.list_entries()
+    assert len(entries) == 1
+    so = entries[0]["path"]
+    # a second compile of the same graph loads the cached module
+    g = gc.compile([x], gc.sigmoid(x) * 3, backend="c")
+    g(np.zeros((2, 4), "float32"))
+    assert len(cache.list_entries()) == 1
+    # corrupt the entry: the next fresh process-level load recompiles instead of crashing
+    with open(so, "wb") as fh:
+        fh.write(b"garbage")
+    from graphc.runtime import cpu
+    lib, path = cpu.build_module(g._exe._last.source)
+    assert open(path, "rb").read(4) == b"\x7fELF"
+    assert cache.clear() == 1
+    assert cache.list_entries() == []
+
+
+def test_concurrent_processes_share_one_build(cache_dir):
+    script = textwrap.dedent("""
+        import numpy as np, graphc as gc
+        x = gc.placeholder((None, 6), name="x")
+        f = gc.compile([x], gc.tanh(x @ gc.constant(np.eye(6, dtype="float32"))) + 1, backend="c")
+        print(float(f(np.ones((3, 6), "float32")).sum()))
+    """)
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir),
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__))))
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    vals = {round(float(o[0]), 4) for o in outs}
+    assert vals == {round(18 * (np.tanh(1) + 1), 4)}
+    assert len(cache.list_entries()) == 1
+
+
+def test_stale_lock_is_recovered(cache_dir):
+    # a lock file left by a crashed process (flock released) must not block
+    from graphc.runtime.cache import kernel_cache_dir
+    x = gc.placeholder((None, 2), name="x")
+    f = gc.compile([x], x * 5, backend="c")
+    src_key_dir = kernel_cache_dir()
+    for name in ("deadbeef.lock",):
+        (src_key_dir / name).write_text("")
+    f(np.ones((1, 2), "float32"))
+
+
+def test_missing_compiler_is_backend_unavailable(monkeypatch):
+    monkeypatch.setenv("CC", "definitely-not-a-compiler")
+    x = gc.placeholder((None, 2), name="x")
+    with pytest.raises(BackendUnavailable, match="compiler"):
+        gc.compile([x], x * 2, backend="c")
+
+
+def test_compile_error_keeps_source(cache_dir, monkeypatch):
+    from graphc.runtime import cpu
+    with pytest.raises(cpu.CompileError) as info:
+        cpu.build_module("int gc_step(void **s, char *a) { this is not C; }")
+    assert ".c" in str(info.value) and "error" in str(info.value)
+
+
+def test_bad_feed_leaves_parameters_untouched(cache_dir):
+    x, y, params, loss, updates = mlp_step()
+    f = gc.compile([x, y], loss, updates=updates, backend="c")
+    before = [p.value for p in params]
+    with pytest.raises(ValueError, match="x"):
+        f(np.zeros((4, 12), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(ValueError, match="labels"):
+        f(np.zeros((4, 13), "float32"), np.full(4, 7, "int64"))
+    for a, b in zip(before, [p.value for p in params]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_memory_report_reuses_buffers(cache_dir):
+    x, y, params, loss, updates = mlp_step()
+    f = gc.compile([x, y], loss, updates=updates, backend="c")
+    f(np.zeros((64, 13), "float32"), np.zeros(64, "int64"))
+    rep = f.memory_report()
+    assert rep["peak"] > 0 and rep["buffers"]
+    assert rep["arena"] < sum(rep["buffers"].values())  # liveness-based reuse
+    assert set(rep["in_place_updates"]) >= {"W1", "W2"}
+
+
+def test_new_shapes_specialize(cache_dir):
+    x = gc.placeholder((None, 3), name="x")
+    f = gc.compile([x], gc.sum(x * x, axis=1), backend="c")
+    for n in (1, 5, 2):
+        X = np.arange(3 * n, dtype="float32").reshape(n, 3)
+        np.testing.assert_allclose(f(X), (X * X).sum(1))
