@@ -17,7 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +96,13 @@ def build_module(source: str):
             raise CompileError(f"C compilation failed (source kept at {kept}):\n{first}")
         os.replace(src, kept)
 
-    path, lib = get_or_build(key, ".so", build, lambda p: ffi.dlopen(str(p)))
+    def load(p: Path):
+        with open(p, "rb") as fh:  # a truncated or overwritten entry is rebuilt, not loaded
+            if fh.read(4) != b"\x7fELF" and not sys.platform.startswith(("darwin", "win")):
+                raise OSError(f"corrupt cache entry {p}")
+        return ffi.dlopen(str(p))
+
+    path, lib = get_or_build(key, ".so", build, load)
     return lib, path
 
 
