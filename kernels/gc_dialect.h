@@ -23,11 +23,18 @@
 #endif
 #ifdef cl_khr_fp64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#elif !defined(GC_NO_DOUBLE)
+#define GC_NO_DOUBLE 1 /* no double-precision helpers (gc_math.h) on this device */
 #endif
 
 typedef ulong gc_u64;
 typedef long gc_i64;
 typedef uint gc_u32;
+typedef int gc_i32;
+typedef ushort gc_u16;
+typedef short gc_i16;
+typedef uchar gc_u8;
+typedef char gc_i8;
 
 #define GC_KERNEL __kernel
 #define GC_WG_SIZE(n) __attribute__((reqd_work_group_size((n), 1, 1)))
@@ -93,6 +100,19 @@ typedef uint gc_u32;
 typedef unsigned long long gc_u64;
 typedef long long gc_i64;
 typedef unsigned int gc_u32;
+typedef int gc_i32;
+typedef unsigned short gc_u16;
+typedef short gc_i16;
+typedef unsigned char gc_u8;
+typedef signed char gc_i8;
+
+/* NVRTC compiles without <math.h>: the C99 constants generated code may use */
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
 
 #define GC_KERNEL extern "C" __global__
 #define GC_WG_SIZE(n) __launch_bounds__(n)
@@ -155,6 +175,10 @@ typedef unsigned int gc_u32;
 #endif /* dialect */
 
 /* ============================================================ common ===== */
+
+/* finite test without math-library macros (exact without fast math, which graphc never uses):
+ * x - x is 0 for finite x and NaN for +-inf and NaN */
+#define gc_isfinite(x) (((x) - (x)) == ((x) - (x)))
 
 /* Counter-based RNG (splitmix64 finalizer over a keyed sum); must match the
  * C backend and the numpy reference bit for bit.  Uniform in [0, 1). */

@@ -13,6 +13,14 @@
  *                                (default: empty)
  *   GC_GEMM_REAL                 element type: float (default) or double
  *   GC_GEMM_TM                   per-thread micro tile, 8 (default) or 4
+ *   GC_GEMM_WITH_OFFSETS         if defined, each of A, B and C is followed by a
+ *                                gc_i64 element offset (offA, offB, offC) added to
+ *                                the pointer (buffers shared as base + offset)
+ *   GC_GEMM_BATCH(b)             if defined, statements advancing A, B and C to
+ *                                batch element b = GC_GROUP_ID(2) + gc_batch0
+ *                                (gc_batch0 must be among GC_GEMM_EXTRA_PARAMS);
+ *                                launch with the batch count as the third grid
+ *                                dimension
  *
  * All of those are #undef'd at the end of this file, so it can be included
  * several times in one program.
@@ -69,15 +77,35 @@
 #define GC_GEMM_LA ((GC_GEMM_BM * GC_GEMM_BK) / GC_GEMM_NT) /* A loads/thread */
 #define GC_GEMM_LB ((GC_GEMM_BN * GC_GEMM_BK) / GC_GEMM_NT) /* B loads/thread */
 
+#ifdef GC_GEMM_WITH_OFFSETS
+#define GC_GEMM_OFF_(name) , gc_i64 name
+#else
+#define GC_GEMM_OFF_(name)
+#endif
+
 GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
     int M, int N, int K,
-    const GC_GLOBAL GC_GEMM_REAL* GC_RESTRICT A, int lda, int transA,
-    const GC_GLOBAL GC_GEMM_REAL* GC_RESTRICT B, int ldb, int transB,
-    GC_GLOBAL GC_GEMM_REAL* GC_RESTRICT C, int ldc, int accumulate
+    const GC_GLOBAL GC_GEMM_REAL* GC_RESTRICT A GC_GEMM_OFF_(offA), int lda, int transA,
+    const GC_GLOBAL GC_GEMM_REAL* GC_RESTRICT B GC_GEMM_OFF_(offB), int ldb, int transB,
+    GC_GLOBAL GC_GEMM_REAL* GC_RESTRICT C GC_GEMM_OFF_(offC), int ldc, int accumulate
     GC_GEMM_EXTRA_PARAMS)
 {
     GC_LOCAL GC_ALIGN(16) GC_GEMM_REAL gc_As[2 * GC_GEMM_BK * GC_GEMM_SLD];
     GC_LOCAL GC_ALIGN(16) GC_GEMM_REAL gc_Bs[2 * GC_GEMM_BK * GC_GEMM_SLD];
+
+#ifdef GC_GEMM_WITH_OFFSETS
+    A += offA;
+    B += offB;
+    C += offC;
+#endif
+#ifdef GC_GEMM_BATCH
+    /* batched launch: the third group index (plus a base) picks the batch element;
+     * GC_GEMM_BATCH(b) advances A, B and C to it */
+    {
+        const gc_i64 gc_b = (gc_i64)GC_GROUP_ID(2) + (gc_i64)gc_batch0;
+        GC_GEMM_BATCH(gc_b)
+    }
+#endif
 
     const int tid = GC_LOCAL_ID(0);
     const int tx = tid & 15;          /* column group */
@@ -234,9 +262,12 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
 #undef GC_GEMM_HT
 #undef GC_GEMM_LA
 #undef GC_GEMM_LB
+#undef GC_GEMM_OFF_
 /* user parameters: undefined so the template can be instantiated again */
 #undef GC_GEMM_NAME
 #undef GC_GEMM_EPILOGUE
 #undef GC_GEMM_EXTRA_PARAMS
 #undef GC_GEMM_REAL
 #undef GC_GEMM_TM
+#undef GC_GEMM_WITH_OFFSETS
+#undef GC_GEMM_BATCH

@@ -220,3 +220,33 @@ def test_mlp_weight_decay_matches_algorithm_6_4(rng):
         g = g @ Ws[k].T
     for got, want in zip(grads, gW + gb):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_grad_wrt_intermediate_and_cost_itself(rng):
+    x = _f64((3,), "x")
+    h = gc.tanh(x)
+    cost = gc.sum(h * h)
+    gh, gcost = gc.grad(cost, [h, cost])
+    xs = rng.standard_normal(3)
+    vh, vc = gc.compile([x], [gh, gcost])(xs)
+    np.testing.assert_allclose(vh, 2 * np.tanh(xs))
+    assert vc == 1.0
+
+
+def test_check_grad_itself(rng):
+    """check_grad passes on float32 graphs (run in float64), with parameters, through dropout
+    (a fixed mask), and raises AssertionError naming the worst entry on a wrong gradient;
+    it changes no parameter."""
+    x = gc.placeholder((3, 4), "float32", name="x")
+    w = gc.parameter(rng.standard_normal((4, 2)).astype(np.float32), name="W")
+    w0 = w.value
+    cost = gc.mean(gc.softplus(gc.dropout(x @ w, 0.5, training=True, seed=2)))
+    gc.check_grad(cost, [x, w], {x: rng.standard_normal((3, 4))}, rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(w.value, w0)
+    y = _f64((3,), "y")
+    wrong = gc.sum(gc.stop_gradient(y) * y)  # gc.grad says y, the truth is 2y
+    with pytest.raises(AssertionError) as e:
+        gc.check_grad(wrong, y, {y: np.array([1.0, -3.0, 2.0])})
+    assert "index (1,)" in str(e.value) and "y" in str(e.value)
+    with pytest.raises(ValueError):
+        gc.check_grad(gc.sum(y) * gc.sum(x), y, {y: np.ones(3)})  # x not fed

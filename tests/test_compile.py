@@ -209,3 +209,20 @@ def test_implicit_updates_only_when_reached():
     # an explicit update of the same parameter wins over the implicit one
     gc.compile([x], y, updates=[(rm, gc.constant(np.full(2, 7.0)))])(np.ones((3, 2)))
     np.testing.assert_array_equal(rm.value, 7.0)
+
+
+def test_outputs_never_alias_parameters_inputs_or_each_other():
+    p = gc.parameter(np.arange(4.0).reshape(2, 2), name="p")
+    x = gc.placeholder((2,), "float64", name="x")
+    f = gc.compile([x], [gc.reshape(p, (4,)), gc.transpose(p), gc.reshape(x, (2, 1)),
+                         gc.exp(x), gc.exp(x), gc.broadcast_like(gc.sum(x), x)])
+    xin = np.ones(2)
+    outs = f(xin)
+    for o in outs:
+        assert o.flags.writeable
+        o[...] = -7
+    np.testing.assert_array_equal(p.value, np.arange(4.0).reshape(2, 2))
+    np.testing.assert_array_equal(xin, np.ones(2))
+    outs = f(xin)
+    outs[3][0] = 5
+    assert outs[4][0] == np.e

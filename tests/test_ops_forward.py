@@ -298,3 +298,22 @@ def test_batch_norm_4d_features_and_float32():
     np.testing.assert_allclose(out, gamma.value * (xs - xs.mean(0)) / np.sqrt(xs.var(0) + 1e-5)
                                + beta.value, rtol=1e-4, atol=1e-5)
     assert rm.value.dtype == np.float32
+
+
+def test_expressions_that_simplify_away_an_input_keep_the_broadcast_shape():
+    """SymPy folds x - x, 0 * x, where(c, a, a): the result still has numpy's broadcast
+    shape (and x - x must build at all)."""
+    x = gc.placeholder((3, 4), "float64", name="x")
+    y = gc.placeholder((4,), "float64", name="y")
+    c = gc.placeholder((3, 4), "bool", name="c")
+    outs = [x - x, 0 * x, x * 0 + y, gc.where(c, y, y), y - y + x * 0, gc.sum(x * 0)]
+    assert [o.shape for o in outs] == [(3, 4)] * 5 + [()]
+    ys = np.arange(4.0)
+    got = _run([x, y, c], outs, np.ones((3, 4)), ys, np.ones((3, 4), bool))
+    want = [np.zeros((3, 4)), np.zeros((3, 4)), np.broadcast_to(ys, (3, 4)),
+            np.broadcast_to(ys, (3, 4)), np.zeros((3, 4)), 0.0]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    gx, gy = _run([x, y], gc.grad(gc.sum(x * 0 + y), [x, y]), np.ones((3, 4)), ys)
+    np.testing.assert_array_equal(gx, np.zeros((3, 4)))
+    np.testing.assert_array_equal(gy, np.full(4, 3.0))

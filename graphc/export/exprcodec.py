@@ -180,7 +180,7 @@ def _decode(t, depth, budget):
         special = (sign, man, exp_, bc)
         if special not in (fzero, finf, fninf, fnan):
             raise ValueError("expression: inconsistent float")
-        return sp.Float._new(special, prec)
+        return sp.Float._new(special, prec, zero=False)
     if keys == {"const"}:
         name = t["const"]
         if not isinstance(name, str) or name not in CONSTANTS:

@@ -441,6 +441,15 @@ def _check_op_specific(op, attrs, inputs, what):
             _fail(f"{what}: an elementwise node needs at least one input")
     elif op == "random_uniform" and attrs["seed"] < 0:
         _fail(f"{what}: seed must be non-negative")
+    # axes must be normalized (0 <= axis < rank) and distinct, as the constructors make them
+    rank = inputs[0].ndim if inputs else 0
+    if op in ("sum", "mean", "max", "logsumexp", "size_of", "squeeze", "expand_dims"):
+        axes = attrs["axes"]
+        limit = rank + len(axes) if op == "expand_dims" else rank
+        if len(set(axes)) != len(axes) or any(not 0 <= a < limit for a in axes):
+            _fail(f"{what}: axes {list(axes)} out of range for rank {rank}")
+    elif op in ("softmax", "log_softmax") and not 0 <= attrs["axis"] < max(rank, 1):
+        _fail(f"{what}: axis {attrs['axis']} out of range for rank {rank}")
 
 
 def _build_leaf(op, attrs, shape, dtype, name, what, placeholder, parameter, constant):

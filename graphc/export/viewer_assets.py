@@ -54,6 +54,8 @@ button:hover { background: #e6eaee; }
 .node.match rect { stroke: #d11; stroke-width: 3; }
 .dim { opacity: 0.25; }
 .edge { fill: none; stroke: #8a96a3; stroke-width: 1.2; }
+.edge.to-backward { stroke: #d8a488; }
+.edge.to-update { stroke: #86c596; }
 .edge.hl { stroke: #111; stroke-width: 2; }
 .edge.update-edge { stroke: #2f855a; stroke-dasharray: 5 3; }
 .kernel rect { fill: rgba(120, 100, 200, 0.06); stroke: #7a6bb0; stroke-dasharray: 6 3; }
@@ -142,7 +144,8 @@ JS = r"""
 
   var edgeEls = [];
   data.edges.forEach(function (e) {
-    var p = el("path", {"class": "edge" + (e.kind === "update" ? " update-edge" : ""),
+    var role = byId[e.t] ? byId[e.t].role : "forward";
+    var p = el("path", {"class": "edge to-" + role + (e.kind === "update" ? " update-edge" : ""),
                         d: curve(e.pts), "marker-end": "url(#arrow)"}, gEdges);
     var title = el("title", {}, p);
     title.textContent = (e.shape || "") + (e.kind === "update" ? " (new value)" : "");

@@ -93,8 +93,15 @@ def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None) -> Tensor:
     expression returns its input unchanged when no broadcast or cast is needed."""
     expr, kept = canonical(sp.sympify(expr), inputs)
     dtype = np.dtype(dtype).name
-    if not kept:
+    if not inputs:
         raise ShapeError(f"{label}: an elementwise op needs at least one tensor input")
+    shape = broadcast_shapes(label, *[t.shape for t in inputs])
+    if not kept or broadcast_shapes(label, *[t.shape for t in kept]) != shape:
+        # an input the expression no longer uses (x - x, 0 * x, where(c, a, a)) still sets the
+        # result's shape: keep the dropped ones as unused arguments
+        for t in inputs:
+            if not any(t is k for k in kept):
+                kept.append(t)
     if expr == A[0] and len(kept) == 1 and kept[0].dtype == dtype:
         return kept[0]
     if dout is not None and len(kept) == 1:

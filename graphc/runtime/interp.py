@@ -67,8 +67,19 @@ class NumpyExecutable:
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         prog = self.program
         values = evaluate(self.schedule, {p.id: v for p, v in zip(prog.inputs, feeds)})
-        # leaves' values are owned by the caller or a parameter: hand out copies
-        outs = [values[o.id].copy() if o.is_leaf else values[o.id] for o in prog.outputs]
+        # hand the caller arrays it owns: copy leaves' values (a parameter's storage, a fed
+        # array), views of them (reshape, transpose), read-only broadcasts and repeated outputs
+        leaves = {id(v) for v in feeds}
+        leaves.update(id(lookup(n.op).ref(n)) for n in self.schedule.order
+                      if n.op in ("parameter", "constant"))
+        outs, given = [], set()
+        for o in prog.outputs:
+            v = values[o.id]
+            if (o.is_leaf or not v.flags.owndata or not v.flags.writeable or id(v) in leaves
+                    or id(v) in given):
+                v = v.copy()
+            given.add(id(v))
+            outs.append(v)
         new = [values[v.id] for _, v in prog.updates]
         # every update has read the old values: now apply them all
         for (param, _), val in zip(prog.updates, new):

@@ -1,0 +1,584 @@
+"""GPURenderer: a ``Lowered`` program -> one kernel text (both GPU dialects) + a launch plan.
+
+The text is written only with the ``kernels/gc_dialect.h`` macros (``GC_KERNEL``, ``GC_GLOBAL``,
+``GC_LOCAL``, ``GC_BARRIER`` ...), so the CUDA runtime compiles it after the CUDA prelude and the
+OpenCL runtime after the OpenCL one.  It starts with ``#include "gc_math.h"`` and each GEMM kernel
+``#include``s the ``gc_gpu_gemm.h`` template; ``gpu_common.expand_includes`` pastes those headers
+in before compiling (NVRTC and OpenCL then need no include paths).
+
+Buffers: every operand is passed as (base pointer, ``gc_i64`` element offset) -- slots are
+buffers of their own (offset 0), intermediates share one arena buffer.  OpenCL sub-buffers would
+need device-specific offset alignment; a base plus an offset works everywhere.
+
+Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
+
+* ``ew``, ``transpose``, ``copy``, ``random``: one thread per output element, grid-stride loop.
+* ``dense``: the register-blocked GEMM template with the fused epilogue as an inline function of
+  (acc, i, j) that reads the broadcast extras; ``matmul`` (batched): the same template with the
+  batch index as the third grid dimension.
+* ``reduce`` and ``rowwise`` (softmax, log_softmax, softmax_cross_entropy): a work-group of
+  ``LX x LY`` threads handles ``LX`` outputs (rows), ``LY`` threads per output striding over the
+  reduced elements, then a local-memory tree reduction.  No warp intrinsics, no atomics.
+
+Everything is deterministic: identical programs give identical text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import sympy as sp
+
+from ..ir import Tensor
+from ..lower import Kernel, Lowered, Storage, comment
+from ..symbolic import A
+from .c import collapse, math_dtype, strides_for
+from .cexpr import render_expr
+
+GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",
+             "int16": "gc_i16", "int8": "gc_i8", "uint8": "gc_u8", "uint16": "gc_u16",
+             "uint32": "gc_u32", "uint64": "gc_u64", "bool": "gc_u8"}
+
+EW_THREADS = 256          # work-group size of elementwise-style kernels
+MAX_GROUPS = 65535        # cap of grid-stride launches (and of CUDA's grid y/z extents)
+RED_THREADS = 256         # work-group size of reductions / row kernels
+
+
+def gtype(dtype: str) -> str:
+    try:
+        return GPU_TYPES[dtype]
+    except KeyError:
+        raise TypeError(f"the GPU backends do not support dtype {dtype}") from None
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _pow2_at_least(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One logical kernel argument of a launch.
+
+    ``buf``: a buffer operand (``storage``; ``dtype`` its element type) -- passed as two kernel
+    arguments, the base buffer and the element offset (``gc_i64``).  ``i32`` / ``i64`` / ``u64``:
+    a scalar ``value``."""
+    kind: str
+    storage: Optional[Storage] = None
+    dtype: Optional[str] = None
+    value: int = 0
+
+    def element_offset(self) -> int:
+        """Offset in elements of this operand in its buffer (slots: 0)."""
+        if self.storage is None or self.storage.where == "slot":
+            return 0
+        size = np.dtype(self.dtype).itemsize
+        assert self.storage.index % size == 0, (self.storage, self.dtype)
+        return self.storage.index // size
+
+
+@dataclass
+class Launch:
+    """One kernel launch: ``groups`` work-groups (CUDA grid) of ``local`` threads (CUDA block);
+    the OpenCL global size is ``groups * local`` per dimension."""
+    function: str                  # kernel function name in the text
+    kernel: str                    # the Lowered kernel it implements
+    groups: tuple
+    local: tuple
+    args: list = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return any(g == 0 for g in self.groups)
+
+
+def buf(storage: Storage, dtype: str) -> Arg:
+    return Arg("buf", storage, dtype)
+
+
+def i32(v: int) -> Arg:
+    return Arg("i32", value=int(v))
+
+
+def i64(v: int) -> Arg:
+    return Arg("i64", value=int(v))
+
+
+class GPURenderer:
+    """Renders a Lowered program as GPU kernel text plus launches (see module docstring)."""
+
+    def __init__(self, lowered: Lowered):
+        self.lowered = lowered
+        self.functions: list[str] = []
+        self.launches: list[Launch] = []
+        self.uses_double = False
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _header(self, k: Kernel) -> str:
+        n = k.node
+        label = n.attrs.get("label", n.op)
+        return (f"/* {k.name}: node {comment(n.name)} = {comment(label)} "
+                f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)} */")
+
+    def _note_dtypes(self, *dtypes) -> None:
+        if any(d == "float64" for d in dtypes):
+            self.uses_double = True
+
+    @staticmethod
+    def _param(name: str, dtype: str, const: bool) -> str:
+        c = "const " if const else ""
+        return f"{c}GC_GLOBAL {gtype(dtype)}* {name}_, gc_i64 {name}_o"
+
+    @staticmethod
+    def _bind(name: str, dtype: str, const: bool) -> str:
+        c = "const " if const else ""
+        return f"{c}GC_GLOBAL {gtype(dtype)}* {name} = {name}_ + {name}_o;"
+
+    def _emit(self, k: Kernel, params: list[str], binds: list[str], body: list[str],
+              args: list[Arg], groups: tuple, local: tuple, wg: int,
+              prelude: list[str] = ()) -> None:
+        lines = [self._header(k)] + list(prelude) + [
+            f"GC_KERNEL GC_WG_SIZE({wg}) void {k.name}(" + ", ".join(params) + ")", "{"]
+        lines += ["    " + b for b in binds]
+        lines += ["    " + s for s in body]
+        lines.append("}")
+        self.functions.append("\n".join(lines))
+        self.launches.append(Launch(k.name, k.name, tuple(groups), tuple(local), args))
+
+    @staticmethod
+    def _grid_1d(total: int, threads: int = EW_THREADS) -> tuple:
+        return (min(-(-total // threads), MAX_GROUPS), 1, 1)
+
+    @staticmethod
+    def _decompose(dims: list[int], var: str = "gi", prefix: str = "i") -> list[str]:
+        """Statements splitting the linear index ``var`` into per-dim indices i0..i{n-1}."""
+        if not dims:
+            return []
+        if len(dims) == 1:
+            return [f"const gc_i64 {prefix}0 = {var};"]
+        out = [f"gc_i64 {prefix}_r = {var};"]
+        for d in range(len(dims) - 1, 0, -1):
+            out.append(f"const gc_i64 {prefix}{d} = {prefix}_r % {dims[d]}L; "
+                       f"{prefix}_r /= {dims[d]}L;")
+        out.append(f"const gc_i64 {prefix}0 = {prefix}_r;")
+        return out
+
+    @staticmethod
+    def _index(strides, prefix: str = "i") -> str:
+        terms = [f"{prefix}{d}*{s}L" if s != 1 else f"{prefix}{d}"
+                 for d, s in enumerate(strides) if s]
+        return " + ".join(terms) or "0"
+
+    def _map_kernel(self, k: Kernel, operands: list[tuple[str, str, Storage]],
+                    out: tuple[str, str, Storage], dims: list[int], inner: list[str]) -> None:
+        """A grid-stride loop over the ``dims`` output index space (i0, i1, ...)."""
+        total = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        params, binds, args = [], [], []
+        for name, dtype, st in operands:
+            params.append(self._param(name, dtype, True))
+            binds.append(self._bind(name, dtype, True))
+            args.append(buf(st, dtype))
+        name, dtype, st = out
+        params.append(self._param(name, dtype, False))
+        binds.append(self._bind(name, dtype, False))
+        args.append(buf(st, dtype))
+        body = [f"for (gc_i64 gi = (gc_i64)GC_GLOBAL_ID(0); gi < {total}L; "
+                f"gi += (gc_i64)GC_GLOBAL_SIZE(0)) {{"]
+        body += ["    " + s for s in self._decompose(dims) + inner]
+        body.append("}")
+        self._emit(k, params, binds, body, args, self._grid_1d(total), (EW_THREADS, 1, 1),
+                   EW_THREADS)
+
+    # -- elementwise --------------------------------------------------------------------------
+    def _ew_parts(self, node: Tensor):
+        if node.op == "ew":
+            return node.attrs["expr"], list(node.inputs)
+        if node.op == "broadcast_like":
+            return A[0], [node.inputs[0]]
+        if node.op == "fill_like":
+            return sp.Float(node.attrs["value"]), []
+        raise AssertionError(node.op)
+
+    def render_ew(self, k: Kernel) -> None:
+        node = k.node
+        expr, inputs = self._ew_parts(node)
+        srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
+        out_shape = tuple(node.shape)
+        strides = [strides_for(t.shape, out_shape) for t in inputs]
+        dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
+        in_strides, out_strides = col[:-1], col[-1]
+        mdt = math_dtype(node.dtype)
+        self._note_dtypes(mdt, node.dtype, *[t.dtype for t in inputs])
+        mct = gtype(mdt)
+        loads = [f"(({mct})in{j}[{self._index(st)}])" for j, st in enumerate(in_strides)]
+        stmts, value = render_expr(expr, loads, mdt)
+        octype = gtype(node.dtype)
+        store = f"({octype})({value})" if node.dtype != "bool" else f"(gc_u8)(({value}) != 0)"
+        inner = stmts + [f"out[{self._index(out_strides)}] = {store};"]
+        self._map_kernel(k, [(f"in{j}", t.dtype, s) for j, (t, s) in enumerate(zip(inputs, srcs))],
+                         ("out", node.dtype, k.dst), dims, inner)
+
+    # -- GEMM ---------------------------------------------------------------------------------
+    def render_dense(self, k: Kernel) -> None:
+        node = k.node
+        a, b = node.inputs[0], node.inputs[1]
+        extras = list(node.inputs[2:])
+        ta, tb = bool(node.attrs["trans_a"]), bool(node.attrs["trans_b"])
+        m, n = node.shape
+        kk = a.shape[0] if ta else a.shape[1]
+        mdt = math_dtype(node.dtype)
+        self._note_dtypes(mdt, node.dtype, a.dtype, b.dtype, *[t.dtype for t in extras])
+        mct = gtype(mdt)
+        fn = k.name
+        expr = node.attrs["expr"]
+        prelude = [f"#define GC_GEMM_NAME {fn}", f"#define GC_GEMM_REAL {mct}",
+                   "#define GC_GEMM_WITH_OFFSETS 1"]
+        epi_lines = []
+        if extras or sp.sympify(expr) != A[0]:
+            loads = ["acc"]
+            eparams, eargs = [], []
+            for j, t in enumerate(extras):
+                st = strides_for(t.shape, (m, n))
+                idx = " + ".join(f"(gc_i64)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) \
+                    or "0"
+                loads.append(f"(({mct})ep{j}[ep{j}_o + {idx}])")
+                eparams.append(f"const GC_GLOBAL {gtype(t.dtype)}* ep{j}, gc_i64 ep{j}_o")
+                eargs.append(f"ep{j}, ep{j}_o")
+            stmts, value = render_expr(expr, loads, mdt, tmp_prefix="e")
+            sig = ", ".join([f"{mct} acc", "int i", "int j"] + eparams)
+            epi_lines = [f"GC_INLINE {mct} {fn}_epilogue({sig})", "{"] + \
+                ["    " + s for s in stmts] + [f"    return {value};", "}"]
+            call = ", ".join(["(acc)", "(i)", "(j)"] + eargs)
+            if eparams:
+                prelude.append("#define GC_GEMM_EXTRA_PARAMS , " + ", ".join(eparams))
+            prelude.append(f"#define GC_GEMM_EPILOGUE(acc, i, j) {fn}_epilogue({call})")
+        lda = m if ta else kk
+        ldb = kk if tb else n
+        self.functions.append("\n".join(
+            [self._header(k)] + epi_lines + prelude + ['#include "gc_gpu_gemm.h"']))
+        gx, gy = -(-n // 128), -(-m // 128)
+        if gy > MAX_GROUPS:
+            raise NotImplementedError(f"{k.name}: GEMM with {m} rows (more than 65535 row tiles "
+                                      f"of 128) is not supported by the GPU backends")
+        args = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(lda), i32(ta),
+                buf(k.srcs[1], b.dtype), i32(ldb), i32(tb), buf(k.dst, node.dtype), i32(n),
+                i32(0)]
+        args += [buf(k.srcs[2 + j], t.dtype) for j, t in enumerate(extras)]
+        self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args))
+
+    def render_matmul(self, k: Kernel) -> None:
+        """Batched matmul (rank > 2): the batch index is the third grid dimension."""
+        node = k.node
+        a, b = node.inputs
+        batch = tuple(node.shape[:-2])
+        m, n = node.shape[-2:]
+        kk = a.shape[-1]
+        mdt = math_dtype(node.dtype)
+        self._note_dtypes(mdt, node.dtype)
+        mct = gtype(mdt)
+        fn = k.name
+        sa = strides_for(a.shape[:-2], batch)
+        sb = strides_for(b.shape[:-2], batch)
+        sc = strides_for(batch, batch)
+        nb = _numel(batch)
+        dec = self._decompose(list(batch), "b", "bi")
+
+        def off(strides, block):
+            return " + ".join(f"bi{d}*{s * block}L" for d, s in enumerate(strides) if s) or "0"
+
+        helper = [f"GC_INLINE void {fn}_batch(gc_i64 b, gc_i64* oa, gc_i64* ob, gc_i64* oc)",
+                  "{"] + ["    " + s for s in dec] + [
+            f"    *oa = {off(sa, m * kk)};", f"    *ob = {off(sb, kk * n)};",
+            f"    *oc = {off(sc, m * n)};", "}"]
+        prelude = [f"#define GC_GEMM_NAME {fn}", f"#define GC_GEMM_REAL {mct}",
+                   "#define GC_GEMM_WITH_OFFSETS 1",
+                   "#define GC_GEMM_EXTRA_PARAMS , int gc_batch0",
+                   f"#define GC_GEMM_BATCH(b) {{ gc_i64 oa_, ob_, oc_; {fn}_batch((b), &oa_, "
+                   f"&ob_, &oc_); A += oa_; B += ob_; C += oc_; }}"]
+        self.functions.append("\n".join([self._header(k)] + helper + prelude
+                                        + ['#include "gc_gpu_gemm.h"']))
+        gx, gy = -(-n // 128), -(-m // 128)
+        if gy > MAX_GROUPS:
+            raise NotImplementedError("batched GEMM with more than 65535*128 rows")
+        base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(kk), i32(0),
+                buf(k.srcs[1], b.dtype), i32(n), i32(0), buf(k.dst, node.dtype), i32(n), i32(0)]
+        for b0 in range(0, nb, MAX_GROUPS):
+            self.launches.append(Launch(fn, k.name, (gx, gy, min(MAX_GROUPS, nb - b0)),
+                                        (256, 1, 1), base + [i32(b0)]))
+
+    # -- reductions ---------------------------------------------------------------------------
+    def _segmented(self, k: Kernel, nout: int, count: int, row_mode: bool, acc_t: str,
+                   params: list[str], binds: list[str], args: list[Arg], per_out: list[str],
+                   phases: list[tuple], finish_all: list[str], finish_one: list[str]) -> None:
+        """A reduction-style kernel over ``nout`` outputs of ``count`` elements each.
+
+        Work-groups of LX x LY threads: LX outputs per group, LY threads per output striding
+        over the elements, then a tree reduction in local memory (barriers only, so it is
+        correct on any device).  ``row_mode``: the reduced elements are contiguous, so
+        consecutive threads walk one output; else consecutive threads take consecutive outputs
+        (a column sum reads coalesced rows).
+
+        ``per_out``: statements for output ``o`` (``ok`` says whether o is valid);
+        ``phases``: (init, load statements defining ``v`` from element ``r``, combine of ``a``
+        and ``v``, result variable, statements after the result) reduced one after the other;
+        ``finish_all``: statements run by every thread of a valid output;
+        ``finish_one``: statements run by its first thread."""
+        if row_mode:
+            ly_n = min(RED_THREADS, _pow2_at_least(max(count, 1)))
+            lx_n = max(1, min(RED_THREADS // ly_n, _pow2_at_least(max(nout, 1))))
+            lx, ly = f"tid / {ly_n}", f"tid % {ly_n}"
+
+            def sh(x, y):
+                return f"sh[({x}) * {ly_n} + ({y})]"
+        else:
+            lx_n = min(32, _pow2_at_least(max(nout, 1)))
+            ly_n = max(1, min(RED_THREADS // lx_n, _pow2_at_least(max(count, 1))))
+            lx, ly = f"tid % {lx_n}", f"tid / {lx_n}"
+
+            def sh(x, y):
+                return f"sh[({y}) * {lx_n} + ({x})]"
+        nt = lx_n * ly_n
+        ntiles = -(-nout // lx_n)
+        body = [f"GC_LOCAL {acc_t} sh[{nt}];",
+                "const int tid = GC_LOCAL_ID(0);",
+                f"const int lx = {lx};", f"const int ly = {ly};",
+                "(void)lx;",
+                "/* uniform loop over output tiles: every thread reaches every barrier */",
+                f"for (gc_i64 tile = GC_GROUP_ID(0); tile < {ntiles}L; "
+                f"tile += GC_NUM_GROUPS(0)) {{",
+                f"    const gc_i64 o = tile * {lx_n} + lx;",
+                f"    const int ok = o < {nout}L;"]
+        body += ["    " + s for s in per_out]
+        for init, load, combine, result, after in phases:
+            body += ["    {", f"        {acc_t} a = {init};",
+                     f"        if (ok) for (gc_i64 r = ly; r < {count}L; r += {ly_n}) {{"]
+            body += ["            " + s for s in load]
+            body += [f"            a = {combine};", "        }"]
+            if ly_n > 1:
+                body += [f"        {sh('lx', 'ly')} = a;", "        GC_BARRIER();"]
+                s = ly_n // 2
+                while s >= 1:
+                    body += [f"        if (ly < {s}) {{ const {acc_t} v = {sh('lx', f'ly + {s}')};"
+                             f" a = {sh('lx', 'ly')}; {sh('lx', 'ly')} = {combine}; }}",
+                             "        GC_BARRIER();"]
+                    s //= 2
+                body += [f"        {result} = {sh('lx', '0')};", "        GC_BARRIER();"]
+            else:
+                body.append(f"        {result} = a;")
+            body.append("    }")
+            body += ["    " + s for s in after]
+        if finish_all:
+            body.append("    if (ok) {")
+            body += ["        " + s for s in finish_all]
+            body.append("    }")
+        if finish_one:
+            body.append("    if (ok && ly == 0) {")
+            body += ["        " + s for s in finish_one]
+            body.append("    }")
+        body.append("}")
+        groups = (min(ntiles, MAX_GROUPS) if nout > 0 else 0, 1, 1)
+        self._emit(k, params, binds, body, args, groups, (nt, 1, 1), nt)
+
+    def render_reduce(self, k: Kernel) -> None:
+        node = k.node
+        x = node.inputs[0]
+        op, axes = node.op, set(node.attrs["axes"])
+        shape = tuple(x.shape)
+        # group consecutive axes of the same kind (kept / reduced), like the C renderer
+        groups: list[list] = []
+        for d, size in enumerate(shape):
+            red = d in axes
+            if groups and groups[-1][0] == red:
+                groups[-1][1] *= size
+            else:
+                groups.append([red, size])
+        if not groups:
+            groups = [[False, 1]]
+        mdt = math_dtype(node.dtype if op != "sum" or node.dtype != "int64" else "float64")
+        acc_t = gtype(node.dtype) if node.dtype in ("int64",) else gtype(mdt)
+        self._note_dtypes(node.dtype, x.dtype, "float64" if acc_t == "double" else "float32")
+        nout = _numel(node.shape)
+        count = _numel(shape) // nout if nout else 0
+        sizes = [g[1] for g in groups]
+        in_st, acc = [], 1
+        for s in reversed(sizes):
+            in_st.insert(0, acc)
+            acc *= s
+        # index strides of kept groups in the output index o, of reduced groups in r
+        sub_st = [0] * len(groups)
+        totals = {True: 1, False: 1}
+        for gi in range(len(groups) - 1, -1, -1):
+            red, size = groups[gi]
+            sub_st[gi] = totals[red]
+            totals[red] *= size
+
+        def offset(var: str, which: bool) -> str:
+            terms = []
+            for gi, (red, size) in enumerate(groups):
+                if red != which or size == 1:
+                    continue
+                q = f"({var} / {sub_st[gi]}L)" if sub_st[gi] != 1 else var
+                if sub_st[gi] * size != totals[red]:
+                    q = f"({q} % {size}L)"
+                terms.append(f"{q}*{in_st[gi]}L" if in_st[gi] != 1 else q)
+            return " + ".join(terms) or "0"
+
+        f = "f" if acc_t == "float" else ""
+        is_int = acc_t not in ("float", "double")
+        otype = gtype(node.dtype)
+        element = f"({acc_t})x[base + {offset('r', True)}]"
+        params = [self._param("x", x.dtype, True), self._param("out", node.dtype, False)]
+        binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
+        args = [buf(k.srcs[0], x.dtype), buf(k.dst, node.dtype)]
+        per_out = [f"const gc_i64 base = ok ? {offset('o', False)} : 0;"]
+        row_mode = bool(groups[-1][0])
+        if op == "logsumexp":
+            per_out.append(f"{acc_t} m, s;")
+            phases = [("-INFINITY", [f"const {acc_t} v = {element};"], f"gc_max2{f}(a, v)", "m",
+                       [f"const {acc_t} mm = gc_isfinite(m) ? m : (m != m ? m : ({acc_t})0);"]),
+                      ("0", [f"const {acc_t} v = gc_exp{f}({element} - mm);"], "a + v", "s", [])]
+            finish = [f"out[o] = ({otype})(gc_log{f}(s) + mm);"]
+        else:
+            init = {"sum": "0", "mean": "0", "max": "-INFINITY"}[op]
+            combine = "a + v"
+            if op == "max":
+                init = "(-9223372036854775807L - 1)" if is_int else init
+                combine = "(a > v ? a : v)" if is_int else f"gc_max2{f}(a, v)"
+            per_out.append(f"{acc_t} res;")
+            phases = [(init, [f"const {acc_t} v = {element};"], combine, "res", [])]
+            scale = f" / ({acc_t}){count}" if op == "mean" else ""
+            finish = [f"out[o] = ({otype})(res{scale});"]
+        self._segmented(k, nout, count, row_mode, acc_t, params, binds, args, per_out, phases,
+                        [], finish)
+
+    # -- row kernels ----------------------------------------------------------------------------
+    def render_rowwise(self, k: Kernel) -> None:
+        node = k.node
+        x = node.inputs[0]
+        mdt = math_dtype(node.dtype)
+        mct = gtype(mdt)
+        self._note_dtypes(mdt, node.dtype, x.dtype)
+        f = "f" if mct == "float" else ""
+        fix = f"const {mct} mm = gc_isfinite(m) ? m : (m != m ? m : ({mct})0);"
+        if node.op == "softmax_cross_entropy":
+            n, c = x.shape
+            lab = node.inputs[1]
+            params = [self._param("x", x.dtype, True), self._param("labels", lab.dtype, True),
+                      self._param("out", node.dtype, False)]
+            binds = [self._bind("x", x.dtype, True), self._bind("labels", lab.dtype, True),
+                     self._bind("out", node.dtype, False)]
+            args = [buf(k.srcs[0], x.dtype), buf(k.srcs[1], lab.dtype), buf(k.dst, node.dtype)]
+            per_out = [f"const GC_GLOBAL {gtype(x.dtype)}* row = x + (ok ? o : 0) * {c}L;",
+                       f"{mct} m, s;"]
+            phases = [("-INFINITY", [f"const {mct} v = ({mct})row[r];"], f"gc_max2{f}(a, v)",
+                       "m", [fix.replace("mm = gc_isfinite(m) ? m : (m != m ? m : (float)0)",
+                                         "mm = gc_isfinite(m) ? m : 0")
+                             if False else fix]),
+                      ("0", [f"const {mct} v = gc_exp{f}(({mct})row[r] - mm);"], "a + v", "s",
+                       [])]
+            # the C backend zeroes a non-finite row max (NaN too) before the sum
+            phases[0] = phases[0][:4] + ([f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"],)
+            finish = ["const gc_i64 y = (gc_i64)labels[o];",
+                      f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
+                      f"gc_log{f}(s) + mm - ({mct})row[y] : NAN);"]
+            self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, [], finish)
+            return
+        axis = node.attrs["axis"]
+        shape = x.shape
+        outer = _numel(shape[:axis]) if axis else 1
+        length = shape[axis]
+        inner = _numel(shape[axis + 1:]) if axis + 1 < len(shape) else 1
+        params = [self._param("x", x.dtype, True), self._param("out", node.dtype, False)]
+        binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
+        args = [buf(k.srcs[0], x.dtype), buf(k.dst, node.dtype)]
+        rows = outer * inner
+        base = (f"(o / {inner}L) * {length * inner}L + (o % {inner}L)" if inner != 1
+                else f"o * {length}L")
+        per_out = [f"const gc_i64 base = ok ? {base} : 0;",
+                   f"const GC_GLOBAL {gtype(x.dtype)}* row = x + base;", f"{mct} m, s;"]
+        el = f"({mct})row[r * {inner}L]" if inner != 1 else f"({mct})row[r]"
+        # C backend: non-finite max -> 0 (NaN included) before the exponentials
+        phases = [("-INFINITY", [f"const {mct} v = {el};"], f"gc_max2{f}(a, v)", "m",
+                   [f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"]),
+                  ("0", [f"const {mct} v = gc_exp{f}({el} - mm);"], "a + v", "s", [])]
+        ot = gtype(node.dtype)
+        elj = el.replace("r", "j").replace("(floaj)", "(float)")
+        elj = f"({mct})row[j * {inner}L]" if inner != 1 else f"({mct})row[j]"
+        oidx = f"base + j * {inner}L" if inner != 1 else "base + j"
+        value = (f"gc_exp{f}({elj} - mm) / s" if node.op == "softmax"
+                 else f"{elj} - mm - gc_log{f}(s)")
+        finish_all = [f"for (gc_i64 j = ly; j < {length}L; j += GC_RED_LY) "
+                      f"out[{oidx}] = ({ot})({value});"]
+        self._segmented(k, rows, length, inner == 1, mct, params, binds, args, per_out, phases,
+                        finish_all, [])
+        # the write loop strides by the group's LY: substitute it now that it is known
+        text = self.functions[-1]
+        ly_n = self._last_ly
+        self.functions[-1] = text.replace("GC_RED_LY", str(ly_n))
+
+    # -- layout, random, copies ---------------------------------------------------------------
+    def render_transpose(self, k: Kernel) -> None:
+        node = k.node
+        x = node.inputs[0]
+        perm = node.attrs["perm"]
+        in_st = strides_for(x.shape, x.shape)
+        st = [in_st[p] for p in perm]
+        dims, (src_st, dst_st) = collapse(tuple(node.shape),
+                                          [st, strides_for(node.shape, node.shape)])
+        self._note_dtypes(node.dtype)
+        self._map_kernel(k, [("x", x.dtype, k.srcs[0])], ("out", node.dtype, k.dst), dims,
+                         [f"out[{self._index(dst_st)}] = x[{self._index(src_st)}];"])
+
+    def render_random(self, k: Kernel) -> None:
+        node = k.node
+        n = _numel(node.shape)
+        seed = int(node.attrs["seed"]) & 0xFFFFFFFFFFFFFFFF
+        cnt = node.inputs[0]
+        self._note_dtypes(node.dtype)
+        self._map_kernel(k, [("counter", cnt.dtype, k.srcs[0])], ("out", node.dtype, k.dst), [n],
+                         [f"out[i0] = ({gtype(node.dtype)})gc_uniform01({seed}UL, "
+                          f"(gc_u64)counter[0], (gc_u64)i0);"])
+
+    def render_copy(self, k: Kernel) -> None:
+        """Copies into output slots and parameter updates (broadcast to the target shape)."""
+        src_node = k.node
+        dst_shape = tuple(src_node.shape)
+        if k.dst.where == "slot":
+            dst_shape = tuple(self.lowered.slots[k.dst.index].node.shape)
+        dtype = src_node.dtype
+        st = strides_for(src_node.shape, dst_shape)
+        dims, (s_st, d_st) = collapse(dst_shape, [st, strides_for(dst_shape, dst_shape)])
+        self._note_dtypes(dtype)
+        self._map_kernel(k, [("x", dtype, k.srcs[0])], ("out", dtype, k.dst), dims,
+                         [f"out[{self._index(d_st)}] = x[{self._index(s_st)}];"])
+
+    # -- the program ----------------------------------------------------------------------------
+    def render(self) -> tuple[str, list[Launch]]:
+        for k in self.lowered.kernels:
+            getattr(self, f"render_{k.kind}")(k)
+        slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(s.node.name)} "
+                          f"{tuple(s.node.shape)} {s.node.dtype}"
+                          for i, s in enumerate(self.lowered.slots))
+        text = "\n".join([
+            "/* Generated by graphc: one training/inference step as GPU kernels (gc_dialect.h).",
+            " * Do not edit.  Launch order = kernel order; operands are (buffer, element offset).",
+            " * arena: %d bytes" % self.lowered.arena_bytes,
+            slots,
+            " */",
+            '#include "gc_math.h"',
+            "",
+            "\n\n".join(self.functions),
+            ""])
+        return text, self.launches
+
+
+def render_gpu(lowered: Lowered) -> tuple[str, list[Launch]]:
+    """(kernel text, launches) of ``lowered``."""
+    return GPURenderer(lowered).render()

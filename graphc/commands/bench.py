@@ -1,0 +1,26 @@
+"""``graphc bench``: the benchmark tables (see graphc.benchmarking)."""
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("bench_args", nargs="*", help="arguments of graphc.benchmarking")
+    parser.add_argument("--backend", default="c", choices=["c", "cuda"])
+    parser.add_argument("--suite", default="all", choices=["all", "dense", "train"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=None, help="markdown output file")
+
+
+def run(args) -> int:
+    from .. import benchmarking
+    argv = ["--backend", args.backend, "--suite", args.suite, "--threads", str(args.threads)]
+    if args.quick:
+        argv.append("--quick")
+    if args.out:
+        argv += ["--out", args.out]
+    if args.backend == "cuda":
+        from .. import benchmarking_gpu
+        return benchmarking_gpu.main(argv[2:])
+    return benchmarking.main(argv)
