@@ -45,7 +45,11 @@ def main(argv=None):
               f"vectors differ by at most {spread:.3g} (largest weight {moved:.3g}); "
               f"test accuracy {acc:.4f}")
         if init == "zeros":
-            verdict = "identical" if spread == 0.0 else "NOT identical"
+            # exactly 0 where every unit's sums are rounded alike (vectorized GEMM); BLAS may
+            # round some columns differently, leaving differences at the float32 epsilon level
+            verdict = ("identical" if spread == 0.0 else
+                       "identical up to float rounding" if spread <= 1e-5 * max(moved, 1.0)
+                       else "NOT identical")
             print(f"zero init: max difference between hidden units = {spread:g} "
                   f"(all hidden units {verdict})")
 

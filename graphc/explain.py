@@ -10,6 +10,8 @@ import numpy as np
 
 from .autodiff import backprop
 from .ir import Tensor, is_float, toposort
+from .program import Program, check_feed
+from .runtime.interp import NumpyExecutable
 
 
 class Explanation(str):
@@ -21,22 +23,26 @@ class Explanation(str):
 def _show(v) -> str:
     v = np.asarray(v)
     if v.size <= 6:
-        return np.array2string(v, precision=4, separator=", ") if v.ndim else f"{v.item():.6g}"
+        if not v.ndim:
+            return f"{v.item():.6g}"
+        # one line per table row: a matrix prints its rows on separate lines otherwise
+        text = np.array2string(v, precision=4, separator=", ", max_line_width=10 ** 6)
+        return " ".join(line.strip() for line in text.splitlines())
     return f"shape {v.shape}"
 
 
 def explain(cost: Tensor, feed: dict, show: bool = True) -> Explanation:
     """Print and return the forward values and backward gradients of every node of ``cost``."""
-    from .compile import compile as gc_compile
-
     order = toposort([cost])
     placeholders = [n for n in order if n.op == "placeholder"]
     nodes = [n for n in order if n.op != "constant" or n is cost]
     table = backprop(cost, [n for n in nodes if is_float(n.dtype)])
     grads = [table.get(n.id) for n in nodes]
     with_grad = [g for g in grads if g is not None]
-    f = gc_compile(placeholders, nodes + with_grad)
-    values = f(*[feed[p] for p in placeholders])
+    # run the graph as built, through the interpreter, with no updates: explaining a cost must
+    # not advance dropout counters or batch-norm running statistics (gc.compile would)
+    exe = NumpyExecutable(Program(placeholders, nodes + with_grad, []))
+    values = exe.run([check_feed(p, feed[p]) for p in placeholders])
     fwd, bwd = values[:len(nodes)], iter(values[len(nodes):])
     rows = []
     for n, v, g in zip(nodes, fwd, grads):

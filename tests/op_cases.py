@@ -164,8 +164,12 @@ def sample_inputs(case: Case, shapes, dtype="float64", seed=0) -> list[np.ndarra
             for d, s in zip(case.domains, shapes)]
 
 
-def placeholders_for(arrays) -> list:
-    return [gc.placeholder(a.shape, a.dtype.name, name=f"in{i}") for i, a in enumerate(arrays)]
+def placeholders_for(arrays, free_batch=False) -> list:
+    """Placeholders for ``arrays``; with ``free_batch`` the first dimension of each is free
+    (``None``), as a batch dimension would be."""
+    def shape(a):
+        return (None,) + a.shape[1:] if free_batch and a.ndim else a.shape
+    return [gc.placeholder(shape(a), a.dtype.name, name=f"in{i}") for i, a in enumerate(arrays)]
 
 
 # -- helpers usable with any backend ----------------------------------------------------------
@@ -226,13 +230,17 @@ def check_case_grad(case: Case, shapes, seed=0):
     gc.check_grad(cost, wrt, dict(zip(phs, arrays)), rtol=rtol, atol=atol)
 
 
-def check_grad_vs_ref(case: Case, shapes, backend="numpy", dtype="float64", seed=0):
+def check_grad_vs_ref(case: Case, shapes, backend="numpy", dtype="float64", seed=0,
+                      free_batch=False):
     """``gc.grad`` compiled on ``backend`` against finite differences of the independent numpy
-    formula (float64)."""
+    formula (float64); ``free_batch`` builds the graph with free first dimensions."""
     arrays = sample_inputs(case, shapes, dtype, seed)
-    phs = placeholders_for(arrays)
+    phs = placeholders_for(arrays, free_batch)
     out = case.build(*phs)
-    cost, w = weighted_cost(out, np.random.default_rng(seed + 1))
+    want_shape = np.shape(case.ref(*[a.astype(np.float64) if a.dtype.kind == "f" else a
+                                     for a in arrays]))
+    w = np.random.default_rng(seed + 1).standard_normal(want_shape)
+    cost = gc.sum(out * gc.constant(w, dtype=out.dtype))
     idx = case.grad_inputs()
     grads = gc.grad(cost, [phs[i] for i in idx])
     f = gc.compile(phs, grads, backend=backend)

@@ -51,6 +51,7 @@ def test_shape_error_is_value_error():
     (lambda: gc.cross_entropy(_ph((4,)), _ph((4,), "int64")), "cross_entropy", ["(4,)"]),
     (lambda: gc.maxout(_ph((4, 5)), 2), "maxout", ["(4, 5)"]),
     (lambda: gc.transpose(_ph((2, 3)), (0, 0)), "transpose", ["(2, 3)"]),
+    (lambda: gc.transpose(_ph((2, 3)), (0, 3)), "transpose", ["(2, 3)", "(0, 3)"]),
     (lambda: gc.sum(_ph((2, 3)), axis=2), "sum", ["(2, 3)"]),
     (lambda: gc.softmax(_ph((2, 3)), axis=-3), "softmax", ["(2, 3)"]),
     (lambda: gc.batch_norm(_ph((4, 3)), np.ones(3), np.zeros(3), gc.parameter(np.zeros(2)),

@@ -65,3 +65,18 @@ def test_explain_tensors_show_shapes_and_constant_free_rows(capsys):
     assert float(rows["cost"]["value"]) == 24
     assert "shape (4, 3)" in str(out)
     assert capsys.readouterr().out
+
+
+def test_explain_changes_no_state_and_keeps_one_line_per_node():
+    x = gc.placeholder((4, 2), "float64", name="x")
+    rm = gc.parameter(np.zeros(2), trainable=False, name="rm")
+    rv = gc.parameter(np.ones(2), trainable=False, name="rv")
+    h = gc.batch_norm(x, np.ones(2), np.zeros(2), rm, rv, training=True)
+    cost = gc.sum(gc.dropout(h, 0.5, training=True, seed=3))
+    xs = np.arange(8.0).reshape(4, 2)
+    first = gc.explain(cost, {x: xs}, show=False)
+    second = gc.explain(cost, {x: xs}, show=False)
+    np.testing.assert_array_equal(rm.value, 0)  # running statistics untouched
+    np.testing.assert_array_equal(rv.value, 1)
+    assert str(first) == str(second)  # the dropout counter did not advance
+    assert len(str(first).splitlines()) == len(first.rows) + 2

@@ -83,8 +83,10 @@ def test_int_and_bool_dtypes():
     assert gc.greater(x, 0).dtype == "bool"
     assert gc.sum(gc.greater(x, 0)).dtype == "int64"
     assert gc.mean(i).dtype == "float32"
-    got = _run([i, x], [i + 1, i + x, gc.sum(gc.greater(x, 0))], np.array([1, 2, 3]),
-               np.array([-1.0, 2.0, 3.0]))
+    assert gc.logsumexp(i).dtype == "float32"
+    got = _run([i, x], [i + 1, i + x, gc.sum(gc.greater(x, 0)), gc.logsumexp(i)],
+               np.array([1, 2, 3]), np.array([-1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(got[3], np.log(np.exp([1, 2, 3]).sum()), rtol=1e-6)
     np.testing.assert_array_equal(got[0], [2, 3, 4])
     np.testing.assert_allclose(got[1], [0, 4, 6])
     assert got[2] == 2

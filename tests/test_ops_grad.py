@@ -95,3 +95,19 @@ def test_elementwise_registry_generated(name):
         else:
             for g in gc.compile(phs, gc.grad(cost, wrt))(*arrays):
                 np.testing.assert_array_equal(g, 0)
+
+
+def _same_batch(case, shapes):
+    """Shapes whose first dimension can be a free batch dimension: every input has the same
+    rank and first size (a free dim that broadcasts against a different runtime size, e.g.
+    (None, 1) fed 3 rows against (None, 4) fed 1, is not supported by un-broadcasting)."""
+    ranks = {len(s) for s in shapes}
+    firsts = {s[0] for s in shapes if s}
+    return len(ranks) == 1 and len(firsts) == 1 and 0 not in ranks and \
+        not case.id.startswith("maxout(pieces=2,axis=0)")
+
+
+@pytest.mark.parametrize("case,shapes", [p for p in case_params(differentiable=True)
+                                         if _same_batch(*p.values)])
+def test_grad_with_free_batch_dimension(case, shapes, backend):
+    check_grad_vs_ref(case, shapes, backend=backend, free_batch=True)

@@ -349,7 +349,8 @@ class GPURenderer:
         body = [f"GC_LOCAL {acc_t} sh[{nt}];",
                 "const int tid = GC_LOCAL_ID(0);",
                 f"const int lx = {lx};", f"const int ly = {ly};",
-                "(void)lx;",
+                f"const int nly = {ly_n};",
+                "(void)lx; (void)nly;",
                 "/* uniform loop over output tiles: every thread reaches every barrier */",
                 f"for (gc_i64 tile = GC_GROUP_ID(0); tile < {ntiles}L; "
                 f"tile += GC_NUM_GROUPS(0)) {{",
@@ -466,7 +467,8 @@ class GPURenderer:
         mct = gtype(mdt)
         self._note_dtypes(mdt, node.dtype, x.dtype)
         f = "f" if mct == "float" else ""
-        fix = f"const {mct} mm = gc_isfinite(m) ? m : (m != m ? m : ({mct})0);"
+        # as the C backend: a non-finite row max (NaN too) is replaced by 0 before the sum
+        fix = f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"
         if node.op == "softmax_cross_entropy":
             n, c = x.shape
             lab = node.inputs[1]
@@ -478,13 +480,9 @@ class GPURenderer:
             per_out = [f"const GC_GLOBAL {gtype(x.dtype)}* row = x + (ok ? o : 0) * {c}L;",
                        f"{mct} m, s;"]
             phases = [("-INFINITY", [f"const {mct} v = ({mct})row[r];"], f"gc_max2{f}(a, v)",
-                       "m", [fix.replace("mm = gc_isfinite(m) ? m : (m != m ? m : (float)0)",
-                                         "mm = gc_isfinite(m) ? m : 0")
-                             if False else fix]),
+                       "m", [fix]),
                       ("0", [f"const {mct} v = gc_exp{f}(({mct})row[r] - mm);"], "a + v", "s",
                        [])]
-            # the C backend zeroes a non-finite row max (NaN too) before the sum
-            phases[0] = phases[0][:4] + ([f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"],)
             finish = ["const gc_i64 y = (gc_i64)labels[o];",
                       f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
                       f"gc_log{f}(s) + mm - ({mct})row[y] : NAN);"]
@@ -505,23 +503,17 @@ class GPURenderer:
                    f"const GC_GLOBAL {gtype(x.dtype)}* row = x + base;", f"{mct} m, s;"]
         el = f"({mct})row[r * {inner}L]" if inner != 1 else f"({mct})row[r]"
         # C backend: non-finite max -> 0 (NaN included) before the exponentials
-        phases = [("-INFINITY", [f"const {mct} v = {el};"], f"gc_max2{f}(a, v)", "m",
-                   [f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"]),
+        phases = [("-INFINITY", [f"const {mct} v = {el};"], f"gc_max2{f}(a, v)", "m", [fix]),
                   ("0", [f"const {mct} v = gc_exp{f}({el} - mm);"], "a + v", "s", [])]
         ot = gtype(node.dtype)
-        elj = el.replace("r", "j").replace("(floaj)", "(float)")
         elj = f"({mct})row[j * {inner}L]" if inner != 1 else f"({mct})row[j]"
         oidx = f"base + j * {inner}L" if inner != 1 else "base + j"
         value = (f"gc_exp{f}({elj} - mm) / s" if node.op == "softmax"
                  else f"{elj} - mm - gc_log{f}(s)")
-        finish_all = [f"for (gc_i64 j = ly; j < {length}L; j += GC_RED_LY) "
+        finish_all = [f"for (gc_i64 j = ly; j < {length}L; j += nly) "
                       f"out[{oidx}] = ({ot})({value});"]
         self._segmented(k, rows, length, inner == 1, mct, params, binds, args, per_out, phases,
                         finish_all, [])
-        # the write loop strides by the group's LY: substitute it now that it is known
-        text = self.functions[-1]
-        ly_n = self._last_ly
-        self.functions[-1] = text.replace("GC_RED_LY", str(ly_n))
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:

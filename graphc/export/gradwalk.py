@@ -23,12 +23,25 @@ class _Keys:
         self.table: dict = {}
         self.memo: dict = {}
 
+    def _pending(self, node) -> list:
+        """``node``'s ancestors without a key yet, dependencies first (stops at known ones)."""
+        order, seen, stack = [], {node.id}, [(node, 0)]
+        while stack:
+            n, i = stack.pop()
+            if i < len(n.inputs):
+                stack.append((n, i + 1))
+                c = n.inputs[i]
+                if c.id not in seen and c.id not in self.memo:
+                    seen.add(c.id)
+                    stack.append((c, 0))
+            else:
+                order.append(n)
+        return order
+
     def key(self, node) -> int:
         if node.id in self.memo:
             return self.memo[node.id]
-        for n in toposort([node]):
-            if n.id in self.memo:
-                continue
+        for n in self._pending(node):
             if n.op in ("placeholder", "parameter"):
                 k = ("leaf", n.id)
             else:

@@ -142,7 +142,7 @@ def layout(nodes, edges, sizes, layer_gap=24.0, node_gap=16.0, sweeps=8) -> Layo
     def total_crossings(rs):
         return sum(_crossings(positions(rs[i - 1]), rs[i], down) for i in range(1, len(rs)))
 
-    big = len(layer) > 4000
+    big = len(layer) > 20000
     best = [list(r) for r in rows]
     best_c = total_crossings(rows) if not big else 0
     for it in range(0 if big else sweeps):
@@ -193,7 +193,8 @@ def layout(nodes, edges, sizes, layer_gap=24.0, node_gap=16.0, sweeps=8) -> Layo
         for v, nx in zip(r, _isotonic(desired, weights, gaps)):
             x[v] = nx
 
-    for _ in range(6):
+    total = len(layer)  # nodes and dummies: fewer passes on big graphs
+    for _ in range(6 if total < 5000 else (2 if total < 50000 else 0)):
         for i in range(1, nlayers):
             relax(i, down)
         for i in range(nlayers - 2, -1, -1):

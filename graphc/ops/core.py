@@ -153,6 +153,10 @@ register(OpDef("transpose", _transpose_infer,
 def transpose(t: Tensor, axes=None) -> Tensor:
     """Permute axes (reverse them when ``axes`` is None), as numpy."""
     t = as_tensor(t)
+    if axes is not None and any(not -t.ndim <= int(a) < t.ndim for a in axes):
+        # (a plain modulo would silently turn axis 3 of a matrix into axis 1)
+        raise ShapeError(f"transpose: axes {tuple(axes)} out of range for shape "
+                         f"{format_shape(t.shape)}")
     perm = tuple(reversed(range(t.ndim))) if axes is None else tuple(int(a) % builtins.max(t.ndim, 1)
                                                                          for a in axes)
     if perm == tuple(range(t.ndim)):

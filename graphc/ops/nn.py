@@ -75,8 +75,9 @@ def log_softmax(t, axis=-1) -> Tensor:
 def _lse_infer(inputs, attrs):
     t = inputs[0]
     axes, keep = attrs["axes"], attrs["keepdims"]
+    # integer input gives a float result, as mean does
     return tuple((1 if i in axes else d) for i, d in enumerate(t.shape)
-                 if keep or i not in axes), t.dtype
+                 if keep or i not in axes), t.dtype if is_float(t.dtype) else "float32"
 
 
 def _lse_grad(node, g):

@@ -49,11 +49,11 @@ def flags() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def compiler_version(cc: str) -> str:
-    try:
-        return subprocess.run([cc, "--version"], capture_output=True, text=True,
-                              timeout=30).stdout.splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "unknown"
+    """Identifies the compiler for the cache key: the resolved binary and its size and mtime
+    (changes whenever the compiler is upgraded; no subprocess on the warm path)."""
+    real = os.path.realpath(cc)
+    st = os.stat(real)
+    return f"{real}:{st.st_size}:{st.st_mtime_ns}"
 
 
 class CompileError(RuntimeError):
@@ -68,6 +68,7 @@ def _ffi():
     return ffi
 
 
+@functools.lru_cache(maxsize=None)
 def _headers_digest() -> str:
     d = kernels_dir()
     return cache_key(*[p.read_text() for p in sorted(d.glob("*.h"))])

@@ -135,3 +135,35 @@ def gemm_launch_geometry(M: int, N: int, tm: int = GEMM_DEFAULT_TM) -> GemmGeome
         local_size=(GEMM_THREADS, 1),
         empty=(gx == 0 or gy == 0),
     )
+
+
+_INCLUDE_RE = None
+
+
+def expand_includes(text: str) -> str:
+    """Paste the kernel headers named by ``#include "gc_*.h"`` lines of generated kernel text.
+
+    ``gc_math.h`` (include-guarded) is pasted once; ``gc_gpu_gemm.h`` (a template that
+    ``#undef``s its parameters) at every include.  The compiled program then needs no include
+    paths, which NVRTC, cupy.RawModule and OpenCL all handle the same way."""
+    import re
+
+    global _INCLUDE_RE
+    if _INCLUDE_RE is None:
+        _INCLUDE_RE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"(gc_[A-Za-z0-9_]+\.h)"[ \t]*$',
+                                 re.MULTILINE)
+    seen: set[str] = set()
+
+    def paste(m):
+        name = m.group(1)
+        if name == "gc_dialect.h":  # the runtime prepends the prelude of its dialect
+            return ""
+        if name != "gc_gpu_gemm.h":
+            if name in seen:
+                return ""
+            seen.add(name)
+        line = text.count("\n", 0, m.start()) + 2  # the line after the include
+        return (f'#line 1 "{name}"\n' + read_kernel(name).rstrip("\n")
+                + f'\n#line {line} "graphc_program"')
+
+    return _INCLUDE_RE.sub(paste, text)

@@ -1,0 +1,287 @@
+"""Executable logic shared by the GPU backends (``"cuda"`` and ``"opencl"``).
+
+Like the C backend, a compiled function specializes per concrete input shapes: the first call
+with new shapes lowers the program, renders the kernel text once (``codegen/gpu.py``), compiles
+it for the device's dialect and binds every launch to its buffers.  A call then
+
+1. checks class labels on the host (as the C backend does),
+2. brings resident parameters up to date (uploads only those the host changed),
+3. uploads the batch (the placeholders' arrays) into per-specialization input buffers,
+4. enqueues every kernel on one in-order queue / stream, with no host synchronization,
+5. downloads the outputs (the only synchronization of a step).
+
+Parameters live on the device between calls: one device copy per (device, parameter), shared
+by every function compiled for that device (a training step and an evaluation function see the
+same weights).  After a step that updates a parameter, ``store.device_wrote(mirror)`` marks the
+device copy as newer, so ``p.value`` downloads it lazily; a host write (``p.value = x``, the C or
+numpy backend updating it) bumps ``store.version`` and the next call re-uploads.  Constants are
+uploaded once per specialization.  Intermediates live in one arena buffer per specialization.
+
+A device adapter (``opencl_backend.OpenCLAdapter``, ``cuda_backend.CudaAdapter``) supplies the
+few primitives used here: build, prepare a launch, allocate, upload, download, synchronize.
+"""
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import Any
+
+import numpy as np
+
+from ..codegen.gpu import GPURenderer, Launch
+from ..errors import BackendUnavailable
+from ..lower import Lowered, lower
+from ..program import Program
+from .gpu_common import expand_includes
+
+
+class DeviceAdapter:
+    """What GPUExecutable needs from a device (implemented per dialect)."""
+
+    dialect = ""
+    name = ""
+    has_fp64 = True
+
+    def build(self, text: str) -> Any:                        # pragma: no cover - interface
+        """Compile kernel text (dialect prelude prepended by the adapter)."""
+        raise NotImplementedError
+
+    def prepare(self, module, launch: Launch, args: list) -> Any:  # pragma: no cover
+        """A ready-to-enqueue launch of ``launch.function`` with flat ``args`` (buffers and
+        numpy scalars); ``execute`` runs a list of these in order."""
+        raise NotImplementedError
+
+    def execute(self, prepared: list) -> None:                # pragma: no cover
+        raise NotImplementedError
+
+    def alloc(self, nbytes: int) -> Any:                      # pragma: no cover
+        raise NotImplementedError
+
+    def upload(self, buffer, array: np.ndarray, keep: list) -> None:  # pragma: no cover
+        """Enqueue host -> device (asynchronous where possible; ``keep`` holds whatever must
+        stay alive until the next ``sync``)."""
+        raise NotImplementedError
+
+    def download(self, buffer, out: np.ndarray, keep: list) -> None:  # pragma: no cover
+        """Enqueue device -> host into ``out`` (complete after ``sync``)."""
+        raise NotImplementedError
+
+    def sync(self) -> None:                                   # pragma: no cover
+        raise NotImplementedError
+
+    # -- shared by the adapters --------------------------------------------------------------
+    def module(self, text: str):
+        """``build`` memoized by text (identical programs compile once per process)."""
+        cache = self.__dict__.setdefault("_modules", {})
+        key = hashlib.sha256(text.encode()).hexdigest()
+        mod = cache.get(key)
+        if mod is None:
+            mod = cache[key] = self.build(text)
+        return mod
+
+    @property
+    def mirror(self) -> "ParamMirror":
+        m = self.__dict__.get("_mirror")
+        if m is None:
+            m = self.__dict__["_mirror"] = ParamMirror(self)
+        return m
+
+
+class _Entry:
+    __slots__ = ("buffer", "shape", "dtype", "version", "host_ref")
+
+    def __init__(self, buffer, shape, dtype):
+        self.buffer = buffer
+        self.shape = shape
+        self.dtype = dtype
+        self.version = -1
+        self.host_ref = None
+
+
+class ParamMirror:
+    """Device copies of parameters on one device (the ``owner`` of ParamStore.device_wrote)."""
+
+    def __init__(self, adapter: DeviceAdapter):
+        self.adapter = adapter
+        self.entries: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def buffer(self, store, shape, dtype: str):
+        e = self.entries.get(store)
+        if e is None:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            e = self.entries[store] = _Entry(self.adapter.alloc(max(nbytes, 1)), tuple(shape),
+                                             dtype)
+        return e.buffer
+
+    def ensure(self, store, keep: list) -> None:
+        """Upload the host value when the device copy is stale."""
+        e = self.entries[store]
+        owner = store._device_owner
+        if owner is self:
+            return                          # the device copy is the newest
+        if owner is not None:
+            store.array                     # another device holds the newest: pull it first
+        elif e.host_ref is store._array and e.version == store.version:
+            return
+        host = store._array
+        arr = np.ascontiguousarray(np.broadcast_to(host, e.shape), dtype=e.dtype)
+        self.adapter.upload(e.buffer, arr, keep)
+        keep.append(arr)
+        e.host_ref, e.version = host, store.version
+
+    def pull(self, store) -> None:
+        """ParamStore callback: the host reads a parameter this device updated."""
+        e = self.entries[store]
+        out = np.empty(e.shape, dtype=e.dtype)
+        keep: list = []
+        self.adapter.download(e.buffer, out, keep)
+        self.adapter.sync()
+        store.set_from_device(out)
+        e.host_ref, e.version = out, store.version
+
+
+def _nbytes(node) -> int:
+    return int(np.prod(node.shape, dtype=np.int64)) * np.dtype(node.dtype).itemsize
+
+
+class GPUSpecialization:
+    """Compiled kernels, buffers and bound launches for one set of concrete input shapes."""
+
+    def __init__(self, program: Program, shapes, dev: DeviceAdapter):
+        self.dev = dev
+        self.lowered: Lowered = lower(program, shapes)
+        renderer = GPURenderer(self.lowered)
+        self.source, self.launches = renderer.render()
+        if renderer.uses_double and not dev.has_fp64:
+            raise BackendUnavailable(
+                f"{dev.dialect} backend: the program computes in float64 and the device "
+                f"{dev.name!r} does not support double precision (no cl_khr_fp64); use "
+                f"float32 data or another backend")
+        self.module = dev.module(expand_includes(self.source))
+        low = self.lowered
+        mirror = dev.mirror
+        self.arena = dev.alloc(max(low.arena_bytes, 64))
+        self.slot_buffers: list = []
+        self.inputs: list[tuple[int, Any]] = []
+        self.params: list[tuple[int, Any]] = []     # (slot, store)
+        self.outputs: list[tuple[int, Any, Any]] = []  # (slot, node, buffer)
+        keep: list = []
+        for i, s in enumerate(low.slots):
+            n = s.node
+            if s.kind == "param":
+                store = n.attrs["store"]
+                b = mirror.buffer(store, n.shape, n.dtype)
+                self.params.append((i, store))
+            else:
+                b = dev.alloc(max(_nbytes(n), 1))
+                if s.kind == "const":
+                    arr = np.ascontiguousarray(np.broadcast_to(n.attrs["value"], n.shape),
+                                               dtype=n.dtype)
+                    if arr.nbytes:
+                        dev.upload(b, arr, keep)
+                        keep.append(arr)
+                elif s.kind == "input":
+                    self.inputs.append((i, b))
+                elif s.kind == "output":
+                    self.outputs.append((i, n, b))
+            self.slot_buffers.append(b)
+        dev.sync()
+        written = {k.dst.index for k in low.kernels if k.dst.where == "slot"}
+        self.written = [store for i, store in self.params if i in written]
+        self.prepared = []
+        for launch in self.launches:
+            if launch.empty:
+                continue
+            self.prepared.append(dev.prepare(self.module, launch, self._flat_args(launch)))
+
+    def _flat_args(self, launch: Launch) -> list:
+        out = []
+        for a in launch.args:
+            if a.kind == "buf":
+                st = a.storage
+                out.append(self.arena if st.where == "arena" else self.slot_buffers[st.index])
+                out.append(np.int64(a.element_offset()))
+            elif a.kind == "i32":
+                out.append(np.int32(a.value))
+            elif a.kind == "i64":
+                out.append(np.int64(a.value))
+            elif a.kind == "u64":
+                out.append(np.uint64(a.value))
+            else:  # pragma: no cover
+                raise AssertionError(a.kind)
+        return out
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        dev = self.dev
+        for (slot, classes) in self.lowered.label_checks:
+            labels = feeds[slot]
+            if labels.size and (labels.min() < 0 or labels.max() >= classes):
+                raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
+                                 f"[{labels.min()}, {labels.max()}]")
+        keep: list = []
+        mirror = dev.mirror
+        for _, store in self.params:
+            mirror.ensure(store, keep)
+        for (i, b), arr in zip(self.inputs, feeds):
+            if arr.nbytes:
+                dev.upload(b, arr, keep)
+                keep.append(arr)
+        dev.execute(self.prepared)
+        for store in self.written:
+            store.device_wrote(mirror)
+        outs = []
+        for _, node, b in self.outputs:
+            out = np.empty(node.shape, dtype=node.dtype)
+            if out.nbytes:
+                dev.download(b, out, keep)
+            outs.append(out)
+        dev.sync()
+        return outs
+
+
+class GPUExecutable:
+    """Base of CudaExecutable / OpenCLExecutable: specializes per concrete input shapes."""
+
+    backend = "gpu"
+
+    def __init__(self, program: Program, device: DeviceAdapter):
+        self.program = program
+        self.device = device
+        self._specs: dict[tuple, GPUSpecialization] = {}
+        self._last: GPUSpecialization | None = None
+
+    def specialize(self, shapes) -> GPUSpecialization:
+        key = tuple(tuple(s) for s in shapes)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = GPUSpecialization(self.program, key, self.device)
+        self._last = spec
+        return spec
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        return self.specialize([f.shape for f in feeds]).run(feeds)
+
+    def _current(self) -> GPUSpecialization:
+        if self._last is None:
+            shapes = [tuple(1 if d is None else d for d in p.shape) for p in self.program.inputs]
+            return self.specialize(shapes)
+        return self._last
+
+    @property
+    def source(self) -> str:
+        """The kernel text of the most recent specialization (free dims as 1 before any call);
+        the runtime prepends the dialect prelude and pastes the included headers."""
+        return self._current().source
+
+    @property
+    def kernel_of(self) -> dict[int, str]:
+        return {k.node.id: k.name for k in self._current().lowered.kernels}
+
+    @property
+    def launches(self) -> list[Launch]:
+        return list(self._current().launches)
+
+    def memory_report(self) -> dict:
+        low = self._current().lowered
+        return {"buffers": dict(low.buffers), "arena": low.arena_bytes, "peak": low.peak_bytes,
+                "in_place_updates": list(low.in_place), "device": self.device.name}

@@ -1,0 +1,79 @@
+"""``backend="opencl"``: graphc's GPU kernels as OpenCL C through pyopencl (any OpenCL device;
+PoCL runs them on the CPU in CI).  See ``gpu_exec`` for the execution model."""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+
+from ..codegen.gpu import Launch
+from ..program import Program
+from .gpu_exec import DeviceAdapter, GPUExecutable
+from .opencl import OpenCLDevice, get_device
+
+
+class OpenCLAdapter(DeviceAdapter):
+    """DeviceAdapter over graphc.runtime.opencl.OpenCLDevice (one in-order queue)."""
+
+    dialect = "opencl"
+
+    def __init__(self, device: OpenCLDevice):
+        self.device = device
+        self.cl = device.cl
+        self.queue = device.queue
+        self.name = device.name
+        self.has_fp64 = device.has_fp64
+
+    def build(self, text: str):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyopencl warns about non-empty build logs
+            return self.device.build(text)
+
+    def prepare(self, module, launch: Launch, args: list):
+        k = self.cl.Kernel(module, launch.function)
+        k.set_args(*args)
+        local = tuple(int(x) for x in launch.local)
+        glob = tuple(int(g) * int(l) for g, l in zip(launch.groups, launch.local))
+        return k, glob, local
+
+    def execute(self, prepared: list) -> None:
+        enqueue, queue = self.cl.enqueue_nd_range_kernel, self.queue
+        for k, glob, local in prepared:
+            enqueue(queue, k, glob, local)
+
+    def alloc(self, nbytes: int):
+        return self.device.empty(nbytes)
+
+    def upload(self, buffer, array: np.ndarray, keep: list) -> None:
+        keep.append(self.cl.enqueue_copy(self.queue, buffer, array, is_blocking=False))
+
+    def download(self, buffer, out: np.ndarray, keep: list) -> None:
+        keep.append(self.cl.enqueue_copy(self.queue, out, buffer, is_blocking=False))
+
+    def sync(self) -> None:
+        self.queue.finish()
+
+
+_ADAPTERS: dict = {}
+_LOCK = threading.Lock()
+
+
+def default_adapter() -> OpenCLAdapter:
+    """The process-wide adapter of the default OpenCL device (GRAPHC_OPENCL_DEVICE)."""
+    dev = get_device()  # raises BackendUnavailable with the reason
+    with _LOCK:
+        a = _ADAPTERS.get(id(dev))
+        if a is None:
+            a = _ADAPTERS[id(dev)] = OpenCLAdapter(dev)
+        return a
+
+
+class OpenCLExecutable(GPUExecutable):
+    """``backend="opencl"``: raises BackendUnavailable when pyopencl, an OpenCL platform or a
+    device is missing."""
+
+    backend = "opencl"
+
+    def __init__(self, program: Program):
+        super().__init__(program, default_adapter())
