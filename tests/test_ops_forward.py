@@ -16,6 +16,15 @@ def test_forward(case, shapes, dtype, backend):
     check_forward(case, shapes, dtype, backend=backend)
 
 
+@pytest.mark.parametrize("case,shapes", [
+    p for p in case_params() if len({len(s) for s in p.values[1]}) == 1
+    and len({s[0] for s in p.values[1] if s}) == 1 and () not in p.values[1]
+    and not p.values[0].id.startswith("maxout(pieces=2,axis=0)")])
+def test_forward_free_batch_dimension(case, shapes, backend):
+    """The same cases built with a free (None) first dimension."""
+    check_forward(case, shapes, "float32", backend=backend, free_batch=True)
+
+
 def test_table_covers_api():
     """Every op named in API.md "Building a graph" has at least one case."""
     api = ("add sub mul div neg pow matmul transpose reshape exp log sqrt abs cos sin square "
