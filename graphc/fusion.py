@@ -7,6 +7,8 @@ generic pipeline (graphc.passes), before lowering.
   element count is substituted into the consumer's expression (f(g(x)) is one loop).
 * ``fuse_dense``: ``epilogue(matmul(a, b))`` -> ``dense(a, b, extras, expr)``, with transposes
   of the operands folded into the GEMM's trans flags.
+
+Every pass takes an optional ``trace`` dict that it fills with old node id -> new node.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ def use_counts(roots: Sequence[Tensor]) -> dict[int, int]:
 
 # -- concretize --------------------------------------------------------------------------------
 
-def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequence[tuple]):
+def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequence[tuple],
+               trace: dict | None = None):
     """The graph of ``roots`` re-inferred with placeholder ``inputs`` of concrete ``shapes``.
 
     Returns (new roots, new placeholders in the order of ``inputs``)."""
@@ -53,6 +56,8 @@ def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequen
         return None
 
     m = rewrite(roots, [fold_size], leaf_map=leaf_map)
+    if trace is not None:
+        trace.update(m)
     return [m[r.id] for r in roots], new_inputs
 
 
@@ -83,7 +88,7 @@ def _can_inline(producer: Tensor, consumer: Tensor, counts) -> bool:
 MAX_FUSED_INPUTS = 16  # a kernel argument list bound (GPU kernels take each input by pointer)
 
 
-def fuse_elementwise(roots: Sequence[Tensor]) -> list[Tensor]:
+def fuse_elementwise(roots: Sequence[Tensor], trace: dict | None = None) -> list[Tensor]:
     counts = use_counts(roots)
     mapping: dict[int, Tensor] = {}
     original: dict[int, Tensor] = {}  # new node id -> the old node it replaces (for counts)
@@ -109,6 +114,8 @@ def fuse_elementwise(roots: Sequence[Tensor]) -> list[Tensor]:
                 new._name = node._name
         mapping[node.id] = new
         original[new.id] = node
+    if trace is not None:  # old node id -> new node, for provenance (which kernel computes what)
+        trace.update(mapping)
     return [mapping[r.id] for r in roots]
 
 
@@ -128,7 +135,7 @@ def _dense_from(mm: Tensor, expr, extras, label, dtype) -> Tensor:
                 label=label, dtype=dtype)
 
 
-def fuse_dense(roots: Sequence[Tensor]) -> list[Tensor]:
+def fuse_dense(roots: Sequence[Tensor], trace: dict | None = None) -> list[Tensor]:
     order = toposort(list(roots))
     counts = use_counts(roots)
     users = consumers(order)
@@ -167,6 +174,8 @@ def fuse_dense(roots: Sequence[Tensor]) -> list[Tensor]:
                 continue
         mapping[node.id] = rebuild(node, [bare(t) if t.op == "matmul" and t.ndim == 2 else t
                                           for t in inputs])
+    if trace is not None:  # old node id -> new node, for provenance (which kernel computes what)
+        trace.update(mapping)
     return [mapping[r.id] for r in roots]
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .fusion import BACKEND_PIPELINE, concretize
-from .ir import Tensor, toposort
+from .ir import Tensor, consumers, toposort
 from .ops.registry import lookup
 from .program import Program
 
@@ -61,6 +61,7 @@ class Lowered:
     in_place: list[str]                        # parameters updated in place
     label_checks: list[tuple[int, int]] = field(default_factory=list)  # (input slot, classes)
     names: dict[int, str] = field(default_factory=dict)  # node id -> deterministic display name
+    kernel_of: dict[int, str] = field(default_factory=dict)  # program node id -> kernel name
 
     def name(self, node: Tensor) -> str:
         return self.names.get(node.id, node.name)
@@ -124,9 +125,14 @@ def _schedule(order: list[Tensor], extra: dict[int, set[int]]) -> Optional[list[
 def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
     """Lower ``program`` for inputs of concrete ``shapes``."""
     n_out = len(program.outputs)
-    roots, inputs = concretize(program.roots, program.inputs, shapes)
+    track = {n.id: n for n in toposort(program.roots)}  # program node id -> current node
+    trace: dict = {}
+    roots, inputs = concretize(program.roots, program.inputs, shapes, trace=trace)
     for _, fn in (BACKEND_PIPELINE if pipeline is None else pipeline):
-        roots = fn(roots)
+        track = {pid: trace.get(n.id, n) for pid, n in track.items()}
+        trace = {}
+        roots = fn(roots, trace=trace)
+    track = {pid: trace.get(n.id, n) for pid, n in track.items()}
     outs, values = roots[:n_out], roots[n_out:]
     updates = [(p, v) for (p, _), v in zip(program.updates, values)]
     order = toposort(roots)
@@ -261,6 +267,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
         kernels.append(Kernel(f"k{len(kernels)}_update_{sanitize(names[p.id], 24)}", "copy", v,
                               storage[p.id], [where(v)]))
 
+    kernel_of = _provenance(program, track, kernels)
     checks = []
     for n in computed:
         if n.op == "softmax_cross_entropy":
@@ -268,4 +275,22 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
             if lab.op == "placeholder":
                 checks.append((storage[lab.id].index, n.inputs[0].shape[1]))
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
-                   [p.name for p in in_place.values()], checks, names)
+                   [p.name for p in in_place.values()], checks, names, kernel_of)
+
+
+def _provenance(program: Program, track: dict, kernels: list[Kernel]) -> dict[int, str]:
+    """Program node id -> name of the kernel computing it.  A node fused away (an inlined
+    producer, a folded transpose, a view) belongs to the kernel of a consumer."""
+    by_node = {k.node.id: k.name for k in kernels if k.kind != "copy"}
+    order = toposort(program.roots)
+    users = consumers(order)
+    out: dict[int, str] = {}
+    for n in reversed(order):
+        if n.is_leaf:
+            continue
+        name = by_node.get(track[n.id].id)
+        if name is None:
+            name = next((out[u.id] for u in users.get(n.id, []) if u.id in out), None)
+        if name is not None:
+            out[n.id] = name
+    return out

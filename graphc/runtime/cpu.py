@@ -187,7 +187,8 @@ class CExecutable:
 
     @property
     def kernel_of(self) -> dict[int, str]:
-        return {k.node.id: k.name for k in self._current().lowered.kernels}
+        """Program node id -> the generated kernel computing it (after fusion)."""
+        return dict(self._current().lowered.kernel_of)
 
     def memory_report(self) -> dict:
         low = self._current().lowered
