@@ -24,6 +24,11 @@ class Program:
 def check_feed(placeholder: Tensor, value) -> np.ndarray:
     """Validate and convert one fed value (API.md rules); ValueError names the placeholder."""
     want = np.dtype(placeholder.dtype)
+    shape = placeholder.shape
+    if (type(value) is np.ndarray and value.dtype == want and value.ndim == len(shape)
+            and value.flags.c_contiguous
+            and all(d is None or d == g for d, g in zip(shape, value.shape))):
+        return value  # the common case, checked cheaply
     arr = np.asarray(value)
     kind = arr.dtype.kind
     if want.kind == "f":
@@ -36,7 +41,6 @@ def check_feed(placeholder: Tensor, value) -> np.ndarray:
                              f"data, got {arr.dtype}")
     elif want.kind == "b" and kind != "b":
         raise ValueError(f"placeholder {placeholder.name!r}: expected bool data, got {arr.dtype}")
-    shape = placeholder.shape
     if arr.ndim != len(shape) or any(d is not None and d != g for d, g in zip(shape, arr.shape)):
         raise ValueError(f"placeholder {placeholder.name!r}: expected shape "
                          f"{format_shape(shape)}, got {format_shape(arr.shape)}")

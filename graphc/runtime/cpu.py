@@ -107,50 +107,55 @@ def build_module(source: str):
     return lib, path
 
 
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
+
+
 class _Specialization:
     """One compiled module for one set of concrete input shapes."""
 
-    def __init__(self, program: Program, shapes):
-        self.lowered: Lowered = lower(program, shapes)
+    def __init__(self, program: Program, shapes, pipeline=None):
+        self.lowered: Lowered = lower(program, shapes, pipeline=pipeline)
         self.source = render_c(self.lowered)
         self.lib, self.path = build_module(self.source)
         self.ffi = _ffi()
         self.arena = np.zeros(max(self.lowered.arena_bytes, 64) + 64, dtype=np.uint8)
-        self.slots = self.ffi.new("void*[]", max(len(self.lowered.slots), 1))
-        const_keep = []
+        self.arena_ptr = self.ffi.cast("char*", _address(self.arena) + (-_address(self.arena)) % 64)
+        # the slot table is a numpy array of addresses, shared with C (no per-call cffi casts)
+        self.slot_addr = np.zeros(max(len(self.lowered.slots), 1), dtype=np.uintp)
+        self.slot_ptr = self.ffi.cast("void**", _address(self.slot_addr))
+        self._const_keep = []
         for i, s in enumerate(self.lowered.slots):
             if s.kind == "const":
                 arr = np.ascontiguousarray(s.node.attrs["value"])
-                const_keep.append(arr)
-                self.slots[i] = self.ffi.cast("void*", arr.ctypes.data)
-        self._const_keep = const_keep
-        self.params = [(i, s.node) for i, s in enumerate(self.lowered.slots) if s.kind == "param"]
-        self.outputs = self.lowered.outputs
+                self._const_keep.append(arr)
+                self.slot_addr[i] = _address(arr)
+        self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
+                       enumerate(self.lowered.slots) if s.kind == "param"]
+        self.outputs = [(i, node.shape, np.dtype(node.dtype)) for i, node in self.lowered.outputs]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        ffi, slots = self.ffi, self.slots
-        for (slot, classes) in self.lowered.label_checks:
+        addr = self.slot_addr
+        for slot, classes in self.lowered.label_checks:
             labels = feeds[slot]
             if labels.size and (labels.min() < 0 or labels.max() >= classes):
                 raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
                                  f"[{labels.min()}, {labels.max()}]")
         for i, arr in enumerate(feeds):
-            slots[i] = ffi.cast("void*", arr.ctypes.data)
-        for i, p in self.params:
-            store = p.attrs["store"]
+            addr[i] = _address(arr)
+        for i, p, store in self.params:
             arr = store.array
-            if not arr.flags.c_contiguous or not arr.flags.writeable or arr.dtype != p.dtype:
+            if not (arr.flags.c_contiguous and arr.flags.writeable) or arr.dtype != p.dtype:
                 arr = store.array = np.ascontiguousarray(arr, dtype=p.dtype)
-            slots[i] = ffi.cast("void*", arr.ctypes.data)
+            addr[i] = _address(arr)
         outs = []
-        for i, node in self.outputs:
-            out = np.empty(node.shape, dtype=node.dtype)
+        for i, shape, dtype in self.outputs:
+            out = np.empty(shape, dtype=dtype)
             outs.append(out)
-            slots[i] = ffi.cast("void*", out.ctypes.data)
-        arena = self.arena.ctypes.data + (-self.arena.ctypes.data) % 64
-        self.lib.gc_step(slots, ffi.cast("char*", arena))
-        for _, p in self.params:  # updated in place: device copies elsewhere are stale now
-            p.attrs["store"].version += 1
+            addr[i] = _address(out)
+        self.lib.gc_step(self.slot_ptr, self.arena_ptr)
+        for _, _, store in self.params:  # updated in place: device copies elsewhere are stale
+            store.version += 1
         return outs
 
 
