@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from _common import backend as pick_backend
 from _common import gc, load, parser, plot_curves
 
@@ -44,9 +42,8 @@ def main(argv=None):
               f"{acc:.4f}", flush=True)
     best = min(rows, key=lambda r: r[1])
     print(f"lowest training loss: {best[0]}")
-    if len(curves[best[0]]) > 1 or True:
-        plot_curves(curves, os.path.join(args.out, "activations.png"), "training loss",
-                    "784-128-128-10 on MNIST: training loss per activation")
+    plot_curves(curves, os.path.join(args.out, "activations.png"), "training loss",
+                "784-128-128-10 on MNIST: training loss per activation")
     return rows
 
 

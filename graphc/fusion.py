@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import sympy as sp
+from sympy.core.parameters import evaluate
 
 from .ir import Tensor, consumers, is_float, toposort
 from .ops.core import constant, placeholder
@@ -89,6 +90,13 @@ MAX_FUSED_INPUTS = 16  # a kernel argument list bound (GPU kernels take each inp
 
 
 def fuse_elementwise(roots: Sequence[Tensor], trace: dict | None = None) -> list[Tensor]:
+    # substituting expressions needs no re-simplification, which is slow: switch it off once
+    # for the pass (each switch clears SymPy's cache)
+    with evaluate(False):
+        return _fuse_elementwise(roots, trace)
+
+
+def _fuse_elementwise(roots, trace):
     counts = use_counts(roots)
     mapping: dict[int, Tensor] = {}
     original: dict[int, Tensor] = {}  # new node id -> the old node it replaces (for counts)
@@ -136,6 +144,11 @@ def _dense_from(mm: Tensor, expr, extras, label, dtype) -> Tensor:
 
 
 def fuse_dense(roots: Sequence[Tensor], trace: dict | None = None) -> list[Tensor]:
+    with evaluate(False):
+        return _fuse_dense(roots, trace)
+
+
+def _fuse_dense(roots, trace):
     order = toposort(list(roots))
     counts = use_counts(roots)
     users = consumers(order)

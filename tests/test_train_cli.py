@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_train_in_process(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--epochs", "2", "--backend", "numpy", "--no-progress", "--limit",
-               "600", "--layers", "32", "--out", str(out)])
+               "600", "--layers", "32", "--batch-size", "32", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "dataset default: 600 training, 600 test samples" in text

@@ -76,7 +76,7 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
     return tqdm(total=total, desc=desc, unit="batch", leave=True, file=sys.stderr,
-                dynamic_ncols=True)
+                dynamic_ncols=False)
 
 
 def _train_step(model, spec, y, optimizer, weight_decay, seed, backend):
@@ -219,7 +219,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         for k in history:
             history[k].append(float(logs[k]))
         if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"})
+            bar.set_postfix({k.replace("accuracy", "acc"): f"{v:.4f}"
+                             for k, v in logs.items() if k != "time"})
             bar.close()
         stop = False
         if stopper is not None:

@@ -79,10 +79,11 @@ def canonical(expr: sp.Expr, inputs: list) -> tuple[sp.Expr, list[Tensor]]:
         if j is None:
             kept.append(t)
             j = len(kept) - 1
-        subs[A[i]] = sp.Dummy(f"k{j}")
-    # two-step renaming avoids collisions between old and new indices
-    expr = expr.xreplace(subs)
-    return expr.xreplace({s: A[int(s.name[1:])] for s in subs.values()}), kept
+        if i != j:
+            subs[A[i]] = A[j]
+    if subs:  # xreplace substitutes simultaneously, so renaming needs no temporaries
+        expr = expr.xreplace(subs)
+    return expr, kept
 
 
 def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None) -> Tensor:

@@ -27,7 +27,7 @@ from ..codegen.c import render_c
 from ..errors import BackendUnavailable
 from ..lower import Lowered, lower
 from ..program import Program
-from .cache import cache_key, get_or_build
+from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
 
 DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
@@ -74,14 +74,43 @@ def _headers_digest() -> str:
     return cache_key(*[p.read_text() for p in sorted(d.glob("*.h"))])
 
 
+def module_key(source: str) -> str:
+    cc = compiler()
+    # comments (node names, source lines) do not change the machine code: keep them out of the
+    # key so the same graph built elsewhere reuses the module
+    code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    return cache_key(code, " ".join(flags()), compiler_version(cc), __version__, _headers_digest())
+
+
+@functools.lru_cache(maxsize=None)
+def _codegen_digest() -> str:
+    """Hash of the code that turns a lowered program into C (a renderer change must not reuse
+    an index entry written by an older renderer)."""
+    here = Path(__file__).resolve().parent.parent
+    files = [here / "lower.py", here / "fusion.py", *sorted((here / "codegen").glob("*.py"))]
+    return cache_key(*[f.read_text() for f in files])
+
+
+def lowered_fingerprint(low: Lowered) -> str:
+    """A cheap structural key of a lowered program: everything the rendered source depends on
+    except comments.  It indexes the cache so a warm load skips rendering."""
+    parts = [_codegen_digest(), " ".join(flags()), __version__]
+    for s in low.slots:
+        parts.append(f"{s.kind}:{tuple(s.node.shape)}:{s.node.dtype}")
+    for k in low.kernels:
+        n = k.node
+        attrs = sorted((a, str(v)) for a, v in n.attrs.items() if a not in ("store", "value"))
+        parts.append(repr((k.kind, k.name, tuple(n.shape), n.dtype, k.dst, tuple(k.srcs),
+                           [(tuple(i.shape), i.dtype) for i in n.inputs], attrs)))
+    parts.append(str(low.arena_bytes))
+    return cache_key(*parts)
+
+
 def build_module(source: str):
     """Compile ``source`` (or fetch it from the cache) and return the loaded library."""
     cc = compiler()
     fl = flags()
-    # comments (node names, source lines) do not change the machine code: keep them out of the
-    # key so the same graph built elsewhere reuses the module
-    code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
-    key = cache_key(code, " ".join(fl), compiler_version(cc), __version__, _headers_digest())
+    key = module_key(source)
     ffi = _ffi()
 
     def build(tmp: Path) -> None:
@@ -97,14 +126,33 @@ def build_module(source: str):
             raise CompileError(f"C compilation failed (source kept at {kept}):\n{first}")
         os.replace(src, kept)
 
-    def load(p: Path):
-        with open(p, "rb") as fh:  # a truncated or overwritten entry is rebuilt, not loaded
-            if fh.read(4) != b"\x7fELF" and not sys.platform.startswith(("darwin", "win")):
-                raise OSError(f"corrupt cache entry {p}")
-        return ffi.dlopen(str(p))
-
-    path, lib = get_or_build(key, ".so", build, load)
+    path, lib = get_or_build(key, ".so", build, _load)
     return lib, path
+
+
+def _load(p: Path):
+    with open(p, "rb") as fh:  # a truncated or overwritten entry is rebuilt, not loaded
+        if fh.read(4) != b"\x7fELF" and not sys.platform.startswith(("darwin", "win")):
+            raise OSError(f"corrupt cache entry {p}")
+    return _ffi().dlopen(str(p))
+
+
+def load_lowered(low: Lowered):
+    """(library, path, source or None): a warm load goes through the fingerprint index and
+    never renders; otherwise render, compile, and record the index entry."""
+    index = kernel_cache_dir() / f"{lowered_fingerprint(low)}.idx"
+    try:
+        key = index.read_text().strip()
+        path = kernel_cache_dir() / f"{key}.so"
+        return _load(path), path, None
+    except (OSError, ValueError):
+        pass
+    source = render_c(low)
+    lib, path = build_module(source)
+    tmp = index.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(path.stem)
+    os.replace(tmp, index)
+    return lib, path, source
 
 
 def _address(arr: np.ndarray) -> int:
@@ -116,8 +164,7 @@ class _Specialization:
 
     def __init__(self, program: Program, shapes, pipeline=None):
         self.lowered: Lowered = lower(program, shapes, pipeline=pipeline)
-        self.source = render_c(self.lowered)
-        self.lib, self.path = build_module(self.source)
+        self.lib, self.path, self._source = load_lowered(self.lowered)
         self.ffi = _ffi()
         self.arena = np.zeros(max(self.lowered.arena_bytes, 64) + 64, dtype=np.uint8)
         self.arena_ptr = self.ffi.cast("char*", _address(self.arena) + (-_address(self.arena)) % 64)
@@ -133,6 +180,13 @@ class _Specialization:
         self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
                        enumerate(self.lowered.slots) if s.kind == "param"]
         self.outputs = [(i, node.shape, np.dtype(node.dtype)) for i, node in self.lowered.outputs]
+
+    @property
+    def source(self) -> str:
+        if self._source is None:  # warm load: the C text kept beside the module, else render
+            kept = self.path.with_suffix(".c")
+            self._source = kept.read_text() if kept.exists() else render_c(self.lowered)
+        return self._source
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         addr = self.slot_addr

@@ -69,11 +69,15 @@ class DeviceAdapter:
     def sync(self) -> None:                                   # pragma: no cover
         raise NotImplementedError
 
+    def options(self) -> tuple:
+        """Extra compiler options (part of the module cache key)."""
+        return ()
+
     # -- shared by the adapters --------------------------------------------------------------
     def module(self, text: str):
-        """``build`` memoized by text (identical programs compile once per process)."""
+        """``build`` memoized by text and options (identical programs compile once)."""
         cache = self.__dict__.setdefault("_modules", {})
-        key = hashlib.sha256(text.encode()).hexdigest()
+        key = hashlib.sha256(("\0".join(self.options()) + "\0" + text).encode()).hexdigest()
         mod = cache.get(key)
         if mod is None:
             mod = cache[key] = self.build(text)

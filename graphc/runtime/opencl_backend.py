@@ -1,7 +1,13 @@
 """``backend="opencl"``: graphc's GPU kernels as OpenCL C through pyopencl (any OpenCL device;
-PoCL runs them on the CPU in CI).  See ``gpu_exec`` for the execution model."""
+PoCL runs them on the CPU in CI).  See ``gpu_exec`` for the execution model.
+
+``GRAPHC_OPENCL_OPTIONS``: extra OpenCL build options (e.g. ``-cl-opt-disable``, which makes
+PoCL compile kernels about 3x faster: the test suite uses it for its large op sweeps).
+Device choice: ``GRAPHC_OPENCL_DEVICE`` (see graphc.runtime.opencl)."""
 from __future__ import annotations
 
+import os
+import shlex
 import threading
 import warnings
 
@@ -25,10 +31,13 @@ class OpenCLAdapter(DeviceAdapter):
         self.name = device.name
         self.has_fp64 = device.has_fp64
 
+    def options(self) -> tuple:
+        return tuple(shlex.split(os.environ.get("GRAPHC_OPENCL_OPTIONS", "")))
+
     def build(self, text: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyopencl warns about non-empty build logs
-            return self.device.build(text)
+            return self.device.build(text, options=self.options())
 
     def prepare(self, module, launch: Launch, args: list):
         k = self.cl.Kernel(module, launch.function)
