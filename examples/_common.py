@@ -89,6 +89,7 @@ def load(name: str, data_dir=None, quick=False, n_quick=(2000, 500), seed=0):
 def plot_curves(series: dict, path: str, ylabel: str, title: str) -> None:
     """One figure with a line per entry of ``series`` (label -> per-epoch values)."""
     try:
+        import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
@@ -97,9 +98,14 @@ def plot_curves(series: dict, path: str, ylabel: str, title: str) -> None:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    # one color per curve family ("name: train" and "name: val" share one), 20 distinct
+    families = list(dict.fromkeys(label.split(":")[0] for label in series))
+    cmap = matplotlib.colormaps["tab10" if len(families) <= 10 else "tab20"]
     for label, values in series.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=label,
+                color=cmap(families.index(label.split(":")[0]) % cmap.N),
                 linestyle="--" if "val" in label or "test" in label else "-")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

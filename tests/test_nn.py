@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -456,11 +455,12 @@ def test_fit_matches_pytorch(opt):
     m = nn.Sequential([nn.Dense(12, "tanh"), nn.Dense(3, "softmax")], 5, seed=3)
     net = _torch_mlp(torch, m)
     if opt == "sgd":
-        ours, theirs = optim.SGD(0.2, momentum=0.9), torch.optim.SGD(net.parameters(), lr=0.2,
-                                                                      momentum=0.9)
+        ours = optim.SGD(0.2, momentum=0.9)
+        theirs = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
         bs = len(X)  # one full batch per epoch: the order of samples cannot matter
     else:
-        ours, theirs = optim.Adam(0.01), torch.optim.Adam(net.parameters(), lr=0.01)
+        ours = optim.Adam(0.01)
+        theirs = torch.optim.Adam(net.parameters(), lr=0.01)
         bs = 32
     hist = m.fit(X, y, optimizer=ours, epochs=3, batch_size=bs, backend=B, progress=False,
                  shuffle=False)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import graphc as gc
@@ -49,8 +48,8 @@ def test_train_options(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "784-16-16-10 (tanh" in text and "SGD(lr=0.1, momentum=0.9" in text
     model = gc.nn.load(tmp_path / "r" / "model")
-    assert [type(l).__name__ for l in model.layers] == ["Dense", "Dropout", "Dense", "Dropout",
-                                                         "Dense"]
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
 
 
 def test_train_bad_arguments(tmp_path):

@@ -373,6 +373,12 @@ class CRenderer:
     def render(self) -> str:
         for k in self.lowered.kernels:
             getattr(self, f"render_{k.kind}")(k)
+        n = len(self.calls)
+        timed = []
+        for i, call in enumerate(self.calls):  # per-kernel timers, compiled in with GC_PROFILE
+            timed.append("#ifdef GC_PROFILE\n    { double gc_t0 = omp_get_wtime();\n#endif\n"
+                         f"{call}\n#ifdef GC_PROFILE\n    gc_prof[{i}] += omp_get_wtime() - gc_t0; }}"
+                         "\n#endif")
         slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(self.lowered.name(s.node))} "
                           f"{tuple(s.node.shape)} {s.node.dtype}"
                           for i, s in enumerate(self.lowered.slots))
@@ -386,8 +392,11 @@ class CRenderer:
             "",
             "\n\n".join(self.functions),
             "",
+            f"static double gc_prof[{max(n, 1)}];",
+            "double *gc_profile(int *n) { *n = %d; return gc_prof; }" % n,
+            "",
             "int gc_step(void **slots, char *arena) {",
-            "\n".join(self.calls),
+            "\n".join(timed),
             "    return 0;",
             "}",
             ""])

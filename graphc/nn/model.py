@@ -294,5 +294,5 @@ class Sequential:
         return "\n".join(lines)
 
     def __repr__(self):
-        return (f"Sequential([{', '.join(map(repr, self.layers))}], "
-                f"input_dim={self.input_shape if len(self.input_shape) > 1 else self.input_shape[0]})")
+        dim = self.input_shape if len(self.input_shape) > 1 else self.input_shape[0]
+        return f"Sequential([{', '.join(map(repr, self.layers))}], input_dim={dim})"

@@ -44,7 +44,10 @@ def compiler() -> str:
 
 
 def flags() -> list[str]:
-    return shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS))
+    out = shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS))
+    if os.environ.get("GRAPHC_PROFILE"):
+        out.append("-DGC_PROFILE")  # per-kernel timers: see CExecutable.profile()
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,7 +67,7 @@ class CompileError(RuntimeError):
 def _ffi():
     import cffi
     ffi = cffi.FFI()
-    ffi.cdef("int gc_step(void **slots, char *arena);")
+    ffi.cdef("int gc_step(void **slots, char *arena); double *gc_profile(int *n);")
     return ffi
 
 
@@ -248,6 +251,15 @@ class CExecutable:
     def kernel_of(self) -> dict[int, str]:
         """Program node id -> the generated kernel computing it (after fusion)."""
         return dict(self._current().lowered.kernel_of)
+
+    def profile(self) -> list[tuple[str, float]]:
+        """(kernel, seconds) accumulated over all calls of the current specialization; only
+        non-zero when compiled with GRAPHC_PROFILE=1."""
+        spec = self._current()
+        n = spec.ffi.new("int*")
+        data = spec.lib.gc_profile(n)
+        names = [k.name for k in spec.lowered.kernels]
+        return [(names[i] if i < len(names) else f"k{i}", data[i]) for i in range(n[0])]
 
     def memory_report(self) -> dict:
         low = self._current().lowered
