@@ -29,7 +29,7 @@ def main(argv=None):
     p.add_argument("--train-size", type=int, default=1000)
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--weight-decay", type=float, default=1e-2)
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=5)
     args = p.parse_args(argv)
     be = pick_backend(args.backend)
