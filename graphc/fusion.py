@@ -75,13 +75,29 @@ def _inline(consumer_expr, consumer_inputs, k, producer) -> tuple[sp.Expr, list[
     sub_expr = producer.attrs["expr"].xreplace(
         {A[j]: A[base + j] for j in range(len(producer.inputs))})
     inputs.extend(producer.inputs)
+    cond = _as_condition(sub_expr)
+    if cond is not None:
+        # a comparison used as a condition: where(c, a, b) reads Ne(c, 0); put the comparison
+        # itself there (a Piecewise inside a condition sends SymPy into a costly set rewrite)
+        consumer_expr = consumer_expr.xreplace({sp.Ne(A[k], 0): cond})
     return consumer_expr.xreplace({A[k]: sub_expr}), inputs
 
 
+def _as_condition(expr):
+    """c for expressions of the form Piecewise((1, c), (0, True)) (our comparisons), else None."""
+    if isinstance(expr, sp.Piecewise) and len(expr.args) == 2 and expr.args[0].expr == 1 \
+            and expr.args[1].expr == 0 and expr.args[1].cond == sp.true:
+        return expr.args[0].cond
+    return None
+
+
 def _can_inline(producer: Tensor, consumer: Tensor, counts) -> bool:
-    # int producers could truncate (casts), which inlining into a float context would skip
+    # int producers could truncate (casts), which inlining into a float context would skip;
+    # booleans inline when they are plain comparisons
     return (producer.op == "ew" and counts.get(producer.id, 0) == 1
-            and (is_float(producer.dtype) or producer.dtype == "bool")
+            and (is_float(producer.dtype) or (producer.dtype == "bool"
+                                              and _as_condition(producer.attrs["expr"])
+                                              is not None))
             and _numel(producer.shape) == _numel(consumer.shape)
             and producer.shape == consumer.shape[len(consumer.shape) - len(producer.shape):])
 
