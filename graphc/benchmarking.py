@@ -166,6 +166,51 @@ def work_train(peer: str, sizes, batch: int, lr: float = 0.01) -> float:
     raise ValueError(peer)
 
 
+def work_epoch(peer: str, n: int = 60000, batch: int = 128) -> float:
+    """Seconds of one training epoch (784-256-256-10 relu, Adam 1e-3, shuffled batches) after
+    a warm-up epoch, so compilation is not counted."""
+    import numpy as np
+    rng = np.random.RandomState(0)
+    X = rng.rand(n, 784).astype("float32")
+    Y = rng.randint(0, 10, n)
+    if peer == "graphc":
+        import graphc as gc
+        model = gc.nn.Sequential([gc.nn.Dense(256, "relu"), gc.nn.Dense(256, "relu"),
+                                  gc.nn.Dense(10)], input_dim=784)
+        hist = model.fit(X, Y, optimizer=gc.optim.Adam(1e-3), epochs=2, batch_size=batch,
+                         backend="c", progress=False)
+        return hist["time"][-1]
+    if peer == "torch":
+        import torch
+        torch.set_num_threads(int(os.environ.get("GRAPHC_BENCH_THREADS", "2")))
+        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                                    torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                                    torch.nn.Linear(256, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
+
+        def epoch():
+            perm = torch.randperm(n)
+            for i in range(0, n, batch):
+                idx = perm[i:i + batch]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(tx[idx]), ty[idx]).backward()
+                opt.step()
+        epoch()
+        t = time.perf_counter()
+        epoch()
+        return time.perf_counter() - t
+    raise ValueError(peer)
+
+
+def bench_epoch(threads: int):
+    head = ["workload", "graphc s", "torch s", "graphc / torch"]
+    tg = measure("epoch", "graphc", [], threads)
+    tt = measure("epoch", "torch", [], threads) if _available("torch") else None
+    return head, [["MNIST-size epoch, 784-256-256-10, Adam, batch 128", tg,
+                   tt if tt else "n/a", tg / tt if tt else "n/a"]]
+
+
 # -- orchestration ----------------------------------------------------------------------------------
 
 def _peer_env(peer: str, threads: int) -> dict:
@@ -267,7 +312,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="graphc bench", description=__doc__)
     ap.add_argument("--backend", default="c", choices=["c", "cuda"],
                     help="backend to benchmark (cuda needs a GPU)")
-    ap.add_argument("--suite", default="all", choices=["all", "dense", "train"])
+    ap.add_argument("--suite", default="all", choices=["all", "dense", "train", "epoch"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smallest cases only (a smoke run)")
     ap.add_argument("--out", default=None, help="write the tables as markdown to this file")
@@ -288,6 +333,10 @@ def main(argv=None) -> int:
         head, rows = bench_train(args.threads, nets, batches)
         sections.append("## Training step (cross-entropy, relu, SGD)\n\n" + markdown(head, rows))
         print(sections[-1] + "\n", flush=True)
+    if args.suite in ("all", "epoch") and not args.quick:
+        head, rows = bench_epoch(args.threads)
+        sections.append("## Training epoch (gc.nn fit vs a PyTorch loop)\n\n" + markdown(head, rows))
+        print(sections[-1] + "\n", flush=True)
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("\n\n".join(sections) + "\n")
@@ -298,7 +347,7 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         kind, peer, case = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-        fn = work_dense if kind == "dense" else work_train
+        fn = {"dense": work_dense, "train": work_train, "epoch": work_epoch}[kind]
         print(fn(peer, *case))
         sys.exit(0)
     sys.exit(main())

@@ -261,6 +261,18 @@ def test_large_reductions_and_gemm(backend, ):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_64bit_index_path(backend, monkeypatch):
+    """Kernels over more than 2**31 elements use 64-bit index math: force it on small shapes."""
+    from graphc.codegen.gpu import GPURenderer
+    monkeypatch.setattr(GPURenderer, "_wide", staticmethod(lambda n: True))
+    items = [(by_id(c), odd_shapes(by_id(c))[0]) for c in
+             ("add", "where", "transpose_axes(2, 0, 1)", "sum(axis=(0, 2),keepdims=True)",
+              "logsumexp(axis=-1,keepdims=True)", "softmax(axis=0)", "cross_entropy(mean)")]
+    run_group(items, backend)
+    run_group(items, backend, grads=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_special_values(backend):
     """NaN/inf handling matches numpy: softmax/logsumexp of -inf rows, NaN propagation in max,
     cross_entropy's NaN for an out-of-range label is caught before running."""

@@ -157,28 +157,38 @@ class GPURenderer:
         return (min(-(-total // threads), MAX_GROUPS), 1, 1)
 
     @staticmethod
-    def _decompose(dims: list[int], var: str = "gi", prefix: str = "i") -> list[str]:
+    def _wide(n: int) -> bool:
+        """Whether index math over ``n`` elements needs 64 bits (32-bit division is several
+        times cheaper on GPUs; the margin covers a grid-stride step past the end)."""
+        return n + MAX_GROUPS * RED_THREADS >= 2 ** 31
+
+    @staticmethod
+    def _decompose(dims: list[int], var: str = "gi", prefix: str = "i",
+                   wide: bool = True) -> list[str]:
         """Statements splitting the linear index ``var`` into per-dim indices i0..i{n-1}."""
+        it, sfx = ("gc_i64", "L") if wide else ("int", "")
         if not dims:
             return []
         if len(dims) == 1:
-            return [f"const gc_i64 {prefix}0 = {var};"]
-        out = [f"gc_i64 {prefix}_r = {var};"]
+            return [f"const {it} {prefix}0 = {var};"]
+        out = [f"{it} {prefix}_r = {var};"]
         for d in range(len(dims) - 1, 0, -1):
-            out.append(f"const gc_i64 {prefix}{d} = {prefix}_r % {dims[d]}L; "
-                       f"{prefix}_r /= {dims[d]}L;")
-        out.append(f"const gc_i64 {prefix}0 = {prefix}_r;")
+            out.append(f"const {it} {prefix}{d} = {prefix}_r % {dims[d]}{sfx}; "
+                       f"{prefix}_r /= {dims[d]}{sfx};")
+        out.append(f"const {it} {prefix}0 = {prefix}_r;")
         return out
 
     @staticmethod
-    def _index(strides, prefix: str = "i") -> str:
-        terms = [f"{prefix}{d}*{s}L" if s != 1 else f"{prefix}{d}"
+    def _index(strides, prefix: str = "i", wide: bool = True) -> str:
+        sfx = "L" if wide else ""
+        terms = [f"{prefix}{d}*{s}{sfx}" if s != 1 else f"{prefix}{d}"
                  for d, s in enumerate(strides) if s]
         return " + ".join(terms) or "0"
 
     def _map_kernel(self, k: Kernel, operands: list[tuple[str, str, Storage]],
-                    out: tuple[str, str, Storage], dims: list[int], inner: list[str]) -> None:
-        """A grid-stride loop over the ``dims`` output index space (i0, i1, ...)."""
+                    out: tuple[str, str, Storage], dims: list[int], inner) -> None:
+        """A grid-stride loop over the ``dims`` output index space (i0, i1, ...); ``inner(wide)``
+        gives the loop body for 64-bit (wide) or 32-bit index math."""
         total = int(np.prod(dims, dtype=np.int64)) if dims else 1
         params, binds, args = [], [], []
         for name, dtype, st in operands:
@@ -189,9 +199,11 @@ class GPURenderer:
         params.append(self._param(name, dtype, False))
         binds.append(self._bind(name, dtype, False))
         args.append(buf(st, dtype))
-        body = [f"for (gc_i64 gi = (gc_i64)GC_GLOBAL_ID(0); gi < {total}L; "
-                f"gi += (gc_i64)GC_GLOBAL_SIZE(0)) {{"]
-        body += ["    " + s for s in self._decompose(dims) + inner]
+        wide = self._wide(total)
+        it, sfx = ("gc_i64", "L") if wide else ("int", "")
+        body = [f"for ({it} gi = ({it})GC_GLOBAL_ID(0); gi < {total}{sfx}; "
+                f"gi += ({it})GC_GLOBAL_SIZE(0)) {{"]
+        body += ["    " + s for s in self._decompose(dims, wide=wide) + inner(wide)]
         body.append("}")
         self._emit(k, params, binds, body, args, self._grid_1d(total), (EW_THREADS, 1, 1),
                    EW_THREADS)
@@ -217,11 +229,15 @@ class GPURenderer:
         mdt = math_dtype(node.dtype)
         self._note_dtypes(mdt, node.dtype, *[t.dtype for t in inputs])
         mct = gtype(mdt)
-        loads = [f"(({mct})in{j}[{self._index(st)}])" for j, st in enumerate(in_strides)]
-        stmts, value = render_expr(expr, loads, mdt)
         octype = gtype(node.dtype)
-        store = f"({octype})({value})" if node.dtype != "bool" else f"(gc_u8)(({value}) != 0)"
-        inner = stmts + [f"out[{self._index(out_strides)}] = {store};"]
+
+        def inner(wide):
+            loads = [f"(({mct})in{j}[{self._index(st, wide=wide)}])"
+                     for j, st in enumerate(in_strides)]
+            stmts, value = render_expr(expr, loads, mdt)
+            store = (f"({octype})({value})" if node.dtype != "bool"
+                     else f"(gc_u8)(({value}) != 0)")
+            return stmts + [f"out[{self._index(out_strides, wide=wide)}] = {store};"]
         self._map_kernel(k, [(f"in{j}", t.dtype, s) for j, (t, s) in enumerate(zip(inputs, srcs))],
                          ("out", node.dtype, k.dst), dims, inner)
 
@@ -316,7 +332,8 @@ class GPURenderer:
     # -- reductions ---------------------------------------------------------------------------
     def _segmented(self, k: Kernel, nout: int, count: int, row_mode: bool, acc_t: str,
                    params: list[str], binds: list[str], args: list[Arg], per_out: list[str],
-                   phases: list[tuple], finish_all: list[str], finish_one: list[str]) -> None:
+                   phases: list[tuple], finish_all: list[str], finish_one: list[str],
+                   wide: bool = True) -> None:
         """A reduction-style kernel over ``nout`` outputs of ``count`` elements each.
 
         Work-groups of LX x LY threads: LX outputs per group, LY threads per output striding
@@ -329,7 +346,8 @@ class GPURenderer:
         ``phases``: (init, load statements defining ``v`` from element ``r``, combine of ``a``
         and ``v``, result variable, statements after the result) reduced one after the other;
         ``finish_all``: statements run by every thread of a valid output;
-        ``finish_one``: statements run by its first thread."""
+        ``finish_one``: statements run by its first thread; ``wide``: 64-bit index math."""
+        it, sfx = ("gc_i64", "L") if wide else ("int", "")
         if row_mode:
             ly_n = min(RED_THREADS, _pow2_at_least(max(count, 1)))
             lx_n = max(1, min(RED_THREADS // ly_n, _pow2_at_least(max(nout, 1))))
@@ -352,14 +370,14 @@ class GPURenderer:
                 f"const int nly = {ly_n};",
                 "(void)lx; (void)nly;",
                 "/* uniform loop over output tiles: every thread reaches every barrier */",
-                f"for (gc_i64 tile = GC_GROUP_ID(0); tile < {ntiles}L; "
+                f"for ({it} tile = GC_GROUP_ID(0); tile < {ntiles}{sfx}; "
                 f"tile += GC_NUM_GROUPS(0)) {{",
-                f"    const gc_i64 o = tile * {lx_n} + lx;",
-                f"    const int ok = o < {nout}L;"]
+                f"    const {it} o = tile * {lx_n} + lx;",
+                f"    const int ok = o < {nout}{sfx};"]
         body += ["    " + s for s in per_out]
         for init, load, combine, result, after in phases:
             body += ["    {", f"        {acc_t} a = {init};",
-                     f"        if (ok) for (gc_i64 r = ly; r < {count}L; r += {ly_n}) {{"]
+                     f"        if (ok) for ({it} r = ly; r < {count}{sfx}; r += {ly_n}) {{"]
             body += ["            " + s for s in load]
             body += [f"            a = {combine};", "        }"]
             if ly_n > 1:
@@ -407,6 +425,8 @@ class GPURenderer:
         self._note_dtypes(node.dtype, x.dtype, "float64" if acc_t == "double" else "float32")
         nout = _numel(node.shape)
         count = _numel(shape) // nout if nout else 0
+        wide = self._wide(_numel(shape))
+        it, sfx = ("gc_i64", "L") if wide else ("int", "")
         sizes = [g[1] for g in groups]
         in_st, acc = [], 1
         for s in reversed(sizes):
@@ -425,10 +445,10 @@ class GPURenderer:
             for gi, (red, size) in enumerate(groups):
                 if red != which or size == 1:
                     continue
-                q = f"({var} / {sub_st[gi]}L)" if sub_st[gi] != 1 else var
+                q = f"({var} / {sub_st[gi]}{sfx})" if sub_st[gi] != 1 else var
                 if sub_st[gi] * size != totals[red]:
-                    q = f"({q} % {size}L)"
-                terms.append(f"{q}*{in_st[gi]}L" if in_st[gi] != 1 else q)
+                    q = f"({q} % {size}{sfx})"
+                terms.append(f"{q}*{in_st[gi]}{sfx}" if in_st[gi] != 1 else q)
             return " + ".join(terms) or "0"
 
         f = "f" if acc_t == "float" else ""
@@ -438,7 +458,7 @@ class GPURenderer:
         params = [self._param("x", x.dtype, True), self._param("out", node.dtype, False)]
         binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
         args = [buf(k.srcs[0], x.dtype), buf(k.dst, node.dtype)]
-        per_out = [f"const gc_i64 base = ok ? {offset('o', False)} : 0;"]
+        per_out = [f"const {it} base = ok ? {offset('o', False)} : 0;"]
         row_mode = bool(groups[-1][0])
         if op == "logsumexp":
             per_out.append(f"{acc_t} m, s;")
@@ -457,7 +477,7 @@ class GPURenderer:
             scale = f" / ({acc_t}){count}" if op == "mean" else ""
             finish = [f"out[o] = ({otype})(res{scale});"]
         self._segmented(k, nout, count, row_mode, acc_t, params, binds, args, per_out, phases,
-                        [], finish)
+                        [], finish, wide)
 
     # -- row kernels ----------------------------------------------------------------------------
     def render_rowwise(self, k: Kernel) -> None:
@@ -469,6 +489,8 @@ class GPURenderer:
         f = "f" if mct == "float" else ""
         # as the C backend: a non-finite row max (NaN too) is replaced by 0 before the sum
         fix = f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"
+        wide = self._wide(_numel(x.shape))
+        it, sfx = ("gc_i64", "L") if wide else ("int", "")
         if node.op == "softmax_cross_entropy":
             n, c = x.shape
             lab = node.inputs[1]
@@ -477,7 +499,7 @@ class GPURenderer:
             binds = [self._bind("x", x.dtype, True), self._bind("labels", lab.dtype, True),
                      self._bind("out", node.dtype, False)]
             args = [buf(k.srcs[0], x.dtype), buf(k.srcs[1], lab.dtype), buf(k.dst, node.dtype)]
-            per_out = [f"const GC_GLOBAL {gtype(x.dtype)}* row = x + (ok ? o : 0) * {c}L;",
+            per_out = [f"const GC_GLOBAL {gtype(x.dtype)}* row = x + (ok ? o : 0) * {c}{sfx};",
                        f"{mct} m, s;"]
             phases = [("-INFINITY", [f"const {mct} v = ({mct})row[r];"], f"gc_max2{f}(a, v)",
                        "m", [fix]),
@@ -486,7 +508,8 @@ class GPURenderer:
             finish = ["const gc_i64 y = (gc_i64)labels[o];",
                       f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
                       f"gc_log{f}(s) + mm - ({mct})row[y] : NAN);"]
-            self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, [], finish)
+            self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, [], finish,
+                            wide)
             return
         axis = node.attrs["axis"]
         shape = x.shape
@@ -497,23 +520,23 @@ class GPURenderer:
         binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
         args = [buf(k.srcs[0], x.dtype), buf(k.dst, node.dtype)]
         rows = outer * inner
-        base = (f"(o / {inner}L) * {length * inner}L + (o % {inner}L)" if inner != 1
-                else f"o * {length}L")
-        per_out = [f"const gc_i64 base = ok ? {base} : 0;",
+        base = (f"(o / {inner}{sfx}) * {length * inner}{sfx} + (o % {inner}{sfx})" if inner != 1
+                else f"o * {length}{sfx}")
+        per_out = [f"const {it} base = ok ? {base} : 0;",
                    f"const GC_GLOBAL {gtype(x.dtype)}* row = x + base;", f"{mct} m, s;"]
-        el = f"({mct})row[r * {inner}L]" if inner != 1 else f"({mct})row[r]"
+        el = f"({mct})row[r * {inner}{sfx}]" if inner != 1 else f"({mct})row[r]"
         # C backend: non-finite max -> 0 (NaN included) before the exponentials
         phases = [("-INFINITY", [f"const {mct} v = {el};"], f"gc_max2{f}(a, v)", "m", [fix]),
                   ("0", [f"const {mct} v = gc_exp{f}({el} - mm);"], "a + v", "s", [])]
         ot = gtype(node.dtype)
-        elj = f"({mct})row[j * {inner}L]" if inner != 1 else f"({mct})row[j]"
-        oidx = f"base + j * {inner}L" if inner != 1 else "base + j"
+        elj = f"({mct})row[j * {inner}{sfx}]" if inner != 1 else f"({mct})row[j]"
+        oidx = f"base + j * {inner}{sfx}" if inner != 1 else "base + j"
         value = (f"gc_exp{f}({elj} - mm) / s" if node.op == "softmax"
                  else f"{elj} - mm - gc_log{f}(s)")
-        finish_all = [f"for (gc_i64 j = ly; j < {length}L; j += nly) "
+        finish_all = [f"for ({it} j = ly; j < {length}{sfx}; j += nly) "
                       f"out[{oidx}] = ({ot})({value});"]
         self._segmented(k, rows, length, inner == 1, mct, params, binds, args, per_out, phases,
-                        finish_all, [])
+                        finish_all, [], wide)
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:
@@ -526,7 +549,8 @@ class GPURenderer:
                                           [st, strides_for(node.shape, node.shape)])
         self._note_dtypes(node.dtype)
         self._map_kernel(k, [("x", x.dtype, k.srcs[0])], ("out", node.dtype, k.dst), dims,
-                         [f"out[{self._index(dst_st)}] = x[{self._index(src_st)}];"])
+                         lambda w: [f"out[{self._index(dst_st, wide=w)}] = "
+                                    f"x[{self._index(src_st, wide=w)}];"])
 
     def render_random(self, k: Kernel) -> None:
         node = k.node
@@ -535,8 +559,8 @@ class GPURenderer:
         cnt = node.inputs[0]
         self._note_dtypes(node.dtype)
         self._map_kernel(k, [("counter", cnt.dtype, k.srcs[0])], ("out", node.dtype, k.dst), [n],
-                         [f"out[i0] = ({gtype(node.dtype)})gc_uniform01({seed}UL, "
-                          f"(gc_u64)counter[0], (gc_u64)i0);"])
+                         lambda w: [f"out[i0] = ({gtype(node.dtype)})gc_uniform01({seed}UL, "
+                                    f"(gc_u64)counter[0], (gc_u64)i0);"])
 
     def render_copy(self, k: Kernel) -> None:
         """Copies into output slots and parameter updates (broadcast to the target shape)."""
@@ -549,7 +573,8 @@ class GPURenderer:
         dims, (s_st, d_st) = collapse(dst_shape, [st, strides_for(dst_shape, dst_shape)])
         self._note_dtypes(dtype)
         self._map_kernel(k, [("x", dtype, k.srcs[0])], ("out", dtype, k.dst), dims,
-                         [f"out[{self._index(d_st)}] = x[{self._index(s_st)}];"])
+                         lambda w: [f"out[{self._index(d_st, wide=w)}] = "
+                                    f"x[{self._index(s_st, wide=w)}];"])
 
     # -- the program ----------------------------------------------------------------------------
     def render(self) -> tuple[str, list[Launch]]:

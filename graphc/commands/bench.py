@@ -7,7 +7,7 @@ import sys
 def add_arguments(parser) -> None:
     parser.add_argument("bench_args", nargs="*", help="arguments of graphc.benchmarking")
     parser.add_argument("--backend", default="c", choices=["c", "cuda"])
-    parser.add_argument("--suite", default="all", choices=["all", "dense", "train"])
+    parser.add_argument("--suite", default="all", choices=["all", "dense", "train", "epoch"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None, help="markdown output file")
