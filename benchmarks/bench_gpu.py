@@ -62,7 +62,8 @@ def parse_shapes(text: str) -> list[tuple[int, int, int]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_gpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--suite", default="all", choices=["all", "dense", "train"])
+    p.add_argument("--suite", default="all", choices=["all", "dense", "train", "epoch"],
+                   help="epoch: same as train here (per-step timing)")
     p.add_argument("--shapes", type=parse_shapes, default=None,
                    help="comma-separated MxKxN list (default: the six standard shapes)")
     p.add_argument("--quick", action="store_true", help="three small shapes, fewer repeats")
@@ -244,7 +245,7 @@ def benchmark_rows(shapes: Sequence[tuple[int, int, int]] = None, suite: str = "
         reps = repeats_for(m, k, n, quick, repeat)
         if suite in ("all", "dense"):
             out["dense"].append(bench_dense(m, k, n, cp, adapter, reps))
-        if suite in ("all", "train"):
+        if suite in ("all", "train", "epoch"):
             out["train"].append(bench_train(m, k, n, cp, adapter, max(3, reps // 4) if not repeat
                                             else reps, use_torch))
     return out

@@ -141,9 +141,12 @@ def test_cache_hit_and_corrupt_entry(cache_dir):
     g = gc.compile([x], gc.sigmoid(x) * 3, backend="c")
     g(np.zeros((2, 4), "float32"))
     assert len(cache.list_entries()) == 1
-    # corrupt the entry: the next fresh process-level load recompiles instead of crashing
-    with open(so, "wb") as fh:
+    # corrupt the entry: the next load recompiles instead of crashing.  (Replace the file, as
+    # a crashed writer would leave it: overwriting a loaded library in place would SIGBUS.)
+    tmp = so + ".tmp"
+    with open(tmp, "wb") as fh:
         fh.write(b"garbage")
+    os.replace(tmp, so)
     from graphc.runtime import cpu
     lib, path = cpu.build_module(g._exe._last.source)
     assert open(path, "rb").read(4) == b"\x7fELF"

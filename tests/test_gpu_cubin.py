@@ -25,11 +25,6 @@ ELF_MAGIC = b"\x7fELF"
 pytestmark = pytest.mark.skipif(not nvrtc.cubin_compiler_available(),
                                 reason="neither NVRTC nor nvcc found")
 
-DROPOUT_XFAIL = pytest.mark.xfail(raises=RecursionError, strict=False,
-                                  reason="fuse_elementwise RecursionError on dropout graphs "
-                                         "(reported; every compiled backend)")
-
-
 def cuda_text(inputs, outputs, updates=None, shapes=None):
     """(kernel text with headers pasted, kernel names) of a program for concrete shapes."""
     f = gc.compile(inputs, outputs, updates=updates, backend="numpy")
@@ -165,7 +160,6 @@ def test_batched_matmul_cubin():
     assert_cubin(text, names, "batched_matmul")
 
 
-@DROPOUT_XFAIL
 def test_dropout_cubin():
     x = gc.placeholder((None, 33), name="x")
     h = gc.dropout(gc.relu(x), 0.3, training=True, seed=5)
