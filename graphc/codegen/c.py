@@ -32,6 +32,18 @@ def math_dtype(dtype: str) -> str:
     return "float64" if dtype == "float64" else "float32"
 
 
+def compute_type(dtypes) -> tuple[str, str]:
+    """(printer dtype, C type) an elementwise kernel computes in, given its inputs' and output's
+    dtypes: double if any is float64, float if any is a float, else 64-bit integers (exact for
+    integer arithmetic and comparisons of labels)."""
+    dtypes = set(dtypes)
+    if "float64" in dtypes:
+        return "float64", "double"
+    if any(d.startswith("float") for d in dtypes):
+        return "float32", "float"
+    return "float64", "int64_t"
+
+
 def strides_for(shape: tuple, out_shape: tuple) -> list[int]:
     """Element strides of a tensor of ``shape`` indexed by an output index of ``out_shape``
     under numpy broadcasting (0 along broadcast axes)."""
@@ -130,8 +142,7 @@ class CRenderer:
             terms = [f"{v}*{s}L" if s != 1 else v for v, s in zip(ivars, st) if s]
             return " + ".join(terms) or "0"
 
-        mdt = math_dtype(node.dtype)
-        mct = ctype(mdt)
+        mdt, mct = compute_type([node.dtype] + [t.dtype for t in inputs])
         loads = [f"(({mct})in{j}[{index(st)}])" for j, st in enumerate(in_strides)]
         stmts, value = render_expr(expr, loads, mdt)
         octype = ctype(node.dtype)
