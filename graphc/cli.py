@@ -40,7 +40,11 @@ def main(argv=None) -> int:
     if getattr(args, "_missing", None):
         print(f"graphc {args._missing}: not available in this build", file=sys.stderr)
         return 2
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
