@@ -186,10 +186,13 @@ def test_batch_norm_cubin():
 def test_layout_reductions_and_int_programs_cubin():
     x = gc.placeholder((None, 3, 5), name="x")
     lab = gc.placeholder((None,), dtype="int64", name="lab")
+    big = gc.placeholder((None, 7), name="big")
     outs = [gc.transpose(x, (2, 0, 1)), gc.reshape(gc.transpose(x), (-1,)),
             gc.sum(x, axis=(0, 2), keepdims=True), gc.max(x), gc.mean(x, axis=-1),
-            gc.sum(lab), gc.greater(x, 0.0), x]
-    text, names = cuda_text([x, lab], outs, shapes=[(130, 3, 5), (130,)])
+            gc.sum(lab), gc.greater(x, 0.0), x,
+            gc.sum(big, axis=0), gc.max(big), gc.mean(big)]   # split (two-pass) reductions
+    text, names = cuda_text([x, lab, big], outs, shapes=[(130, 3, 5), (130,), (9000, 7)])
+    assert any(n.endswith("_part") for n in names)
     assert_cubin(text, names, "layout")
 
 

@@ -33,7 +33,7 @@ import sympy as sp
 from ..ir import Tensor
 from ..lower import Kernel, Lowered, Storage, comment
 from ..symbolic import A
-from .c import collapse, math_dtype, strides_for
+from .c import collapse, compute_type, math_dtype, strides_for
 from .cexpr import render_expr
 
 GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",
@@ -68,8 +68,9 @@ class Arg:
     """One logical kernel argument of a launch.
 
     ``buf``: a buffer operand (``storage``; ``dtype`` its element type) -- passed as two kernel
-    arguments, the base buffer and the element offset (``gc_i64``).  ``i32`` / ``i64`` / ``u64``:
-    a scalar ``value``."""
+    arguments, the base buffer and the element offset (``gc_i64``).  ``scratch``: the same for
+    the program's scratch buffer (``GPURenderer.scratch_bytes``, offset 0; kernels run in order,
+    so one scratch serves all).  ``i32`` / ``i64`` / ``u64``: a scalar ``value``."""
     kind: str
     storage: Optional[Storage] = None
     dtype: Optional[str] = None
@@ -119,12 +120,18 @@ class GPURenderer:
         self.functions: list[str] = []
         self.launches: list[Launch] = []
         self.uses_double = False
+        self.scratch_bytes = 0      # per-program scratch (split reductions' partials)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _name(self, node: Tensor) -> str:
+        """Deterministic display name (independent of global node ids) when lowering has one."""
+        name_of = getattr(self.lowered, "name", None)
+        return name_of(node) if callable(name_of) else node.name
+
     def _header(self, k: Kernel) -> str:
         n = k.node
         label = n.attrs.get("label", n.op)
-        return (f"/* {k.name}: node {comment(n.name)} = {comment(label)} "
+        return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)} */")
 
     def _note_dtypes(self, *dtypes) -> None:
@@ -143,14 +150,15 @@ class GPURenderer:
 
     def _emit(self, k: Kernel, params: list[str], binds: list[str], body: list[str],
               args: list[Arg], groups: tuple, local: tuple, wg: int,
-              prelude: list[str] = ()) -> None:
+              prelude: list[str] = (), name: Optional[str] = None) -> None:
+        name = name or k.name
         lines = [self._header(k)] + list(prelude) + [
-            f"GC_KERNEL GC_WG_SIZE({wg}) void {k.name}(" + ", ".join(params) + ")", "{"]
+            f"GC_KERNEL GC_WG_SIZE({wg}) void {name}(" + ", ".join(params) + ")", "{"]
         lines += ["    " + b for b in binds]
         lines += ["    " + s for s in body]
         lines.append("}")
         self.functions.append("\n".join(lines))
-        self.launches.append(Launch(k.name, k.name, tuple(groups), tuple(local), args))
+        self.launches.append(Launch(name, k.name, tuple(groups), tuple(local), args))
 
     @staticmethod
     def _grid_1d(total: int, threads: int = EW_THREADS) -> tuple:
@@ -226,9 +234,12 @@ class GPURenderer:
         strides = [strides_for(t.shape, out_shape) for t in inputs]
         dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
         in_strides, out_strides = col[:-1], col[-1]
-        mdt = math_dtype(node.dtype)
-        self._note_dtypes(mdt, node.dtype, *[t.dtype for t in inputs])
-        mct = gtype(mdt)
+        # the C backend's rule: double if any operand is float64, float if any is a float,
+        # else 64-bit integers (exact integer arithmetic)
+        mdt, ctype_ = compute_type([node.dtype] + [t.dtype for t in inputs])
+        mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
+        self._note_dtypes(node.dtype, *[t.dtype for t in inputs],
+                          "float64" if mct == "double" else "float32")
         octype = gtype(node.dtype)
 
         def inner(wide):
@@ -333,7 +344,7 @@ class GPURenderer:
     def _segmented(self, k: Kernel, nout: int, count: int, row_mode: bool, acc_t: str,
                    params: list[str], binds: list[str], args: list[Arg], per_out: list[str],
                    phases: list[tuple], finish_all: list[str], finish_one: list[str],
-                   wide: bool = True) -> None:
+                   wide: bool = True, name: Optional[str] = None) -> None:
         """A reduction-style kernel over ``nout`` outputs of ``count`` elements each.
 
         Work-groups of LX x LY threads: LX outputs per group, LY threads per output striding
@@ -348,16 +359,13 @@ class GPURenderer:
         ``finish_all``: statements run by every thread of a valid output;
         ``finish_one``: statements run by its first thread; ``wide``: 64-bit index math."""
         it, sfx = ("gc_i64", "L") if wide else ("int", "")
+        lx_n, ly_n = self._red_geometry(nout, count, row_mode)
         if row_mode:
-            ly_n = min(RED_THREADS, _pow2_at_least(max(count, 1)))
-            lx_n = max(1, min(RED_THREADS // ly_n, _pow2_at_least(max(nout, 1))))
             lx, ly = f"tid / {ly_n}", f"tid % {ly_n}"
 
             def sh(x, y):
                 return f"sh[({x}) * {ly_n} + ({y})]"
         else:
-            lx_n = min(32, _pow2_at_least(max(nout, 1)))
-            ly_n = max(1, min(RED_THREADS // lx_n, _pow2_at_least(max(count, 1))))
             lx, ly = f"tid % {lx_n}", f"tid / {lx_n}"
 
             def sh(x, y):
@@ -403,7 +411,20 @@ class GPURenderer:
             body.append("    }")
         body.append("}")
         groups = (min(ntiles, MAX_GROUPS) if nout > 0 else 0, 1, 1)
-        self._emit(k, params, binds, body, args, groups, (nt, 1, 1), nt)
+        self._emit(k, params, binds, body, args, groups, (nt, 1, 1), nt, name=name)
+
+    @staticmethod
+    def _red_geometry(nout: int, count: int, row_mode: bool) -> tuple[int, int]:
+        """(LX, LY): outputs per work-group and threads per output (powers of two, LX*LY <=
+        256).  Column mode takes 32 consecutive outputs per group (coalesced rows), fewer (down
+        to 8, one 32-byte sector) when that leaves the device with too few groups."""
+        if row_mode:
+            ly_n = min(RED_THREADS, _pow2_at_least(max(count, 1)))
+            return max(1, min(RED_THREADS // ly_n, _pow2_at_least(max(nout, 1)))), ly_n
+        lx_n = min(32, _pow2_at_least(max(nout, 1)))
+        while lx_n > 8 and -(-nout // lx_n) < 256 and count > 256:
+            lx_n //= 2
+        return lx_n, max(1, min(RED_THREADS // lx_n, _pow2_at_least(max(count, 1))))
 
     def render_reduce(self, k: Kernel) -> None:
         node = k.node
@@ -472,9 +493,43 @@ class GPURenderer:
             if op == "max":
                 init = "(-9223372036854775807L - 1)" if is_int else init
                 combine = "(a > v ? a : v)" if is_int else f"gc_max2{f}(a, v)"
+            scale = f" / ({acc_t}){count}" if op == "mean" else ""
+            lx_n, _ = self._red_geometry(nout, count, row_mode)
+            n_groups = -(-nout // lx_n) if nout else 0
+            if count >= 8192 and 0 < n_groups < 128:
+                # few long reductions: split each over S work-groups (partials in scratch),
+                # then reduce the S partials -- keeps a whole GPU busy without atomics
+                splits = min(-(-count // 2048), max(2, 512 // n_groups))
+                chunk = -(-count // splits)
+                acc_dtype = {"float": "float32", "double": "float64", "gc_i64": "int64"}[acc_t]
+                self.scratch_bytes = max(self.scratch_bytes,
+                                         nout * splits * np.dtype(acc_dtype).itemsize)
+                p1 = [self._param("x", x.dtype, True), self._param("part", acc_dtype, False)]
+                b1 = [self._bind("x", x.dtype, True), self._bind("part", acc_dtype, False)]
+                a1 = [buf(k.srcs[0], x.dtype), Arg("scratch", dtype=acc_dtype)]
+                per1 = [f"const {it} so = o / {nout}{sfx};",
+                        f"const {it} oo = o - so * {nout}{sfx};",
+                        f"const {it} base = ok ? {offset('oo', False)} : 0;",
+                        f"{acc_t} res;"]
+                load1 = [f"const {it} rr = so * {chunk}{sfx} + r;",
+                         f"const {acc_t} v = rr < {count}{sfx} ? ({acc_t})x[base + "
+                         f"{offset('rr', True)}] : {init};"]
+                self._segmented(k, nout * splits, chunk, row_mode, acc_t, p1, b1, a1, per1,
+                                [(init, load1, combine, "res", [])], [], ["part[o] = res;"],
+                                wide, name=f"{k.name}_part")
+                w2 = self._wide(nout * splits)
+                s2 = "L" if w2 else ""
+                p2 = [self._param("part", acc_dtype, True), self._param("out", node.dtype, False)]
+                b2 = [self._bind("part", acc_dtype, True), self._bind("out", node.dtype, False)]
+                a2 = [Arg("scratch", dtype=acc_dtype), buf(k.dst, node.dtype)]
+                per2 = [f"{acc_t} res;"]
+                load2 = [f"const {acc_t} v = part[o + r * {nout}{s2}];"]
+                self._segmented(k, nout, splits, nout == 1, acc_t, p2, b2, a2, per2,
+                                [(init, load2, combine, "res", [])], [],
+                                [f"out[o] = ({otype})(res{scale});"], w2)
+                return
             per_out.append(f"{acc_t} res;")
             phases = [(init, [f"const {acc_t} v = {element};"], combine, "res", [])]
-            scale = f" / ({acc_t}){count}" if op == "mean" else ""
             finish = [f"out[o] = ({otype})(res{scale});"]
         self._segmented(k, nout, count, row_mode, acc_t, params, binds, args, per_out, phases,
                         [], finish, wide)
@@ -580,7 +635,7 @@ class GPURenderer:
     def render(self) -> tuple[str, list[Launch]]:
         for k in self.lowered.kernels:
             getattr(self, f"render_{k.kind}")(k)
-        slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(s.node.name)} "
+        slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(self._name(s.node))} "
                           f"{tuple(s.node.shape)} {s.node.dtype}"
                           for i, s in enumerate(self.lowered.slots))
         text = "\n".join([

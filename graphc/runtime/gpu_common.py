@@ -34,6 +34,7 @@ __all__ = [
     "gemm_launch_geometry",
     "GEMM_THREADS",
     "GEMM_BK",
+    "expand_includes",
 ]
 
 DIALECTS = ("cuda", "opencl")

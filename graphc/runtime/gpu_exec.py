@@ -156,6 +156,7 @@ class GPUSpecialization:
         self.lowered: Lowered = lower(program, shapes)
         renderer = GPURenderer(self.lowered)
         self.source, self.launches = renderer.render()
+        self.scratch_bytes = renderer.scratch_bytes
         if renderer.uses_double and not dev.has_fp64:
             raise BackendUnavailable(
                 f"{dev.dialect} backend: the program computes in float64 and the device "
@@ -165,6 +166,7 @@ class GPUSpecialization:
         low = self.lowered
         mirror = dev.mirror
         self.arena = dev.alloc(max(low.arena_bytes, 64))
+        self.scratch = dev.alloc(max(self.scratch_bytes, 64))
         self.slot_buffers: list = []
         self.inputs: list[tuple[int, Any]] = []
         self.params: list[tuple[int, Any]] = []     # (slot, store)
@@ -205,6 +207,8 @@ class GPUSpecialization:
                 st = a.storage
                 out.append(self.arena if st.where == "arena" else self.slot_buffers[st.index])
                 out.append(np.int64(a.element_offset()))
+            elif a.kind == "scratch":
+                out += [self.scratch, np.int64(0)]
             elif a.kind == "i32":
                 out.append(np.int32(a.value))
             elif a.kind == "i64":
@@ -279,7 +283,12 @@ class GPUExecutable:
 
     @property
     def kernel_of(self) -> dict[int, str]:
-        return {k.node.id: k.name for k in self._current().lowered.kernels}
+        """Program node id -> name of the (fused) kernel computing it (as the C backend)."""
+        low = self._current().lowered
+        prov = getattr(low, "kernel_of", None)
+        if prov:
+            return dict(prov)
+        return {k.node.id: k.name for k in low.kernels}
 
     @property
     def launches(self) -> list[Launch]:
@@ -288,4 +297,5 @@ class GPUExecutable:
     def memory_report(self) -> dict:
         low = self._current().lowered
         return {"buffers": dict(low.buffers), "arena": low.arena_bytes, "peak": low.peak_bytes,
-                "in_place_updates": list(low.in_place), "device": self.device.name}
+                "in_place_updates": list(low.in_place), "device": self.device.name,
+                "scratch": self._current().scratch_bytes}
