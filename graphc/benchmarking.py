@@ -319,8 +319,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.backend == "cuda":
         from . import benchmarking_gpu
-        return benchmarking_gpu.main([a for a in (argv or sys.argv[1:]) if a != "cuda"
-                                      and not a.startswith("--backend")])
+        rest = ["--suite", args.suite if args.suite != "epoch" else "all"]
+        rest += (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
+        return benchmarking_gpu.main(rest)
     sections = [f"# graphc CPU benchmark\n\n{machine_line(args.threads)}\n"]
     if args.suite in ("all", "dense"):
         shapes = DENSE_SHAPES[:1] if args.quick else DENSE_SHAPES

@@ -97,6 +97,9 @@ def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
                 zip(value.shape[::-1], param.shape[::-1])):
             raise ShapeError(f"update of {param.name}: value shape {format_shape(value.shape)} "
                              f"does not fit parameter shape {format_shape(param.shape)}")
+        if value.dtype != param.dtype:
+            from .ops.elementwise import cast
+            value = cast(value, param.dtype)
         if any(p.id == param.id for p, _ in out):
             raise ValueError(f"parameter {param.name} is updated twice")
         out.append((param, value))

@@ -264,7 +264,8 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
     for p, v in updates:
         if v.id in in_place or base(v) is p:
             continue
-        kernels.append(Kernel(f"k{len(kernels)}_update_{sanitize(names[p.id], 24)}", "copy", v,
+        kernels.append(Kernel(f"k{len(kernels)}_update_{sanitize(names.get(p.id, p.name), 24)}",
+                              "copy", v,
                               storage[p.id], [where(v)]))
 
     kernel_of = _provenance(program, track, kernels)

@@ -225,3 +225,19 @@ def test_new_shapes_specialize(cache_dir):
     for n in (1, 5, 2):
         X = np.arange(3 * n, dtype="float32").reshape(n, 3)
         np.testing.assert_allclose(f(X), (X * X).sum(1))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_update_values_broadcast_and_cast_to_the_parameter(cache_dir, backend):
+    x = gc.placeholder((3,), name="x")
+    p = gc.parameter(np.zeros((4, 3), "float32"))
+    q = gc.parameter(np.zeros(2, "float32"))
+    f = gc.compile([x], gc.sum(x), updates=[(p, x * 2.0), (q, gc.sum(x))], backend=backend)
+    f(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(p.value, np.tile([2.0, 4.0, 6.0], (4, 1)))
+    np.testing.assert_array_equal(q.value, [6.0, 6.0])
+    r = gc.parameter(np.zeros(3, "float32"))
+    g = gc.compile([], [], updates=[(r, gc.constant(np.arange(3.0), dtype="float64"))],
+                   backend=backend)
+    g()
+    assert r.value.dtype == np.float32 and r.value.tolist() == [0.0, 1.0, 2.0]

@@ -451,16 +451,11 @@ def test_backend_unavailable_reasons(monkeypatch):
         gc.compile([x], x * 2, backend="opencl")
 
 
-# -- benchmarks/bench_gpu.py without a GPU --------------------------------------------------------
+# -- graphc.benchmarking_gpu without a GPU ---------------------------------------------------------
 
 def _bench_module():
-    import importlib.util
-    import os
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "bench_gpu.py")
-    spec = importlib.util.spec_from_file_location("bench_gpu", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from graphc import benchmarking_gpu
+    return benchmarking_gpu
 
 
 def test_bench_gpu_arguments_and_table():

@@ -375,10 +375,24 @@ class CRenderer:
                    [pointer(k.srcs[0], cnt.dtype), pointer(k.dst, node.dtype, const=False)])
 
     def render_copy(self, k: Kernel) -> None:
-        src, dst = k.srcs[0], k.dst
-        self.calls.append(f"    /* {comment(k.name)}: {comment(self.lowered.name(k.node))} */\n"
-                          f"    memmove({pointer(dst, 'uint8', const=False)}, "
-                          f"{pointer(src, 'uint8')}, {dst.nbytes});")
+        """Copies into output slots and parameter updates (broadcast to the target's shape)."""
+        src, dst, node = k.srcs[0], k.dst, k.node
+        dst_shape = tuple(self.lowered.slots[dst.index].node.shape) if dst.where == "slot" \
+            else tuple(node.shape)
+        if dst_shape == tuple(node.shape):
+            self.calls.append(f"    /* {comment(k.name)}: {comment(self.lowered.name(node))} */"
+                              f"\n    memmove({pointer(dst, 'uint8', const=False)}, "
+                              f"{pointer(src, 'uint8')}, {dst.nbytes});")
+            return
+        dims, (s_st, d_st) = collapse(dst_shape, [strides_for(node.shape, dst_shape),
+                                                  strides_for(dst_shape, dst_shape)])
+        ivars = [f"i{d}" for d in range(len(dims))]
+        idx = lambda s: " + ".join(f"{v}*{t}L" for v, t in zip(ivars, s) if t) or "0"  # noqa
+        body = self._loop_nest(dims, ivars, [f"out[{idx(d_st)}] = x[{idx(s_st)}];"],
+                               parallel=True)
+        t = ctype(node.dtype)
+        self._emit(k, [f"const {t}* x", f"{t}* out"], body,
+                   [pointer(src, node.dtype), pointer(dst, node.dtype, const=False)])
 
     # -- the translation unit -------------------------------------------------------------------
     def render(self) -> str:
