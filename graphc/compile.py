@@ -72,7 +72,11 @@ class Function:
         return [check_feed(p, v) for p, v in zip(self.inputs, values)]
 
     def __call__(self, *args, **kwargs):
-        feeds = self._bind(args, kwargs)  # everything validated before anything runs
+        # everything is validated before anything runs
+        if not kwargs and len(args) == len(self.inputs):
+            feeds = [check_feed(p, v) for p, v in zip(self.inputs, args)]
+        else:
+            feeds = self._bind(args, kwargs)
         outs = self._exe.run(feeds)
         return outs[0] if self._single else list(outs)
 

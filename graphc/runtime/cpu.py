@@ -168,20 +168,21 @@ class _Specialization:
     def __init__(self, program: Program, shapes, pipeline=None):
         self.lowered: Lowered = lower(program, shapes, pipeline=pipeline)
         self.lib, self.path, self._source = load_lowered(self.lowered)
-        self.ffi = _ffi()
+        self.ffi = ffi = _ffi()
         self.arena = np.zeros(max(self.lowered.arena_bytes, 64) + 64, dtype=np.uint8)
-        self.arena_ptr = self.ffi.cast("char*", _address(self.arena) + (-_address(self.arena)) % 64)
-        # the slot table is a numpy array of addresses, shared with C (no per-call cffi casts)
-        self.slot_addr = np.zeros(max(len(self.lowered.slots), 1), dtype=np.uintp)
-        self.slot_ptr = self.ffi.cast("void**", _address(self.slot_addr))
+        self.arena_ptr = ffi.cast("char*", _address(self.arena) + (-_address(self.arena)) % 64)
+        # the slot table C reads; filled with ffi.from_buffer (the cheapest way to get an
+        # array's address into C from Python)
+        self.slots = ffi.new("void*[]", max(len(self.lowered.slots), 1))
         self._const_keep = []
         for i, s in enumerate(self.lowered.slots):
             if s.kind == "const":
                 arr = np.ascontiguousarray(s.node.attrs["value"])
                 self._const_keep.append(arr)
-                self.slot_addr[i] = _address(arr)
+                self.slots[i] = ffi.from_buffer(arr)
         self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
                        enumerate(self.lowered.slots) if s.kind == "param"]
+        self._param_arrays: list = [None] * len(self.params)
         self.outputs = [(i, node.shape, np.dtype(node.dtype)) for i, node in self.lowered.outputs]
 
     @property
@@ -192,25 +193,28 @@ class _Specialization:
         return self._source
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        addr = self.slot_addr
+        slots, from_buffer = self.slots, self.ffi.from_buffer
         for slot, classes in self.lowered.label_checks:
             labels = feeds[slot]
             if labels.size and (labels.min() < 0 or labels.max() >= classes):
                 raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
                                  f"[{labels.min()}, {labels.max()}]")
         for i, arr in enumerate(feeds):
-            addr[i] = _address(arr)
-        for i, p, store in self.params:
+            slots[i] = from_buffer(arr)
+        cached = self._param_arrays
+        for k, (i, p, store) in enumerate(self.params):
             arr = store.array
-            if not (arr.flags.c_contiguous and arr.flags.writeable) or arr.dtype != p.dtype:
-                arr = store.array = np.ascontiguousarray(arr, dtype=p.dtype)
-            addr[i] = _address(arr)
+            if arr is not cached[k]:  # a new array (p.value = ... or another backend wrote it)
+                if not (arr.flags.c_contiguous and arr.flags.writeable) or arr.dtype != p.dtype:
+                    arr = store.array = np.ascontiguousarray(arr, dtype=p.dtype)
+                slots[i] = from_buffer(arr)
+                cached[k] = arr
         outs = []
         for i, shape, dtype in self.outputs:
             out = np.empty(shape, dtype=dtype)
             outs.append(out)
-            addr[i] = _address(out)
-        self.lib.gc_step(self.slot_ptr, self.arena_ptr)
+            slots[i] = from_buffer(out)
+        self.lib.gc_step(slots, self.arena_ptr)
         for _, _, store in self.params:  # updated in place: device copies elsewhere are stale
             store.version += 1
         return outs
