@@ -31,6 +31,9 @@ from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
 
 DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
+# -z nodelete: never unmap a module (nor libgomp with it) while OpenMP worker threads may still
+# run its code, e.g. when the interpreter exits and cffi drops the library
+LINK_FLAGS = ["-fPIC", "-shared", "-Wl,-z,nodelete"]
 
 
 def compiler() -> str:
@@ -82,7 +85,8 @@ def module_key(source: str) -> str:
     # comments (node names, source lines) do not change the machine code: keep them out of the
     # key so the same graph built elsewhere reuses the module
     code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
-    return cache_key(code, " ".join(flags()), compiler_version(cc), __version__, _headers_digest())
+    return cache_key(code, " ".join(flags() + LINK_FLAGS), compiler_version(cc), __version__,
+                     _headers_digest())
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,7 +101,8 @@ def _codegen_digest() -> str:
 def lowered_fingerprint(low: Lowered) -> str:
     """A cheap structural key of a lowered program: everything the rendered source depends on
     except comments.  It indexes the cache so a warm load skips rendering."""
-    parts = [_codegen_digest(), " ".join(flags()), __version__]
+    parts = [_codegen_digest(), " ".join(flags() + LINK_FLAGS), __version__,
+             compiler_version(compiler()), _headers_digest()]
     for s in low.slots:
         parts.append(f"{s.kind}:{tuple(s.node.shape)}:{s.node.dtype}")
     for k in low.kernels:
@@ -120,7 +125,7 @@ def build_module(source: str):
         src = tmp.with_suffix(".c")
         src.write_text(source)
         kept = tmp.parent / f"{key}.c"
-        cmd = [cc, *fl, "-fPIC", "-shared", f"-I{kernels_dir()}", str(src), "-o", str(tmp)]
+        cmd = [cc, *fl, *LINK_FLAGS, f"-I{kernels_dir()}", str(src), "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             shutil.copyfile(src, kept)
