@@ -241,3 +241,23 @@ def test_update_values_broadcast_and_cast_to_the_parameter(cache_dir, backend):
                    backend=backend)
     g()
     assert r.value.dtype == np.float32 and r.value.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_interpreter_exits_cleanly_after_parallel_kernels(cache_dir):
+    """OpenMP workers still spinning at exit must not outlive the code they run (regression:
+    the module, and libgomp with it, were unmapped at exit -> SIGSEGV)."""
+    script = textwrap.dedent("""
+        import numpy as np, graphc as gc
+        x = gc.placeholder((None, 784), name="x")
+        W = gc.parameter(np.random.rand(784, 256).astype("float32"))
+        f = gc.compile([x], gc.relu(x @ W), backend="c")
+        for _ in range(20):
+            f(np.random.rand(128, 784).astype("float32"))
+        print("ok")
+    """)
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir), OMP_WAIT_POLICY="active",
+               OMP_NUM_THREADS="2",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__))))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]
