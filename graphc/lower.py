@@ -89,6 +89,20 @@ def comment(text: str) -> str:
     return text.replace("*/", "* /").replace("/*", "/ *")
 
 
+def reduction_groups(shape: tuple, axes) -> list[list]:
+    """Consecutive axes of the same kind merged: [[is_reduced, size], ...] (renderers loop over
+    these groups; at least one group)."""
+    axes = set(axes)
+    groups: list[list] = []
+    for d, size in enumerate(shape):
+        red = d in axes
+        if groups and groups[-1][0] == red:
+            groups[-1][1] *= size
+        else:
+            groups.append([red, size])
+    return groups or [[False, 1]]
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"

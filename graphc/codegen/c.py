@@ -11,7 +11,7 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import Kernel, Lowered, comment
+from ..lower import Kernel, Lowered, comment, reduction_groups
 from ..symbolic import A
 from .cexpr import render_expr
 
@@ -226,16 +226,7 @@ class CRenderer:
         x = node.inputs[0]
         op, axes = node.op, set(node.attrs["axes"])
         shape = tuple(x.shape)
-        # group consecutive axes of the same kind (kept / reduced)
-        groups: list[list] = []
-        for d, size in enumerate(shape):
-            red = d in axes
-            if groups and groups[-1][0] == red:
-                groups[-1][1] *= size
-            else:
-                groups.append([red, size])
-        if not groups:
-            groups = [[False, 1]]
+        groups = reduction_groups(shape, axes)
         mct = ctype(math_dtype(node.dtype if op != "sum" or node.dtype != "int64"
                                else "float64"))
         acc_t = ctype(node.dtype) if node.dtype in ("int64",) else mct

@@ -31,7 +31,7 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import Kernel, Lowered, Storage, comment
+from ..lower import Kernel, Lowered, Storage, comment, reduction_groups
 from ..symbolic import A
 from .c import collapse, compute_type, math_dtype, strides_for
 from .cexpr import render_expr
@@ -431,16 +431,7 @@ class GPURenderer:
         x = node.inputs[0]
         op, axes = node.op, set(node.attrs["axes"])
         shape = tuple(x.shape)
-        # group consecutive axes of the same kind (kept / reduced), like the C renderer
-        groups: list[list] = []
-        for d, size in enumerate(shape):
-            red = d in axes
-            if groups and groups[-1][0] == red:
-                groups[-1][1] *= size
-            else:
-                groups.append([red, size])
-        if not groups:
-            groups = [[False, 1]]
+        groups = reduction_groups(shape, axes)
         mdt = math_dtype(node.dtype if op != "sum" or node.dtype != "int64" else "float64")
         acc_t = gtype(node.dtype) if node.dtype in ("int64",) else gtype(mdt)
         self._note_dtypes(node.dtype, x.dtype, "float64" if acc_t == "double" else "float32")

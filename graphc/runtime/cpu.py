@@ -29,6 +29,7 @@ from ..lower import Lowered, lower
 from ..program import Program
 from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
+from .specializing import ShapeSpecializingExecutable
 
 DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
 # -z nodelete: never unmap a module (nor libgomp with it) while OpenMP worker threads may still
@@ -225,41 +226,15 @@ class _Specialization:
         return outs
 
 
-class CExecutable:
+class CExecutable(ShapeSpecializingExecutable):
     """``backend="c"``: specializes per concrete input shapes (like ``jax.jit``)."""
 
     def __init__(self, program: Program):
         compiler()  # fail early, with install advice, when there is no C compiler
-        self.program = program
-        self._specs: dict[tuple, _Specialization] = {}
-        self._last: _Specialization | None = None
+        super().__init__(program)
 
-    def specialize(self, shapes) -> _Specialization:
-        key = tuple(tuple(s) for s in shapes)
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = self._specs[key] = _Specialization(self.program, key)
-        self._last = spec
-        return spec
-
-    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        return self.specialize([f.shape for f in feeds]).run(feeds)
-
-    def _current(self) -> _Specialization:
-        if self._last is None:
-            shapes = [tuple(1 if d is None else d for d in p.shape) for p in self.program.inputs]
-            return self.specialize(shapes)
-        return self._last
-
-    @property
-    def source(self) -> str:
-        """The C source of the most recent specialization (free dims as 1 before any call)."""
-        return self._current().source
-
-    @property
-    def kernel_of(self) -> dict[int, str]:
-        """Program node id -> the generated kernel computing it (after fusion)."""
-        return dict(self._current().lowered.kernel_of)
+    def _specialize(self, shapes) -> _Specialization:
+        return _Specialization(self.program, shapes)
 
     def profile(self) -> list[tuple[str, float]]:
         """(kernel, seconds) accumulated over all calls of the current specialization; only
@@ -269,8 +244,3 @@ class CExecutable:
         data = spec.lib.gc_profile(n)
         names = [k.name for k in spec.lowered.kernels]
         return [(names[i] if i < len(names) else f"k{i}", data[i]) for i in range(n[0])]
-
-    def memory_report(self) -> dict:
-        low = self._current().lowered
-        return {"buffers": dict(low.buffers), "arena": low.arena_bytes, "peak": low.peak_bytes,
-                "in_place_updates": list(low.in_place)}

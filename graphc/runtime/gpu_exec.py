@@ -33,6 +33,7 @@ from ..errors import BackendUnavailable
 from ..lower import Lowered, lower
 from ..program import Program
 from .gpu_common import expand_includes
+from .specializing import ShapeSpecializingExecutable
 
 
 class DeviceAdapter:
@@ -247,55 +248,25 @@ class GPUSpecialization:
         return outs
 
 
-class GPUExecutable:
-    """Base of CudaExecutable / OpenCLExecutable: specializes per concrete input shapes."""
+class GPUExecutable(ShapeSpecializingExecutable):
+    """Base of CudaExecutable / OpenCLExecutable: specializes per concrete input shapes.
+
+    ``source`` is the dialect-neutral kernel text; the runtime prepends the dialect prelude
+    and pastes the included headers."""
 
     backend = "gpu"
 
     def __init__(self, program: Program, device: DeviceAdapter):
-        self.program = program
+        super().__init__(program)
         self.device = device
-        self._specs: dict[tuple, GPUSpecialization] = {}
-        self._last: GPUSpecialization | None = None
 
-    def specialize(self, shapes) -> GPUSpecialization:
-        key = tuple(tuple(s) for s in shapes)
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = self._specs[key] = GPUSpecialization(self.program, key, self.device)
-        self._last = spec
-        return spec
-
-    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        return self.specialize([f.shape for f in feeds]).run(feeds)
-
-    def _current(self) -> GPUSpecialization:
-        if self._last is None:
-            shapes = [tuple(1 if d is None else d for d in p.shape) for p in self.program.inputs]
-            return self.specialize(shapes)
-        return self._last
-
-    @property
-    def source(self) -> str:
-        """The kernel text of the most recent specialization (free dims as 1 before any call);
-        the runtime prepends the dialect prelude and pastes the included headers."""
-        return self._current().source
-
-    @property
-    def kernel_of(self) -> dict[int, str]:
-        """Program node id -> name of the (fused) kernel computing it (as the C backend)."""
-        low = self._current().lowered
-        prov = getattr(low, "kernel_of", None)
-        if prov:
-            return dict(prov)
-        return {k.node.id: k.name for k in low.kernels}
+    def _specialize(self, shapes) -> GPUSpecialization:
+        return GPUSpecialization(self.program, shapes, self.device)
 
     @property
     def launches(self) -> list[Launch]:
         return list(self._current().launches)
 
     def memory_report(self) -> dict:
-        low = self._current().lowered
-        return {"buffers": dict(low.buffers), "arena": low.arena_bytes, "peak": low.peak_bytes,
-                "in_place_updates": list(low.in_place), "device": self.device.name,
-                "scratch": self._current().scratch_bytes}
+        return dict(super().memory_report(), device=self.device.name,
+                    scratch=self._current().scratch_bytes)

@@ -1,0 +1,53 @@
+"""The part every compiled backend shares: one specialization per concrete input shapes.
+
+A specialization object (built by the subclass's ``_specialize``) has ``lowered``, ``source``
+and ``run(feeds)``.  Shapes seen before reuse their specialization (like ``jax.jit``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..program import Program
+
+
+class ShapeSpecializingExecutable:
+    def __init__(self, program: Program):
+        self.program = program
+        self._specs: dict[tuple, object] = {}
+        self._last = None
+
+    def _specialize(self, shapes: tuple):
+        raise NotImplementedError
+
+    def specialize(self, shapes):
+        key = tuple(tuple(s) for s in shapes)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = self._specialize(key)
+        self._last = spec
+        return spec
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        return self.specialize([f.shape for f in feeds]).run(feeds)
+
+    def _current(self):
+        """The most recent specialization (free dims as 1 before any call)."""
+        if self._last is None:
+            shapes = [tuple(1 if d is None else d for d in p.shape) for p in self.program.inputs]
+            return self.specialize(shapes)
+        return self._last
+
+    @property
+    def source(self) -> str:
+        """The generated text of the most recent specialization."""
+        return self._current().source
+
+    @property
+    def kernel_of(self) -> dict[int, str]:
+        """Program node id -> name of the (fused) kernel computing it."""
+        return dict(self._current().lowered.kernel_of)
+
+    def memory_report(self) -> dict:
+        low = self._current().lowered
+        return {"buffers": dict(low.buffers), "arena": low.arena_bytes, "peak": low.peak_bytes,
+                "in_place_updates": list(low.in_place)}
