@@ -35,17 +35,26 @@
  * functions (one copy per element type per translation unit); only the tile
  * store + epilogue function and a tiny wrapper are generated per
  * instantiation, which keeps the compile cost of an instantiation small.
- * Full tiles whose output needs no epilogue go straight from registers to C;
- * edge tiles and last-K-block tiles of epilogue instantiations go through a
- * local tile buffer.  For few rows (M <= 256, one M block) and non-transposed
- * B with short rows, B is read in place instead of being packed.
+ * Full-width tiles whose output needs no epilogue go straight from registers
+ * to C (row-edge tiles through an edge micro-kernel specialised per row
+ * count); column-edge tiles and last-K-block tiles of epilogue instantiations
+ * go through a local tile buffer.
+ * With a single M block (M <= MC) every B panel is used once per K block, so
+ * it is packed right before use into an L1-resident thread-local buffer
+ * ("just in time", no barriers), or, for non-transposed B with short rows and
+ * M <= 256 (80 when A is packed), read in place.  With a single M block, A is
+ * read in place too (the micro-kernel broadcasts from MR rows of A) when it is
+ * not transposed and its rows are not a multiple of 4 KiB apart (or M <= 32);
+ * otherwise, multi-threaded, the threads pack shares of A into one shared
+ * buffer.
  * OpenMP: one parallel region per call for problems >= ~2 MFLOP (never nested:
  * called from inside a parallel region it runs single-threaded); M blocks are
  * split over the threads, or, with fewer M blocks than threads, the N panels.
  * Packing buffers are thread-local, grown on demand and reused across calls.
  *
  * Tuning knobs (define before the first include): GC_GEMM_KC, GC_GEMM_MC,
- * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_LDB_BYTES, GC_GEMM_PAR_FLOPS,
+ * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_M_PA, GC_GEMM_DIRECT_LDB_BYTES,
+ * GC_GEMM_DIRECT_A, GC_GEMM_NO_SHARED_A, GC_GEMM_NO_JIT, GC_GEMM_PAR_FLOPS,
  * GC_GEMM_MR / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
  * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
  */
@@ -110,6 +119,10 @@
 #ifndef GC_GEMM_DIRECT_M
 #define GC_GEMM_DIRECT_M 256
 #endif
+/* the same when A is packed (not read in place) */
+#ifndef GC_GEMM_DIRECT_M_PA
+#define GC_GEMM_DIRECT_M_PA 80
+#endif
 #ifndef GC_GEMM_DIRECT_LDB_BYTES
 #define GC_GEMM_DIRECT_LDB_BYTES 2048
 #endif
@@ -117,6 +130,16 @@
  * threads when every thread gets at least this many rows */
 #ifndef GC_GEMM_SPLITM_MIN
 #define GC_GEMM_SPLITM_MIN 1000000
+#endif
+/* 1: with one M block and several threads, every thread packs all of A
+ * itself (no barriers) instead of packing its share into a shared buffer */
+#ifndef GC_GEMM_NO_SHARED_A
+#define GC_GEMM_NO_SHARED_A 0
+#endif
+/* 1: with one M block and A not transposed, read A in place (no packing:
+ * the micro-kernel broadcasts from MR rows of A) */
+#ifndef GC_GEMM_DIRECT_A
+#define GC_GEMM_DIRECT_A 1
 #endif
 /* below this many flops (2*M*N*K) run single-threaded */
 #ifndef GC_GEMM_PAR_FLOPS
@@ -126,9 +149,14 @@
 /* the micro-kernel must use FMA even under -std=c11 (which implies
  * -ffp-contract=off); it is not inlined anyway (called per tile). */
 #if defined(__GNUC__) && !defined(__clang__)
-#define GC__UKR_ATTR __attribute__((noinline, optimize("fp-contract=fast")))
+#define GC__UKR_ATTR __attribute__((noinline, noclone, optimize("fp-contract=fast")))
+#define GC__UKR_BODY_ATTR __attribute__((optimize("fp-contract=fast")))
+/* short row copies: inline loops, not a memmove call per row */
+#define GC__NOMEMCPY , optimize("no-tree-loop-distribute-patterns")
 #else
 #define GC__UKR_ATTR __attribute__((noinline))
+#define GC__UKR_BODY_ATTR
+#define GC__NOMEMCPY
 #endif
 
 static inline int gc__min(int a, int b) { return a < b ? a : b; }
@@ -248,42 +276,135 @@ static __thread void *GC__F(gc__bufA_);
 static __thread size_t GC__F(gc__capA_);
 static __thread void *GC__F(gc__bufB_);
 static __thread size_t GC__F(gc__capB_);
+static __thread void *GC__F(gc__bufS_); /* shared packed A (one M block, N split) */
+static __thread size_t GC__F(gc__capS_);
 
-/* Micro-kernel: T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < MR, c < NR
+/* Micro-kernel body for R rows (compile-time after inlining):
+ * T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < R, c < NR
  * (a: packed A panel; b: packed B panel with bs = NR, or B itself).
- * out_mode 0: out[r*ldo + c] = T; 1: out[r*ldo + c] += T. */
-GC__UKR_ATTR static void GC__F(gc__ukr_)(int kc, const GC__T *restrict a, const GC__T *restrict b,
-                                         long bs, GC__T *restrict out, long ldo, int out_mode)
+ * out_mode 0: out[r*ldo + c] = T; 1: out[r*ldo + c] += T.
+ * With few accumulators (R*NV <= 6) the k loop runs two independent
+ * accumulator sets (even / odd k) to hide the FMA latency. */
+static inline __attribute__((always_inline)) GC__UKR_BODY_ATTR void GC__F(gc__ukr_body_)(
+    const int R, int kc, const GC__T *restrict a, const long ars, const long aks, const GC__T *restrict b,
+    long bs, GC__T *restrict out, long ldo, int out_mode)
 {
     typedef GC__F(gc__vec_) V;
-    V c[GC__MR][GC__NV];
+    const int two = R * GC__NV <= 6;
+    V c[GC__MR][GC__NV], d[GC__MR][GC__NV];
 #pragma GCC unroll 16
-    for (int r = 0; r < GC__MR; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-        for (int v = 0; v < GC__NV; ++v) c[r][v] = (V){0};
-    for (int k = 0; k < kc; ++k) {
-        V bv[GC__NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < GC__NV; ++v) bv[v] = *(const V *)(b + v * GC__VL);
+        for (int v = 0; v < GC__NV; ++v) c[r][v] = d[r][v] = (V){0};
+#ifndef GC_GEMM_NO_PREFETCH_C
 #pragma GCC unroll 16
-        for (int r = 0; r < GC__MR; ++r) {
-            const GC__T ar = a[r];
+    for (int r = 0; r < R; ++r) { /* the tile of C is loaded / stored after the k loop */
+        __builtin_prefetch(out + r * ldo, 1, 3);
+        __builtin_prefetch(out + r * ldo + GC__NR - 1, 1, 3);
+    }
+#endif
+    int k = 0;
+    if (two) {
+        for (; k + 2 <= kc; k += 2) {
+            V bv[GC__NV], bw[GC__NV];
 #pragma GCC unroll 4
-            for (int v = 0; v < GC__NV; ++v) c[r][v] += ar * bv[v];
+            for (int v = 0; v < GC__NV; ++v) {
+                bv[v] = *(const V *)(b + v * GC__VL);
+                bw[v] = *(const V *)(b + bs + v * GC__VL);
+            }
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r) {
+                const GC__T ar = a[r * ars], as = a[r * ars + aks];
+#pragma GCC unroll 4
+                for (int v = 0; v < GC__NV; ++v) {
+                    c[r][v] += ar * bv[v];
+                    d[r][v] += as * bw[v];
+                }
+            }
+            a += 2 * aks;
+            b += 2 * bs;
         }
-        a += GC__MR;
-        b += bs;
+    }
+#define GC__KSTEP                                                                              \
+    {                                                                                          \
+        V bv[GC__NV];                                                                          \
+        _Pragma("GCC unroll 4") for (int v = 0; v < GC__NV; ++v) bv[v] = *(const V *)(b + v * GC__VL); \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) {                                 \
+            const GC__T ar = a[r * ars];                                                       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < GC__NV; ++v) c[r][v] += ar * bv[v];    \
+        }                                                                                      \
+        a += aks;                                                                              \
+        b += bs;                                                                               \
+    }
+    if (R == GC__MR && !two) { /* full tile: unrolled k loop (edge tiles: keep the code small) */
+#pragma GCC unroll 4
+        for (; k < kc; ++k) GC__KSTEP
+    } else {
+        for (; k < kc; ++k) GC__KSTEP
+    }
+#undef GC__KSTEP
+    if (two) {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < GC__NV; ++v) c[r][v] += d[r][v];
     }
     if (out_mode) {
 #pragma GCC unroll 16
-        for (int r = 0; r < GC__MR; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
             for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) += c[r][v];
     } else {
 #pragma GCC unroll 16
-        for (int r = 0; r < GC__MR; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
             for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) = c[r][v];
+    }
+}
+
+/* Full micro-kernel: MR rows. */
+GC__UKR_ATTR static void GC__F(gc__ukr_)(int kc, const GC__T *restrict a, const GC__T *restrict b,
+                                         long bs, GC__T *restrict out, long ldo, int out_mode)
+{
+    GC__F(gc__ukr_body_)(GC__MR, kc, a, 1, GC__MR, b, bs, out, ldo, out_mode);
+}
+
+/* Full micro-kernel reading A in place: a[r*lda + k] (row-major, not packed). */
+GC__UKR_ATTR static void GC__F(gc__ukr_da_)(int kc, const GC__T *restrict a, long lda, const GC__T *restrict b,
+                                            long bs, GC__T *restrict out, long ldo, int out_mode)
+{
+    GC__F(gc__ukr_body_)(GC__MR, kc, a, lda, 1, b, bs, out, ldo, out_mode);
+}
+
+/* Edge micro-kernel: mr < MR rows (only mr rows of out are written);
+ * A element (r, k) at a[r*ars + k*aks]. */
+GC__UKR_ATTR static void GC__F(gc__ukr_edge_)(int mr, int kc, const GC__T *restrict a, long ars, long aks,
+                                              const GC__T *restrict b,
+                                              long bs, GC__T *restrict out, long ldo, int out_mode)
+{
+    switch (mr) {
+#if GC__MR > 1
+    case 1: GC__F(gc__ukr_body_)(1, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 2
+    case 2: GC__F(gc__ukr_body_)(2, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 3
+    case 3: GC__F(gc__ukr_body_)(3, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 4
+    case 4: GC__F(gc__ukr_body_)(4, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 5
+    case 5: GC__F(gc__ukr_body_)(5, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 6
+    case 6: GC__F(gc__ukr_body_)(6, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 7
+    case 7: GC__F(gc__ukr_body_)(7, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+    default: GC__F(gc__ukr_body_)(GC__MR, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
     }
 }
 
@@ -361,9 +482,12 @@ static void GC__F(gc__packB_)(int kc, int nc, int plo, int phi, const GC__T *B, 
         if (!transB) {
             const GC__T *s = B + (size_t)p0 * ldb + (j0 + jp);
             if (nr == GC__NR) {
+                /* explicit vector copies: a plain copy loop becomes a memcpy call per row */
+                typedef GC__F(gc__vec_) V;
                 for (int k = 0; k < kc; ++k, s += ldb)
 #pragma GCC unroll 4
-                    for (int c = 0; c < GC__NR; ++c) d[k * GC__NR + c] = s[c];
+                    for (int v = 0; v < GC__NV; ++v)
+                        *(V *)(d + (size_t)k * GC__NR + v * GC__VL) = *(const V *)(s + v * GC__VL);
             } else {
                 for (int k = 0; k < kc; ++k, s += ldb)
                     for (int c = 0; c < GC__NR; ++c) d[k * GC__NR + c] = c < nr ? s[c] : (GC__T)0;
@@ -398,13 +522,16 @@ typedef struct {
     GC__F(gc__epi_t_) st; /* NULL: identity epilogue */
     int kc, nc, mc, nI, nJ;
     int direct; /* use B in place (no packing) for full panels */
+    int jit;    /* one M block: pack each B panel right before its use (thread-local) */
+    int da;     /* one M block, A not transposed: read A in place (no packing) */
     GC__T *Bp;
+    GC__T *As; /* non-NULL: one M block packed cooperatively into this shared buffer */
 } GC__F(gc__ctx_);
 
 /* Write an mr x nr tile (row stride NR) to C at (i0, j0).  mode bit 0: add
  * C; bit 1: last K block, apply the epilogue st (NULL = identity).  The tile
  * is modified. */
-__attribute__((noinline, noclone)) static void GC__F(gc__tile_out_)(int mr, int nr, GC__T *restrict tile, GC__T *C, int ldc, int i0,
+__attribute__((noinline, noclone GC__NOMEMCPY)) static void GC__F(gc__tile_out_)(int mr, int nr, GC__T *restrict tile, GC__T *C, int ldc, int i0,
                                  int j0, int mode, GC__F(gc__epi_t_) st, const void *const *ep)
 {
     if ((mode & 2) && st) {
@@ -432,7 +559,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
     GC__T *Ap = (GC__T *)gc__grow(&GC__F(gc__bufA_), &GC__F(gc__capA_),
                                   ((size_t)x->mc + GC__NR) * x->kc * sizeof(GC__T));
     GC__T *Bedge = Ap + (size_t)x->mc * x->kc; /* direct mode: packed edge panel */
-    const int sync = nth > 1 && !x->direct;
+    const int sync = nth > 1 && ((!x->direct && !x->jit) || x->As);
     (void)sync;
     GC__T *Bp = x->Bp;
     GC__T tile[GC__MR * GC__NR] __attribute__((aligned(64)));
@@ -442,10 +569,18 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
         for (int pc = 0; pc < K; pc += x->kc) {
             const int kcur = gc__min(x->kc, K - pc);
             const int mode = (pc == 0 ? (x->acc ? 1 : 0) : 1) | (pc + kcur >= K ? 2 : 0);
-            if (!x->direct) {
+            if (!x->direct && !x->jit) {
                 const int plo = (int)((long)tid * npan / nth), phi = (int)((long)(tid + 1) * npan / nth);
                 GC__F(gc__packB_)(kcur, ncur, plo, phi, x->B, x->ldb, x->tB, pc, jc,
                                   Bp + (size_t)plo * GC__NR * kcur);
+            }
+            if (x->As && !x->da) { /* share of the MR-row panels of the single M block */
+                const int T = gc__cdiv(M, GC__MR);
+                const int tlo = (int)((long)tid * T / nth), thi = (int)((long)(tid + 1) * T / nth);
+                const int r0 = tlo * GC__MR, r1 = gc__min(M, thi * GC__MR);
+                if (r0 < r1)
+                    GC__F(gc__packA_)(r1 - r0, kcur, x->A, x->lda, x->tA, r0, pc,
+                                      x->As + (size_t)r0 * kcur);
             }
 #ifdef _OPENMP
             if (sync) {
@@ -463,7 +598,9 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                 const int i1 = gc__min(M, GC__MR * (int)((long)(ic + 1) * T / x->nI));
                 if (i0 >= i1) continue;
                 const int mcur = i1 - i0;
-                if (ic != last_ic) {
+                const GC__T *Ablk = x->da ? x->A + (size_t)i0 * x->lda + pc : x->As ? x->As : Ap;
+                const long ars = x->da ? x->lda : 1, aks = x->da ? 1 : GC__MR;
+                if (ic != last_ic && !x->As && !x->da) {
                     GC__F(gc__packA_)(mcur, kcur, x->A, x->lda, x->tA, i0, pc, Ap);
                     last_ic = ic;
                 }
@@ -473,7 +610,10 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                     const int nr = gc__min(GC__NR, N - j);
                     const GC__T *bp = Bp + (size_t)p * GC__NR * kcur;
                     long bs = GC__NR;
-                    if (x->direct) {
+                    if (x->jit) {
+                        GC__F(gc__packB_)(kcur, ncur, p, p + 1, x->B, x->ldb, x->tB, pc, jc, Bedge);
+                        bp = Bedge;
+                    } else if (x->direct) {
                         if (nr == GC__NR) {
                             bp = x->B + (size_t)pc * x->ldb + j;
                             bs = x->ldb;
@@ -484,12 +624,24 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                     }
                     for (int ir = 0; ir < mcur; ir += GC__MR) {
                         const int mr = gc__min(GC__MR, mcur - ir);
-                        if (mr == GC__MR && nr == GC__NR && (!(mode & 2) || !x->st)) {
-                            /* full tile, no epilogue to apply: straight from registers to C */
-                            GC__F(gc__ukr_)(kcur, Ap + (size_t)ir * kcur, bp, bs,
-                                            x->C + (size_t)(i0 + ir) * x->ldc + j, x->ldc, mode & 1);
+                        if (nr == GC__NR && (!(mode & 2) || !x->st)) {
+                            /* full-width tile, no epilogue to apply: straight from registers to C */
+                            GC__T *cp = x->C + (size_t)(i0 + ir) * x->ldc + j;
+                            if (mr == GC__MR && x->da)
+                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, cp, x->ldc, mode & 1);
+                            else if (mr == GC__MR)
+                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, cp, x->ldc, mode & 1);
+                            else
+                                GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
+                                                     bs, cp, x->ldc, mode & 1);
                         } else {
-                            GC__F(gc__ukr_)(kcur, Ap + (size_t)ir * kcur, bp, bs, tile, GC__NR, 0);
+                            if (mr == GC__MR && x->da)
+                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, tile, GC__NR, 0);
+                            else if (mr == GC__MR)
+                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, tile, GC__NR, 0);
+                            else
+                                GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
+                                                     bs, tile, GC__NR, 0);
                             GC__F(gc__tile_out_)(mr, nr, tile, x->C, x->ldc, i0 + ir, j, mode, x->st, x->ep);
                         }
                     }
@@ -546,14 +698,28 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
         x.nJ = nJ;
     }
     if (nth > 1 && x.nI * x.nJ < nth) nth = x.nI * x.nJ;
+    /* A rows a multiple of 4 KiB apart alias in L1 (all MR rows in one set):
+     * pack A then, unless there are only a few row tiles */
+    x.da = GC_GEMM_DIRECT_A && !transA && x.nI == 1 &&
+           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= 32);
     /* few rows of C: every B element is used only a few times, so packing B
      * would cost about as much as the multiply: read B in place. */
-    x.direct = !transB && x.nI <= 1 && M <= GC_GEMM_DIRECT_M &&
+    x.direct = !transB && x.nI <= 1 && M <= (x.da ? GC_GEMM_DIRECT_M : GC_GEMM_DIRECT_M_PA) &&
                (size_t)ldb * sizeof(GC__T) <= GC_GEMM_DIRECT_LDB_BYTES;
-    x.Bp = x.direct ? NULL
+#ifndef GC_GEMM_NO_JIT
+    x.jit = !x.direct && x.nI == 1;
+#else
+    x.jit = 0;
+#endif
+    x.Bp = (x.direct || x.jit) ? NULL
                     : (GC__T *)gc__grow(&GC__F(gc__bufB_), &GC__F(gc__capB_),
                                         (size_t)x.kc * x.nc * sizeof(GC__T));
+    x.As = NULL;
+    if (nth > 1 && x.nI == 1 && !GC_GEMM_NO_SHARED_A && !x.da)
+        x.As = (GC__T *)gc__grow(&GC__F(gc__bufS_), &GC__F(gc__capS_),
+                                 (size_t)gc__rup(M, GC__MR) * x.kc * sizeof(GC__T));
     if (nth <= 1) {
+        x.As = NULL;
         GC__F(gc__work_)(&x, 0, 1);
         return;
     }

@@ -178,7 +178,9 @@ int main(void)
                                 run_case(d, shapes[s][0], shapes[s][1], shapes[s][2], tA, tB, (tA + acc) & 1 ? 4 : 0,
                                          (tB + epi) & 1 ? 7 : 0, epi ? 1 : 0, acc, epi);
         /* larger shapes: several K/M/N blocks, parallel paths */
-        static const int big[][3] = {{300, 700, 520}, {32, 784, 256}, {784, 256, 32}, {129, 1030, 300}};
+        static const int big[][3] = {{300, 700, 520}, {32, 784, 256}, {784, 256, 32}, {129, 1030, 300},
+                                     {128, 1030, 520}, {100, 300, 800}, {131, 50, 900},
+                                     {32, 200, 1024}, {64, 100, 1024}, {29, 70, 512}};
         for (size_t s = 0; s < sizeof big / sizeof big[0]; ++s)
             for (int tA = 0; tA < 2; ++tA)
                 for (int tB = 0; tB < 2; ++tB)
@@ -212,6 +214,18 @@ int main(void)
         ++n_tests;
         if (nested_bad) ++n_fail;
         printf("concurrent calls in a parallel region: %s\n", nested_bad ? "FAILED" : "ok");
+    }
+    /* odd thread count: uneven splits of the shared packing work */
+    {
+        omp_set_num_threads(3);
+        long before = n_tests;
+        static const int big3[][3] = {{128, 1030, 520}, {100, 300, 800}, {33, 784, 256}, {300, 700, 520}};
+        for (size_t s = 0; s < sizeof big3 / sizeof big3[0]; ++s)
+            for (int tA = 0; tA < 2; ++tA)
+                for (int tB = 0; tB < 2; ++tB)
+                    run_case((tA + tB) & 1, big3[s][0], big3[s][1], big3[s][2], tA, tB, tA ? 2 : 0, 0, tB ? 1 : 0,
+                             (tB + (int)s) & 1, (int)(s + tA) % 3);
+        printf("threads=3: %ld cases\n", n_tests - before);
     }
     /* multi-threaded big exact check (integers: result must be exact) */
     {
