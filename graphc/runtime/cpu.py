@@ -168,6 +168,20 @@ def _address(arr: np.ndarray) -> int:
     return arr.__array_interface__["data"][0]
 
 
+ALIGN = 64  # cache-line alignment of parameters: GEMM rows read in place split lines otherwise
+
+
+def aligned_copy(arr: np.ndarray, dtype) -> np.ndarray:
+    """A C-contiguous, writeable copy of ``arr`` as ``dtype`` starting on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = max(int(np.prod(arr.shape)) * dtype.itemsize, 1)
+    buf = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    off = (-_address(buf)) % ALIGN
+    out = buf[off:off + nbytes].view(dtype)[:int(np.prod(arr.shape))].reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
 class _Specialization:
     """One compiled module for one set of concrete input shapes."""
 
@@ -183,7 +197,7 @@ class _Specialization:
         self._const_keep = []
         for i, s in enumerate(self.lowered.slots):
             if s.kind == "const":
-                arr = np.ascontiguousarray(s.node.attrs["value"])
+                arr = aligned_copy(s.node.attrs["value"], s.node.dtype)
                 self._const_keep.append(arr)
                 self.slots[i] = ffi.from_buffer(arr)
         self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
@@ -211,8 +225,9 @@ class _Specialization:
         for k, (i, p, store) in enumerate(self.params):
             arr = store.array
             if arr is not cached[k]:  # a new array (p.value = ... or another backend wrote it)
-                if not (arr.flags.c_contiguous and arr.flags.writeable) or arr.dtype != p.dtype:
-                    arr = store.array = np.ascontiguousarray(arr, dtype=p.dtype)
+                if not (arr.flags.c_contiguous and arr.flags.writeable) \
+                        or arr.dtype != p.dtype or _address(arr) % ALIGN:
+                    arr = store.array = aligned_copy(arr, p.dtype)
                 slots[i] = from_buffer(arr)
                 cached[k] = arr
         outs = []
