@@ -142,6 +142,9 @@
 #define GC_GEMM_DIRECT_A 1
 #endif
 /* below this many flops (2*M*N*K) run single-threaded */
+#ifndef GC_GEMM_SMALLK
+#define GC_GEMM_SMALLK 16 /* K up to this: the row-at-a-time small-K path */
+#endif
 #ifndef GC_GEMM_PAR_FLOPS
 #define GC_GEMM_PAR_FLOPS 2.0e6
 #endif
@@ -278,6 +281,10 @@ static __thread void *GC__F(gc__bufB_);
 static __thread size_t GC__F(gc__capB_);
 static __thread void *GC__F(gc__bufS_); /* shared packed A (one M block, N split) */
 static __thread size_t GC__F(gc__capS_);
+static __thread void *GC__F(gc__bufK_); /* small-K path: op(B) as K x N rows */
+static __thread size_t GC__F(gc__capK_);
+static __thread void *GC__F(gc__bufR_); /* small-K path: a block of result rows */
+static __thread size_t GC__F(gc__capR_);
 
 /* Micro-kernel body for R rows (compile-time after inlining):
  * T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < R, c < NR
@@ -656,6 +663,64 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
     }
 }
 
+/* Small K (e.g. the gradient through a 10-class output layer, K = 10): every output is a short
+ * dot product, so packing and register tiles cost more than they save.  Row-at-a-time axpy
+ * form instead: op(B) copied once as K contiguous rows, then row[j] += a(i,k) * Bk[j], which
+ * vectorizes over j; the epilogue is applied to blocks of rows. */
+#define GC__SK_ROWS 8
+__attribute__((noinline, noclone)) static void GC__F(gc__gemm_smallk_)(
+    int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st)
+{
+    GC__T *Bk = (GC__T *)gc__grow(&GC__F(gc__bufK_), &GC__F(gc__capK_),
+                                  (size_t)K * N * sizeof(GC__T));
+    for (int k = 0; k < K; ++k)
+        for (int j = 0; j < N; ++j)
+            Bk[(size_t)k * N + j] = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+    const int blocks = (M + GC__SK_ROWS - 1) / GC__SK_ROWS;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && \
+    2.0 * M * (double)N * (double)K >= 4.0 * GC_GEMM_PAR_FLOPS)
+#endif
+    for (int b = 0; b < blocks; ++b) {
+        const int i0 = b * GC__SK_ROWS, mr = gc__min(GC__SK_ROWS, M - i0);
+        GC__T *rows = (GC__T *)gc__grow(&GC__F(gc__bufR_), &GC__F(gc__capR_),
+                                        (size_t)GC__SK_ROWS * N * sizeof(GC__T));
+        for (int r = 0; r < mr; ++r) {
+            GC__T *row = rows + (size_t)r * N;
+            const int i = i0 + r;
+            GC__T a[GC_GEMM_SMALLK];
+            for (int k = 0; k < K; ++k)
+                a[k] = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+            /* 64 columns at a time stay in registers across the K products */
+            for (int j0 = 0; j0 < N; j0 += 64) {
+                const int nj = gc__min(64, N - j0);
+                GC__T acc[64];
+                for (int j = 0; j < nj; ++j) acc[j] = accumulate ? C[(size_t)i * ldc + j0 + j] : 0;
+                if (nj == 64) {
+                    for (int k = 0; k < K; ++k) {
+                        const GC__T *bk = Bk + (size_t)k * N + j0;
+#pragma omp simd
+                        for (int j = 0; j < 64; ++j) acc[j] += a[k] * bk[j];
+                    }
+                } else {
+                    for (int k = 0; k < K; ++k) {
+                        const GC__T *bk = Bk + (size_t)k * N + j0;
+                        for (int j = 0; j < nj; ++j) acc[j] += a[k] * bk[j];
+                    }
+                }
+                for (int j = 0; j < nj; ++j) row[j0 + j] = acc[j];
+            }
+        }
+        if (st) {
+            st(mr, N, rows, N, C, ldc, i0, 0, ep);
+        } else {
+            for (int r = 0; r < mr; ++r)
+                memcpy(C + (size_t)(i0 + r) * ldc, rows + (size_t)r * N, (size_t)N * sizeof(GC__T));
+        }
+    }
+}
+
 /* noclone: keep gcc from cloning the driver per epilogue function pointer
  * (that would make every instantiation pay for a copy of the driver) */
 __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
@@ -671,6 +736,11 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
                 GC__F(gc__tile_out_)(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, C, ldc, i, j,
                                      (accumulate ? 1 : 0) | 2, st, ep);
             }
+        return;
+    }
+    if (K <= GC_GEMM_SMALLK && N <= 8192) {
+        GC__F(gc__gemm_smallk_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
+                                st);
         return;
     }
     int nth = 1;
