@@ -10,8 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import traceback
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -103,6 +103,20 @@ def reduction_groups(shape: tuple, axes) -> list[list]:
     return groups or [[False, 1]]
 
 
+def ew_parts(node: Tensor):
+    """(SymPy expression, input tensors) an elementwise kernel computes for ``node``: ``ew``
+    nodes carry theirs; broadcast_like copies its first input; fill_like has no inputs."""
+    if node.op == "ew":
+        return node.attrs["expr"], list(node.inputs)
+    if node.op == "broadcast_like":
+        from .symbolic import A
+        return A[0], [node.inputs[0]]
+    if node.op == "fill_like":
+        import sympy as sp
+        return sp.Float(node.attrs["value"]), []
+    raise AssertionError(node.op)
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"
@@ -224,7 +238,6 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
             direct_out[o.id] = k
 
     # -- arena plan (liveness) --------------------------------------------------------------
-    step_of = {n.id: s for s, n in enumerate(computed)}
     end = len(computed)
     last_use: dict[int, int] = {}
     for s, n in enumerate(computed):

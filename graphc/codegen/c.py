@@ -8,11 +8,8 @@ safe by ``lower.comment``.  Identical programs render identical source (the comp
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
 
-from ..ir import Tensor
-from ..lower import Kernel, Lowered, comment, reduction_groups
-from ..symbolic import A
+from ..lower import Kernel, Lowered, comment, ew_parts, reduction_groups
 from .cexpr import render_expr
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -101,16 +98,6 @@ class CRenderer:
         self.calls.append(f"    {k.name}({', '.join(args)});")
 
     # -- elementwise --------------------------------------------------------------------------
-    def _ew_parts(self, node: Tensor):
-        """(expression, input tensors) of an elementwise kernel."""
-        if node.op == "ew":
-            return node.attrs["expr"], list(node.inputs)
-        if node.op == "broadcast_like":
-            return A[0], [node.inputs[0]]
-        if node.op == "fill_like":
-            return sp.Float(node.attrs["value"]), []
-        raise AssertionError(node.op)
-
     def _loop_nest(self, dims, index_vars, inner: list[str], parallel: bool) -> list[str]:
         lines = []
         total = int(np.prod(dims)) if dims else 1
@@ -130,7 +117,7 @@ class CRenderer:
 
     def render_ew(self, k: Kernel) -> None:
         node = k.node
-        expr, inputs = self._ew_parts(node)
+        expr, inputs = ew_parts(node)
         srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
         out_shape = tuple(node.shape)
         strides = [strides_for(t.shape, out_shape) for t in inputs]
@@ -302,9 +289,9 @@ class CRenderer:
                 f"    const {mct}* row = x + r * {c}L;",
                 f"    {mct} m = -INFINITY, s = 0;",
                 f"    for (long j = 0; j < {c}L; j++) m = gc_max2{f}(m, row[j]);",
-                f"    if (!isfinite(m)) m = 0;",
+                "    if (!isfinite(m)) m = 0;",
                 f"    for (long j = 0; j < {c}L; j++) s += gc_exp{f}(row[j] - m);",
-                f"    const long y = (long)labels[r];",
+                "    const long y = (long)labels[r];",
                 f"    out[r] = (y >= 0 && y < {c}L) ? gc_log{f}(s) + m - row[y] : NAN;",
                 "}"]
             lab = node.inputs[1]
@@ -328,7 +315,7 @@ class CRenderer:
             f"    const {mct}* row = x + base;",
             f"    {mct} m = -INFINITY, s = 0;",
             f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row[j * {inner}L]);",
-            f"    if (!isfinite(m)) m = 0;",
+            "    if (!isfinite(m)) m = 0;",
             f"    for (long j = 0; j < {length}L; j++) s += gc_exp{f}(row[j * {inner}L] - m);",
             f"    for (long j = 0; j < {length}L; j++) {tail}",
             "}"]

@@ -31,7 +31,7 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import Kernel, Lowered, Storage, comment, reduction_groups
+from ..lower import Kernel, Lowered, Storage, comment, ew_parts, reduction_groups
 from ..symbolic import A
 from .c import collapse, compute_type, math_dtype, strides_for
 from .cexpr import render_expr
@@ -217,18 +217,9 @@ class GPURenderer:
                    EW_THREADS)
 
     # -- elementwise --------------------------------------------------------------------------
-    def _ew_parts(self, node: Tensor):
-        if node.op == "ew":
-            return node.attrs["expr"], list(node.inputs)
-        if node.op == "broadcast_like":
-            return A[0], [node.inputs[0]]
-        if node.op == "fill_like":
-            return sp.Float(node.attrs["value"]), []
-        raise AssertionError(node.op)
-
     def render_ew(self, k: Kernel) -> None:
         node = k.node
-        expr, inputs = self._ew_parts(node)
+        expr, inputs = ew_parts(node)
         srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
         out_shape = tuple(node.shape)
         strides = [strides_for(t.shape, out_shape) for t in inputs]

@@ -1,8 +1,6 @@
 """``graphc bench``: the benchmark tables (see graphc.benchmarking)."""
 from __future__ import annotations
 
-import sys
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("bench_args", nargs="*", help="arguments of graphc.benchmarking")

@@ -18,7 +18,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from ..errors import ShapeError
-from ..ir import Tensor, format_shape, is_float
+from ..ir import Tensor, is_float
 from ..symbolic import A, Max2, Min2, Sigmoid, Softplus, free_args, numpy_function
 from .registry import OpDef, broadcast_shapes, make, promote, register
 

@@ -120,7 +120,6 @@ def build_module(source: str):
     cc = compiler()
     fl = flags()
     key = module_key(source)
-    ffi = _ffi()
 
     def build(tmp: Path) -> None:
         src = tmp.with_suffix(".c")

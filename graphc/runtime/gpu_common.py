@@ -8,10 +8,7 @@ needed), instantiates the GEMM template and computes its launch geometry.
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 try:  # graphc's own exception type, when the package provides it
     from graphc.errors import BackendUnavailable  # type: ignore

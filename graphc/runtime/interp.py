@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..ir import Tensor, consumers, toposort
+from ..ir import Tensor, toposort
 from ..ops.registry import lookup
 
 
