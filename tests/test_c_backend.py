@@ -261,3 +261,25 @@ def test_interpreter_exits_cleanly_after_parallel_kernels(cache_dir):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]
+
+
+def test_calls_from_several_threads_are_safe(cache_dir):
+    import threading
+    x = gc.placeholder((None, 64), name="x")
+    W = gc.parameter(np.random.RandomState(0).rand(64, 32).astype("float32"))
+    f = gc.compile([x], gc.tanh(x @ W), backend="c")
+    X = [np.random.RandomState(i).rand(16, 64).astype("float32") for i in range(4)]
+    want = [np.tanh(a @ W.value) for a in X]
+    errors = []
+
+    def work(i):
+        for _ in range(50):
+            if not np.allclose(f(X[i]), want[i], atol=1e-5):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

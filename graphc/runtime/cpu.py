@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,8 @@ class _Specialization:
         self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
                        enumerate(self.lowered.slots) if s.kind == "param"]
         self._param_arrays: list = [None] * len(self.params)
+        # one arena and slot table per module: calls from several threads take turns
+        self._lock = threading.Lock()
         self.outputs = [(i, node.shape, np.dtype(node.dtype)) for i, node in self.lowered.outputs]
 
     @property
@@ -212,6 +215,10 @@ class _Specialization:
         return self._source
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            return self._run(feeds)
+
+    def _run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         slots, from_buffer = self.slots, self.ffi.from_buffer
         for slot, classes in self.lowered.label_checks:
             labels = feeds[slot]
