@@ -7,6 +7,7 @@ numpy value in a mutable ``ParamStore`` that compiled functions update in place.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sys
@@ -20,15 +21,24 @@ _ids = itertools.count()
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+@functools.lru_cache(maxsize=4096)
+def _display_path(filename: str):
+    """(is the file inside the graphc package, the path to show) for a code object's file."""
+    path = os.path.abspath(filename)
+    if path.startswith(_PKG_DIR + os.sep):
+        return True, path
+    rel = os.path.relpath(path)
+    return False, path if rel.startswith("..") else rel
+
+
 def user_location() -> str:
     """``file:line`` of the innermost stack frame outside the graphc package (where the user built
     the node); used in error messages and exported graphs."""
     frame = sys._getframe(1)
     while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not path.startswith(_PKG_DIR + os.sep):
-            rel = os.path.relpath(path)
-            return f"{path if rel.startswith('..') else rel}:{frame.f_lineno}"
+        inside, shown = _display_path(frame.f_code.co_filename)
+        if not inside:
+            return f"{shown}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
 
