@@ -12,8 +12,8 @@ from typing import Sequence
 from .errors import ShapeError
 from .ir import Tensor, format_shape, is_float, toposort
 from .ops import elementwise as E
-from .ops.core import ones_like, unbroadcast, zeros_like
-from .ops.registry import lookup
+from .ops.core import unbroadcast, zeros_like
+from .ops.registry import lookup, make
 
 
 def _depends_on(order: Sequence[Tensor], targets: Sequence[Tensor]) -> set[int]:
@@ -39,7 +39,9 @@ def backprop(cost: Tensor, wrt: Sequence[Tensor]) -> dict[int, Tensor]:
     from ``wrt`` to ``cost``."""
     order = toposort([cost])
     live = _depends_on(order, wrt)
-    pending: dict[int, list[Tensor]] = {cost.id: [ones_like(cost)]}
+    # the seed d cost / d cost = 1, marked so tools (export) can tell it from a user's ones_like
+    seed = make("fill_like", [cost], value=1.0, grad_seed=True)
+    pending: dict[int, list[Tensor]] = {cost.id: [seed]}
     table: dict[int, Tensor] = {}
     for node in reversed(order):
         contributions = pending.pop(node.id, None)

@@ -506,3 +506,16 @@ def test_viz_cli_saved_model(tmp_path):
     roles = {d["role"] for _, d in export.to_networkx(g.outputs, updates=g.updates)
              .nodes(data=True)}
     assert {"forward", "backward", "update"} <= roles
+
+
+def test_user_ones_like_is_not_a_gradient_seed():
+    import graphc as gc
+    import numpy as np
+    x = gc.placeholder((), "float32", name="x")
+    w = gc.parameter(np.float32(2.0), name="w")
+    mine = gc.ones_like(gc.sum(x))          # a user's own scalar 1, not a gradient seed
+    cost = w * x + mine
+    (g,) = gc.grad(cost, [w])
+    G = gc.export.to_networkx([cost, g])
+    roles = {d["name"]: d["role"] for _, d in G.nodes(data=True)}
+    assert roles[mine.name] != "backward"

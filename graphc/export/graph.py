@@ -161,7 +161,11 @@ def collect(outputs, inputs=None, updates=None, kernels=None) -> GraphView:
 # -- roles ----------------------------------------------------------------------------------
 
 def gradient_seeds(nodes: Sequence[Tensor]) -> list:
-    """``fill_like(cost, value=1.0)`` nodes with a scalar float cost: where gc.grad starts."""
+    """Where gc.grad starts: the ``fill_like(cost, 1.0)`` nodes it marks ``grad_seed``; for
+    graphs without the mark (older JSON), any scalar float ``fill_like(cost, value=1.0)``."""
+    marked = [n for n in nodes if n.op == "fill_like" and n.attrs.get("grad_seed")]
+    if marked:
+        return marked
     out = []
     for n in nodes:
         if n.op == "fill_like" and len(n.inputs) == 1 and n.shape == () \
