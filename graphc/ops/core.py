@@ -322,6 +322,15 @@ def _sum_grad(node, g):
     return [broadcast_like(_keep(node, g), node.inputs[0])]
 
 
+def _np_mean(x, axis, keepdims):
+    """np.mean; an empty reduction gives NaN like numpy, without numpy's RuntimeWarning."""
+    if np.size(x) == 0 or any(np.shape(x)[a] == 0 for a in axis):
+        shape = tuple(1 if i in axis else d for i, d in enumerate(np.shape(x))
+                      if keepdims or i not in axis)
+        return np.full(shape, np.nan)
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
 def _mean_grad(node, g):
     x = node.inputs[0]
     from .elementwise import div
@@ -338,7 +347,7 @@ def _max_grad(node, g):
     return [mul(broadcast_like(_keep(node, g), x), div(mask, count))]
 
 
-for _name, _np, _grad in (("sum", np.sum, _sum_grad), ("mean", np.mean, _mean_grad),
+for _name, _np, _grad in (("sum", np.sum, _sum_grad), ("mean", _np_mean, _mean_grad),
                           ("max", np.max, _max_grad)):
     register(OpDef(_name, _reduce_infer(_name),
                    (lambda f: lambda node, x: np.asarray(
