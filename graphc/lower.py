@@ -117,6 +117,46 @@ def ew_parts(node: Tensor):
     raise AssertionError(node.op)
 
 
+def strides_for(shape: tuple, out_shape: tuple) -> list[int]:
+    """Element strides of a tensor of ``shape`` indexed by an output index of ``out_shape``
+    under numpy broadcasting (0 along broadcast axes)."""
+    nd = len(out_shape)
+    shape = (1,) * (nd - len(shape)) + tuple(shape)
+    strides, acc = [0] * nd, 1
+    for d in range(nd - 1, -1, -1):
+        strides[d] = 0 if shape[d] == 1 and out_shape[d] != 1 else acc
+        acc *= shape[d]
+    return strides
+
+
+def collapse(out_shape: tuple, operand_strides: list[list[int]]):
+    """Merge adjacent axes that every operand walks contiguously (fewer, longer loops)."""
+    dims = list(out_shape)
+    strides = [list(s) for s in operand_strides]
+    d = len(dims) - 2
+    while d >= 0:
+        if all(s[d] == s[d + 1] * dims[d + 1] for s in strides):
+            dims[d] *= dims[d + 1]
+            for s in strides:
+                s[d] = s[d + 1]
+                del s[d + 1]
+            del dims[d + 1]
+        d -= 1
+    return dims, strides
+
+
+def ew_loop(k: "Kernel"):
+    """The loop plan of an elementwise kernel, shared by every renderer: (expression, input
+    tensors, their storage, collapsed loop dims, per-input element strides, output strides)."""
+    node = k.node
+    expr, inputs = ew_parts(node)
+    srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
+    out_shape = tuple(node.shape)
+    strides = [strides_for(t.shape, out_shape) for t in inputs]
+    dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
+    return expr, inputs, srcs, dims, col[:-1], col[-1]
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"

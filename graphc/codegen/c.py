@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import Kernel, Lowered, comment, ew_parts, reduction_groups
+from ..lower import (Kernel, Lowered, collapse, comment, ew_loop, reduction_groups,
+                     strides_for)
 from .cexpr import render_expr
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -39,34 +40,6 @@ def compute_type(dtypes) -> tuple[str, str]:
     if any(d.startswith("float") for d in dtypes):
         return "float32", "float"
     return "float64", "int64_t"
-
-
-def strides_for(shape: tuple, out_shape: tuple) -> list[int]:
-    """Element strides of a tensor of ``shape`` indexed by an output index of ``out_shape``
-    under numpy broadcasting (0 along broadcast axes)."""
-    nd = len(out_shape)
-    shape = (1,) * (nd - len(shape)) + tuple(shape)
-    strides, acc = [0] * nd, 1
-    for d in range(nd - 1, -1, -1):
-        strides[d] = 0 if shape[d] == 1 and out_shape[d] != 1 else acc
-        acc *= shape[d]
-    return strides
-
-
-def collapse(out_shape: tuple, operand_strides: list[list[int]]):
-    """Merge adjacent axes that every operand walks contiguously (fewer, longer loops)."""
-    dims = list(out_shape)
-    strides = [list(s) for s in operand_strides]
-    d = len(dims) - 2
-    while d >= 0:
-        if all(s[d] == s[d + 1] * dims[d + 1] for s in strides):
-            dims[d] *= dims[d + 1]
-            for s in strides:
-                s[d] = s[d + 1]
-                del s[d + 1]
-            del dims[d + 1]
-        d -= 1
-    return dims, strides
 
 
 def pointer(storage, dtype: str, const: bool = True) -> str:
@@ -117,12 +90,7 @@ class CRenderer:
 
     def render_ew(self, k: Kernel) -> None:
         node = k.node
-        expr, inputs = ew_parts(node)
-        srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
-        out_shape = tuple(node.shape)
-        strides = [strides_for(t.shape, out_shape) for t in inputs]
-        dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
-        in_strides, out_strides = col[:-1], col[-1]
+        expr, inputs, srcs, dims, in_strides, out_strides = ew_loop(k)
         ivars = [f"i{d}" for d in range(len(dims))]
 
         def index(st):

@@ -31,9 +31,10 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import Kernel, Lowered, Storage, comment, ew_parts, reduction_groups
+from ..lower import (Kernel, Lowered, Storage, collapse, comment, ew_loop,
+                     reduction_groups, strides_for)
 from ..symbolic import A
-from .c import collapse, compute_type, math_dtype, strides_for
+from .c import compute_type, math_dtype
 from .cexpr import render_expr
 
 GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",
@@ -219,12 +220,7 @@ class GPURenderer:
     # -- elementwise --------------------------------------------------------------------------
     def render_ew(self, k: Kernel) -> None:
         node = k.node
-        expr, inputs = ew_parts(node)
-        srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
-        out_shape = tuple(node.shape)
-        strides = [strides_for(t.shape, out_shape) for t in inputs]
-        dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
-        in_strides, out_strides = col[:-1], col[-1]
+        expr, inputs, srcs, dims, in_strides, out_strides = ew_loop(k)
         # the C backend's rule: double if any operand is float64, float if any is a float,
         # else 64-bit integers (exact integer arithmetic)
         mdt, ctype_ = compute_type([node.dtype] + [t.dtype for t in inputs])
