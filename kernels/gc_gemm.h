@@ -281,6 +281,8 @@ static __thread void *GC__F(gc__bufB_);
 static __thread size_t GC__F(gc__capB_);
 static __thread void *GC__F(gc__bufS_); /* shared packed A (one M block, N split) */
 static __thread size_t GC__F(gc__capS_);
+static __thread void *GC__F(gc__bufC_); /* partial sums when an epilogue follows several K blocks */
+static __thread size_t GC__F(gc__capC_);
 static __thread void *GC__F(gc__bufK_); /* small-K path: op(B) as K x N rows */
 static __thread size_t GC__F(gc__capK_);
 static __thread void *GC__F(gc__bufR_); /* small-K path: a block of result rows */
@@ -525,6 +527,11 @@ typedef struct {
     int M, N, K, lda, ldb, ldc, tA, tB, acc;
     const GC__T *A, *B;
     GC__T *C;
+    /* where partial sums over K blocks go: C itself, or (with an epilogue and several K
+     * blocks) a scratch buffer, so that C is written once, with final values: an epilogue
+     * may read C's old contents (an in-place update p -= lr * (A @ B) reads p) */
+    GC__T *Cacc;
+    int ldacc;
     const void *const *ep;
     GC__F(gc__epi_t_) st; /* NULL: identity epilogue */
     int kc, nc, mc, nI, nJ;
@@ -536,15 +543,17 @@ typedef struct {
 } GC__F(gc__ctx_);
 
 /* Write an mr x nr tile (row stride NR) to C at (i0, j0).  mode bit 0: add
- * C; bit 1: last K block, apply the epilogue st (NULL = identity).  The tile
- * is modified. */
-__attribute__((noinline, noclone GC__NOMEMCPY)) static void GC__F(gc__tile_out_)(int mr, int nr, GC__T *restrict tile, GC__T *C, int ldc, int i0,
+ * the partial sums (Cin: C itself or the scratch accumulator); bit 1: last K
+ * block, apply the epilogue st (NULL = identity).  Without an epilogue to apply
+ * the tile is added to / stored into C in place.  The tile is modified. */
+__attribute__((noinline, noclone GC__NOMEMCPY)) static void GC__F(gc__tile_out_)(int mr, int nr, GC__T *restrict tile,
+                                 const GC__T *Cin, int ldin, GC__T *C, int ldc, int i0,
                                  int j0, int mode, GC__F(gc__epi_t_) st, const void *const *ep)
 {
     if ((mode & 2) && st) {
         if (mode & 1)
             for (int r = 0; r < mr; ++r) {
-                const GC__T *c = C + (size_t)(i0 + r) * ldc + j0;
+                const GC__T *c = Cin + (size_t)(i0 + r) * ldin + j0;
                 for (int q = 0; q < nr; ++q) tile[r * GC__NR + q] += c[q];
             }
         st(mr, nr, tile, GC__NR, C, ldc, i0, j0, ep);
@@ -633,14 +642,14 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                         const int mr = gc__min(GC__MR, mcur - ir);
                         if (nr == GC__NR && (!(mode & 2) || !x->st)) {
                             /* full-width tile, no epilogue to apply: straight from registers to C */
-                            GC__T *cp = x->C + (size_t)(i0 + ir) * x->ldc + j;
+                            GC__T *cp = x->Cacc + (size_t)(i0 + ir) * x->ldacc + j;
                             if (mr == GC__MR && x->da)
-                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, cp, x->ldc, mode & 1);
+                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, cp, x->ldacc, mode & 1);
                             else if (mr == GC__MR)
-                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, cp, x->ldc, mode & 1);
+                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, cp, x->ldacc, mode & 1);
                             else
                                 GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
-                                                     bs, cp, x->ldc, mode & 1);
+                                                     bs, cp, x->ldacc, mode & 1);
                         } else {
                             if (mr == GC__MR && x->da)
                                 GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, tile, GC__NR, 0);
@@ -649,7 +658,9 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                             else
                                 GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
                                                      bs, tile, GC__NR, 0);
-                            GC__F(gc__tile_out_)(mr, nr, tile, x->C, x->ldc, i0 + ir, j, mode, x->st, x->ep);
+                            const int fin = (mode & 2) && x->st;
+                            GC__F(gc__tile_out_)(mr, nr, tile, x->Cacc, x->ldacc, fin ? x->C : x->Cacc,
+                                                 fin ? x->ldc : x->ldacc, i0 + ir, j, mode, x->st, x->ep);
                         }
                     }
                 }
@@ -733,7 +744,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
         for (int i = 0; i < M; i += GC__MR)
             for (int j = 0; j < N; j += GC__NR) {
                 memset(zt, 0, sizeof zt);
-                GC__F(gc__tile_out_)(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, C, ldc, i, j,
+                GC__F(gc__tile_out_)(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, C, ldc, C, ldc, i, j,
                                      (accumulate ? 1 : 0) | 2, st, ep);
             }
         return;
@@ -754,6 +765,17 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st;
     /* K blocks of balanced size */
     x.kc = gc__cdiv(K, gc__cdiv(K, GC_GEMM_KC));
+    x.Cacc = C;
+    x.ldacc = ldc;
+    if (st && x.kc < K) { /* partial sums in scratch: C is written once, by the epilogue */
+        x.Cacc = (GC__T *)gc__grow(&GC__F(gc__bufC_), &GC__F(gc__capC_),
+                                   (size_t)M * N * sizeof(GC__T));
+        x.ldacc = N;
+        if (!x.Cacc) abort(); /* out of memory: like the packing buffers' allocations */
+        if (accumulate)
+            for (int i = 0; i < M; ++i)
+                memcpy(x.Cacc + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(GC__T));
+    }
     /* N blocks of balanced size, multiple of NR */
     x.nc = gc__rup(gc__cdiv(N, gc__cdiv(N, GC_GEMM_NC)), GC__NR);
     /* M blocks: enough of them to feed all threads, else split the N panels */

@@ -49,12 +49,12 @@ def mlp_step(seed=0, hidden=17, optimizer="sgd", names=("x", "y")):
     return x, y, params, loss, updates
 
 
-def run_steps(backend, steps=4, **kw):
+def run_steps(backend, steps=4, batches=(9, 9, 3, 9), **kw):
     x, y, params, loss, updates = mlp_step(**kw)
     f = gc.compile([x, y], loss, updates=updates, backend=backend)
     rng = np.random.RandomState(1)
     losses = []
-    for batch in [9, 9, 3, 9][:steps]:
+    for batch in list(batches)[:steps]:
         losses.append(float(f(rng.randn(batch, 13), rng.randint(0, 5, batch))))
     return losses, [p.value for p in params]
 
@@ -63,6 +63,17 @@ def run_steps(backend, steps=4, **kw):
 def test_training_steps_match_numpy(cache_dir, optimizer):
     ref_losses, ref_params = run_steps("numpy", optimizer=optimizer)
     c_losses, c_params = run_steps("c", optimizer=optimizer)
+    np.testing.assert_allclose(c_losses, ref_losses, rtol=1e-5, atol=1e-6)
+    for a, b in zip(c_params, ref_params):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_training_steps_match_numpy_over_several_gemm_k_blocks(cache_dir, optimizer):
+    # batches above the GEMM's K block (384): the weight gradient's GEMM sums over several
+    # K blocks while its epilogue updates the weights in place (it must read the old weights)
+    ref_losses, ref_params = run_steps("numpy", batches=(500, 1000, 385), optimizer=optimizer)
+    c_losses, c_params = run_steps("c", batches=(500, 1000, 385), optimizer=optimizer)
     np.testing.assert_allclose(c_losses, ref_losses, rtol=1e-5, atol=1e-6)
     for a, b in zip(c_params, ref_params):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -40,6 +40,13 @@
 #define GC_GEMM_EPILOGUE(acc, i, j) ((acc) * ((const double *)ep[1])[0] + (double)(i) - 0.5 * (double)(j))
 #include "gc_gemm.h"
 
+/* in-place update: the epilogue reads C's old value (p -= 0.5 * (A @ B));
+ * ep[0] = C, ep[1] = its row stride */
+#define GC_GEMM_NAME gemm_f32_inplace
+#define GC_GEMM_EPILOGUE(acc, i, j) \
+    (((const float *)ep[0])[(long)(i) * *(const int *)ep[1] + (j)] - 0.5f * (acc))
+#include "gc_gemm.h"
+
 /* ---- reference ---- */
 enum { EPI_NONE = 0, EPI_BIAS_RELU = 1, EPI_IJ = 2 };
 
@@ -187,6 +194,42 @@ int main(void)
                     run_case((tA + tB) & 1, big[s][0], big[s][1], big[s][2], tA, tB, tA ? 1 : 0, 0, tB ? 3 : 0,
                              (tA + (int)s) & 1, (int)(s + tB) % 3);
         printf("threads=%d: %ld cases\n", threads_list[tl], n_tests - before);
+    }
+    /* an epilogue reading C's old value, with several K blocks (C must hold the old values
+     * until the epilogue runs: partial sums go elsewhere) */
+    {
+        static const int ip[][3] = {{33, 70, 1000}, {128, 256, 512}, {5, 300, 385}, {64, 31, 100}};
+        for (int th = 1; th <= 2; ++th) {
+#ifdef _OPENMP
+            omp_set_num_threads(th);
+#endif
+            for (size_t s = 0; s < sizeof ip / sizeof ip[0]; ++s)
+                for (int tA = 0; tA < 2; ++tA) {
+                    const int M = ip[s][0], N = ip[s][1], K = ip[s][2], ldc = N + 3;
+                    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+                    float *C = malloc(sizeof(float) * M * ldc), *C0 = malloc(sizeof(float) * M * ldc);
+                    for (int t = 0; t < M * K; ++t) A[t] = (float)((t * 7) % 13) - 6.0f;
+                    for (int t = 0; t < K * N; ++t) B[t] = (float)((t * 5) % 11) - 5.0f;
+                    for (int t = 0; t < M * ldc; ++t) C[t] = C0[t] = (float)((t * 3) % 17);
+                    const void *ep[2] = {C, &ldc};
+                    gemm_f32_inplace(M, N, K, A, tA ? M : K, tA, B, N, 0, C, ldc, 0, ep);
+                    long bad = 0;
+                    for (int i = 0; i < M; ++i)
+                        for (int j = 0; j < N; ++j) {
+                            double acc = 0;
+                            for (int k = 0; k < K; ++k)
+                                acc += (double)(tA ? A[(long)k * M + i] : A[(long)i * K + k]) * B[(long)k * N + j];
+                            if ((double)C[(long)i * ldc + j] != (double)C0[(long)i * ldc + j] - 0.5 * acc) ++bad;
+                        }
+                    ++n_tests;
+                    if (bad) {
+                        ++n_fail;
+                        printf("FAIL in-place epilogue M=%d N=%d K=%d tA=%d threads=%d: %ld wrong\n", M, N, K, tA, th, bad);
+                    }
+                    free(A); free(B); free(C); free(C0);
+                }
+        }
+        printf("in-place epilogues over several K blocks: done\n");
     }
 #ifdef _OPENMP
     /* concurrent calls from inside a parallel region (each runs single-threaded) */
