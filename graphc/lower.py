@@ -8,6 +8,11 @@ Storage: placeholders, parameters, constants and outputs live in *slots* (pointe
 every call); intermediates live in one *arena* whose offsets come from a liveness-based plan, so
 dead buffers are reused.  View ops (reshape & co.) alias their input.  A parameter update whose
 value is computed elementwise is written in place when no later kernel reads the old value.
+
+Update folding: an optimizer's in-place updates of one parameter (Adam's m, v and p, momentum's
+velocity and p) are computed by the kernel producing their common same-shape input (the
+gradient's GEMM, as side outputs of its epilogue, or an elementwise loop) as *members* of that
+kernel: one pass over the gradient instead of one loop per update.
 """
 from __future__ import annotations
 
@@ -48,6 +53,29 @@ class Kernel:
     dst: Storage
     srcs: list          # Storage of each of node.inputs (None for shape-only inputs)
     attrs: dict = field(default_factory=dict)
+    members: list = field(default_factory=list)  # Member updates computed alongside (ew, dense)
+
+
+@dataclass
+class Member:
+    """An elementwise in-place update computed by its host kernel, element by element, as an
+    extra output (see ``fused_plan``)."""
+    node: Tensor
+    dst: Storage
+    srcs: list          # Storage of each of node.inputs
+
+
+@dataclass
+class FusedPlan:
+    """What a kernel with members computes per element, for every renderer: the distinct
+    operands read, the outputs written (the host first), and per output its expression with
+    what each argument A[j] is: ("in", operand index), ("val", index of an earlier output,
+    read from the value computed in the same iteration) or ("acc", 0) (a GEMM's accumulator).
+    Renderers load everything before they store anything, so in-place outputs never feed
+    another output's loads in the same iteration."""
+    operands: list      # (Tensor, Storage)
+    outputs: list       # (Tensor, Storage)
+    exprs: list         # (sympy expression, [(kind, index) per argument])
 
 
 @dataclass
@@ -145,16 +173,100 @@ def collapse(out_shape: tuple, operand_strides: list[list[int]]):
     return dims, strides
 
 
-def ew_loop(k: "Kernel"):
-    """The loop plan of an elementwise kernel, shared by every renderer: (expression, input
-    tensors, their storage, collapsed loop dims, per-input element strides, output strides)."""
+def fused_plan(k: "Kernel") -> FusedPlan:
+    """The per-element plan of an ``ew`` or ``dense`` kernel including its members."""
     node = k.node
-    expr, inputs = ew_parts(node)
-    srcs = [k.srcs[node.inputs.index(t)] for t in inputs]
-    out_shape = tuple(node.shape)
-    strides = [strides_for(t.shape, out_shape) for t in inputs]
-    dims, col = collapse(out_shape, strides + [strides_for(out_shape, out_shape)])
-    return expr, inputs, srcs, dims, col[:-1], col[-1]
+    operands: list = []
+    index: dict = {}
+
+    def operand(t: Tensor, st: Storage) -> tuple[str, int]:
+        key = (st.where, st.index, tuple(t.shape), t.dtype)
+        if key not in index:
+            index[key] = len(operands)
+            operands.append((t, st))
+        return ("in", index[key])
+
+    outputs, exprs = [(node, k.dst)], []
+    if node.op == "dense":
+        refs = [("acc", 0)] + [operand(t, st) for t, st in zip(node.inputs[2:], k.srcs[2:])]
+        exprs.append((node.attrs["expr"], refs))
+    else:
+        expr, inputs = ew_parts(node)
+        exprs.append((expr, [operand(t, k.srcs[node.inputs.index(t)]) for t in inputs]))
+    value_of = {node.id: 0}
+    for m in k.members:
+        expr, inputs = ew_parts(m.node)
+        refs = [("val", value_of[t.id]) if t.id in value_of
+                else operand(t, m.srcs[m.node.inputs.index(t)]) for t in inputs]
+        value_of[m.node.id] = len(outputs)
+        outputs.append((m.node, m.dst))
+        exprs.append((expr, refs))
+    return FusedPlan(operands, outputs, exprs)
+
+
+def plan_loop(plan: FusedPlan):
+    """Collapsed loop dims, per-operand and per-output element strides of an elementwise
+    kernel's plan (the outputs all have the host's shape)."""
+    out_shape = tuple(plan.outputs[0][0].shape)
+    strides = [strides_for(t.shape, out_shape) for t, _ in plan.operands]
+    strides += [strides_for(out_shape, out_shape)] * len(plan.outputs)
+    dims, col = collapse(out_shape, strides)
+    n = len(plan.operands)
+    return dims, col[:n], col[n:]
+
+
+MAX_FOLDED_ARGS = 24  # operands + outputs of a kernel with members (GPU argument lists)
+
+
+def _fold_updates(order: list[Tensor], in_place: dict, extra: dict, base) -> dict[int, Tensor]:
+    """Member id -> host node for in-place elementwise updates folded into the kernel that
+    computes one of their same-shape inputs.  A fold is made when (1) no parameter written by
+    the group is read by the group at another index (broadcast reads, GEMM operands), so
+    element-by-element order cannot matter, and (2) the schedule with the member contracted
+    into its host has no cycle."""
+    host_of: dict[int, Tensor] = {}
+    writes: dict[int, set] = {}
+    other_index_reads: dict[int, set] = {}
+    count: dict[int, int] = {}
+
+    def group_state(h: Tensor):
+        if h.id not in writes:
+            writes[h.id] = {in_place[h.id].id} if h.id in in_place else set()
+            if h.op == "dense":
+                reads = {base(t).id for t in h.inputs[:2]}
+                reads |= {base(t).id for t in h.inputs[2:] if t.shape != h.shape}
+            else:
+                reads = {base(t).id for t in h.inputs if t.shape != h.shape}
+            other_index_reads[h.id] = reads
+            count[h.id] = len(h.inputs) + 1
+        return writes[h.id], other_index_reads[h.id]
+
+    for v in order:
+        if v.id not in in_place or v.op != "ew":
+            continue
+        for t in v.inputs:
+            h = host_of.get(t.id, t)
+            if h.id == v.id or h.op not in ("ew", "dense") or h.shape != v.shape \
+                    or t.shape != v.shape:
+                continue
+            w, r = group_state(h)
+            mine_w = in_place[v.id].id
+            mine_r = {base(i).id for i in v.inputs if i.shape != v.shape}
+            group = {h.id} | {m for m, hh in host_of.items() if hh is h}
+            if any(base(i).id in group and i.id not in group for i in v.inputs):
+                continue  # a view of a group value: read it from memory, not the loop
+            if (w | {mine_w}) & (r | mine_r) or count[h.id] + len(v.inputs) + 1 > MAX_FOLDED_ARGS:
+                continue
+            trial = dict(host_of)
+            trial[v.id] = h
+            if _schedule(order, extra, {m: hh.id for m, hh in trial.items()}) is None:
+                continue
+            host_of[v.id] = h
+            w.add(mine_w)
+            r |= mine_r
+            count[h.id] += len(v.inputs) + 1
+            break
+    return host_of
 
 
 def _kernel_kind(node: Tensor) -> str:
@@ -166,11 +278,22 @@ def _kernel_kind(node: Tensor) -> str:
             "random": "random"}[lookup(node.op).kind]
 
 
-def _schedule(order: list[Tensor], extra: dict[int, set[int]]) -> Optional[list[Tensor]]:
+def _schedule(order: list[Tensor], extra: dict[int, set[int]],
+              merged: Optional[dict[int, int]] = None) -> Optional[list[Tensor]]:
     """Topological order of ``order``'s nodes honouring data edges plus ``extra`` (node id ->
-    ids that must run before it); stable with respect to ``order``.  None on a cycle."""
-    pos = {n.id: i for i, n in enumerate(order)}
-    deps = {n.id: {i.id for i in n.inputs} | extra.get(n.id, set()) for n in order}
+    ids that must run before it); stable with respect to ``order``.  None on a cycle.
+    ``merged`` (node id -> id of the node it runs with) contracts nodes: they are left out of
+    the result and their dependencies become their host's."""
+    merged = merged or {}
+    rep = lambda i: merged.get(i, i)  # noqa: E731
+    nodes = [n for n in order if n.id not in merged]
+    pos = {n.id: i for i, n in enumerate(nodes)}
+    deps: dict[int, set[int]] = {n.id: set() for n in nodes}
+    for n in order:
+        deps[rep(n.id)] |= {rep(i.id) for i in n.inputs} | {rep(e) for e in extra.get(n.id, ())}
+    for nid, ds in deps.items():
+        ds.discard(nid)
+    order = nodes
     users: dict[int, list[int]] = {n.id: [] for n in order}
     for nid, ds in deps.items():
         for d in ds:
@@ -242,8 +365,14 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
         extra = trial
         in_place[v.id] = p
 
-    order = _schedule(order, extra)
+    host_of = _fold_updates(order, in_place, extra, base)
+    members_of: dict[int, list[Tensor]] = {}
+    for n in order:  # members in topological order (a member may read an earlier one)
+        if n.id in host_of:
+            members_of.setdefault(host_of[n.id].id, []).append(n)
+    order = _schedule(order, extra, {m: h.id for m, h in host_of.items()})
     assert order is not None
+    order = [x for n in order for x in [n] + members_of.get(n.id, [])]
     # display names independent of global node ids, so identical graphs render identically
     names = {n.id: n._name if n._name is not None else f"{n.attrs.get('label', n.op)}_{i}"
              for i, n in enumerate(order)}
@@ -267,7 +396,10 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
         if p.id not in storage:
             storage[p.id] = Storage("slot", add_slot("param", p), nbytes(p))
 
-    computed = [n for n in order if not n.is_leaf and n.op not in VIEW_OPS]
+    computed = [n for n in order if not n.is_leaf and n.op not in VIEW_OPS
+                and n.id not in host_of]
+    for n in host_of:
+        storage[n] = storage[in_place[n].id]
     output_slots: list[tuple[int, Tensor]] = []
     direct_out: dict[int, int] = {}  # node id -> output slot it is computed into
     for o in outs:
@@ -281,7 +413,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
     end = len(computed)
     last_use: dict[int, int] = {}
     for s, n in enumerate(computed):
-        for i in n.inputs:
+        for i in [i for x in [n] + members_of.get(n.id, []) for i in x.inputs]:
             last_use[base(i).id] = max(last_use.get(base(i).id, -1), s)
     for o in outs:
         last_use[base(o).id] = end          # copied into its output slot at the end
@@ -322,8 +454,11 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
     for s, n in enumerate(computed):
         kind = _kernel_kind(n)
         label = n.attrs.get("label", n.op)
-        kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}", kind, n, where(n),
-                              [where(i) for i in n.inputs]))
+        members = [Member(m, storage[m.id], [where(i) for i in m.inputs])
+                   for m in members_of.get(n.id, [])]
+        suffix = "_updates" if members else ""
+        kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}{suffix}", kind, n, where(n),
+                              [where(i) for i in n.inputs], members=members))
     for k, o in output_slots:
         if o.id not in direct_out or direct_out[o.id] != k:
             kernels.append(Kernel(f"k{len(kernels)}_copy_out", "copy", o,
@@ -349,7 +484,8 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None) -> Lowered:
 def _provenance(program: Program, track: dict, kernels: list[Kernel]) -> dict[int, str]:
     """Program node id -> name of the kernel computing it.  A node fused away (an inlined
     producer, a folded transpose, a view) belongs to the kernel of a consumer."""
-    by_node = {k.node.id: k.name for k in kernels if k.kind != "copy"}
+    by_node = {n.id: k.name for k in kernels if k.kind != "copy"
+               for n in [k.node] + [m.node for m in k.members]}
     order = toposort(program.roots)
     users = consumers(order)
     out: dict[int, str] = {}

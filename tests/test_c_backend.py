@@ -1,6 +1,7 @@
 """C backend specifics: the compile cache, concurrency, safety of generated code, fusion,
 parameter updates.  (Per-op differential tests against numpy live with the op tests.)"""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -294,3 +295,68 @@ def test_calls_from_several_threads_are_safe(cache_dir):
     for t in threads:
         t.join()
     assert not errors
+
+
+def _optimizer(name):
+    return {"sgd": gc.optim.SGD(0.1), "momentum": gc.optim.SGD(0.1, momentum=0.9),
+            "nesterov": gc.optim.SGD(0.1, momentum=0.9, nesterov=True),
+            "adam": gc.optim.Adam(0.01), "rmsprop": gc.optim.RMSProp(0.01)}[name]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "rmsprop"])
+def test_optimizer_updates_fold_into_the_gradient_kernel(cache_dir, name):
+    # each weight's updates (Adam: m, v and the weight) are side outputs of the epilogue of
+    # the GEMM computing its gradient; batch 500 also sums that GEMM over two K blocks
+    rng = np.random.RandomState(3)
+    x = gc.placeholder((None, 20), name="x")
+    y = gc.placeholder((None,), "int64", name="y")
+    W1 = gc.parameter(rng.randn(20, 30).astype("float32") * 0.3, name="W1")
+    b1 = gc.parameter(np.zeros(30, "float32"), name="b1")
+    W2 = gc.parameter(rng.randn(30, 7).astype("float32") * 0.3, name="W2")
+    params = [W1, b1, W2]
+    loss = gc.cross_entropy(gc.tanh(x @ W1 + b1) @ W2, y)
+    updates = _optimizer(name).updates(params, gc.grad(loss, params))
+    state = [p for p, _ in updates]
+    init = [p.value.copy() for p in state]
+    X, Y = rng.randn(500, 20).astype("float32"), rng.randint(0, 7, 500)
+    results = {}
+    for backend in ("numpy", "c"):
+        for p, v in zip(state, init):
+            p.value = v.copy()
+        f = gc.compile([x, y], loss, updates=updates, backend=backend)
+        losses = [float(f(X, Y)) for _ in range(3)]
+        results[backend] = losses, [p.value.copy() for p in state]
+    np.testing.assert_allclose(results["c"][0], results["numpy"][0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(results["c"][1], results["numpy"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    n_state = len(state) // len(params)  # updates per parameter (p, velocity, m, v ...)
+    headers = [h for h in f.source.split("/* k")[1:] if "_updates" in h.split(":")[0]]
+    folded = sum(h.split("*/")[0].count("and updates in place") for h in headers)
+    if name == "sgd":  # a single update per weight is the GEMM's own epilogue value
+        assert folded == 0 and "dense+mul+sub" in f.source
+    else:  # both weights' updates ride on their gradient GEMMs; biases fold where they can
+        assert sum(bool(re.match(r"\d+_dense\w*_updates$", h.split(":")[0]))
+                   for h in headers) == 2
+        assert folded >= 2 * (n_state - 1)
+
+
+def test_update_is_not_folded_into_a_gemm_reading_the_parameter(cache_dir):
+    # G = W @ Z feeds two updates; W's own update must not run inside the GEMM that still
+    # reads W (element order would matter), V's may
+    rng = np.random.RandomState(4)
+    W = gc.parameter(rng.randn(6, 6).astype("float32"), name="W")
+    Z = gc.parameter(rng.randn(6, 6).astype("float32"), name="Z")
+    V = gc.parameter(rng.randn(6, 6).astype("float32"), name="V")
+    G = W @ Z
+    updates = [(W, W - 0.1 * G), (V, V + G)]
+    init = [p.value.copy() for p in (W, Z, V)]
+    results = {}
+    for backend in ("numpy", "c"):
+        for p, v in zip((W, Z, V), init):
+            p.value = v.copy()
+        f = gc.compile([], gc.sum(G), updates=updates, backend=backend)
+        f()
+        f()
+        results[backend] = [W.value.copy(), V.value.copy()]
+    for a, b in zip(results["c"], results["numpy"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (Kernel, Lowered, collapse, comment, ew_loop, reduction_groups,
-                     strides_for)
-from .cexpr import render_expr
+from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, plan_loop,
+                     reduction_groups, strides_for)
+from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
           "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "uint16": "uint16_t",
@@ -61,8 +61,10 @@ class CRenderer:
     def _header(self, k: Kernel) -> str:
         n = k.node
         label = n.attrs.get("label", n.op)
+        also = "".join(f"\n * and updates in place: node {comment(self.lowered.name(m.node))} = "
+                       f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
         return (f"/* {k.name}: node {comment(self.lowered.name(n))} = {comment(label)} "
-                f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)} */")
+                f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
     def _emit(self, k: Kernel, params: list[str], body: list[str], args: list[str]) -> None:
         sig = ", ".join(params) if params else "void"
@@ -88,45 +90,65 @@ class CRenderer:
             lines.append("    " * d + "}")
         return lines
 
+    @staticmethod
+    def _store(value: str, dtype: str) -> str:
+        return f"({ctype(dtype)})({value})" if dtype != "bool" else f"(uint8_t)(({value}) != 0)"
+
     def render_ew(self, k: Kernel) -> None:
-        node = k.node
-        expr, inputs, srcs, dims, in_strides, out_strides = ew_loop(k)
+        plan = fused_plan(k)
+        dims, in_strides, out_strides = plan_loop(plan)
         ivars = [f"i{d}" for d in range(len(dims))]
 
         def index(st):
             terms = [f"{v}*{s}L" if s != 1 else v for v, s in zip(ivars, st) if s]
             return " + ".join(terms) or "0"
 
-        mdt, mct = compute_type([node.dtype] + [t.dtype for t in inputs])
+        mdt, mct = compute_type([n.dtype for n, _ in plan.outputs] +
+                                [t.dtype for t, _ in plan.operands])
         loads = [f"(({mct})in{j}[{index(st)}])" for j, st in enumerate(in_strides)]
-        stmts, value = render_expr(expr, loads, mdt)
-        octype = ctype(node.dtype)
-        store = f"({octype})({value})" if node.dtype != "bool" else f"(uint8_t)(({value}) != 0)"
-        inner = stmts + [f"out[{index(out_strides)}] = {store};"]
-        params = [f"const {ctype(t.dtype)}* in{j}" for j, t in enumerate(inputs)]
-        params.append(f"{octype}* out")
+        outs = ["out"] if len(plan.outputs) == 1 else [f"out{o}" for o in range(len(plan.outputs))]
+        if len(plan.outputs) == 1:  # the common case: one expression, stored directly
+            expr, refs = plan.exprs[0]
+            stmts, value = render_expr(expr, [loads[i] for _, i in refs], mdt)
+            values = [self._store(value, plan.outputs[0][0].dtype)]
+        else:
+            stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+        inner = stmts + [f"{name}[{index(out_strides[o])}] = {values[o]};"
+                         for o, name in enumerate(outs)]
+        params = [f"const {ctype(t.dtype)}* in{j}" for j, (t, _) in enumerate(plan.operands)]
+        params += [f"{ctype(n.dtype)}* {name}" for name, (n, _) in zip(outs, plan.outputs)]
         body = self._loop_nest(dims, ivars, inner, parallel=True) if dims else inner
-        args = [pointer(s, t.dtype) for s, t in zip(srcs, inputs)]
-        args.append(pointer(k.dst, node.dtype, const=False))
+        args = [pointer(st, t.dtype) for t, st in plan.operands]
+        args += [pointer(st, n.dtype, const=False) for n, st in plan.outputs]
         self._emit(k, params, body, args)
 
     # -- GEMM ---------------------------------------------------------------------------------
     def render_dense(self, k: Kernel) -> None:
         node = k.node
         a, b = node.inputs[0], node.inputs[1]
-        extras = list(node.inputs[2:])
         ta, tb = node.attrs["trans_a"], node.attrs["trans_b"]
         m, n = node.shape
         kk = a.shape[0] if ta else a.shape[1]
         mdt = math_dtype(node.dtype)
         mct = ctype(mdt)
-        loads = ["(acc)"]
-        for j, t in enumerate(extras):
-            st = strides_for(t.shape, (m, n))
-            idx = " + ".join(f"(long)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) or "0"
-            loads.append(f"(({mct})((const {ctype(t.dtype)}*)ep[{j}])[{idx}])")
-        stmts, value = render_expr(node.attrs["expr"], loads, mdt, tmp_prefix="e")
-        epilogue = f"({{ {' '.join(stmts)} ({value}); }})" if stmts else f"({value})"
+        plan = fused_plan(k)
+
+        def at(shape) -> str:  # element (i, j) of an ep array broadcast to (m, n)
+            st = strides_for(shape, (m, n))
+            return " + ".join(f"(long)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) or "0"
+
+        loads = [f"(({mct})((const {ctype(t.dtype)}*)ep[{q}])[{at(t.shape)}])"
+                 for q, (t, _) in enumerate(plan.operands)]
+        if not k.members:
+            expr, refs = plan.exprs[0]
+            stmts, value = render_expr(expr, ["(acc)"] + loads, mdt, tmp_prefix="e")
+            epilogue = f"({{ {' '.join(stmts)} ({value}); }})" if stmts else f"({value})"
+        else:  # members: computed from the same element, stored through ep, after all loads
+            stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+            nops = len(plan.operands)
+            stores = [f"(({ctype(t.dtype)}*)ep[{nops + o - 1}])[{at(t.shape)}] = {values[o]};"
+                      for o, (t, _) in enumerate(plan.outputs) if o]
+            epilogue = f"({{ {' '.join(stmts + stores)} r0; }})"
         fn = f"{k.name}_gemm"
         self.functions.append("\n".join([
             self._header(k),
@@ -136,9 +158,9 @@ class CRenderer:
             '#include "gc_gemm.h"']))
         lda = m if ta else kk
         ldb = kk if tb else n
-        ep = ("(const void* const[]){" + ", ".join(
-            pointer(k.srcs[2 + j], t.dtype) for j, t in enumerate(extras)) + "}") if extras \
-            else "0"
+        eps = [pointer(st, t.dtype) for t, st in plan.operands]
+        eps += [pointer(st, t.dtype, const=False) for t, st in plan.outputs[1:]]
+        ep = ("(const void* const[]){" + ", ".join(eps) + "}") if eps else "0"
         self.calls.append(
             f"    {fn}({m}, {n}, {kk}, {pointer(k.srcs[0], a.dtype)}, {lda}, {int(ta)}, "
             f"{pointer(k.srcs[1], b.dtype)}, {ldb}, {int(tb)}, "

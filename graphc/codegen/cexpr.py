@@ -88,3 +88,21 @@ def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t
 
     stmts = [f"const {ctype} {sym} = {emit(val)};" for sym, val in temps]
     return stmts, emit(reduced)
+
+
+def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str = "(acc)"
+                ) -> tuple[list[str], list[str]]:
+    """Statements computing every output of a ``lower.FusedPlan`` into locals r0, r1, ...
+    (every load happens here, before any store), and the value each output stores.
+
+    ``loads``: the C expression loading each operand; ``ctype``: the compute type;
+    ``store(value, dtype)``: the conversion of a computed value to an output's dtype (an
+    output read by a later one is read back through the same conversion, as from memory)."""
+    stmts, values = [], []
+    for o, (expr, refs) in enumerate(plan.exprs):
+        args = [loads[i] if kind == "in" else acc if kind == "acc"
+                else f"(({ctype}){values[i]})" for kind, i in refs]
+        body, value = render_expr(expr, args, dtype, tmp_prefix=f"t{o}_")
+        stmts += body + [f"const {ctype} r{o} = {value};"]
+        values.append(store(f"r{o}", plan.outputs[o][0].dtype))
+    return stmts, values

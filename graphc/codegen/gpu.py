@@ -31,11 +31,11 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import (Kernel, Lowered, Storage, collapse, comment, ew_loop,
+from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, plan_loop,
                      reduction_groups, strides_for)
 from ..symbolic import A
 from .c import compute_type, math_dtype
-from .cexpr import render_expr
+from .cexpr import render_expr, render_plan
 
 GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",
              "int16": "gc_i16", "int8": "gc_i8", "uint8": "gc_u8", "uint16": "gc_u16",
@@ -132,8 +132,10 @@ class GPURenderer:
     def _header(self, k: Kernel) -> str:
         n = k.node
         label = n.attrs.get("label", n.op)
+        also = "".join(f"\n * and updates in place: node {comment(self._name(m.node))} = "
+                       f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
-                f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)} */")
+                f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
     def _note_dtypes(self, *dtypes) -> None:
         if any(d == "float64" for d in dtypes):
@@ -195,19 +197,20 @@ class GPURenderer:
         return " + ".join(terms) or "0"
 
     def _map_kernel(self, k: Kernel, operands: list[tuple[str, str, Storage]],
-                    out: tuple[str, str, Storage], dims: list[int], inner) -> None:
+                    out, dims: list[int], inner) -> None:
         """A grid-stride loop over the ``dims`` output index space (i0, i1, ...); ``inner(wide)``
-        gives the loop body for 64-bit (wide) or 32-bit index math."""
+        gives the loop body for 64-bit (wide) or 32-bit index math.  ``out``: the (name,
+        dtype, storage) written, or a list of them."""
         total = int(np.prod(dims, dtype=np.int64)) if dims else 1
         params, binds, args = [], [], []
         for name, dtype, st in operands:
             params.append(self._param(name, dtype, True))
             binds.append(self._bind(name, dtype, True))
             args.append(buf(st, dtype))
-        name, dtype, st = out
-        params.append(self._param(name, dtype, False))
-        binds.append(self._bind(name, dtype, False))
-        args.append(buf(st, dtype))
+        for name, dtype, st in (out if isinstance(out, list) else [out]):
+            params.append(self._param(name, dtype, False))
+            binds.append(self._bind(name, dtype, False))
+            args.append(buf(st, dtype))
         wide = self._wide(total)
         it, sfx = ("gc_i64", "L") if wide else ("int", "")
         body = [f"for ({it} gi = ({it})GC_GLOBAL_ID(0); gi < {total}{sfx}; "
@@ -218,57 +221,78 @@ class GPURenderer:
                    EW_THREADS)
 
     # -- elementwise --------------------------------------------------------------------------
+    @staticmethod
+    def _store(value: str, dtype: str) -> str:
+        return f"({gtype(dtype)})({value})" if dtype != "bool" else f"(gc_u8)(({value}) != 0)"
+
     def render_ew(self, k: Kernel) -> None:
-        node = k.node
-        expr, inputs, srcs, dims, in_strides, out_strides = ew_loop(k)
+        plan = fused_plan(k)
+        dims, in_strides, out_strides = plan_loop(plan)
+        outputs = [n for n, _ in plan.outputs]
         # the C backend's rule: double if any operand is float64, float if any is a float,
         # else 64-bit integers (exact integer arithmetic)
-        mdt, ctype_ = compute_type([node.dtype] + [t.dtype for t in inputs])
+        dtypes = [n.dtype for n in outputs] + [t.dtype for t, _ in plan.operands]
+        mdt, ctype_ = compute_type(dtypes)
         mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
-        self._note_dtypes(node.dtype, *[t.dtype for t in inputs],
-                          "float64" if mct == "double" else "float32")
-        octype = gtype(node.dtype)
+        self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
+        names = ["out"] if len(outputs) == 1 else [f"out{o}" for o in range(len(outputs))]
 
         def inner(wide):
             loads = [f"(({mct})in{j}[{self._index(st, wide=wide)}])"
                      for j, st in enumerate(in_strides)]
-            stmts, value = render_expr(expr, loads, mdt)
-            store = (f"({octype})({value})" if node.dtype != "bool"
-                     else f"(gc_u8)(({value}) != 0)")
-            return stmts + [f"out[{self._index(out_strides, wide=wide)}] = {store};"]
-        self._map_kernel(k, [(f"in{j}", t.dtype, s) for j, (t, s) in enumerate(zip(inputs, srcs))],
-                         ("out", node.dtype, k.dst), dims, inner)
+            if len(outputs) == 1:
+                expr, refs = plan.exprs[0]
+                stmts, value = render_expr(expr, [loads[i] for _, i in refs], mdt)
+                values = [self._store(value, outputs[0].dtype)]
+            else:
+                stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+            return stmts + [f"{name}[{self._index(out_strides[o], wide=wide)}] = {values[o]};"
+                            for o, name in enumerate(names)]
+        self._map_kernel(k, [(f"in{j}", t.dtype, st) for j, (t, st) in enumerate(plan.operands)],
+                         [(name, n.dtype, st) for name, (n, st) in zip(names, plan.outputs)],
+                         dims, inner)
 
     # -- GEMM ---------------------------------------------------------------------------------
     def render_dense(self, k: Kernel) -> None:
         node = k.node
         a, b = node.inputs[0], node.inputs[1]
-        extras = list(node.inputs[2:])
         ta, tb = bool(node.attrs["trans_a"]), bool(node.attrs["trans_b"])
         m, n = node.shape
         kk = a.shape[0] if ta else a.shape[1]
         mdt = math_dtype(node.dtype)
-        self._note_dtypes(mdt, node.dtype, a.dtype, b.dtype, *[t.dtype for t in extras])
+        plan = fused_plan(k)
+        operands = [t for t, _ in plan.operands]
+        side = [t for t, _ in plan.outputs[1:]]
+        self._note_dtypes(mdt, node.dtype, a.dtype, b.dtype, *[t.dtype for t in operands + side])
         mct = gtype(mdt)
         fn = k.name
         expr = node.attrs["expr"]
         prelude = [f"#define GC_GEMM_NAME {fn}", f"#define GC_GEMM_REAL {mct}",
                    "#define GC_GEMM_WITH_OFFSETS 1"]
         epi_lines = []
-        if extras or sp.sympify(expr) != A[0]:
-            loads = ["acc"]
-            eparams, eargs = [], []
-            for j, t in enumerate(extras):
+        if operands or side or sp.sympify(expr) != A[0]:
+            def at(t: Tensor) -> str:
                 st = strides_for(t.shape, (m, n))
-                idx = " + ".join(f"(gc_i64)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) \
+                return " + ".join(f"(gc_i64)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) \
                     or "0"
-                loads.append(f"(({mct})ep{j}[ep{j}_o + {idx}])")
+            loads, eparams, eargs = [], [], []
+            for j, t in enumerate(operands):
+                loads.append(f"(({mct})ep{j}[ep{j}_o + {at(t)}])")
                 eparams.append(f"const GC_GLOBAL {gtype(t.dtype)}* ep{j}, gc_i64 ep{j}_o")
                 eargs.append(f"ep{j}, ep{j}_o")
-            stmts, value = render_expr(expr, loads, mdt, tmp_prefix="e")
+            for j, t in enumerate(side):  # members' outputs: written by the epilogue
+                eparams.append(f"GC_GLOBAL {gtype(t.dtype)}* up{j}, gc_i64 up{j}_o")
+                eargs.append(f"up{j}, up{j}_o")
+            if not side:
+                stmts, value = render_expr(expr, ["acc"] + loads, mdt, tmp_prefix="e")
+                tail = [f"return {value};"]
+            else:  # every load first, then the members' stores
+                stmts, values = render_plan(plan, loads, mdt, mct, self._store, acc="acc")
+                tail = [f"up{j}[up{j}_o + {at(t)}] = {values[j + 1]};"
+                        for j, t in enumerate(side)] + ["return r0;"]
             sig = ", ".join([f"{mct} acc", "int i", "int j"] + eparams)
             epi_lines = [f"GC_INLINE {mct} {fn}_epilogue({sig})", "{"] + \
-                ["    " + s for s in stmts] + [f"    return {value};", "}"]
+                ["    " + s for s in stmts + tail] + ["}"]
             call = ", ".join(["(acc)", "(i)", "(j)"] + eargs)
             if eparams:
                 prelude.append("#define GC_GEMM_EXTRA_PARAMS , " + ", ".join(eparams))
@@ -284,7 +308,8 @@ class GPURenderer:
         args = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(lda), i32(ta),
                 buf(k.srcs[1], b.dtype), i32(ldb), i32(tb), buf(k.dst, node.dtype), i32(n),
                 i32(0)]
-        args += [buf(k.srcs[2 + j], t.dtype) for j, t in enumerate(extras)]
+        args += [buf(st, t.dtype) for t, st in plan.operands]
+        args += [buf(st, t.dtype) for t, st in plan.outputs[1:]]
         self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args))
 
     def render_matmul(self, k: Kernel) -> None:

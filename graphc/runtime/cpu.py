@@ -112,6 +112,13 @@ def lowered_fingerprint(low: Lowered) -> str:
         attrs = sorted((a, str(v)) for a, v in n.attrs.items() if a not in ("store", "value"))
         parts.append(repr((k.kind, k.name, tuple(n.shape), n.dtype, k.dst, tuple(k.srcs),
                            [(tuple(i.shape), i.dtype) for i in n.inputs], attrs)))
+        group = [n.id] + [m.node.id for m in k.members]
+        for m in k.members:  # updates folded into the kernel: their own expressions and buffers
+            mattrs = sorted((a, str(v)) for a, v in m.node.attrs.items())
+            parts.append(repr(("member", tuple(m.node.shape), m.node.dtype, m.dst, tuple(m.srcs),
+                               [(tuple(i.shape), i.dtype,
+                                 group.index(i.id) if i.id in group else None)
+                                for i in m.node.inputs], mattrs)))
     parts.append(str(low.arena_bytes))
     return cache_key(*parts)
 

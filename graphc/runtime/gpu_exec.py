@@ -193,7 +193,8 @@ class GPUSpecialization:
                     self.outputs.append((i, n, b))
             self.slot_buffers.append(b)
         dev.sync()
-        written = {k.dst.index for k in low.kernels if k.dst.where == "slot"}
+        written = {st.index for k in low.kernels
+                   for st in [k.dst] + [m.dst for m in k.members] if st.where == "slot"}
         self.written = [store for i, store in self.params if i in written]
         self.prepared = []
         for launch in self.launches:
