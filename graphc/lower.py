@@ -241,13 +241,19 @@ def _fold_updates(order: list[Tensor], in_place: dict, extra: dict, base) -> dic
             count[h.id] = len(h.inputs) + 1
         return writes[h.id], other_index_reads[h.id]
 
+    seen: dict[int, list[Tensor]] = {}  # input id -> earlier updates reading it (siblings)
     for v in order:
         if v.id not in in_place or v.op != "ew":
             continue
-        for t in v.inputs:
-            h = host_of.get(t.id, t)
-            if h.id == v.id or h.op not in ("ew", "dense") or h.shape != v.shape \
-                    or t.shape != v.shape:
+        # hosts: a same-shape input's kernel, else the kernel of an earlier update reading the
+        # same input (a bias's m and v both read the column sum of the gradient)
+        same = [t for t in v.inputs if t.shape == v.shape and not t.is_leaf]
+        candidates = [host_of.get(t.id, t) for t in same]
+        candidates += [host_of.get(u.id, u) for t in same for u in seen.get(t.id, [])]
+        for t in same:
+            seen.setdefault(t.id, []).append(v)
+        for h in candidates:
+            if h.id == v.id or h.op not in ("ew", "dense") or h.shape != v.shape:
                 continue
             w, r = group_state(h)
             mine_w = in_place[v.id].id
