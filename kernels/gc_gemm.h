@@ -224,6 +224,13 @@ static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_epi
         const GC_GEMM_REAL *restrict gc_t = tile + (size_t)gc_r * ts;
         const int gc_i = i0 + gc_r;
         (void)gc_i;
+        /* simd: the epilogue reads elements at (i, j) or broadcast values no epilogue writes,
+         * and writes only (i, j) -- of C, and of the side outputs of folded updates, which
+         * may be read and written in place -- so columns are independent; without the pragma
+         * gcc must assume those pointers alias and keeps the loop scalar */
+#ifdef _OPENMP
+#pragma omp simd
+#endif
         for (int gc_q = 0; gc_q < nr; ++gc_q) {
             const int gc_j = j0 + gc_q;
             (void)gc_j;

@@ -362,6 +362,28 @@ def test_training_steps_match_numpy(backend, opt, extras, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("into_gemm", [False, True])
+def test_folded_updates_match_numpy(backend, into_gemm, monkeypatch):
+    # Adam's m, v and p of each parameter in one kernel: an elementwise loop, or side outputs
+    # of the gradient GEMM's epilogue (FOLD_INTO_GEMM)
+    import graphc.lower
+    monkeypatch.setattr(graphc.lower, "FOLD_INTO_GEMM", into_gemm)
+    data = _batches(2, 17)
+    runs = {}
+    for be in ("numpy", backend):
+        x, y, params, loss, _, updates = _mlp(0, opt="adam")
+        f = gc.compile([x, y], loss, updates=updates, backend=be)
+        losses = [float(f(X, Y)) for X, Y in data]
+        runs[be] = (losses, [p.value for p in params])
+    if into_gemm:
+        assert "_dense_updates" in f.source
+    (l_ref, p_ref), (l_got, p_got) = runs["numpy"], runs[backend]
+    np.testing.assert_allclose(l_got, l_ref, rtol=2e-4, atol=1e-5)
+    for a, b in zip(p_got, p_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_dropout_forward_masks_match_numpy(backend):
     """Training-mode dropout: the same masks as numpy, a new mask each call (the counter
     parameter advances on the device)."""
