@@ -3,7 +3,11 @@
 Each peer runs in its own subprocess (``python -m graphc.benchmarking worker ...``) so that its
 environment is its own: numpy's runs with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset,
 which this machine's environment sets and which slow numpy's BLAS down.  Every number is a median
-after warm-up, every ratio is between two numbers of the same run.
+after warm-up; the peers of one case run in several alternating rounds (graphc, numpy, torch,
+graphc, numpy, torch, ...) and each peer keeps its best round, so a burst of noise on the shared
+machine hits one round of one peer, not the comparison.  The header gives the machine's measured
+FMA peak (a small C loop of independent vector FMAs, see ``fma_peak``) and the training table
+the fraction of it that graphc reaches.
 """
 from __future__ import annotations
 
@@ -14,12 +18,15 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 DENSE_SHAPES = [(32, 784, 256), (128, 784, 256), (512, 784, 1024), (2048, 1024, 1024),
                 (128, 1024, 1024)]
 TRAIN_NETS = [(784, 256, 256, 10), (784, 1024, 1024, 10)]
 TRAIN_BATCHES = [32, 128, 512, 2048]
+ROUNDS = 3        # alternating rounds per case (dense, train and epoch suites)
+QUICK_ROUNDS = 1  # with --quick, unless --rounds says otherwise
 
 
 def _median_time(fn, min_time=0.3, min_reps=5, warmup=3) -> float:
@@ -203,10 +210,11 @@ def work_epoch(peer: str, n: int = 60000, batch: int = 128) -> float:
     raise ValueError(peer)
 
 
-def bench_epoch(threads: int):
+def bench_epoch(threads: int, rounds: int = ROUNDS):
     head = ["workload", "graphc s", "torch s", "graphc / torch"]
-    tg = measure("epoch", "graphc", [], threads)
-    tt = measure("epoch", "torch", [], threads) if _available("torch") else None
+    peers = ["graphc"] + (["torch"] if _available("torch") else [])
+    t = measure_rounds("epoch", peers, [], threads, rounds)
+    tg, tt = t["graphc"], t.get("torch")
     return head, [["MNIST-size epoch, 784-256-256-10, Adam, batch 128", tg,
                    tt if tt else "n/a", tg / tt if tt else "n/a"]]
 
@@ -242,6 +250,151 @@ def measure(kind: str, peer: str, args: list, threads: int) -> float | None:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def best_of(times) -> float | None:
+    """The best (smallest) of one peer's per-round times; None where every round was None."""
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
+
+
+def alternating_schedule(peers, rounds: int) -> list[str]:
+    """The order in which ``measure_rounds`` runs the peers: round after round, every peer once
+    per round (graphc, torch, graphc, torch, ...)."""
+    return [p for _ in range(max(int(rounds), 1)) for p in peers]
+
+
+def measure_rounds(kind: str, peers, args: list, threads: int, rounds: int = ROUNDS,
+                   measure_fn=None) -> dict:
+    """Best-of-``rounds`` seconds per peer of one case: each round runs every peer once, in
+    turn, each in its own subprocess (``measure``).  A peer that is not installed (None) is
+    not asked again."""
+    measure_fn = measure_fn or measure
+    times: dict[str, list] = {p: [] for p in peers}
+    missing: set[str] = set()
+    for peer in alternating_schedule(peers, rounds):
+        if peer in missing:
+            continue
+        t = measure_fn(kind, peer, args, threads)
+        if t is None:
+            missing.add(peer)
+        times[peer].append(t)
+    return {p: best_of(ts) for p, ts in times.items()}
+
+
+# -- measured FMA peak ------------------------------------------------------------------------------
+
+# 12 independent accumulator chains of the widest native vector FMA (enough to cover the FMA
+# latency times the number of FMA pipes); the empty asm keeps the multiplier in a register so
+# the compiler cannot fold or hoist the chains.  Prints the best GFLOP/s of REPS runs with
+# omp_get_max_threads() threads.
+FMA_PEAK_C = r"""
+#include <stdio.h>
+#include <omp.h>
+#if defined(__AVX512F__)
+#define VB 64
+#elif defined(__AVX__)
+#define VB 32
+#else
+#define VB 16
+#endif
+#ifndef REPS
+#define REPS 5
+#endif
+#ifndef FLOPS_PER_REP
+#define FLOPS_PER_REP 200000000L
+#endif
+typedef float V __attribute__((vector_size(VB)));
+int main(void) {
+    double best = 0;
+    for (int rep = 0; rep < REPS; rep++) {
+        double t0 = omp_get_wtime();
+        long iters = FLOPS_PER_REP / (VB / 4);
+        float tot = 0;
+        #pragma omp parallel reduction(+:tot)
+        {
+            V a[12], b, c;
+            for (int i = 0; i < 12; i++) for (int j = 0; j < VB / 4; j++) a[i][j] = i * 0.001f;
+            for (int j = 0; j < VB / 4; j++) { b[j] = 0.9999f; c[j] = 1e-6f; }
+            for (long it = 0; it < iters; it++) {
+                #pragma GCC unroll 12
+                for (int i = 0; i < 12; i++) a[i] = a[i] * b + c;
+                __asm__ volatile("" : "+v"(b));
+            }
+            for (int i = 0; i < 12; i++) tot += a[i][0];
+        }
+        double t = omp_get_wtime() - t0;
+        int nt = omp_get_max_threads();
+        double gf = 2.0 * 12 * (VB / 4) * iters * nt / t / 1e9;
+        if (gf > best) best = gf;
+        if (tot == 12345.0f) printf("#");  /* keeps the result live */
+    }
+    printf("%.1f\n", best);
+    return 0;
+}
+"""
+
+
+def fma_peak(thread_counts, rounds: int = 3, cc: str | None = None,
+             timeout: float = 60) -> tuple[dict, str]:
+    """Measured peak fp32 FMA GFLOP/s per thread count: ``({threads: GFLOP/s}, note)``.  The
+    probe is compiled at run time with ``gcc -O3 -march=native -fopenmp`` (``$CC`` if set) and
+    run ``rounds`` times per thread count, alternating, keeping the best (each run is already
+    the best of 5 repetitions; the rounds spread them over time, past bursts of other load).
+    Without a compiler, or if it fails, the dict is empty and the note says why."""
+    import shutil
+    cc = cc or os.environ.get("CC", "gcc")
+    exe_cc = shutil.which(cc)
+    if exe_cc is None:
+        return {}, f"FMA peak not measured: no C compiler ({cc!r} not found)"
+    out: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="graphc-fma-") as d:
+        src, exe = os.path.join(d, "fma_peak.c"), os.path.join(d, "fma_peak")
+        with open(src, "w") as fh:
+            fh.write(FMA_PEAK_C)
+        proc = subprocess.run([exe_cc, "-O3", "-march=native", "-fopenmp", src, "-o", exe],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {}, f"FMA peak not measured: the probe did not compile ({proc.stderr[-300:]})"
+        for nt in alternating_schedule(list(dict.fromkeys(int(t) for t in thread_counts)),
+                                       rounds):
+            env = dict(os.environ, OMP_NUM_THREADS=str(nt))
+            try:
+                run = subprocess.run([exe], env=env, capture_output=True, text=True,
+                                     timeout=timeout)
+                gf = parse_peak_output(run.stdout)
+            except (subprocess.TimeoutExpired, ValueError) as e:
+                return {}, f"FMA peak not measured with {nt} threads: {e}"
+            out[nt] = max(out.get(nt, 0.0), gf)
+    return out, ""
+
+
+def parse_peak_output(text: str) -> float:
+    """The GFLOP/s the probe printed (its last line)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("the FMA probe printed nothing")
+    value = float(lines[-1].lstrip("#"))
+    if not value > 0:
+        raise ValueError(f"the FMA probe printed {value}")
+    return value
+
+
+def peak_line(peaks: dict, note: str = "") -> str:
+    """The header's sentence about the measured peak."""
+    if not peaks:
+        return note or "FMA peak not measured"
+    parts = [f"{v:.0f} GFLOP/s with {t} thread{'s' if t != 1 else ''}"
+             for t, v in sorted(peaks.items())]
+    return ("measured fp32 FMA peak (12 independent vector FMA chains, best of 3x5 runs): "
+            + ", ".join(parts) + (f" ({note})" if note else ""))
+
+
+def percent_of_peak(gflops, peak) -> float | str:
+    """``gflops`` as a percentage of ``peak``; "n/a" where either is unknown."""
+    if not gflops or not peak:
+        return "n/a"
+    return 100.0 * gflops / peak
+
+
 def _available(module: str) -> bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
@@ -253,14 +406,15 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def bench_dense(threads: int, shapes=DENSE_SHAPES) -> tuple[list[str], list[list]]:
+def bench_dense(threads: int, shapes=DENSE_SHAPES,
+                rounds: int = ROUNDS) -> tuple[list[str], list[list]]:
     head = ["n x k x m", "graphc GFLOP/s", "numpy unfused GFLOP/s", "numpy sgemm GFLOP/s",
             "vs unfused", "vs sgemm"]
     rows = []
     for n, k, m in shapes:
         flops = 2.0 * n * k * m
-        t = {p: measure("dense", p, [n, k, m], threads)
-             for p in ("graphc", "numpy-unfused", "numpy-sgemm")}
+        t = measure_rounds("dense", ["graphc", "numpy-unfused", "numpy-sgemm"], [n, k, m],
+                           threads, rounds)
         rows.append([f"{n}x{k}x{m}", flops / t["graphc"] / 1e9,
                      flops / t["numpy-unfused"] / 1e9, flops / t["numpy-sgemm"] / 1e9,
                      t["numpy-unfused"] / t["graphc"], t["numpy-sgemm"] / t["graphc"]])
@@ -269,23 +423,49 @@ def bench_dense(threads: int, shapes=DENSE_SHAPES) -> tuple[list[str], list[list
     return head, rows
 
 
-def bench_train(threads: int, nets=TRAIN_NETS, batches=TRAIN_BATCHES):
+def train_flops(sizes, batch: int) -> float:
+    """Flops of one training step of an MLP: 2 per multiply-add, forward plus the two backward
+    GEMMs of each layer (elementwise work not counted)."""
+    return 6.0 * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def bench_train(threads: int, nets=TRAIN_NETS, batches=TRAIN_BATCHES, rounds: int = ROUNDS,
+                peak: float | None = None):
+    """The training-step table; ``peak`` (GFLOP/s with ``threads`` threads) adds a "% of
+    peak" column."""
     peers = ["graphc", "numpy"] + [p for p, mod in (("torch", "torch"), ("jax", "jax"))
                                    if _available(mod)]
-    head = ["net", "batch"] + [f"{p} ms" for p in peers] + [f"vs {p}" for p in peers[1:]] \
-        + ["graphc GFLOP/s"]
-    rows = []
+    results = []
     for sizes in nets:
         for batch in batches:
-            t = {p: measure("train", p, [list(sizes), batch], threads) for p in peers}
-            flops = 6.0 * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-            rows.append(["-".join(map(str, sizes)), batch]
-                        + [t[p] * 1e3 for p in peers]
-                        + [t[p] / t["graphc"] for p in peers[1:]]
-                        + [flops / t["graphc"] / 1e9])
+            results.append((sizes, batch,
+                            measure_rounds("train", peers, [list(sizes), batch], threads,
+                                           rounds)))
+    return train_table(peers, results, peak)
+
+
+def train_table(peers, results, peak: float | None = None):
+    """(head, rows) of the training-step table from ``[(sizes, batch, {peer: seconds})]``."""
+    head = ["net", "batch"] + [f"{p} ms" for p in peers] + [f"vs {p}" for p in peers[1:]] \
+        + ["graphc GFLOP/s", "% of peak"]
+    rows = []
+
+    def ms(v):
+        return v * 1e3 if v else "n/a"
+
+    def ratio(a, b):
+        return a / b if a and b else "n/a"
+    for sizes, batch, t in results:
+        gflops = train_flops(sizes, batch) / t["graphc"] / 1e9
+        rows.append(["-".join(map(str, sizes)), batch]
+                    + [ms(t.get(p)) for p in peers]
+                    + [ratio(t.get(p), t["graphc"]) for p in peers[1:]]
+                    + [gflops, percent_of_peak(gflops, peak)])
     rows.append(["geomean", ""] + [""] * len(peers)
-                + [geomean([r[2 + len(peers) + i] for r in rows]) for i in range(len(peers) - 1)]
-                + [""])
+                + [geomean([r[2 + len(peers) + i] for r in rows
+                            if isinstance(r[2 + len(peers) + i], float)])
+                   for i in range(len(peers) - 1)]
+                + ["", ""])
     return head, rows
 
 
@@ -297,15 +477,25 @@ def markdown(head, rows) -> str:
     return "\n".join(lines)
 
 
-def machine_line(threads: int) -> str:
+def machine_line(threads: int, rounds: int = ROUNDS, peak_text: str = "") -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
             cpu = next(line.split(":", 1)[1].strip() for line in fh if "model name" in line)
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, {threads} threads; numpy peers run with "
-            f"OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; medians after warm-up")
+    line = (f"{cpu}, {os.cpu_count()} cores, {threads} threads; numpy peers run with "
+            f"OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; every time is the best of {rounds} "
+            f"alternating round{'s' if rounds != 1 else ''} of medians after warm-up "
+            f"(each peer in its own process)")
+    return line + (f"; {peak_text}" if peak_text else "")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
 
 
 def main(argv=None) -> int:
@@ -315,6 +505,9 @@ def main(argv=None) -> int:
     ap.add_argument("--suite", default="all", choices=["all", "dense", "train", "epoch"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smallest cases only (a smoke run)")
+    ap.add_argument("--rounds", type=_positive_int, default=None,
+                    help=f"alternating rounds per case, each peer's best kept (default "
+                         f"{ROUNDS}; {QUICK_ROUNDS} with --quick)")
     ap.add_argument("--out", default=None, help="write the tables as markdown to this file")
     args = ap.parse_args(argv)
     if args.backend == "cuda":
@@ -322,20 +515,24 @@ def main(argv=None) -> int:
         rest = ["--suite", args.suite if args.suite != "epoch" else "all"]
         rest += (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
         return benchmarking_gpu.main(rest)
-    sections = [f"# graphc CPU benchmark\n\n{machine_line(args.threads)}\n"]
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
+    peaks, note = fma_peak([1, args.threads])
+    text = peak_line(peaks, note)
+    print(text, flush=True)
+    sections = [f"# graphc CPU benchmark\n\n{machine_line(args.threads, rounds, text)}\n"]
     if args.suite in ("all", "dense"):
         shapes = DENSE_SHAPES[:1] if args.quick else DENSE_SHAPES
-        head, rows = bench_dense(args.threads, shapes)
+        head, rows = bench_dense(args.threads, shapes, rounds)
         sections.append("## Fused dense forward relu(x @ W + b)\n\n" + markdown(head, rows))
         print(sections[-1] + "\n", flush=True)
     if args.suite in ("all", "train"):
         nets = TRAIN_NETS[:1] if args.quick else TRAIN_NETS
         batches = TRAIN_BATCHES[:1] if args.quick else TRAIN_BATCHES
-        head, rows = bench_train(args.threads, nets, batches)
+        head, rows = bench_train(args.threads, nets, batches, rounds, peaks.get(args.threads))
         sections.append("## Training step (cross-entropy, relu, SGD)\n\n" + markdown(head, rows))
         print(sections[-1] + "\n", flush=True)
     if args.suite in ("all", "epoch") and not args.quick:
-        head, rows = bench_epoch(args.threads)
+        head, rows = bench_epoch(args.threads, rounds)
         sections.append("## Training epoch (gc.nn fit vs a PyTorch loop)\n\n" + markdown(head, rows))
         print(sections[-1] + "\n", flush=True)
     if args.out:

@@ -8,6 +8,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--suite", default="all", choices=["all", "dense", "train", "epoch"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="alternating rounds per case; each peer's best round is kept "
+                             "(default 3, 1 with --quick; CPU backend)")
     parser.add_argument("--out", default=None, help="markdown output file")
 
 
@@ -18,7 +21,9 @@ def run(args) -> int:
         argv.append("--quick")
     if args.out:
         argv += ["--out", args.out]
-    if args.backend == "cuda":
+    if args.backend == "cuda":  # (--rounds is a CPU-suite option)
         from .. import benchmarking_gpu
         return benchmarking_gpu.main(argv[2:])
+    if args.rounds is not None:
+        argv += ["--rounds", str(args.rounds)]
     return benchmarking.main(argv)
