@@ -545,6 +545,154 @@ def _iterate(
             yield X[idx], y[idx]
 
 
+
+# -- fit's mini-batches: gathered a chunk at a time into reused buffers ------------------------
+
+#: Bytes of samples gathered per chunk by ``_reused_batches`` (rounded down to whole batches,
+#: at least one, at most ``_CHUNK_MAX_BATCHES``).  One call per chunk rather than per batch
+#: saves the per-call overhead (cffi, waking the OpenMP team): measured in fit's loop on the
+#: MNIST-size epoch, 32 batches of 128 gather in ~0.020 s per epoch against ~0.030 s batch by
+#: batch and ~0.045 s for numpy's fancy indexing.
+_CHUNK_BYTES = 16 << 20
+_CHUNK_MAX_BATCHES = 32
+
+# Rows ``src[idx[i]]`` copied to ``dst[i]``; the OpenMP threads take contiguous ranges of the
+# destination (one thread below 256 KiB).  Random rows of a large array miss the caches and
+# the TLB, so two threads keep twice the misses in flight.  (Software prefetching of the next
+# rows was measured and did not help.)
+_GATHER_C = r"""
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+void gc_gather_rows(const char *src, const int64_t *idx, int64_t n, int64_t row_bytes,
+                    char *dst) {
+    int parallel = n > 1 && n * row_bytes >= (1 << 18);
+    #pragma omp parallel if(parallel)
+    {
+        int64_t t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        for (int64_t i = n * t / T; i < n * (t + 1) / T; i++)
+            memcpy(dst + i * row_bytes, src + idx[i] * row_bytes, (size_t)row_bytes);
+    }
+}
+"""
+
+_gather_lib: Any = None  # False: unavailable (no compiler, no cffi, build failed)
+
+
+def _gather_rows_fn() -> Any:
+    """``gc_gather_rows`` compiled with the C backend's compiler and flags, through its disk
+    cache; None where it cannot be built (the caller gathers with numpy)."""
+    global _gather_lib
+    if _gather_lib is None:
+        try:
+            _gather_lib = _build_gather()
+        except Exception:  # no compiler, no cffi, a failed build: numpy does the gather
+            _gather_lib = False
+    return _gather_lib or None
+
+
+def _build_gather() -> Any:
+    import subprocess
+    from pathlib import Path
+
+    import cffi
+
+    from .runtime import cpu
+    from .runtime.cache import cache_key, get_or_build
+
+    cc = cpu.compiler()
+    fl = cpu.flags() + cpu.LINK_FLAGS
+    key = cache_key("gather_rows", _GATHER_C, " ".join(fl), cpu.compiler_version(cc))
+
+    def build(tmp: Path) -> None:
+        src = tmp.with_suffix(".c")
+        src.write_text(_GATHER_C)
+        try:
+            proc = subprocess.run([cc, *fl, str(src), "-o", str(tmp)], capture_output=True,
+                                  text=True)
+        finally:
+            src.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"gather helper failed to compile:\n{proc.stderr[-1000:]}")
+
+    ffi = cffi.FFI()
+    ffi.cdef("void gc_gather_rows(const char *src, const int64_t *idx, int64_t n, "
+             "int64_t row_bytes, char *dst);")
+
+    def load(path: Path) -> Any:
+        return ffi.dlopen(str(path))
+
+    _, lib = get_or_build(key, ".so", build, load)
+    return ffi, lib
+
+
+class _Gatherer:
+    """``take(idx, out)``: ``out[:len(idx)] = a[idx]`` for one array, compiled where possible."""
+
+    def __init__(self, a: np.ndarray, use_c: bool):
+        self.a = a
+        self.fn = None
+        if use_c and a.ndim >= 1 and a.flags.c_contiguous and a.dtype != object and a.size:
+            self.fn = _gather_rows_fn()
+        if self.fn is not None:
+            ffi, lib = self.fn
+            self.row_bytes = a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64))
+            self.src = ffi.cast("char *", ffi.from_buffer(a))
+            self._keep = a
+
+    def take(self, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+        m = len(idx)
+        if self.fn is None:  # mode="clip": no buffered copy of out (the indices are valid)
+            return np.take(self.a, idx, axis=0, out=out[:m], mode="clip")
+        ffi, lib = self.fn
+        lib.gc_gather_rows(self.src, ffi.cast("int64_t *", ffi.from_buffer(idx)), m,
+                           self.row_bytes, ffi.cast("char *", ffi.from_buffer(out)))
+        return out[:m]
+
+
+def _reused_batches(
+    X: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = True,
+    seed: int | None = 0, chunk_batches: int | None = None, use_c: bool = True,
+) -> Iterator[Split]:
+    """The mini-batches of ``batches(X, y, batch_size, shuffle, seed)`` (the same samples in
+    the same order), for ``fit``'s loop.  Shuffled batches are gathered ``chunk_batches`` at a
+    time (default: about ``_CHUNK_BYTES`` of samples) into two buffers allocated once, by a
+    small compiled OpenMP row gather when ``use_c`` and gcc allow, else ``np.take``.
+
+    The yielded arrays are views of those buffers, overwritten by a later chunk: they are only
+    valid until the next iteration.  Never hand them to user code; ``batches`` is the public,
+    copying iterator.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    n = len(X)
+    batch_size = int(batch_size)
+    if not shuffle or n == 0:  # unshuffled batches are views of X already: nothing to gather
+        yield from _iterate(X, y, batch_size, None)
+        return
+    # exactly the order batches() draws
+    order = np.random.default_rng(seed).permutation(n).astype(np.int64, copy=False)
+    if chunk_batches is None:
+        row_bytes = max(X[:1].nbytes + y[:1].nbytes, 1)
+        chunk_batches = _CHUNK_BYTES // (batch_size * row_bytes)
+        chunk_batches = min(max(chunk_batches, 1), _CHUNK_MAX_BATCHES)
+    chunk = min(max(int(chunk_batches), 1) * batch_size, n)
+    gx, gy = _Gatherer(X, use_c), _Gatherer(y, use_c)
+    bx = np.empty((chunk,) + X.shape[1:], X.dtype)
+    by = np.empty((chunk,) + y.shape[1:], y.dtype)
+    for c in range(0, n, chunk):
+        idx = order[c:c + chunk]
+        xc, yc = gx.take(idx, bx), gy.take(idx, by)
+        for s in range(0, len(idx), batch_size):
+            yield xc[s:s + batch_size], yc[s:s + batch_size]
+
+
 def train_val_split(
     X: np.ndarray, y: np.ndarray, val_fraction: float = 0.1, seed: int | None = 0
 ) -> tuple[Split, Split]:

@@ -195,7 +195,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         bar = _progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
         total, correct, seen = 0.0, 0.0, 0
         order_seed = int(rng.integers(2 ** 63))
-        for xb, yb in gdata.batches(X, y, int(batch_size), shuffle=shuffle, seed=order_seed):
+        # the same batches as gdata.batches(X, y, batch_size, shuffle, order_seed), gathered
+        # a chunk at a time into reused buffers: xb, yb are only valid until the next batch,
+        # and only the compiled step (which reads them during the call) ever sees them
+        for xb, yb in gdata._reused_batches(X, y, int(batch_size), shuffle=shuffle,
+                                            seed=order_seed):
             outs = step(xb, yb)
             n = len(xb)
             total += float(outs[0]) * n
