@@ -257,27 +257,37 @@ def best_of(times) -> float | None:
 
 
 def alternating_schedule(peers, rounds: int) -> list[str]:
-    """The order in which ``measure_rounds`` runs the peers: round after round, every peer once
-    per round (graphc, torch, graphc, torch, ...)."""
+    """Round after round, every peer once per round (graphc, torch, graphc, torch, ...): the
+    order of repeated measurements (``fma_peak``'s thread counts; ``measure_cases`` likewise)."""
     return [p for _ in range(max(int(rounds), 1)) for p in peers]
+
+
+def measure_cases(kind: str, peers, cases: list, threads: int, rounds: int = ROUNDS,
+                  measure_fn=None) -> list[dict]:
+    """Best-of-``rounds`` seconds per peer of each case (``args`` lists): each round runs every
+    case once, and within a case every peer in turn, each in its own subprocess (``measure``).
+    Rounds are outermost so a case's repetitions lie minutes apart and one noisy stretch of
+    the machine cannot spoil all of them.  A peer that is not installed (None) is not asked
+    again."""
+    measure_fn = measure_fn or measure
+    times: list[dict[str, list]] = [{p: [] for p in peers} for _ in cases]
+    missing: set[str] = set()
+    for _ in range(max(int(rounds), 1)):
+        for c, args in enumerate(cases):
+            for peer in peers:
+                if peer in missing:
+                    continue
+                t = measure_fn(kind, peer, args, threads)
+                if t is None:
+                    missing.add(peer)
+                times[c][peer].append(t)
+    return [{p: best_of(ts) for p, ts in case.items()} for case in times]
 
 
 def measure_rounds(kind: str, peers, args: list, threads: int, rounds: int = ROUNDS,
                    measure_fn=None) -> dict:
-    """Best-of-``rounds`` seconds per peer of one case: each round runs every peer once, in
-    turn, each in its own subprocess (``measure``).  A peer that is not installed (None) is
-    not asked again."""
-    measure_fn = measure_fn or measure
-    times: dict[str, list] = {p: [] for p in peers}
-    missing: set[str] = set()
-    for peer in alternating_schedule(peers, rounds):
-        if peer in missing:
-            continue
-        t = measure_fn(kind, peer, args, threads)
-        if t is None:
-            missing.add(peer)
-        times[peer].append(t)
-    return {p: best_of(ts) for p, ts in times.items()}
+    """``measure_cases`` for one case: peers alternate round after round."""
+    return measure_cases(kind, peers, [args], threads, rounds, measure_fn)[0]
 
 
 # -- measured FMA peak ------------------------------------------------------------------------------
@@ -411,10 +421,10 @@ def bench_dense(threads: int, shapes=DENSE_SHAPES,
     head = ["n x k x m", "graphc GFLOP/s", "numpy unfused GFLOP/s", "numpy sgemm GFLOP/s",
             "vs unfused", "vs sgemm"]
     rows = []
-    for n, k, m in shapes:
+    timings = measure_cases("dense", ["graphc", "numpy-unfused", "numpy-sgemm"],
+                            [[n, k, m] for n, k, m in shapes], threads, rounds)
+    for (n, k, m), t in zip(shapes, timings):
         flops = 2.0 * n * k * m
-        t = measure_rounds("dense", ["graphc", "numpy-unfused", "numpy-sgemm"], [n, k, m],
-                           threads, rounds)
         rows.append([f"{n}x{k}x{m}", flops / t["graphc"] / 1e9,
                      flops / t["numpy-unfused"] / 1e9, flops / t["numpy-sgemm"] / 1e9,
                      t["numpy-unfused"] / t["graphc"], t["numpy-sgemm"] / t["graphc"]])
@@ -424,9 +434,11 @@ def bench_dense(threads: int, shapes=DENSE_SHAPES,
 
 
 def train_flops(sizes, batch: int) -> float:
-    """Flops of one training step of an MLP: 2 per multiply-add, forward plus the two backward
-    GEMMs of each layer (elementwise work not counted)."""
-    return 6.0 * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    """Flops a training step of an MLP needs: 2 per multiply-add; per layer the forward GEMM,
+    the weight gradient and the input gradient, except the first layer's input gradient (the
+    data needs none, and no peer computes it).  Elementwise work is not counted."""
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 2.0 * batch * (3 * macs - sizes[0] * sizes[1])
 
 
 def bench_train(threads: int, nets=TRAIN_NETS, batches=TRAIN_BATCHES, rounds: int = ROUNDS,
@@ -435,13 +447,10 @@ def bench_train(threads: int, nets=TRAIN_NETS, batches=TRAIN_BATCHES, rounds: in
     peak" column."""
     peers = ["graphc", "numpy"] + [p for p, mod in (("torch", "torch"), ("jax", "jax"))
                                    if _available(mod)]
-    results = []
-    for sizes in nets:
-        for batch in batches:
-            results.append((sizes, batch,
-                            measure_rounds("train", peers, [list(sizes), batch], threads,
-                                           rounds)))
-    return train_table(peers, results, peak)
+    cases = [(sizes, batch) for sizes in nets for batch in batches]
+    timings = measure_cases("train", peers, [[list(sizes), batch] for sizes, batch in cases],
+                            threads, rounds)
+    return train_table(peers, [(s, b, t) for (s, b), t in zip(cases, timings)], peak)
 
 
 def train_table(peers, results, peak: float | None = None):

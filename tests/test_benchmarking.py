@@ -40,6 +40,23 @@ def test_measure_rounds_alternates_and_keeps_the_best():
     assert all(c[0] == "train" and c[2] == ([1, 2], 8) and c[3] == 2 for c in calls)
 
 
+def test_measure_cases_runs_rounds_outermost():
+    calls = []
+
+    def fake(kind, peer, args, threads):
+        calls.append((peer, args[0]))
+        return 1.0 + len(calls)
+    best = bm.measure_cases("dense", ["graphc", "numpy"], [[1], [2]], 2, rounds=2,
+                            measure_fn=fake)
+    assert calls == [("graphc", 1), ("numpy", 1), ("graphc", 2), ("numpy", 2)] * 2
+    assert best == [{"graphc": 2.0, "numpy": 3.0}, {"graphc": 4.0, "numpy": 5.0}]
+
+
+def test_train_flops_skip_the_input_gradient():
+    # forward + weight gradient for both layers, input gradient for the second only
+    assert bm.train_flops((4, 3, 2), 5) == 2 * 5 * (3 * (12 + 6) - 12)
+
+
 def test_parse_peak_output():
     assert bm.parse_peak_output("117.3\n") == 117.3
     assert bm.parse_peak_output("#232.0\n") == 232.0
