@@ -598,37 +598,14 @@ def _gather_rows_fn() -> Any:
 
 
 def _build_gather() -> Any:
-    import subprocess
-    from pathlib import Path
-
     import cffi
 
     from .runtime import cpu
-    from .runtime.cache import cache_key, get_or_build
-
-    cc = cpu.compiler()
-    fl = cpu.flags() + cpu.LINK_FLAGS
-    key = cache_key("gather_rows", _GATHER_C, " ".join(fl), cpu.compiler_version(cc))
-
-    def build(tmp: Path) -> None:
-        src = tmp.with_suffix(".c")
-        src.write_text(_GATHER_C)
-        try:
-            proc = subprocess.run([cc, *fl, str(src), "-o", str(tmp)], capture_output=True,
-                                  text=True)
-        finally:
-            src.unlink(missing_ok=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"gather helper failed to compile:\n{proc.stderr[-1000:]}")
 
     ffi = cffi.FFI()
     ffi.cdef("void gc_gather_rows(const char *src, const int64_t *idx, int64_t n, "
              "int64_t row_bytes, char *dst);")
-
-    def load(path: Path) -> Any:
-        return ffi.dlopen(str(path))
-
-    _, lib = get_or_build(key, ".so", build, load)
+    lib, _ = cpu.build_module(_GATHER_C, ffi)
     return ffi, lib
 
 

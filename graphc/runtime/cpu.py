@@ -123,8 +123,9 @@ def lowered_fingerprint(low: Lowered) -> str:
     return cache_key(*parts)
 
 
-def build_module(source: str):
-    """Compile ``source`` (or fetch it from the cache) and return the loaded library."""
+def build_module(source: str, ffi=None):
+    """Compile ``source`` (or fetch it from the cache) and return (the library loaded through
+    ``ffi``, default the step's ``gc_step`` declarations, its path)."""
     cc = compiler()
     fl = flags()
     key = module_key(source)
@@ -142,15 +143,15 @@ def build_module(source: str):
             raise CompileError(f"C compilation failed (source kept at {kept}):\n{first}")
         os.replace(src, kept)
 
-    path, lib = get_or_build(key, ".so", build, _load)
+    path, lib = get_or_build(key, ".so", build, lambda p: _load(p, ffi))
     return lib, path
 
 
-def _load(p: Path):
+def _load(p: Path, ffi=None):
     with open(p, "rb") as fh:  # a truncated or overwritten entry is rebuilt, not loaded
         if fh.read(4) != b"\x7fELF" and not sys.platform.startswith(("darwin", "win")):
             raise OSError(f"corrupt cache entry {p}")
-    return _ffi().dlopen(str(p))
+    return (ffi or _ffi()).dlopen(str(p))
 
 
 def load_lowered(low: Lowered):
