@@ -261,12 +261,12 @@ def _fold_updates(order: list[Tensor], in_place: dict, extra: dict, base,
         candidates += [host_of.get(u.id, u) for t in same for u in seen.get(t.id, [])]
         for t in same:
             seen.setdefault(t.id, []).append(v)
+        mine_w = in_place[v.id].id
+        mine_r = {base(i).id for i in v.inputs if i.shape != v.shape}
         for h in candidates:
             if h.id == v.id or h.op not in host_ops or h.shape != v.shape:
                 continue
             w, r = group_state(h)
-            mine_w = in_place[v.id].id
-            mine_r = {base(i).id for i in v.inputs if i.shape != v.shape}
             group = {h.id} | {m for m, hh in host_of.items() if hh is h}
             if any(base(i).id in group and i.id not in group for i in v.inputs):
                 continue  # a view of a group value: read it from memory, not the loop

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, plan_loop,
                      reduction_groups, strides_for)
-from .cexpr import render_expr, render_plan
+from .cexpr import render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
           "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "uint16": "uint16_t",
@@ -107,12 +107,7 @@ class CRenderer:
                                 [t.dtype for t, _ in plan.operands])
         loads = [f"(({mct})in{j}[{index(st)}])" for j, st in enumerate(in_strides)]
         outs = ["out"] if len(plan.outputs) == 1 else [f"out{o}" for o in range(len(plan.outputs))]
-        if len(plan.outputs) == 1:  # the common case: one expression, stored directly
-            expr, refs = plan.exprs[0]
-            stmts, value = render_expr(expr, [loads[i] for _, i in refs], mdt)
-            values = [self._store(value, plan.outputs[0][0].dtype)]
-        else:
-            stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+        stmts, values = render_plan(plan, loads, mdt, mct, self._store)
         inner = stmts + [f"{name}[{index(out_strides[o])}] = {values[o]};"
                          for o, name in enumerate(outs)]
         params = [f"const {ctype(t.dtype)}* in{j}" for j, (t, _) in enumerate(plan.operands)]
@@ -139,16 +134,12 @@ class CRenderer:
 
         loads = [f"(({mct})((const {ctype(t.dtype)}*)ep[{q}])[{at(t.shape)}])"
                  for q, (t, _) in enumerate(plan.operands)]
-        if not k.members:
-            expr, refs = plan.exprs[0]
-            stmts, value = render_expr(expr, ["(acc)"] + loads, mdt, tmp_prefix="e")
-            epilogue = f"({{ {' '.join(stmts)} ({value}); }})" if stmts else f"({value})"
-        else:  # members: computed from the same element, stored through ep, after all loads
-            stmts, values = render_plan(plan, loads, mdt, mct, self._store)
-            nops = len(plan.operands)
-            stores = [f"(({ctype(t.dtype)}*)ep[{nops + o - 1}])[{at(t.shape)}] = {values[o]};"
-                      for o, (t, _) in enumerate(plan.outputs) if o]
-            epilogue = f"({{ {' '.join(stmts + stores)} r0; }})"
+        # members' values are stored through ep after every load; r0 is what the GEMM stores
+        stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+        nops = len(plan.operands)
+        stores = [f"(({ctype(t.dtype)}*)ep[{nops + o - 1}])[{at(t.shape)}] = {values[o]};"
+                  for o, (t, _) in enumerate(plan.outputs) if o]
+        epilogue = f"({{ {' '.join(stmts + stores)} r0; }})"
         fn = f"{k.name}_gemm"
         self.functions.append("\n".join([
             self._header(k),

@@ -35,7 +35,7 @@ from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, pl
                      reduction_groups, strides_for)
 from ..symbolic import A
 from .c import compute_type, math_dtype
-from .cexpr import render_expr, render_plan
+from .cexpr import render_plan
 
 GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",
              "int16": "gc_i16", "int8": "gc_i8", "uint8": "gc_u8", "uint16": "gc_u16",
@@ -240,12 +240,7 @@ class GPURenderer:
         def inner(wide):
             loads = [f"(({mct})in{j}[{self._index(st, wide=wide)}])"
                      for j, st in enumerate(in_strides)]
-            if len(outputs) == 1:
-                expr, refs = plan.exprs[0]
-                stmts, value = render_expr(expr, [loads[i] for _, i in refs], mdt)
-                values = [self._store(value, outputs[0].dtype)]
-            else:
-                stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+            stmts, values = render_plan(plan, loads, mdt, mct, self._store)
             return stmts + [f"{name}[{self._index(out_strides[o], wide=wide)}] = {values[o]};"
                             for o, name in enumerate(names)]
         self._map_kernel(k, [(f"in{j}", t.dtype, st) for j, (t, st) in enumerate(plan.operands)],
@@ -283,13 +278,10 @@ class GPURenderer:
             for j, t in enumerate(side):  # members' outputs: written by the epilogue
                 eparams.append(f"GC_GLOBAL {gtype(t.dtype)}* up{j}, gc_i64 up{j}_o")
                 eargs.append(f"up{j}, up{j}_o")
-            if not side:
-                stmts, value = render_expr(expr, ["acc"] + loads, mdt, tmp_prefix="e")
-                tail = [f"return {value};"]
-            else:  # every load first, then the members' stores
-                stmts, values = render_plan(plan, loads, mdt, mct, self._store, acc="acc")
-                tail = [f"up{j}[up{j}_o + {at(t)}] = {values[j + 1]};"
-                        for j, t in enumerate(side)] + ["return r0;"]
+            # every load first, then the members' stores; r0 is what the GEMM stores
+            stmts, values = render_plan(plan, loads, mdt, mct, self._store, acc="acc")
+            tail = [f"up{j}[up{j}_o + {at(t)}] = {values[j + 1]};"
+                    for j, t in enumerate(side)] + ["return r0;"]
             sig = ", ".join([f"{mct} acc", "int i", "int j"] + eparams)
             epi_lines = [f"GC_INLINE {mct} {fn}_epilogue({sig})", "{"] + \
                 ["    " + s for s in stmts + tail] + ["}"]
