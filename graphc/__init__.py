@@ -21,6 +21,7 @@ from .autodiff import grad
 from .compile import compile
 from .gradcheck import check_grad
 from .explain import explain
+from .runtime.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 

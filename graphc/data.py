@@ -566,10 +566,22 @@ _GATHER_C = r"""
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+static int gc__threads_cap; /* graphc.set_num_threads; 1 in a child forked after OpenMP ran */
+void gc_set_threads(int n) { gc__threads_cap = n; }
+int gc_get_threads(void) {
+#ifdef _OPENMP
+    return gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 void gc_gather_rows(const char *src, const int64_t *idx, int64_t n, int64_t row_bytes,
                     char *dst) {
     int parallel = n > 1 && n * row_bytes >= (1 << 18);
-    #pragma omp parallel if(parallel)
+#ifdef _OPENMP
+    int nth = gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads();
+#endif
+    #pragma omp parallel if(parallel) num_threads(nth)
     {
         int64_t t = 0, T = 1;
 #ifdef _OPENMP
@@ -604,7 +616,8 @@ def _build_gather() -> Any:
 
     ffi = cffi.FFI()
     ffi.cdef("void gc_gather_rows(const char *src, const int64_t *idx, int64_t n, "
-             "int64_t row_bytes, char *dst);")
+             "int64_t row_bytes, char *dst); void gc_set_threads(int n);"
+             "int gc_get_threads(void);")
     lib, _ = cpu.build_module(_GATHER_C, ffi)
     return ffi, lib
 

@@ -55,7 +55,9 @@
  * Tuning knobs (define before the first include): GC_GEMM_KC, GC_GEMM_MC,
  * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_M_PA, GC_GEMM_DIRECT_LDB_BYTES,
  * GC_GEMM_DIRECT_A, GC_GEMM_NO_SHARED_A, GC_GEMM_NO_JIT, GC_GEMM_PAR_FLOPS,
- * GC_GEMM_MR / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
+ * GC_GEMM_PF_EPI (prefetch C's rows for an epilogue that reads them), GC_GEMM_DA_SMALLM
+ * (read A in place up to this M even with 4 KiB-aliased rows), GC_GEMM_MAX_THREADS() (threads
+ * of a parallel call; gc_runtime.h caps it), GC_GEMM_MR (1..16) / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
  * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
  */
 
@@ -94,6 +96,9 @@
 #endif
 #ifdef GC_GEMM_MR
 #define GC__MR GC_GEMM_MR
+#if GC_GEMM_MR < 1 || GC_GEMM_MR > 16
+#error "gc_gemm.h: GC_GEMM_MR must be 1..16"
+#endif
 #else
 #define GC__MR GC__MR0
 #endif
@@ -142,6 +147,16 @@
 #define GC_GEMM_DIRECT_A 1
 #endif
 /* below this many flops (2*M*N*K) run single-threaded */
+/* threads of a parallel call (gc_runtime.h caps it: gc_set_threads) */
+#ifndef GC_GEMM_MAX_THREADS
+#define GC_GEMM_MAX_THREADS() omp_get_max_threads()
+#endif
+#ifndef GC_GEMM_DA_SMALLM
+#define GC_GEMM_DA_SMALLM 32
+#endif
+#ifndef GC_GEMM_PF_EPI
+#define GC_GEMM_PF_EPI 1
+#endif
 #ifndef GC_GEMM_SMALLK
 #define GC_GEMM_SMALLK 16 /* K up to this: the row-at-a-time small-K path */
 #endif
@@ -392,7 +407,8 @@ GC__UKR_ATTR static void GC__F(gc__ukr_da_)(int kc, const GC__T *restrict a, lon
     GC__F(gc__ukr_body_)(GC__MR, kc, a, lda, 1, b, bs, out, ldo, out_mode);
 }
 
-/* Edge micro-kernel: mr < MR rows (only mr rows of out are written);
+/* Edge micro-kernel: mr < MR rows (only mr rows of out are written; a micro-tile of up to 16
+ * rows: GC_GEMM_MR <= 16);
  * A element (r, k) at a[r*ars + k*aks]. */
 GC__UKR_ATTR static void GC__F(gc__ukr_edge_)(int mr, int kc, const GC__T *restrict a, long ars, long aks,
                                               const GC__T *restrict b,
@@ -419,6 +435,30 @@ GC__UKR_ATTR static void GC__F(gc__ukr_edge_)(int mr, int kc, const GC__T *restr
 #endif
 #if GC__MR > 7
     case 7: GC__F(gc__ukr_body_)(7, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 8
+    case 8: GC__F(gc__ukr_body_)(8, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 9
+    case 9: GC__F(gc__ukr_body_)(9, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 10
+    case 10: GC__F(gc__ukr_body_)(10, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 11
+    case 11: GC__F(gc__ukr_body_)(11, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 12
+    case 12: GC__F(gc__ukr_body_)(12, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 13
+    case 13: GC__F(gc__ukr_body_)(13, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 14
+    case 14: GC__F(gc__ukr_body_)(14, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+#endif
+#if GC__MR > 15
+    case 15: GC__F(gc__ukr_body_)(15, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
 #endif
     default: GC__F(gc__ukr_body_)(GC__MR, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
     }
@@ -658,6 +698,15 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                                 GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
                                                      bs, cp, x->ldacc, mode & 1);
                         } else {
+#if GC_GEMM_PF_EPI
+                            if ((mode & 2) && x->st) { /* the epilogue reads C's old values (in-place updates): fetch them meanwhile */
+                                const GC__T *cq = x->C + (size_t)(i0 + ir) * x->ldc + j;
+                                for (int r = 0; r < mr; ++r) {
+                                    __builtin_prefetch(cq + (size_t)r * x->ldc, 1, 3);
+                                    __builtin_prefetch(cq + (size_t)r * x->ldc + nr - 1, 1, 3);
+                                }
+                            }
+#endif
                             if (mr == GC__MR && x->da)
                                 GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, tile, GC__NR, 0);
                             else if (mr == GC__MR)
@@ -697,7 +746,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_smallk_)(
             Bk[(size_t)k * N + j] = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
     const int blocks = (M + GC__SK_ROWS - 1) / GC__SK_ROWS;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && \
+#pragma omp parallel for schedule(static) num_threads(GC_GEMM_MAX_THREADS()) if (!omp_in_parallel() && \
     2.0 * M * (double)N * (double)K >= 4.0 * GC_GEMM_PAR_FLOPS)
 #endif
     for (int b = 0; b < blocks; ++b) {
@@ -764,7 +813,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     int nth = 1;
 #ifdef _OPENMP
     if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
-        nth = omp_get_max_threads();
+        nth = GC_GEMM_MAX_THREADS();
 #endif
     GC__F(gc__ctx_) x;
     x.M = M; x.N = N; x.K = K; x.lda = lda; x.ldb = ldb; x.ldc = ldc;
@@ -800,7 +849,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     /* A rows a multiple of 4 KiB apart alias in L1 (all MR rows in one set):
      * pack A then, unless there are only a few row tiles */
     x.da = GC_GEMM_DIRECT_A && !transA && x.nI == 1 &&
-           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= 32);
+           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= GC_GEMM_DA_SMALLM);
     /* few rows of C: every B element is used only a few times, so packing B
      * would cost about as much as the multiply: read B in place. */
     x.direct = !transB && x.nI <= 1 && M <= (x.da ? GC_GEMM_DIRECT_M : GC_GEMM_DIRECT_M_PA) &&

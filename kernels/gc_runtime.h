@@ -49,6 +49,20 @@ typedef int64_t gc_i64;
 
 #include "gc_math.h"
 
+/* Thread count of every parallel region in this module: gc_set_threads(n) (called by
+ * graphc.set_num_threads, and with 1 in a child process forked after OpenMP started: libgomp's
+ * thread pool does not survive fork, and a parallel region there would wait forever).
+ * 0: OpenMP's default. */
+static int gc__threads_cap;
+void gc_set_threads(int n) { gc__threads_cap = n > 0 ? n : 0; }
+#ifdef _OPENMP
+static inline int gc_threads(void) { return gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads(); }
+#else
+static inline int gc_threads(void) { return 1; }
+#endif
+int gc_get_threads(void) { return gc_threads(); }
+#define GC_GEMM_MAX_THREADS() gc_threads()
+
 /* Parallelize a loop only when it has enough work to pay for waking the threads. */
 #define GC_PAR_MIN 32768
 

@@ -80,7 +80,8 @@ class CRenderer:
             pad = "    " * d
             if d == 0 and parallel and total >= 32768:
                 simd = " simd" if len(dims) == 1 else ""
-                lines.append(f"{pad}#pragma omp parallel for{simd} schedule(static)")
+                lines.append(f"{pad}#pragma omp parallel for{simd} schedule(static) "
+                             "num_threads(gc_threads())")
             elif d == len(dims) - 1:
                 lines.append(f"{pad}#pragma omp simd")
             lines.append(f"{pad}for (long {v} = 0; {v} < {n}L; {v}++) {{")
@@ -265,7 +266,7 @@ class CRenderer:
         if node.op == "softmax_cross_entropy":
             n, c = x.shape
             body = [
-                "#pragma omp parallel for if (%dL > 4096L)" % (n * c),
+                "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)" % (n * c),
                 f"for (long r = 0; r < {n}L; r++) {{",
                 f"    const {mct}* row = x + r * {c}L;",
                 f"    {mct} m = -INFINITY, s = 0;",
@@ -290,7 +291,8 @@ class CRenderer:
                 if node.op == "softmax" else
                 f"out[base + j * {inner}L] = row[j * {inner}L] - m - gc_log{f}(s);")
         body = [
-            "#pragma omp parallel for if (%dL > 4096L)" % (outer * length * inner),
+            "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)"
+            % (outer * length * inner),
             f"for (long o = 0; o < {outer * inner}L; o++) {{",
             f"    const long base = (o / {inner}L) * {length * inner}L + (o % {inner}L);",
             f"    const {mct}* row = x + base;",
@@ -326,7 +328,7 @@ class CRenderer:
         n = int(np.prod(node.shape)) if node.shape else 1
         seed = int(node.attrs["seed"]) & 0xFFFFFFFFFFFFFFFF
         body = ["const gc_u64 c = (gc_u64)counter[0];",
-                f"#pragma omp parallel for if ({n}L > 65536L)",
+                f"#pragma omp parallel for num_threads(gc_threads()) if ({n}L > 65536L)",
                 f"for (long i = 0; i < {n}L; i++) out[i] = "
                 f"({ctype(node.dtype)})gc_uniform01({seed}ULL, c, (gc_u64)i);"]
         cnt = node.inputs[0]

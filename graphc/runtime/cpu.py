@@ -31,6 +31,7 @@ from ..program import Program
 from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
 from .specializing import ShapeSpecializingExecutable
+from . import threads
 
 DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
 # -z nodelete: never unmap a module (nor libgomp with it) while OpenMP worker threads may still
@@ -72,7 +73,8 @@ class CompileError(RuntimeError):
 def _ffi():
     import cffi
     ffi = cffi.FFI()
-    ffi.cdef("int gc_step(void **slots, char *arena); double *gc_profile(int *n);")
+    ffi.cdef("int gc_step(void **slots, char *arena); double *gc_profile(int *n);\n"
+             "void gc_set_threads(int n); int gc_get_threads(void);")
     return ffi
 
 
@@ -151,7 +153,9 @@ def _load(p: Path, ffi=None):
     with open(p, "rb") as fh:  # a truncated or overwritten entry is rebuilt, not loaded
         if fh.read(4) != b"\x7fELF" and not sys.platform.startswith(("darwin", "win")):
             raise OSError(f"corrupt cache entry {p}")
-    return (ffi or _ffi()).dlopen(str(p))
+    lib = (ffi or _ffi()).dlopen(str(p))
+    threads.register(lib)  # every module declares gc_set_threads (gc_runtime.h)
+    return lib
 
 
 def load_lowered(low: Lowered):
