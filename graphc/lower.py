@@ -205,6 +205,35 @@ def fused_plan(k: "Kernel") -> FusedPlan:
     return FusedPlan(operands, outputs, exprs)
 
 
+def linear_update(k: "Kernel", plan: FusedPlan):
+    """A GEMM kernel whose epilogue is ``C_old + alpha * acc``, with C_old the kernel's own
+    output read in place at (i, j) and alpha free of per-element values (plain SGD,
+    ``p - lr * (h^T g)``), can add ``alpha * (A @ B)`` to C straight from the registers instead
+    of passing every tile through the epilogue.  Returns (alpha as a SymPy expression of the
+    arguments A[j], the refs of ``plan.exprs[0]``) or None."""
+    import sympy as sp
+
+    from .symbolic import A
+    if k.node.op != "dense" or len(plan.outputs) != 1:
+        return None
+    expr, refs = plan.exprs[0]
+    shape = tuple(k.node.shape)
+    scalars = {A[j] for j, (kind, q) in enumerate(refs)
+               if kind == "in" and len(plan.operands[q][0].shape) == 0}
+    for j, (kind, q) in enumerate(refs):
+        t, st = plan.operands[q] if kind == "in" else (None, None)
+        if kind != "in" or st != k.dst or tuple(t.shape) != shape:
+            continue
+        rest = sp.expand(expr - A[j])
+        if not rest.is_polynomial(A[0]) or sp.degree(rest, A[0]) != 1:
+            return None
+        alpha = rest.coeff(A[0], 1)
+        if sp.simplify(rest - alpha * A[0]) != 0 or not alpha.free_symbols <= scalars:
+            return None
+        return alpha, refs
+    return None
+
+
 def plan_loop(plan: FusedPlan):
     """Collapsed loop dims, per-operand and per-output element strides of an elementwise
     kernel's plan (the outputs all have the host's shape)."""

@@ -20,6 +20,9 @@
  *
  *   C[i*ldc+j] = EPILOGUE( sum_k opA(i,k)*opB(k,j) + (accumulate ? C[i*ldc+j] : 0), i, j )
  *
+ * and, without an epilogue, also  void k3_dense_relu_axpy(M, N, K, A, lda, transA, B, ldb,
+ * transB, C, ldc, GC_GEMM_REAL alpha)  computing  C[i*ldc+j] += alpha * sum_k opA(i,k)*opB(k,j)
+ *
  *   opA(i,k) = transA ? A[k*lda+i] : A[i*lda+k]      (A is K x M resp. M x K)
  *   opB(k,j) = transB ? B[j*ldb+k] : B[k*ldb+j]      (B is N x K resp. K x N)
  *
@@ -275,8 +278,21 @@ void GC_GEMM_NAME(int M, int N, int K,
 {
     _Generic((GC_GEMM_REAL *)0, float *: gc__gemm_run_f32, double *: gc__gemm_run_f64)(
         M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
-        GC__NOEPI ? 0 : GC__CAT(GC_GEMM_NAME, __gc_epi));
+        GC__NOEPI ? 0 : GC__CAT(GC_GEMM_NAME, __gc_epi), (GC_GEMM_REAL)1);
 }
+
+#if GC__NOEPI
+/* NAME_axpy: C += alpha * op(A) op(B), the product added straight from the registers (plain SGD
+ * p -= lr * (h^T g) without a per-tile epilogue pass). */
+void GC__CAT(GC_GEMM_NAME, _axpy)(int M, int N, int K,
+                                  const GC_GEMM_REAL *A, int lda, int transA,
+                                  const GC_GEMM_REAL *B, int ldb, int transB,
+                                  GC_GEMM_REAL *C, int ldc, GC_GEMM_REAL alpha)
+{
+    _Generic((GC_GEMM_REAL *)0, float *: gc__gemm_run_f32, double *: gc__gemm_run_f64)(
+        M, N, K, A, lda, transA, B, ldb, transB, C, ldc, 1, 0, 0, alpha);
+}
+#endif
 
 #undef GC_GEMM_NAME
 #undef GC_GEMM_REAL
@@ -313,12 +329,13 @@ static __thread size_t GC__F(gc__capR_);
 /* Micro-kernel body for R rows (compile-time after inlining):
  * T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < R, c < NR
  * (a: packed A panel; b: packed B panel with bs = NR, or B itself).
- * out_mode 0: out[r*ldo + c] = T; 1: out[r*ldo + c] += T.
+ * out_mode 0: out[r*ldo + c] = alpha * T; 1: out[r*ldo + c] += alpha * T (alpha = 1 except in
+ * the axpy entry: exact then).
  * With few accumulators (R*NV <= 6) the k loop runs two independent
  * accumulator sets (even / odd k) to hide the FMA latency. */
 static inline __attribute__((always_inline)) GC__UKR_BODY_ATTR void GC__F(gc__ukr_body_)(
     const int R, int kc, const GC__T *restrict a, const long ars, const long aks, const GC__T *restrict b,
-    long bs, GC__T *restrict out, long ldo, int out_mode)
+    long bs, GC__T *restrict out, long ldo, int out_mode, const GC__T alpha)
 {
     typedef GC__F(gc__vec_) V;
     const int two = R * GC__NV <= 6;
@@ -384,27 +401,27 @@ static inline __attribute__((always_inline)) GC__UKR_BODY_ATTR void GC__F(gc__uk
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-            for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) += c[r][v];
+            for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) += alpha * c[r][v];
     } else {
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-            for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) = c[r][v];
+            for (int v = 0; v < GC__NV; ++v) *(V *)(out + r * ldo + v * GC__VL) = alpha * c[r][v];
     }
 }
 
 /* Full micro-kernel: MR rows. */
 GC__UKR_ATTR static void GC__F(gc__ukr_)(int kc, const GC__T *restrict a, const GC__T *restrict b,
-                                         long bs, GC__T *restrict out, long ldo, int out_mode)
+                                         long bs, GC__T *restrict out, long ldo, int out_mode, GC__T alpha)
 {
-    GC__F(gc__ukr_body_)(GC__MR, kc, a, 1, GC__MR, b, bs, out, ldo, out_mode);
+    GC__F(gc__ukr_body_)(GC__MR, kc, a, 1, GC__MR, b, bs, out, ldo, out_mode, alpha);
 }
 
 /* Full micro-kernel reading A in place: a[r*lda + k] (row-major, not packed). */
 GC__UKR_ATTR static void GC__F(gc__ukr_da_)(int kc, const GC__T *restrict a, long lda, const GC__T *restrict b,
-                                            long bs, GC__T *restrict out, long ldo, int out_mode)
+                                            long bs, GC__T *restrict out, long ldo, int out_mode, GC__T alpha)
 {
-    GC__F(gc__ukr_body_)(GC__MR, kc, a, lda, 1, b, bs, out, ldo, out_mode);
+    GC__F(gc__ukr_body_)(GC__MR, kc, a, lda, 1, b, bs, out, ldo, out_mode, alpha);
 }
 
 /* Edge micro-kernel: mr < MR rows (only mr rows of out are written; a micro-tile of up to 16
@@ -412,55 +429,55 @@ GC__UKR_ATTR static void GC__F(gc__ukr_da_)(int kc, const GC__T *restrict a, lon
  * A element (r, k) at a[r*ars + k*aks]. */
 GC__UKR_ATTR static void GC__F(gc__ukr_edge_)(int mr, int kc, const GC__T *restrict a, long ars, long aks,
                                               const GC__T *restrict b,
-                                              long bs, GC__T *restrict out, long ldo, int out_mode)
+                                              long bs, GC__T *restrict out, long ldo, int out_mode, GC__T alpha)
 {
     switch (mr) {
 #if GC__MR > 1
-    case 1: GC__F(gc__ukr_body_)(1, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 1: GC__F(gc__ukr_body_)(1, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 2
-    case 2: GC__F(gc__ukr_body_)(2, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 2: GC__F(gc__ukr_body_)(2, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 3
-    case 3: GC__F(gc__ukr_body_)(3, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 3: GC__F(gc__ukr_body_)(3, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 4
-    case 4: GC__F(gc__ukr_body_)(4, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 4: GC__F(gc__ukr_body_)(4, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 5
-    case 5: GC__F(gc__ukr_body_)(5, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 5: GC__F(gc__ukr_body_)(5, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 6
-    case 6: GC__F(gc__ukr_body_)(6, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 6: GC__F(gc__ukr_body_)(6, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 7
-    case 7: GC__F(gc__ukr_body_)(7, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 7: GC__F(gc__ukr_body_)(7, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 8
-    case 8: GC__F(gc__ukr_body_)(8, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 8: GC__F(gc__ukr_body_)(8, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 9
-    case 9: GC__F(gc__ukr_body_)(9, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 9: GC__F(gc__ukr_body_)(9, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 10
-    case 10: GC__F(gc__ukr_body_)(10, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 10: GC__F(gc__ukr_body_)(10, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 11
-    case 11: GC__F(gc__ukr_body_)(11, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 11: GC__F(gc__ukr_body_)(11, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 12
-    case 12: GC__F(gc__ukr_body_)(12, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 12: GC__F(gc__ukr_body_)(12, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 13
-    case 13: GC__F(gc__ukr_body_)(13, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 13: GC__F(gc__ukr_body_)(13, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 14
-    case 14: GC__F(gc__ukr_body_)(14, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 14: GC__F(gc__ukr_body_)(14, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
 #if GC__MR > 15
-    case 15: GC__F(gc__ukr_body_)(15, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    case 15: GC__F(gc__ukr_body_)(15, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
-    default: GC__F(gc__ukr_body_)(GC__MR, kc, a, ars, aks, b, bs, out, ldo, out_mode); break;
+    default: GC__F(gc__ukr_body_)(GC__MR, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
     }
 }
 
@@ -581,6 +598,7 @@ typedef struct {
     int ldacc;
     const void *const *ep;
     GC__F(gc__epi_t_) st; /* NULL: identity epilogue */
+    GC__T alpha;          /* C (+)= alpha * op(A) op(B); 1 whenever st is set */
     int kc, nc, mc, nI, nJ;
     int direct; /* use B in place (no packing) for full panels */
     int jit;    /* one M block: pack each B panel right before its use (thread-local) */
@@ -592,10 +610,12 @@ typedef struct {
 /* Write an mr x nr tile (row stride NR) to C at (i0, j0).  mode bit 0: add
  * the partial sums (Cin: C itself or the scratch accumulator); bit 1: last K
  * block, apply the epilogue st (NULL = identity).  Without an epilogue to apply
- * the tile is added to / stored into C in place.  The tile is modified. */
+ * alpha * tile is added to / stored into C in place (alpha != 1 only without an
+ * epilogue).  The tile is modified. */
 __attribute__((noinline, noclone GC__NOMEMCPY)) static void GC__F(gc__tile_out_)(int mr, int nr, GC__T *restrict tile,
                                  const GC__T *Cin, int ldin, GC__T *C, int ldc, int i0,
-                                 int j0, int mode, GC__F(gc__epi_t_) st, const void *const *ep)
+                                 int j0, int mode, GC__F(gc__epi_t_) st, const void *const *ep,
+                                 GC__T alpha)
 {
     if ((mode & 2) && st) {
         if (mode & 1)
@@ -610,9 +630,9 @@ __attribute__((noinline, noclone GC__NOMEMCPY)) static void GC__F(gc__tile_out_)
         GC__T *c = C + (size_t)(i0 + r) * ldc + j0;
         const GC__T *t = tile + r * GC__NR;
         if (mode & 1)
-            for (int q = 0; q < nr; ++q) c[q] += t[q];
+            for (int q = 0; q < nr; ++q) c[q] += alpha * t[q];
         else
-            for (int q = 0; q < nr; ++q) c[q] = t[q];
+            for (int q = 0; q < nr; ++q) c[q] = alpha * t[q];
     }
 }
 
@@ -691,12 +711,12 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                             /* full-width tile, no epilogue to apply: straight from registers to C */
                             GC__T *cp = x->Cacc + (size_t)(i0 + ir) * x->ldacc + j;
                             if (mr == GC__MR && x->da)
-                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, cp, x->ldacc, mode & 1);
+                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, cp, x->ldacc, mode & 1, x->alpha);
                             else if (mr == GC__MR)
-                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, cp, x->ldacc, mode & 1);
+                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, cp, x->ldacc, mode & 1, x->alpha);
                             else
                                 GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
-                                                     bs, cp, x->ldacc, mode & 1);
+                                                     bs, cp, x->ldacc, mode & 1, x->alpha);
                         } else {
 #if GC_GEMM_PF_EPI
                             if ((mode & 2) && x->st) { /* the epilogue reads C's old values (in-place updates): fetch them meanwhile */
@@ -708,15 +728,16 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
                             }
 #endif
                             if (mr == GC__MR && x->da)
-                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, tile, GC__NR, 0);
+                                GC__F(gc__ukr_da_)(kcur, Ablk + (size_t)ir * ars, ars, bp, bs, tile, GC__NR, 0, (GC__T)1);
                             else if (mr == GC__MR)
-                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, tile, GC__NR, 0);
+                                GC__F(gc__ukr_)(kcur, Ablk + (size_t)ir * kcur, bp, bs, tile, GC__NR, 0, (GC__T)1);
                             else
                                 GC__F(gc__ukr_edge_)(mr, kcur, Ablk + (size_t)ir * (x->da ? ars : kcur), ars, aks, bp,
-                                                     bs, tile, GC__NR, 0);
+                                                     bs, tile, GC__NR, 0, (GC__T)1);
                             const int fin = (mode & 2) && x->st;
                             GC__F(gc__tile_out_)(mr, nr, tile, x->Cacc, x->ldacc, fin ? x->C : x->Cacc,
-                                                 fin ? x->ldc : x->ldacc, i0 + ir, j, mode, x->st, x->ep);
+                                                 fin ? x->ldc : x->ldacc, i0 + ir, j, mode, x->st, x->ep,
+                                                 x->alpha);
                         }
                     }
                 }
@@ -737,7 +758,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
 #define GC__SK_ROWS 8
 __attribute__((noinline, noclone)) static void GC__F(gc__gemm_smallk_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
-    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st)
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
     GC__T *Bk = (GC__T *)gc__grow(&GC__F(gc__bufK_), &GC__F(gc__capK_),
                                   (size_t)K * N * sizeof(GC__T));
@@ -763,7 +784,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_smallk_)(
             for (int j0 = 0; j0 < N; j0 += 64) {
                 const int nj = gc__min(64, N - j0);
                 GC__T acc[64];
-                for (int j = 0; j < nj; ++j) acc[j] = accumulate ? C[(size_t)i * ldc + j0 + j] : 0;
+                for (int j = 0; j < nj; ++j) acc[j] = 0;
                 if (nj == 64) {
                     for (int k = 0; k < K; ++k) {
                         const GC__T *bk = Bk + (size_t)k * N + j0;
@@ -776,7 +797,10 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_smallk_)(
                         for (int j = 0; j < nj; ++j) acc[j] += a[k] * bk[j];
                     }
                 }
-                for (int j = 0; j < nj; ++j) row[j0 + j] = acc[j];
+                if (accumulate)
+                    for (int j = 0; j < nj; ++j) row[j0 + j] = C[(size_t)i * ldc + j0 + j] + alpha * acc[j];
+                else
+                    for (int j = 0; j < nj; ++j) row[j0 + j] = alpha * acc[j];
             }
         }
         if (st) {
@@ -792,7 +816,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_smallk_)(
  * (that would make every instantiation pay for a copy of the driver) */
 __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
-    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st)
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* empty sum: C = EPILOGUE(accumulate ? C : 0) */
@@ -801,13 +825,13 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
             for (int j = 0; j < N; j += GC__NR) {
                 memset(zt, 0, sizeof zt);
                 GC__F(gc__tile_out_)(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, C, ldc, C, ldc, i, j,
-                                     (accumulate ? 1 : 0) | 2, st, ep);
+                                     (accumulate ? 1 : 0) | 2, st, ep, (GC__T)1);
             }
         return;
     }
     if (K <= GC_GEMM_SMALLK && N <= 8192) {
         GC__F(gc__gemm_smallk_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
-                                st);
+                                st, alpha);
         return;
     }
     int nth = 1;
@@ -818,7 +842,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     GC__F(gc__ctx_) x;
     x.M = M; x.N = N; x.K = K; x.lda = lda; x.ldb = ldb; x.ldc = ldc;
     x.tA = transA; x.tB = transB; x.acc = accumulate;
-    x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st;
+    x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st; x.alpha = alpha;
     /* K blocks of balanced size */
     x.kc = gc__cdiv(K, gc__cdiv(K, GC_GEMM_KC));
     x.Cacc = C;

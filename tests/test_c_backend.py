@@ -369,3 +369,56 @@ def test_update_is_not_folded_into_a_gemm_reading_the_parameter(cache_dir, monke
         results[backend] = [W.value.copy(), V.value.copy()]
     for a, b in zip(results["c"], results["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def plain_sgd_step(backend, lr_input: bool, seed=3):
+    """Plain SGD without weight decay: each weight's update is W + alpha * (h^T g), which the C
+    backend adds from the GEMM's registers (gc_gemm.h's NAME_axpy) instead of an epilogue."""
+    rng = np.random.RandomState(seed)
+    x = gc.placeholder((None, 40), name="x")
+    y = gc.placeholder((None,), "int64", name="y")
+    lr = gc.placeholder((), name="lr") if lr_input else 0.05
+    W1 = gc.parameter(rng.randn(40, 70).astype("float32") * 0.2, name="W1")
+    b1 = gc.parameter(np.zeros(70, "float32"), name="b1")
+    W2 = gc.parameter(rng.randn(70, 6).astype("float32") * 0.2, name="W2")
+    params = [W1, b1, W2]
+    loss = gc.cross_entropy(gc.relu(x @ W1 + b1) @ W2, y)
+    grads = gc.grad(loss, params)
+    inputs = [x, y] + ([lr] if lr_input else [])
+    f = gc.compile(inputs, loss, backend=backend,
+                   updates=[(p, p - lr * g) for p, g in zip(params, grads)])
+    data = np.random.RandomState(9)
+    losses = []
+    for batch in (9, 500, 1000, 385, 33):  # K = batch: one and several GEMM K blocks
+        feed = [data.randn(batch, 40).astype("float32"), data.randint(0, 6, batch)]
+        losses.append(float(f(*feed, *([np.float32(0.05)] if lr_input else []))))
+    return f, losses, [p.value for p in params]
+
+
+@pytest.mark.parametrize("lr_input", [False, True], ids=["lr-constant", "lr-placeholder"])
+def test_plain_sgd_adds_the_product_from_the_registers(cache_dir, lr_input):
+    _, ref_losses, ref_params = plain_sgd_step("numpy", lr_input)
+    f, losses, params = plain_sgd_step("c", lr_input)
+    assert f.source.count("_axpy(") == 2  # W1 and W2 (b1's column sum is elementwise)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-6)
+    for a, b in zip(params, ref_params):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sgd_with_weight_decay_keeps_the_epilogue(cache_dir):
+    # p - lr * (g + wd * p) = (1 - lr * wd) * p - lr * g: C's old value is scaled, not an axpy
+    rng = np.random.RandomState(2)
+    W = gc.parameter(rng.randn(20, 30).astype("float32"), name="W")
+    x = gc.placeholder((None, 20), name="x")
+    loss = gc.sum(x @ W)
+    (g,) = gc.grad(loss, [W])
+    init = rng.randn(20, 30).astype("float32")
+    results = {}
+    for backend in ("numpy", "c"):
+        W.value = init.copy()
+        f = gc.compile([x], loss, updates=[(W, W - 0.1 * (g + 0.01 * W))], backend=backend)
+        f(np.ones((7, 20), "float32"))
+        results[backend] = W.value.copy()
+        if backend == "c":
+            assert "_axpy(" not in f.source
+    np.testing.assert_allclose(results["c"], results["numpy"], rtol=1e-5, atol=1e-5)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, plan_loop,
+from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, linear_update, plan_loop,
                      reduction_groups, strides_for)
-from .cexpr import render_plan
+from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
           "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "uint16": "uint16_t",
@@ -133,6 +133,24 @@ class CRenderer:
             st = strides_for(shape, (m, n))
             return " + ".join(f"(long)({v})*{s}L" for v, s in zip(("i", "j"), st) if s) or "0"
 
+        lda = m if ta else kk
+        ldb = kk if tb else n
+        fn = f"{k.name}_gemm"
+        gemm_args = (f"{m}, {n}, {kk}, {pointer(k.srcs[0], a.dtype)}, {lda}, {int(ta)}, "
+                     f"{pointer(k.srcs[1], b.dtype)}, {ldb}, {int(tb)}, "
+                     f"{pointer(k.dst, node.dtype, const=False)}, {n}")
+        linear = linear_update(k, plan)
+        if linear is not None:  # C += alpha * (A @ B): no epilogue pass over the tiles
+            alpha, refs = linear
+            args = [f"(({mct})({pointer(plan.operands[q][1], plan.operands[q][0].dtype)})[0])"
+                    if kind == "in" else "0" for kind, q in refs]
+            stmts, value = render_expr(alpha, args, mdt, tmp_prefix="al")
+            alpha_c = f"({{ {' '.join(stmts)} ({mct})({value}); }})" if stmts else value
+            self.functions.append("\n".join([
+                self._header(k), f"#define GC_GEMM_NAME {fn}", f"#define GC_GEMM_REAL {mct}",
+                '#include "gc_gemm.h"']))
+            self.calls.append(f"    {fn}_axpy({gemm_args}, {alpha_c});")
+            return
         loads = [f"(({mct})((const {ctype(t.dtype)}*)ep[{q}])[{at(t.shape)}])"
                  for q, (t, _) in enumerate(plan.operands)]
         # members' values are stored through ep after every load; r0 is what the GEMM stores
@@ -141,22 +159,16 @@ class CRenderer:
         stores = [f"(({ctype(t.dtype)}*)ep[{nops + o - 1}])[{at(t.shape)}] = {values[o]};"
                   for o, (t, _) in enumerate(plan.outputs) if o]
         epilogue = f"({{ {' '.join(stmts + stores)} r0; }})"
-        fn = f"{k.name}_gemm"
         self.functions.append("\n".join([
             self._header(k),
             f"#define GC_GEMM_NAME {fn}",
             f"#define GC_GEMM_REAL {mct}",
             f"#define GC_GEMM_EPILOGUE(acc, i, j) {epilogue}",
             '#include "gc_gemm.h"']))
-        lda = m if ta else kk
-        ldb = kk if tb else n
         eps = [pointer(st, t.dtype) for t, st in plan.operands]
         eps += [pointer(st, t.dtype, const=False) for t, st in plan.outputs[1:]]
         ep = ("(const void* const[]){" + ", ".join(eps) + "}") if eps else "0"
-        self.calls.append(
-            f"    {fn}({m}, {n}, {kk}, {pointer(k.srcs[0], a.dtype)}, {lda}, {int(ta)}, "
-            f"{pointer(k.srcs[1], b.dtype)}, {ldb}, {int(tb)}, "
-            f"{pointer(k.dst, node.dtype, const=False)}, {n}, 0, {ep});")
+        self.calls.append(f"    {fn}({gemm_args}, 0, {ep});")
 
     def render_matmul(self, k: Kernel) -> None:
         """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes."""

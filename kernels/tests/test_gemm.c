@@ -48,7 +48,9 @@
 #include "gc_gemm.h"
 
 /* ---- reference ---- */
-enum { EPI_NONE = 0, EPI_BIAS_RELU = 1, EPI_IJ = 2 };
+/* EPI_AXPY: the NAME_axpy entry, C += ALPHA * op(A) op(B) (accumulates whatever acc says) */
+enum { EPI_NONE = 0, EPI_BIAS_RELU = 1, EPI_IJ = 2, EPI_AXPY = 3, EPI_KINDS = 4 };
+#define ALPHA (-0.375)
 
 static double epi_ref(int kind, double acc, int i, int j, const double *bias, double scale)
 {
@@ -103,17 +105,22 @@ static void run_case(int is_double, int M, int N, int K, int tA, int tB, int pad
                 s += is_double ? Ad[ia] * Bd[ib] : (double)Af[ia] * (double)Bf[ib];
             }
             double *c = &Cref[(size_t)i * ldc + j];
-            *c = epi_ref(epi, s + (acc ? *c : 0.0), i, j, biasr, scale);
+            if (epi == EPI_AXPY)
+                *c += ALPHA * s;
+            else
+                *c = epi_ref(epi, s + (acc ? *c : 0.0), i, j, biasr, scale);
         }
     free(biasr);
     const void *ep_d[2] = {biasd, &scale_d};
     const void *ep_f[2] = {biasf, &scale_f};
     if (is_double) {
         if (epi == EPI_NONE) gemm_f64(M, N, K, Ad, lda, tA, Bd, ldb, tB, Cd, ldc, acc, ep_d);
+        else if (epi == EPI_AXPY) gemm_f64_axpy(M, N, K, Ad, lda, tA, Bd, ldb, tB, Cd, ldc, ALPHA);
         else if (epi == EPI_BIAS_RELU) gemm_f64_bias_relu(M, N, K, Ad, lda, tA, Bd, ldb, tB, Cd, ldc, acc, ep_d);
         else gemm_f64_ij(M, N, K, Ad, lda, tA, Bd, ldb, tB, Cd, ldc, acc, ep_d);
     } else {
         if (epi == EPI_NONE) gemm_f32(M, N, K, Af, lda, tA, Bf, ldb, tB, Cf, ldc, acc, ep_f);
+        else if (epi == EPI_AXPY) gemm_f32_axpy(M, N, K, Af, lda, tA, Bf, ldb, tB, Cf, ldc, (float)ALPHA);
         else if (epi == EPI_BIAS_RELU) gemm_f32_bias_relu(M, N, K, Af, lda, tA, Bf, ldb, tB, Cf, ldc, acc, ep_f);
         else gemm_f32_ij(M, N, K, Af, lda, tA, Bf, ldb, tB, Cf, ldc, acc, ep_f);
     }
@@ -170,7 +177,7 @@ int main(void)
                     int v = a * 169 + b * 13 + c; /* vary the rest of the parameters */
                     int tA = v & 1, tB = (v >> 1) & 1;
                     int pads = (v % 3 == 0);
-                    int acc = (v / 3) & 1, epi = (v / 5) % 3;
+                    int acc = (v / 3) & 1, epi = (v / 5) % EPI_KINDS;
                     run_case((v / 7) & 1, M, N, K, tA, tB, pads ? 3 : 0, pads ? 5 : 0, pads ? 2 : 0, acc, epi);
                 }
         /* all combos on a few shapes */
@@ -181,7 +188,7 @@ int main(void)
                 for (int tA = 0; tA < 2; ++tA)
                     for (int tB = 0; tB < 2; ++tB)
                         for (int acc = 0; acc < 2; ++acc)
-                            for (int epi = 0; epi < 3; ++epi)
+                            for (int epi = 0; epi < EPI_KINDS; ++epi)
                                 run_case(d, shapes[s][0], shapes[s][1], shapes[s][2], tA, tB, (tA + acc) & 1 ? 4 : 0,
                                          (tB + epi) & 1 ? 7 : 0, epi ? 1 : 0, acc, epi);
         /* larger shapes: several K/M/N blocks, parallel paths */
@@ -192,7 +199,7 @@ int main(void)
             for (int tA = 0; tA < 2; ++tA)
                 for (int tB = 0; tB < 2; ++tB)
                     run_case((tA + tB) & 1, big[s][0], big[s][1], big[s][2], tA, tB, tA ? 1 : 0, 0, tB ? 3 : 0,
-                             (tA + (int)s) & 1, (int)(s + tB) % 3);
+                             (tA + (int)s) & 1, (int)(s + tB) % EPI_KINDS);
         printf("threads=%d: %ld cases\n", threads_list[tl], n_tests - before);
     }
     /* an epilogue reading C's old value, with several K blocks (C must hold the old values
