@@ -58,8 +58,7 @@
  * Tuning knobs (define before the first include): GC_GEMM_KC, GC_GEMM_MC,
  * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_M_PA, GC_GEMM_DIRECT_LDB_BYTES,
  * GC_GEMM_DIRECT_A, GC_GEMM_NO_SHARED_A, GC_GEMM_NO_JIT, GC_GEMM_PAR_FLOPS,
- * GC_GEMM_PF_EPI (prefetch C's rows for an epilogue that reads them), GC_GEMM_DA_SMALLM
- * (read A in place up to this M even with 4 KiB-aliased rows), GC_GEMM_MAX_THREADS() (threads
+ * GC_GEMM_PF_EPI (prefetch C's rows for an epilogue that reads them), GC_GEMM_MAX_THREADS() (threads
  * of a parallel call; gc_runtime.h caps it), GC_GEMM_MR (1..16) / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
  * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
  */
@@ -153,9 +152,6 @@
 /* threads of a parallel call (gc_runtime.h caps it: gc_set_threads) */
 #ifndef GC_GEMM_MAX_THREADS
 #define GC_GEMM_MAX_THREADS() omp_get_max_threads()
-#endif
-#ifndef GC_GEMM_DA_SMALLM
-#define GC_GEMM_DA_SMALLM 32
 #endif
 #ifndef GC_GEMM_PF_EPI
 #define GC_GEMM_PF_EPI 1
@@ -873,7 +869,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     /* A rows a multiple of 4 KiB apart alias in L1 (all MR rows in one set):
      * pack A then, unless there are only a few row tiles */
     x.da = GC_GEMM_DIRECT_A && !transA && x.nI == 1 &&
-           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= GC_GEMM_DA_SMALLM);
+           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= 32);
     /* few rows of C: every B element is used only a few times, so packing B
      * would cost about as much as the multiply: read B in place. */
     x.direct = !transB && x.nI <= 1 && M <= (x.da ? GC_GEMM_DIRECT_M : GC_GEMM_DIRECT_M_PA) &&
