@@ -561,27 +561,11 @@ _CHUNK_MAX_BATCHES = 32
 # the TLB, so two threads keep twice the misses in flight.  (Software prefetching of the next
 # rows was measured and did not help.)
 _GATHER_C = r"""
-#include <stdint.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-static int gc__threads_cap; /* graphc.set_num_threads; 1 in a child forked after OpenMP ran */
-void gc_set_threads(int n) { gc__threads_cap = n; }
-int gc_get_threads(void) {
-#ifdef _OPENMP
-    return gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
+#include "gc_runtime.h" /* gc_set_threads / gc_get_threads / gc_threads, as in every module */
 void gc_gather_rows(const char *src, const int64_t *idx, int64_t n, int64_t row_bytes,
                     char *dst) {
     int parallel = n > 1 && n * row_bytes >= (1 << 18);
-#ifdef _OPENMP
-    int nth = gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads();
-#endif
-    #pragma omp parallel if(parallel) num_threads(nth)
+    #pragma omp parallel if(parallel) num_threads(gc_threads())
     {
         int64_t t = 0, T = 1;
 #ifdef _OPENMP
