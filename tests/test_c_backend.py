@@ -422,3 +422,35 @@ def test_sgd_with_weight_decay_keeps_the_epilogue(cache_dir):
         if backend == "c":
             assert "_axpy(" not in f.source
     np.testing.assert_allclose(results["c"], results["numpy"], rtol=1e-5, atol=1e-5)
+
+
+def test_few_row_gemms_through_the_transposed_output_path(cache_dir):
+    """Small batches with wide layers take gc_gemm.h's transposed-output path (C^T = op(B)^T
+    op(A)^T): the forward h @ W with W's rows more than 2 KiB apart, and dh = g W^T.  Epilogues
+    (bias + relu forward, relu' backward) then see transposed tiles; batches above 128 take the
+    regular path in the same compiled step."""
+    rng = np.random.RandomState(5)
+    x = gc.placeholder((None, 30), name="x")
+    y = gc.placeholder((None,), "int64", name="y")
+    W0 = gc.parameter(rng.randn(30, 600).astype("float32") * 0.1, name="W0")
+    W1 = gc.parameter(rng.randn(600, 700).astype("float32") * 0.05, name="W1")
+    b1 = gc.parameter(rng.randn(700).astype("float32") * 0.1, name="b1")
+    W2 = gc.parameter(rng.randn(700, 9).astype("float32") * 0.05, name="W2")
+    params = [W0, W1, b1, W2]
+    logits = gc.relu(gc.relu(x @ W0) @ W1 + b1) @ W2
+    loss = gc.cross_entropy(logits, y)
+    grads = gc.grad(loss, params)
+    init = [p.value.copy() for p in params]
+    data = np.random.RandomState(11)
+    feeds = [(data.randn(b, 30).astype("float32"), data.randint(0, 9, b)) for b in (1, 5, 40, 64, 100, 200)]
+    results = {}
+    for backend in ("numpy", "c"):
+        for p, v in zip(params, init):
+            p.value = v.copy()
+        opt = gc.optim.SGD(0.05, momentum=0.9)
+        f = gc.compile([x, y], loss, updates=opt.updates(params, grads), backend=backend)
+        losses = [float(f(*feed)) for feed in feeds]
+        results[backend] = losses, [p.value.copy() for p in params]
+    np.testing.assert_allclose(results["c"][0], results["numpy"][0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(results["c"][1], results["numpy"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

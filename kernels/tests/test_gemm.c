@@ -194,7 +194,9 @@ int main(void)
         /* larger shapes: several K/M/N blocks, parallel paths */
         static const int big[][3] = {{300, 700, 520}, {32, 784, 256}, {784, 256, 32}, {129, 1030, 300},
                                      {128, 1030, 520}, {100, 300, 800}, {131, 50, 900},
-                                     {32, 200, 1024}, {64, 100, 1024}, {29, 70, 512}};
+                                     {32, 200, 1024}, {64, 100, 1024}, {29, 70, 512},
+                                     /* few rows, B transposed or wide: the transposed-output path */
+                                     {48, 1030, 300}, {100, 600, 700}, {17, 520, 21}};
         for (size_t s = 0; s < sizeof big / sizeof big[0]; ++s)
             for (int tA = 0; tA < 2; ++tA)
                 for (int tB = 0; tB < 2; ++tB)
@@ -211,7 +213,8 @@ int main(void)
             omp_set_num_threads(th);
 #endif
             for (size_t s = 0; s < sizeof ip / sizeof ip[0]; ++s)
-                for (int tA = 0; tA < 2; ++tA) {
+                for (int tAB = 0; tAB < 4; ++tAB) {
+                    const int tA = tAB & 1, tB = tAB >> 1;
                     const int M = ip[s][0], N = ip[s][1], K = ip[s][2], ldc = N + 3;
                     float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
                     float *C = malloc(sizeof(float) * M * ldc), *C0 = malloc(sizeof(float) * M * ldc);
@@ -219,19 +222,21 @@ int main(void)
                     for (int t = 0; t < K * N; ++t) B[t] = (float)((t * 5) % 11) - 5.0f;
                     for (int t = 0; t < M * ldc; ++t) C[t] = C0[t] = (float)((t * 3) % 17);
                     const void *ep[2] = {C, &ldc};
-                    gemm_f32_inplace(M, N, K, A, tA ? M : K, tA, B, N, 0, C, ldc, 0, ep);
+                    gemm_f32_inplace(M, N, K, A, tA ? M : K, tA, B, tB ? K : N, tB, C, ldc, 0, ep);
                     long bad = 0;
                     for (int i = 0; i < M; ++i)
                         for (int j = 0; j < N; ++j) {
                             double acc = 0;
                             for (int k = 0; k < K; ++k)
-                                acc += (double)(tA ? A[(long)k * M + i] : A[(long)i * K + k]) * B[(long)k * N + j];
+                                acc += (double)(tA ? A[(long)k * M + i] : A[(long)i * K + k]) *
+                                       (tB ? B[(long)j * K + k] : B[(long)k * N + j]);
                             if ((double)C[(long)i * ldc + j] != (double)C0[(long)i * ldc + j] - 0.5 * acc) ++bad;
                         }
                     ++n_tests;
                     if (bad) {
                         ++n_fail;
-                        printf("FAIL in-place epilogue M=%d N=%d K=%d tA=%d threads=%d: %ld wrong\n", M, N, K, tA, th, bad);
+                        printf("FAIL in-place epilogue M=%d N=%d K=%d tA=%d tB=%d threads=%d: %ld wrong\n", M, N, K, tA, tB,
+                               th, bad);
                     }
                     free(A); free(B); free(C); free(C0);
                 }
