@@ -49,7 +49,9 @@
  * read in place too (the micro-kernel broadcasts from MR rows of A) when it is
  * not transposed and its rows are not a multiple of 4 KiB apart (or M <= 32);
  * otherwise, multi-threaded, the threads pack shares of A into one shared
- * buffer.
+ * buffer.  With few rows of C and B transposed (or too wide to read in place),
+ * C^T = op(B)^T op(A)^T is computed instead ("transposed output", see
+ * gc__gemm_tout_).
  * OpenMP: one parallel region per call for problems >= ~2 MFLOP (never nested:
  * called from inside a parallel region it runs single-threaded); M blocks are
  * split over the threads, or, with fewer M blocks than threads, the N panels.
@@ -58,6 +60,7 @@
  * Tuning knobs (define before the first include): GC_GEMM_KC, GC_GEMM_MC,
  * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_M_PA, GC_GEMM_DIRECT_LDB_BYTES,
  * GC_GEMM_DIRECT_A, GC_GEMM_NO_SHARED_A, GC_GEMM_NO_JIT, GC_GEMM_PAR_FLOPS,
+ * GC_GEMM_TOUT_M / GC_GEMM_TOUT_PACK (the transposed-output path for few rows of C),
  * GC_GEMM_PF_EPI (prefetch C's rows for an epilogue that reads them), GC_GEMM_MAX_THREADS() (threads
  * of a parallel call; gc_runtime.h caps it), GC_GEMM_MR (1..16) / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
  * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
@@ -877,7 +880,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__tout_work_)(const GC__F
     for (int t = tlo; t < thi; ++t) {
         const int n0 = t * GC__MR, mr = gc__min(GC__MR, N - n0);
 #if GC_GEMM_TOUT_PACK
-        GC__F(gc__packA_)(mr, K, x->B, x->ldb, 0, n0, 0, Bp);
+        GC__F(gc__packA_)(mr, K, x->B, x->ldb, !x->transB, n0, 0, Bp); /* rows of op(B)^T */
         const GC__T *a = Bp;
         const long ars = 1, aks = GC__MR;
 #else
