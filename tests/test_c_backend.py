@@ -454,3 +454,113 @@ def test_few_row_gemms_through_the_transposed_output_path(cache_dir):
     np.testing.assert_allclose(results["c"][0], results["numpy"][0], rtol=1e-5, atol=1e-6)
     for a, b in zip(results["c"][1], results["numpy"][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_graphs_differing_only_in_a_fill_value_do_not_share_a_module(cache_dir):
+    # the warm-load index must key every attribute that reaches the C (fill_like's value is a
+    # literal there); one that left it out gave ones_like the zeros of an earlier graph
+    X = np.ones((2, 3), "float32")
+    for fill, want in ((gc.zeros_like, 0.0), (gc.ones_like, 1.0), (lambda t: 3 * t + gc.ones_like(t), 4.0)):
+        x = gc.placeholder((None, 3), name="x")
+        np.testing.assert_array_equal(gc.compile([x], fill(x), backend="c")(X), np.full((2, 3), want))
+
+
+def test_constants_differing_beyond_15_digits_do_not_share_a_module(cache_dir):
+    # str() of a SymPy Float keeps 15 digits; the index uses exact text
+    x = gc.placeholder((None, 2), name="x", dtype="float64")
+    a, b = 1.0 + 2.0 ** -50, 1.0 + 2.0 ** -49
+    fa = gc.compile([x], x * a - x, backend="c")
+    fb = gc.compile([x], x * b - x, backend="c")
+    X = np.ones((1, 2))
+    assert fa(X)[0, 0] == pytest.approx(2.0 ** -50, rel=1e-6)
+    assert fb(X)[0, 0] == pytest.approx(2.0 ** -49, rel=1e-6)
+
+
+RUN_SMALL_STEP = textwrap.dedent("""
+    import numpy as np, graphc as gc
+    x = gc.placeholder((None, 3), name="x")
+    W = gc.parameter(np.ones((3, 2), np.float32), name="W")
+    print(float(gc.compile([x], gc.tanh(x @ W), backend="c")(np.ones((2, 3), np.float32)).sum()))
+""")
+
+
+def _run_small_step(cache_dir):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir),
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__))))
+    return subprocess.run([sys.executable, "-c", RUN_SMALL_STEP], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_damaged_cached_module_is_rebuilt_not_loaded(cache_dir, damage):
+    # a truncated .so maps fine and then kills dlopen with SIGBUS; a foreign shared object
+    # loads but lacks graphc's functions: both must be detected before dlopen and rebuilt
+    first = _run_small_step(cache_dir)
+    assert first.returncode == 0, first.stderr
+    for entry in cache.list_entries():
+        so = entry["path"]
+        if damage == "truncated":
+            with open(so, "r+b") as fh:
+                fh.truncate(entry["bytes"] // 3)
+        else:
+            import shutil
+            shutil.copyfile(subprocess.run(["gcc", "-print-file-name=libm.so.6"], capture_output=True,
+                                           text=True).stdout.strip() or "/lib/x86_64-linux-gnu/libm.so.6", so)
+    again = _run_small_step(cache_dir)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
+def test_threads_compiling_on_a_cold_cache(cache_dir):
+    # threads of one process share the pid: temporary index / module names must differ per thread
+    import threading
+    x = gc.placeholder((None, 3), name="x")
+    P = gc.parameter(np.ones(3, np.float32), name="P")
+    h = gc.compile([x], gc.sum(x * P), updates=[(P, P + 1)], backend="c")
+    errors = []
+
+    def work():
+        try:
+            for _ in range(30):
+                h(np.ones((4, 3), np.float32))
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    np.testing.assert_array_equal(P.value, np.full(3, 181.0))
+
+
+def test_source_of_a_warm_load_names_this_graphs_nodes(cache_dir):
+    def build(name):
+        x = gc.placeholder((None, 3), name=name)
+        W = gc.parameter(np.ones((3, 2), np.float32), name=name + "_W")
+        f = gc.compile([x], gc.relu(x @ W), backend="c")
+        f(np.ones((2, 3), np.float32))
+        return f
+    build("alpha")
+    beta = build("beta")  # same structure: loaded through the index, not rendered
+    assert "beta" in beta.source and "alpha" not in beta.source
+
+
+def test_zero_size_parameter(cache_dir):
+    x = gc.placeholder((None, 3), name="x")
+    E = gc.parameter(np.zeros((0,), np.float32), name="E")
+    f = gc.compile([x], x * 2 + gc.sum(E), backend="c")
+    np.testing.assert_array_equal(f(np.ones((2, 3), np.float32)), np.full((2, 3), 2.0))
+
+
+def test_unusable_cache_dir_falls_back_with_a_warning(tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(not_a_dir))
+    monkeypatch.setattr(cache, "_fallback_dir", None)
+    x = gc.placeholder((None, 2), name="x")
+    with pytest.warns(RuntimeWarning, match="cannot use the compile cache"):
+        f = gc.compile([x], x * 7 + 1, backend="c")
+        out = f(np.ones((1, 2), np.float32))
+    np.testing.assert_array_equal(out, [[8.0, 8.0]])

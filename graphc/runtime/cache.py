@@ -9,9 +9,13 @@ fails to load is deleted and rebuilt.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,10 +30,28 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "graphc"
 
 
+_fallback_dir: Path | None = None
+
+
 def kernel_cache_dir() -> Path:
+    """The kernels directory, created on demand.  When the cache directory cannot be used (not
+    a directory, no permission) compiling still works: a per-process temporary directory is
+    used instead, with a warning naming the problem."""
+    global _fallback_dir
     d = cache_root() / "kernels"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise PermissionError(f"no write permission for {d}")
+        return d
+    except OSError as e:
+        if _fallback_dir is None:
+            _fallback_dir = Path(tempfile.mkdtemp(prefix="graphc-cache-"))
+            atexit.register(shutil.rmtree, _fallback_dir, ignore_errors=True)
+            warnings.warn(f"graphc: cannot use the compile cache at {d} ({e}); compiled modules "
+                          f"go to {_fallback_dir} for this process (set GRAPHC_CACHE_DIR to a "
+                          f"writable directory)", RuntimeWarning, stacklevel=2)
+        return _fallback_dir
 
 
 def cache_key(*parts: str) -> str:
@@ -57,7 +79,7 @@ def get_or_build(key: str, suffix: str, build: Callable[[Path], None],
                 return path, validate(path)
             except Exception:
                 path.unlink(missing_ok=True)
-        tmp = d / f".{key}.{os.getpid()}.tmp{suffix}"
+        tmp = d / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp{suffix}"
         try:
             build(tmp)
             os.replace(tmp, path)

@@ -12,6 +12,7 @@ no Python extension build step, so a warm load is a dlopen).
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import shlex
@@ -102,6 +103,20 @@ def _codegen_digest() -> str:
     return cache_key(*[f.read_text() for f in files])
 
 
+def _attr_key(v) -> str:
+    """Exact text of a computed node's attribute for the fingerprint.  Every attribute of a
+    kernel's node may reach the source (fill_like's value is a literal in the C), so none is
+    left out, and none is abbreviated: str() rounds SymPy Floats to 15 digits and elides the
+    middle of large arrays.  (Parameter and constant values are leaves: they reach the module
+    through slots, not through kernels' attributes.)"""
+    import sympy as sp
+    if isinstance(v, sp.Basic):
+        return sp.srepr(v)
+    if isinstance(v, np.ndarray):
+        return f"array:{v.dtype}:{v.shape}:{hashlib.sha256(v.tobytes()).hexdigest()}"
+    return f"{type(v).__name__}:{v!r}"
+
+
 def lowered_fingerprint(low: Lowered) -> str:
     """A cheap structural key of a lowered program: everything the rendered source depends on
     except comments.  It indexes the cache so a warm load skips rendering."""
@@ -111,12 +126,12 @@ def lowered_fingerprint(low: Lowered) -> str:
         parts.append(f"{s.kind}:{tuple(s.node.shape)}:{s.node.dtype}")
     for k in low.kernels:
         n = k.node
-        attrs = sorted((a, str(v)) for a, v in n.attrs.items() if a not in ("store", "value"))
+        attrs = sorted((a, _attr_key(v)) for a, v in n.attrs.items())
         parts.append(repr((k.kind, k.name, tuple(n.shape), n.dtype, k.dst, tuple(k.srcs),
                            [(tuple(i.shape), i.dtype) for i in n.inputs], attrs)))
         group = [n.id] + [m.node.id for m in k.members]
         for m in k.members:  # updates folded into the kernel: their own expressions and buffers
-            mattrs = sorted((a, str(v)) for a, v in m.node.attrs.items())
+            mattrs = sorted((a, _attr_key(v)) for a, v in m.node.attrs.items())
             parts.append(repr(("member", tuple(m.node.shape), m.node.dtype, m.dst, tuple(m.srcs),
                                [(tuple(i.shape), i.dtype,
                                  group.index(i.id) if i.id in group else None)
@@ -149,10 +164,36 @@ def build_module(source: str, ffi=None):
     return lib, path
 
 
+_REQUIRED_SYMBOLS = (b"gc_set_threads", b"gc_get_threads")
+
+
+def check_module_file(p: Path) -> None:
+    """Raise OSError unless ``p`` looks like a whole shared object built by graphc.  Checked
+    before dlopen: a truncated file maps fine but kills the process with SIGBUS when the loader
+    touches the missing pages, and an object dlopen'ed once stays loaded under its path (a
+    rebuilt file at the same path would not be seen)."""
+    data = p.read_bytes()
+    if sys.platform.startswith(("darwin", "win")):
+        return
+    if data[:4] != b"\x7fELF" or len(data) < 64 or data[4] != 2:  # ELF64 only (like the build)
+        raise OSError(f"corrupt cache entry {p}: not a 64-bit ELF file")
+    order = "<" if data[5] == 1 else ">"
+    import struct
+    phoff, shoff = struct.unpack_from(order + "QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", data, 0x36)
+    if phoff + phentsize * phnum > len(data) or shoff + shentsize * shnum > len(data):
+        raise OSError(f"corrupt cache entry {p}: truncated ({len(data)} bytes)")
+    for i in range(phnum):  # every segment's file bytes must be present
+        _, _, offset, _, _, filesz = struct.unpack_from(order + "IIQQQQ", data, phoff + i * phentsize)
+        if offset + filesz > len(data):
+            raise OSError(f"corrupt cache entry {p}: truncated ({len(data)} bytes)")
+    for sym in _REQUIRED_SYMBOLS:
+        if b"\0" + sym + b"\0" not in data:
+            raise OSError(f"corrupt cache entry {p}: not a graphc module (no {sym.decode()})")
+
+
 def _load(p: Path, ffi=None):
-    with open(p, "rb") as fh:  # a truncated or overwritten entry is rebuilt, not loaded
-        if fh.read(4) != b"\x7fELF" and not sys.platform.startswith(("darwin", "win")):
-            raise OSError(f"corrupt cache entry {p}")
+    check_module_file(p)  # a truncated, overwritten or foreign entry is rebuilt, not loaded
     lib = (ffi or _ffi()).dlopen(str(p))
     threads.register(lib)  # every module declares gc_set_threads (gc_runtime.h)
     return lib
@@ -170,7 +211,8 @@ def load_lowered(low: Lowered):
         pass
     source = render_c(low)
     lib, path = build_module(source)
-    tmp = index.with_suffix(f".{os.getpid()}.tmp")
+    # unique per thread too: threads of one process compiling the same graph race here
+    tmp = index.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(path.stem)
     os.replace(tmp, index)
     return lib, path, source
@@ -186,7 +228,7 @@ ALIGN = 64  # cache-line alignment of parameters: GEMM rows read in place split 
 def aligned_copy(arr: np.ndarray, dtype) -> np.ndarray:
     """A C-contiguous, writeable copy of ``arr`` as ``dtype`` starting on a 64-byte boundary."""
     dtype = np.dtype(dtype)
-    nbytes = max(int(np.prod(arr.shape)) * dtype.itemsize, 1)
+    nbytes = max(int(np.prod(arr.shape)), 1) * dtype.itemsize  # a zero-size array too
     buf = np.empty(nbytes + ALIGN, dtype=np.uint8)
     off = (-_address(buf)) % ALIGN
     out = buf[off:off + nbytes].view(dtype)[:int(np.prod(arr.shape))].reshape(arr.shape)
@@ -221,9 +263,8 @@ class _Specialization:
 
     @property
     def source(self) -> str:
-        if self._source is None:  # warm load: the C text kept beside the module, else render
-            kept = self.path.with_suffix(".c")
-            self._source = kept.read_text() if kept.exists() else render_c(self.lowered)
+        if self._source is None:  # warm load: render (the kept .c may come from another graph
+            self._source = render_c(self.lowered)  # of the same structure, with other names)
         return self._source
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
