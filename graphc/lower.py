@@ -89,6 +89,9 @@ class Lowered:
     buffers: dict[str, int]                    # planned intermediate name -> bytes
     in_place: list[str]                        # parameters updated in place
     label_checks: list[tuple[int, int]] = field(default_factory=list)  # (input slot, classes)
+    # (kernel name, classes) of every cross-entropy kernel: it checks its labels itself (labels
+    # computed in the graph are known only there) and ends the step with status 1 + index
+    kernel_label_checks: list[tuple[str, int]] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)  # node id -> deterministic display name
     kernel_of: dict[int, str] = field(default_factory=dict)  # program node id -> kernel name
 
@@ -394,6 +397,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
 
     # in-place parameter updates: the kernel computing the new value writes the parameter
     in_place: dict[int, Tensor] = {}   # value node id -> parameter
+    label_checkers = {n.id for n in order if n.op == "softmax_cross_entropy"}
     extra: dict[int, set[int]] = {}
     for p, v in updates:
         if (v.is_leaf or v.op in VIEW_OPS or v.id in out_ids or value_count[v.id] > 1
@@ -403,7 +407,8 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             continue  # the GEMM reads its operands throughout: no overwrite while reading
         if any(base(t) is p and t.shape != v.shape for t in v.inputs):
             continue  # a broadcast read of p would see already-updated elements
-        others = readers.get(p.id, set()) - {v.id}
+        # after every label check too: a step stopped by invalid labels has updated nothing
+        others = (readers.get(p.id, set()) | label_checkers) - {v.id}
         trial = dict(extra)
         trial[v.id] = set(extra.get(v.id, set())) | others
         if _schedule(order, trial) is None:
@@ -524,8 +529,16 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             lab = base(n.inputs[1])
             if lab.op == "placeholder":
                 checks.append((storage[lab.id].index, n.inputs[0].shape[1]))
+    kernel_checks = [(k.name, k.node.inputs[0].shape[1]) for k in kernels
+                     if k.kind != "copy" and k.node.op == "softmax_cross_entropy"]
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
-                   [p.name for p in in_place.values()], checks, names, kernel_of)
+                   [p.name for p in in_place.values()], checks, kernel_checks, names, kernel_of)
+
+
+def label_status(low: Lowered, k: Kernel) -> int:
+    """The step's return status when kernel ``k`` finds invalid labels (0: it checks none)."""
+    names = [name for name, _ in low.kernel_label_checks]
+    return names.index(k.name) + 1 if k.name in names else 0
 
 
 def _provenance(program: Program, track: dict, kernels: list[Kernel]) -> dict[int, str]:

@@ -564,3 +564,37 @@ def test_unusable_cache_dir_falls_back_with_a_warning(tmp_path, monkeypatch):
         f = gc.compile([x], x * 7 + 1, backend="c")
         out = f(np.ones((1, 2), np.float32))
     np.testing.assert_array_equal(out, [[8.0, 8.0]])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_labels_computed_in_the_graph_are_checked_before_any_update(cache_dir, optimizer):
+    # fed labels are range-checked in Python before the call; computed ones only in the
+    # cross-entropy kernel, which lowering schedules before every in-place update
+    rng = np.random.RandomState(0)
+    x = gc.placeholder((None, 3), name="x")
+    y = gc.placeholder((None,), dtype="int64", name="y")
+    W1 = gc.parameter(rng.randn(3, 8).astype("float32"), name="W1")
+    W2 = gc.parameter(rng.randn(8, 4).astype("float32"), name="W2")
+    loss = gc.cross_entropy(gc.relu(x @ W1) @ W2, y + 1)
+    grads = gc.grad(loss, [W1, W2])
+    opt = gc.optim.SGD(0.1, momentum=0.9) if optimizer == "sgd" else gc.optim.Adam(0.01)
+    updates = opt.updates([W1, W2], grads)
+    state = [p for p, _ in updates]
+    f = gc.compile([x, y], loss, updates=updates, backend="c")
+    X = rng.randn(5, 3).astype("float32")
+    before = [p.value for p in state]
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must be in \[0, 4\)"):
+        f(X, np.array([0, 1, 2, 3, 0]))  # 3 + 1 is out of range
+    for p, v in zip(state, before):
+        np.testing.assert_array_equal(p.value, v, err_msg=p.name)
+    # in range: trains like the numpy backend
+    ok = np.array([0, 1, 2, 0, 1])
+    got = [float(f(X, ok)) for _ in range(3)]
+    after_c = [p.value for p in state]
+    for p, v in zip(state, before):
+        p.value = v
+    g = gc.compile([x, y], loss, updates=updates, backend="numpy")
+    want = [float(g(X, ok)) for _ in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for a, b in zip(after_c, [p.value for p in state]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -294,7 +294,11 @@ class _Specialization:
             out = np.empty(shape, dtype=dtype)
             outs.append(out)
             slots[i] = from_buffer(out)
-        self.lib.gc_step(slots, self.arena_ptr)
+        status = self.lib.gc_step(slots, self.arena_ptr)
+        if status:  # a kernel found invalid data and stopped the step before any update
+            name, classes = self.lowered.kernel_label_checks[status - 1]
+            raise ValueError(f"cross_entropy: labels must be in [0, {classes}); labels computed "
+                             f"in the graph are out of range ({name}); nothing was updated")
         for _, _, store in self.params:  # updated in place: device copies elsewhere are stale
             store.version += 1
         return outs
