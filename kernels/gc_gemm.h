@@ -170,6 +170,10 @@
 #ifndef GC_GEMM_TOUT_M
 #define GC_GEMM_TOUT_M 64
 #endif
+/* ... and while the packed op(A)^T (not blocked over K) takes at most this many bytes (L2) */
+#ifndef GC_GEMM_TOUT_BYTES
+#define GC_GEMM_TOUT_BYTES (1u << 20)
+#endif
 /* 1: the transposed-output path packs MR-row panels of B (else reads B's rows in place) */
 #ifndef GC_GEMM_TOUT_PACK
 #define GC_GEMM_TOUT_PACK 0
@@ -948,8 +952,9 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     }
     /* measured (standalone, 2 threads, 32 x 1024 x 1024): transposed B 121 -> 213 GFLOP/s,
      * B with rows 4 KiB apart 168 -> 209 */
-    if (!transA && (transB ? M <= GC_GEMM_TOUT_M || (M <= 2 * GC_GEMM_TOUT_M && K >= 512)
-                           : M <= GC_GEMM_TOUT_M && (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)) {
+    if (!transA && (size_t)gc__rup(M, GC__NR) * K * sizeof(GC__T) <= GC_GEMM_TOUT_BYTES &&
+        (transB ? M <= GC_GEMM_TOUT_M || (M <= 2 * GC_GEMM_TOUT_M && K >= 512)
+                : M <= GC_GEMM_TOUT_M && (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)) {
         GC__F(gc__gemm_tout_)(M, N, K, A, lda, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
         return;
     }
