@@ -89,9 +89,9 @@ class Lowered:
     buffers: dict[str, int]                    # planned intermediate name -> bytes
     in_place: list[str]                        # parameters updated in place
     label_checks: list[tuple[int, int]] = field(default_factory=list)  # (input slot, classes)
-    # (kernel name, classes) of every cross-entropy kernel: it checks its labels itself (labels
-    # computed in the graph are known only there) and ends the step with status 1 + index
-    kernel_label_checks: list[tuple[str, int]] = field(default_factory=list)
+    # (kernel name, classes, input slot of fed labels or None) of every cross-entropy kernel: on
+    # the C backend it checks its labels itself and ends the step with status 1 + index
+    kernel_label_checks: list[tuple[str, int, Optional[int]]] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)  # node id -> deterministic display name
     kernel_of: dict[int, str] = field(default_factory=dict)  # program node id -> kernel name
 
@@ -529,15 +529,17 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             lab = base(n.inputs[1])
             if lab.op == "placeholder":
                 checks.append((storage[lab.id].index, n.inputs[0].shape[1]))
-    kernel_checks = [(k.name, k.node.inputs[0].shape[1]) for k in kernels
-                     if k.kind != "copy" and k.node.op == "softmax_cross_entropy"]
+    def fed_slot(labels: Tensor):
+        return storage[base(labels).id].index if base(labels).op == "placeholder" else None
+    kernel_checks = [(k.name, k.node.inputs[0].shape[1], fed_slot(k.node.inputs[1]))
+                     for k in kernels if k.kind != "copy" and k.node.op == "softmax_cross_entropy"]
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
                    [p.name for p in in_place.values()], checks, kernel_checks, names, kernel_of)
 
 
 def label_status(low: Lowered, k: Kernel) -> int:
     """The step's return status when kernel ``k`` finds invalid labels (0: it checks none)."""
-    names = [name for name, _ in low.kernel_label_checks]
+    names = [check[0] for check in low.kernel_label_checks]
     return names.index(k.name) + 1 if k.name in names else 0
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, linear_update, plan_loop,
-                     reduction_groups, strides_for)
+from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, label_status, linear_update,
+                     plan_loop, reduction_groups, strides_for)
 from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -49,6 +49,29 @@ def pointer(storage, dtype: str, const: bool = True) -> str:
     return f"(({t}*)(arena + {storage.index}))"
 
 
+def reduce_accumulator(op: str, in_dtype: str, out_dtype: str) -> tuple[str, str, str]:
+    """(C accumulator type, initial value, combine expression of ``a`` and ``v``) of a reduction.
+
+    Integer data never goes through float (a float32 holds integers exactly only up to 2**24):
+    integer sums accumulate in uint64_t (wrapping like numpy's 64-bit sum, without signed
+    overflow), then are cast to the output dtype; integer max compares in the integer type;
+    mean and logsumexp of integers compute in double, as numpy does."""
+    int_in = np.dtype(in_dtype).kind in "iub"
+    if op == "max" and int_in:
+        lo = int(np.iinfo(np.dtype(in_dtype)).min) if in_dtype != "bool" else 0
+        # (lo + 1) - 1: INT64_MIN written as one literal would overflow
+        init = f"(({ctype(in_dtype)})({lo + 1}LL - 1))" if lo else "0"
+        return ctype(in_dtype), init, "(a > v ? a : v)"
+    if op == "sum" and np.dtype(out_dtype).kind in "iub":
+        return "uint64_t", "0", "a + v"
+    acc_t = "double" if int_in or out_dtype == "float64" else "float"
+    f = "f" if acc_t == "float" else ""
+    init = {"sum": "0", "mean": "0", "max": "-INFINITY", "logsumexp": "-INFINITY"}[op]
+    combine = {"sum": "a + v", "mean": "a + v", "max": f"gc_max2{f}(a, v)",
+               "logsumexp": None}[op]
+    return acc_t, init, combine
+
+
 class CRenderer:
     """Renders a Lowered program as C (see module docstring)."""
 
@@ -66,11 +89,16 @@ class CRenderer:
         return (f"/* {k.name}: node {comment(self.lowered.name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
-    def _emit(self, k: Kernel, params: list[str], body: list[str], args: list[str]) -> None:
+    def _emit(self, k: Kernel, params: list[str], body: list[str], args: list[str],
+              status: int = 0) -> None:
+        """``status`` > 0: the kernel returns int, and a nonzero result ends the step with that
+        status (invalid data found; lowering schedules every in-place update after it)."""
         sig = ", ".join(params) if params else "void"
-        self.functions.append("\n".join([self._header(k), f"static void {k.name}({sig}) {{"]
+        ret = "int" if status else "void"
+        self.functions.append("\n".join([self._header(k), f"static {ret} {k.name}({sig}) {{"]
                                         + ["    " + line for line in body] + ["}"]))
-        self.calls.append(f"    {k.name}({', '.join(args)});")
+        call = f"{k.name}({', '.join(args)})"
+        self.calls.append(f"    if ({call}) return {status};" if status else f"    {call};")
 
     # -- elementwise --------------------------------------------------------------------------
     def _loop_nest(self, dims, index_vars, inner: list[str], parallel: bool) -> list[str]:
@@ -208,15 +236,10 @@ class CRenderer:
         op, axes = node.op, set(node.attrs["axes"])
         shape = tuple(x.shape)
         groups = reduction_groups(shape, axes)
-        mct = ctype(math_dtype(node.dtype if op != "sum" or node.dtype != "int64"
-                               else "float64"))
-        acc_t = ctype(node.dtype) if node.dtype in ("int64",) else mct
+        acc_t, init, combine = reduce_accumulator(op, x.dtype, node.dtype)
         nout = int(np.prod(node.shape)) if node.shape else 1
         nin = int(np.prod(shape)) if shape else 1
         count = nin // max(nout, 1)
-        init = {"sum": "0", "mean": "0", "max": "-INFINITY", "logsumexp": "-INFINITY"}[op]
-        combine = {"sum": "a + v", "mean": "a + v", "max": f"gc_max2{'f' if mct == 'float' else ''}(a, v)",
-                   "logsumexp": None}[op]
         # strides of groups in the input and the output
         sizes = [g[1] for g in groups]
         in_st, acc = [], 1
@@ -247,9 +270,8 @@ class CRenderer:
 
         load = f"(({acc_t})x[{in_idx}])"
         if op == "logsumexp":
-            mx = "gc_max2f" if mct == "float" else "gc_max2"
-            ex = "gc_expf" if mct == "float" else "gc_exp"
-            lg = "gc_logf" if mct == "float" else "gc_log"
+            f = "f" if acc_t == "float" else ""
+            mx, ex, lg = f"gc_max2{f}", f"gc_exp{f}", f"gc_log{f}"
             body.append(f"{acc_t}* s = ({acc_t}*)calloc({max(nout, 1)}L, sizeof({acc_t}));")
             body += nest(f"acc[{out_idx}] = {mx}(acc[{out_idx}], {load});")
             body.append(f"for (long o = 0; o < {nout}L; o++) "
@@ -278,7 +300,9 @@ class CRenderer:
         if node.op == "softmax_cross_entropy":
             n, c = x.shape
             body = [
-                "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)" % (n * c),
+                "int bad = 0;",
+                "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L) "
+                "reduction(|:bad)" % (n * c),
                 f"for (long r = 0; r < {n}L; r++) {{",
                 f"    const {mct}* row = x + r * {c}L;",
                 f"    {mct} m = -INFINITY, s = 0;",
@@ -286,13 +310,18 @@ class CRenderer:
                 "    if (!isfinite(m)) m = 0;",
                 f"    for (long j = 0; j < {c}L; j++) s += gc_exp{f}(row[j] - m);",
                 "    const long y = (long)labels[r];",
-                f"    out[r] = (y >= 0 && y < {c}L) ? gc_log{f}(s) + m - row[y] : NAN;",
-                "}"]
+                f"    const int ok = y >= 0 && y < {c}L;",
+                "    bad |= !ok;",
+                # (m - x_y) + log s: with large logits log(s) + m rounds away the small loss
+                f"    out[r] = ok ? (m - row[y]) + gc_log{f}(s) : NAN;",
+                "}",
+                "return bad;"]
             lab = node.inputs[1]
             params = [f"const {mct}* x", f"const {ctype(lab.dtype)}* labels", f"{mct}* out"]
             args = [pointer(k.srcs[0], x.dtype), pointer(k.srcs[1], lab.dtype),
                     pointer(k.dst, node.dtype, const=False)]
-            self._emit(k, params, body, args)
+            # labels computed in the graph are checked here (fed ones before the call, in Python)
+            self._emit(k, params, body, args, status=label_status(self.lowered, k))
             return
         axis = node.attrs["axis"]
         shape = x.shape

@@ -436,8 +436,16 @@ class GPURenderer:
         op, axes = node.op, set(node.attrs["axes"])
         shape = tuple(x.shape)
         groups = reduction_groups(shape, axes)
-        mdt = math_dtype(node.dtype if op != "sum" or node.dtype != "int64" else "float64")
-        acc_t = gtype(node.dtype) if node.dtype in ("int64",) else gtype(mdt)
+        # integers never go through float (exact only up to 2**24): integer sums accumulate in
+        # gc_u64 (wrapping like numpy's 64-bit sum), integer max compares in the input type;
+        # mean/logsumexp of integers stay in float (double may be missing on the device)
+        int_max = op == "max" and np.dtype(x.dtype).kind in "iub"
+        if int_max:
+            acc_t = gtype(x.dtype)
+        elif op == "sum" and np.dtype(node.dtype).kind in "iub":
+            acc_t = "gc_u64"
+        else:
+            acc_t = gtype(math_dtype(node.dtype))
         self._note_dtypes(node.dtype, x.dtype, "float64" if acc_t == "double" else "float32")
         nout = _numel(node.shape)
         count = _numel(shape) // nout if nout else 0
@@ -486,7 +494,9 @@ class GPURenderer:
             init = {"sum": "0", "mean": "0", "max": "-INFINITY"}[op]
             combine = "a + v"
             if op == "max":
-                init = "(-9223372036854775807L - 1)" if is_int else init
+                lo = int(np.iinfo(np.dtype(x.dtype)).min) if int_max and x.dtype != "bool" else 0
+                # (lo + 1) - 1: INT64_MIN written as one literal would overflow
+                init = (f"(({acc_t})({lo + 1}L - 1))" if lo else "0") if is_int else init
                 combine = "(a > v ? a : v)" if is_int else f"gc_max2{f}(a, v)"
             scale = f" / ({acc_t}){count}" if op == "mean" else ""
             lx_n, _ = self._red_geometry(nout, count, row_mode)
@@ -496,7 +506,8 @@ class GPURenderer:
                 # then reduce the S partials -- keeps a whole GPU busy without atomics
                 splits = min(-(-count // 2048), max(2, 512 // n_groups))
                 chunk = -(-count // splits)
-                acc_dtype = {"float": "float32", "double": "float64", "gc_i64": "int64"}[acc_t]
+                acc_dtype = {"float": "float32", "double": "float64", "gc_u64": "uint64"}.get(
+                    acc_t, x.dtype)  # an integer max accumulates in its input dtype
                 self.scratch_bytes = max(self.scratch_bytes,
                                          nout * splits * np.dtype(acc_dtype).itemsize)
                 p1 = [self._param("x", x.dtype, True), self._param("part", acc_dtype, False)]
@@ -557,7 +568,7 @@ class GPURenderer:
                        [])]
             finish = ["const gc_i64 y = (gc_i64)labels[o];",
                       f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
-                      f"gc_log{f}(s) + mm - ({mct})row[y] : NAN);"]
+                      f"(mm - ({mct})row[y]) + gc_log{f}(s) : NAN);"]  # exact for large logits
             self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, [], finish,
                             wide)
             return

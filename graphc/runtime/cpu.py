@@ -273,11 +273,7 @@ class _Specialization:
 
     def _run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         slots, from_buffer = self.slots, self.ffi.from_buffer
-        for slot, classes in self.lowered.label_checks:
-            labels = feeds[slot]
-            if labels.size and (labels.min() < 0 or labels.max() >= classes):
-                raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
-                                 f"[{labels.min()}, {labels.max()}]")
+        # labels are range-checked by the cross-entropy kernels (status below), fed or computed
         for i, arr in enumerate(feeds):
             slots[i] = from_buffer(arr)
         cached = self._param_arrays
@@ -295,8 +291,13 @@ class _Specialization:
             outs.append(out)
             slots[i] = from_buffer(out)
         status = self.lib.gc_step(slots, self.arena_ptr)
-        if status:  # a kernel found invalid data and stopped the step before any update
-            name, classes = self.lowered.kernel_label_checks[status - 1]
+        if status:  # a kernel found invalid labels and stopped the step before any update
+            name, classes, slot = self.lowered.kernel_label_checks[status - 1]
+            if slot is not None:
+                labels = feeds[slot]
+                raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
+                                 f"[{labels.min()}, {labels.max()}] in input "
+                                 f"{self.lowered.slots[slot].node.name!r}; nothing was updated")
             raise ValueError(f"cross_entropy: labels must be in [0, {classes}); labels computed "
                              f"in the graph are out of range ({name}); nothing was updated")
         for _, _, store in self.params:  # updated in place: device copies elsewhere are stale
