@@ -45,6 +45,10 @@ class Function:
         self.program = program
         self._exe = executable
         self.backend = backend
+        # updates whose value has a free dimension: whether it fits the parameter is only known
+        # once the inputs' shapes are (checked per input shapes, before anything runs)
+        self._free_updates = [(p, v) for p, v in program.updates if None in v.shape]
+        self._updates_fit: set = set()  # input shapes already checked
 
     @property
     def source(self):
@@ -77,12 +81,39 @@ class Function:
             feeds = [check_feed(p, v) for p, v in zip(self.inputs, args)]
         else:
             feeds = self._bind(args, kwargs)
+        if self._free_updates:
+            self._check_update_shapes(feeds)
         outs = self._exe.run(feeds)
         return outs[0] if self._single else list(outs)
+
+    def _check_update_shapes(self, feeds) -> None:
+        """ValueError when an update value, at these inputs' shapes, does not fit its parameter
+        (the compiled backends would silently write only part of it)."""
+        key = tuple(f.shape for f in feeds)
+        if key in self._updates_fit:
+            return
+        from .fusion import concretize
+        try:
+            values, _ = concretize([v for _, v in self._free_updates], self.program.inputs, key)
+        except ShapeError:
+            return  # inputs inconsistent with each other: the backend reports that, naming the op
+        for (param, _), value in zip(self._free_updates, values):
+            if not _update_fits(value.shape, param.shape):
+                raise ValueError(f"update of parameter {param.name}: for these inputs the new "
+                                 f"value has shape {format_shape(value.shape)}, which does not "
+                                 f"fit the parameter's shape {format_shape(param.shape)}")
+        self._updates_fit.add(key)
 
     def __repr__(self):
         return (f"<graphc.Function backend={self.backend} inputs={[p.name for p in self.inputs]}"
                 f" outputs={len(self.outputs)} updates={len(self.program.updates)}>")
+
+
+def _update_fits(value_shape, param_shape) -> bool:
+    """Whether a new value of ``value_shape`` broadcasts to exactly ``param_shape`` (free dims,
+    None, are checked again at call time)."""
+    return len(value_shape) <= len(param_shape) and all(
+        v is None or v == 1 or v == p for v, p in zip(value_shape[::-1], param_shape[::-1]))
 
 
 def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
@@ -96,9 +127,7 @@ def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
         if not isinstance(param, Tensor) or param.op != "parameter":
             raise TypeError(f"update target {param!r} is not a parameter")
         value = as_tensor(value, like=param)
-        if len(value.shape) > len(param.shape) or any(
-                v is not None and v != 1 and v != p for v, p in
-                zip(value.shape[::-1], param.shape[::-1])):
+        if not _update_fits(value.shape, param.shape):
             raise ShapeError(f"update of {param.name}: value shape {format_shape(value.shape)} "
                              f"does not fit parameter shape {format_shape(param.shape)}")
         if value.dtype != param.dtype:

@@ -85,6 +85,30 @@ class ParamStore:
         self._array = value
 
 
+def check_int_range(arr: np.ndarray, dtype, what: str) -> None:
+    """ValueError (naming ``what``) when numbers in ``arr`` do not fit the integer ``dtype``:
+    numpy's astype would wrap them silently (2**40 into int32 gives 0)."""
+    want = np.dtype(dtype)
+    if want.kind not in "iu" or not arr.size or np.can_cast(arr.dtype, want):
+        return
+    info = np.iinfo(want)
+    lo, hi = arr.min().item(), arr.max().item()  # Python numbers compare exactly
+    # (floats are truncated toward zero: anything strictly between min - 1 and max + 1 fits;
+    # NaN fails both comparisons)
+    if not (info.min - 1 < lo and hi < info.max + 1):
+        raise ValueError(f"{what}: values in [{lo}, {hi}] do not fit its dtype {want.name} "
+                         f"[{info.min}, {info.max}]")
+
+
+def _check_name(name):
+    """A node name is a str or None: other objects would reach the backends' name sanitizers
+    (and exported files) and fail there, far from where they were given."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"a tensor name must be a str or None, got {type(name).__name__} "
+                        f"{name!r:.60}")
+    return name
+
+
 class Tensor:
     """A node of the graph: ``op(inputs, **attrs)`` with a static shape and dtype."""
 
@@ -100,7 +124,7 @@ class Tensor:
         self.shape = tuple(None if d is None else int(d) for d in shape)
         self.dtype = np.dtype(dtype).name
         self.id = next(_ids)
-        self._name = name
+        self._name = _check_name(name)
         self.where = where if where is not None else user_location()
         # Side effects that run whenever this node is computed by a compiled function:
         # (parameter, new_value) pairs, e.g. batch norm's running statistics.
@@ -113,7 +137,7 @@ class Tensor:
 
     @name.setter
     def name(self, value: str) -> None:  # a label only: renaming never changes semantics
-        self._name = str(value)
+        self._name = _check_name(value)  # None: back to the default name
 
     @property
     def ndim(self) -> int:
@@ -153,6 +177,10 @@ class Tensor:
         if self.op != "parameter":
             raise AttributeError(f"{self.name} ({self.op}) is not a parameter")
         arr = np.asarray(new)
+        if arr.dtype.kind not in "biuf":  # complex, object, str: no faithful real value
+            raise ValueError(f"parameter {self.name}: expected numeric ({self.dtype}) data, got "
+                             f"{arr.dtype}")
+        check_int_range(arr, self.dtype, f"parameter {self.name}")
         if arr.shape != self.shape:
             raise ValueError(f"parameter {self.name}: expected shape {format_shape(self.shape)}, "
                              f"got {format_shape(arr.shape)}")

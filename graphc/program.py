@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ir import Tensor, format_shape
+from .ir import Tensor, check_int_range, format_shape
 
 
 @dataclass
@@ -44,6 +44,7 @@ def check_feed(placeholder: Tensor, value) -> np.ndarray:
     if arr.ndim != len(shape) or any(d is not None and d != g for d, g in zip(shape, arr.shape)):
         raise ValueError(f"placeholder {placeholder.name!r}: expected shape "
                          f"{format_shape(shape)}, got {format_shape(arr.shape)}")
+    check_int_range(arr, want, f"placeholder {placeholder.name!r}")  # astype would wrap
     arr = arr.astype(want, copy=False)
     # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")

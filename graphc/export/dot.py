@@ -18,10 +18,18 @@ ROLE_STYLE = {  # fill color, border color
 }
 
 
+MAX_LINE = 200  # characters of one label line: graphviz rejects very long labels
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+
+
 def quote(text) -> str:
     """``text`` as a DOT double-quoted string: backslashes and quotes escaped, newlines as
-    DOT's ``\\n`` line break, other control characters dropped."""
-    s = str(text)
+    DOT's ``\\n`` line break, other control characters dropped, each line cut to MAX_LINE
+    characters (node ids, not labels, identify nodes, so clipped labels may repeat)."""
+    s = "\n".join(_clip(line) for line in str(text).split("\n"))
     out = []
     for ch in s:
         if ch == "\\":

@@ -138,6 +138,30 @@ def _small_int(v, lo, hi, what) -> int:
     return v
 
 
+MAX_CONST_POW_BITS = 4096  # |exponent| * bits of the base of a power of constants
+
+
+def _check_const_pow(base, exponent) -> None:
+    """A power of constants must be small: the numpy backend computes ``10**99999999`` in
+    exact Python integers (it hangs) and ``2.0**5000`` raises OverflowError.  Powers with a
+    symbol in the base are computed in floating point and are safe."""
+    if base.free_symbols:
+        return
+    if not (isinstance(base, (sp.Number, sp.NumberSymbol)) and isinstance(exponent, sp.Number)):
+        raise ValueError(f"expression: a power of constants must be number ** number, got "
+                         f"{str(sp.Pow(base, exponent, evaluate=False))[:60]}")
+    if isinstance(base, sp.Float):
+        _, man, exp_, bc = base._mpf_
+        bits = abs(exp_ + bc) + 1 if man else 1  # log2 |base|, roughly
+    elif isinstance(base, sp.Rational):
+        bits = max(abs(base.p).bit_length(), base.q.bit_length(), 1)
+    else:
+        bits = 2  # pi, E
+    if not exponent.is_finite or abs(float(exponent)) * bits > MAX_CONST_POW_BITS:
+        raise ValueError(f"expression: power of constants too large to evaluate "
+                         f"({str(base)[:20]} ** {str(exponent)[:20]})")
+
+
 def _decode(t, depth, budget):
     if depth > MAX_DEPTH:
         raise ValueError(f"expression nested deeper than {MAX_DEPTH} levels")
@@ -185,6 +209,8 @@ def _decode(t, depth, budget):
         name = t["const"]
         if not isinstance(name, str) or name not in CONSTANTS:
             raise ValueError(f"expression: unknown constant {str(name)[:40]!r}")
+        if name == "zoo":  # complex infinity: no backend can evaluate it (numpy: KeyError)
+            raise ValueError("expression: zoo (complex infinity) cannot be evaluated")
         return CONSTANTS[name]
     if keys == {"f", "args"}:
         name, args = t["f"], t["args"]
@@ -202,5 +228,10 @@ def _decode(t, depth, budget):
             raise ValueError("expression: ExprCondPair outside Piecewise")
         if name == "ExprCondPair":
             return ExprCondPair(*vals)
+        if name == "Piecewise" and vals[-1].cond != sp.true:
+            # without a catch-all clause some inputs have no value (numpy gives NaN, C nothing)
+            raise ValueError("expression: Piecewise needs a last clause with condition true")
+        if name == "Pow":
+            _check_const_pow(*vals)
         return cls(*vals, evaluate=False)
     raise ValueError(f"expression: unexpected object with keys {sorted(map(str, keys))[:5]}")

@@ -98,9 +98,20 @@ def _array_json(arr: np.ndarray) -> dict:
             "data": base64.b64encode(le.tobytes()).decode("ascii")}
 
 
+def _writable_str(v: str, what: str) -> str:
+    """``v`` if ``from_json`` will read it back (at most MAX_STRING characters), else
+    ValueError: a file that cannot be loaded must not be written."""
+    if len(v) > MAX_STRING:
+        raise ValueError(f"cannot export {what}: {len(v)} characters, more than the "
+                         f"{MAX_STRING} a graph file may hold ({_short(v)})")
+    return v
+
+
 def _attr_json(v, where):
-    if v is None or isinstance(v, (bool, str)):
+    if v is None or isinstance(v, bool):
         return v
+    if isinstance(v, str):
+        return _writable_str(v, f"attribute {where}")
     if isinstance(v, (int, np.integer)) and not isinstance(v, np.bool_):
         return int(v)
     if isinstance(v, np.bool_):
@@ -142,8 +153,12 @@ def to_json(outputs, inputs=None, updates=None, indent=None) -> str:
         else:
             attrs = {k: _attr_json(v, f"{k} of {n.name} ({n.op})") for k, v in n.attrs.items()}
         nodes.append({
-            "id": index[n.id], "op": n.op, "name": n._name, "shape": list(n.shape),
-            "dtype": n.dtype, "where": n.where, "inputs": [index[i.id] for i in n.inputs],
+            "id": index[n.id], "op": n.op,
+            "name": None if n._name is None else _writable_str(n._name, f"the name of {n.op} "
+                                                                        f"node {n.id}"),
+            # (where is provenance only: a long path is cut, keeping its file:line end)
+            "shape": list(n.shape), "dtype": n.dtype, "where": n.where[-MAX_STRING:],
+            "inputs": [index[i.id] for i in n.inputs],
             "attrs": attrs, "effects": [[index[p.id], index[v.id]] for p, v in n.effects],
         })
     if updates is not None:

@@ -169,7 +169,13 @@ def _resolve_reshape(op, in_shape, target):
     unknown = [i for i, d in enumerate(target) if d is None or d == -1]
     if len(unknown) > 1:
         raise ShapeError(f"{op}: at most one -1/None in target shape {target}")
+    if any(d is not None and d < -1 for d in target):  # numpy rejects these at run time
+        raise shape_error(op, in_shape, target, why="negative dimension in target shape:")
     known = int(np.prod([d for d in target if d is not None and d != -1]))
+    fixed = int(np.prod([d for d in in_shape if d is not None]))
+    if None in in_shape and not unknown and fixed and known % fixed:
+        # whatever the free dims are, the input's size is a multiple of its known dims
+        raise shape_error(op, in_shape, target, why="cannot reshape")
     if None not in in_shape:
         total = int(np.prod(in_shape))
         if unknown:

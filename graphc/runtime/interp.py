@@ -5,6 +5,7 @@ registry's numpy reference.  It is the oracle every pass and backend is tested a
 """
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -63,8 +64,15 @@ class NumpyExecutable:
     def __init__(self, program):
         self.program = program
         self.schedule = Schedule(program.roots)
+        # calls are serialized (as the C backend's): two concurrent steps would both read the
+        # old parameter values and one update would be lost
+        self._lock = threading.Lock()
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            return self._run(feeds)
+
+    def _run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         prog = self.program
         values = evaluate(self.schedule, {p.id: v for p, v in zip(prog.inputs, feeds)})
         # hand the caller arrays it owns: copy leaves' values (a parameter's storage, a fed

@@ -5,6 +5,8 @@ and ``run(feeds)``.  Shapes seen before reuse their specialization (like ``jax.j
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..program import Program
@@ -14,6 +16,7 @@ class ShapeSpecializingExecutable:
     def __init__(self, program: Program):
         self.program = program
         self._specs: dict[tuple, object] = {}
+        self._lock = threading.Lock()
         self._last = None
 
     def _specialize(self, shapes: tuple):
@@ -21,9 +24,14 @@ class ShapeSpecializingExecutable:
 
     def specialize(self, shapes):
         key = tuple(tuple(s) for s in shapes)
-        spec = self._specs.get(key)
+        spec = self._specs.get(key)  # (a dict read is atomic: the common case takes no lock)
         if spec is None:
-            spec = self._specs[key] = self._specialize(key)
+            # built under the lock, so concurrent first calls build one specialization; steps
+            # never run under it (calls of other, already built shapes are not held up)
+            with self._lock:
+                spec = self._specs.get(key)
+                if spec is None:
+                    spec = self._specs[key] = self._specialize(key)
         self._last = spec
         return spec
 
