@@ -509,3 +509,29 @@ def test_bench_gpu_without_gpu_says_why(monkeypatch, capsys):
     assert bench.main(["--quick"]) == bench.NO_GPU_EXIT
     err = capsys.readouterr().err
     assert "no usable CUDA GPU" in err and "no CUDA device found" in err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_calls_from_several_threads_take_turns(backend):
+    # the arena, input buffers and parameter mirror are reused by every call: one step at a time
+    import threading
+    x = gc.placeholder((None, 3), name="x")
+    P = gc.parameter(np.ones(3, np.float32), name="P")
+    h = gc.compile([x], gc.sum(x * P), updates=[(P, P + 1)], backend=backend)
+    h(np.ones((4, 3), np.float32))
+    errors = []
+
+    def work():
+        try:
+            for _ in range(40):
+                h(np.ones((4, 3), np.float32))
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    np.testing.assert_array_equal(P.value, np.full(3, 162.0))

@@ -23,6 +23,7 @@ few primitives used here: build, prepare a launch, allocate, upload, download, s
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
 from typing import Any
 
@@ -149,6 +150,18 @@ def _nbytes(node) -> int:
     return int(np.prod(node.shape, dtype=np.int64)) * np.dtype(node.dtype).itemsize
 
 
+_device_locks: "weakref.WeakKeyDictionary[DeviceAdapter, threading.Lock]" = weakref.WeakKeyDictionary()
+_device_locks_guard = threading.Lock()
+
+
+def _device_lock(dev: DeviceAdapter) -> threading.Lock:
+    with _device_locks_guard:
+        lock = _device_locks.get(dev)
+        if lock is None:
+            lock = _device_locks[dev] = threading.Lock()
+        return lock
+
+
 class GPUSpecialization:
     """Compiled kernels, buffers and bound launches for one set of concrete input shapes."""
 
@@ -222,6 +235,12 @@ class GPUSpecialization:
         return out
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        # one step at a time per device: the arena, the input buffers and the parameter mirror
+        # (shared by every function compiled for the device) are reused by every call
+        with _device_lock(self.dev):
+            return self._run(feeds)
+
+    def _run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         dev = self.dev
         for (slot, classes) in self.lowered.label_checks:
             labels = feeds[slot]
