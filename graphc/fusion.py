@@ -12,6 +12,7 @@ Every pass takes an optional ``trace`` dict that it fills with old node id -> ne
 """
 from __future__ import annotations
 
+import operator
 from typing import Sequence
 
 import numpy as np
@@ -68,8 +69,9 @@ def _numel(shape) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
-def _inline(consumer_expr, consumer_inputs, k, producer) -> tuple[sp.Expr, list[Tensor]]:
-    """Substitute producer's expression for argument k of the consumer."""
+def _inline(consumer_expr, consumer_inputs, k, producer):
+    """Substitute producer's expression for argument k of the consumer: (expr, inputs), or
+    None when the result would be too large (the two nodes then stay separate kernels)."""
     inputs = list(consumer_inputs)
     base = len(inputs)
     sub_expr = producer.attrs["expr"].xreplace(
@@ -80,7 +82,58 @@ def _inline(consumer_expr, consumer_inputs, k, producer) -> tuple[sp.Expr, list[
         # a comparison used as a condition: where(c, a, b) reads Ne(c, 0); put the comparison
         # itself there (a Piecewise inside a condition sends SymPy into a costly set rewrite)
         consumer_expr = consumer_expr.xreplace({sp.Ne(A[k], 0): cond})
-    return consumer_expr.xreplace({A[k]: sub_expr}), inputs
+    expr = _substitute(consumer_expr, A[k], sub_expr, [MAX_LIFTED_BRANCHES])
+    return None if expr is None else (expr, inputs)
+
+
+MAX_LIFTED_BRANCHES = 32  # copies of a consumer that lifting Piecewise producers may make
+
+
+def _in_condition(expr, sym) -> bool:
+    """Whether ``sym`` occurs in a condition of one of the Piecewise of ``expr``."""
+    return any(sym in c.free_symbols for p in expr.atoms(sp.Piecewise) for _, c in p.args)
+
+
+_COMPARE = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
+            "==": operator.eq, "!=": operator.ne}
+
+
+def _fold_closed_conditions(expr):
+    """Decide conditions without symbols (a constant branch substituted into a comparison,
+    ``-1 > 0``): left unevaluated, they break SymPy's Piecewise canonicalization later."""
+    reps = {}
+    for r in expr.atoms(sp.core.relational.Relational):
+        if not r.free_symbols and r.rel_op in _COMPARE:
+            try:
+                lhs, rhs = float(r.lhs.evalf()), float(r.rhs.evalf())
+            except TypeError:
+                continue
+            reps[r] = sp.true if _COMPARE[r.rel_op](lhs, rhs) else sp.false
+    return expr.xreplace(reps) if reps else expr
+
+
+def _substitute(expr, sym, value, budget):
+    """expr with ``sym`` replaced by ``value``, keeping every Piecewise condition free of
+    Piecewise; None when that takes more than ``budget[0]`` branches.
+
+    A Piecewise inside a condition (relu(relu(x)): Piecewise(...) > 0) makes SymPy rewrite the
+    condition through set logic (ExprCondPair -> piecewise_fold -> ITE -> as_set), which is
+    slow and crashes (ZeroDivisionError, RecursionError) on unevaluated expressions.  Instead
+    the producer's outermost Piecewise is lifted over the whole consumer:
+    f(s(Piecewise((e1, c1), (e2, c2)))) = Piecewise((f(s(e1)), c1), (f(s(e2)), c2))."""
+    if not value.has(sp.Piecewise) or not _in_condition(expr, sym):
+        return _fold_closed_conditions(expr.xreplace({sym: value}))
+    q = next(p for p in sp.preorder_traversal(value) if isinstance(p, sp.Piecewise))
+    budget[0] -= len(q.args) - 1
+    if budget[0] < 0:
+        return None
+    branches = []
+    for e, c in q.args:
+        branch = _substitute(expr, sym, value.xreplace({q: e}), budget)
+        if branch is None:
+            return None
+        branches.append((branch, c))
+    return sp.Piecewise(*branches)
 
 
 def _as_condition(expr):
@@ -129,7 +182,14 @@ def _fuse_elementwise(roots, trace):
                     old = original.get(inp.id, inp)
                     if len(inputs) + len(inp.inputs) <= MAX_FUSED_INPUTS and _can_inline(
                             inp, node, {inp.id: counts.get(old.id, 0)}):
-                        expr, inputs = canonical(*_inline(expr, inputs, k, inp))
+                        inlined = _inline(expr, inputs, k, inp)
+                        if inlined is None:
+                            continue
+                        expr, kept = canonical(*inlined)
+                        # an expression without symbols ((x + 1) * 0) still needs an input
+                        # for its shape: keep them all as unused arguments (ew() does too)
+                        inputs = kept or list({id(t): t for j, t in enumerate(inlined[1])
+                                               if j != k}.values())
                         labels.insert(0, inp.attrs["label"])
                         changed = True
                         break

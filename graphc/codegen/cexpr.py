@@ -11,6 +11,7 @@ import re
 
 import sympy as sp
 from sympy.codegen.ast import float32, float64, real
+from sympy.codegen.cfunctions import expm1
 from sympy.printing.c import C99CodePrinter
 
 from ..symbolic import A
@@ -37,6 +38,9 @@ class _Printer(C99CodePrinter):
             return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"
         return super()._print_Pow(expr)
 
+    def _print__Expm1(self, expr):
+        return f"expm1{'f' if self.single else ''}({self._print(expr.args[0])})"
+
     def _print_sign(self, expr):
         return f"gc_sign{'f' if self.single else ''}({self._print(expr.args[0])})"
 
@@ -58,6 +62,17 @@ def _fold_numbers(expr: sp.Expr) -> sp.Expr:
     return expr.replace(is_foldable, lambda e: sp.Float(sp.N(e, 17), 17))
 
 
+class _Expm1(expm1):
+    """expm1 that stays expm1: SymPy's expm1.eval turns expm1(x - 0.25) into
+    0.7788*exp(x) - 1 whenever an expression is rebuilt (cse, substitution), which loses the
+    precision expm1 is for (elu/selu of x - c near 0 came out 1e-7 instead of 0, on the wrong
+    side of the kink)."""
+
+    @classmethod
+    def eval(cls, arg):
+        return expm1.eval(arg) if arg.is_number else None
+
+
 _MATH_RE = None
 
 
@@ -77,6 +92,8 @@ def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t
     printer = _Printer(dtype)
     ctype = "float" if dtype == "float32" else "double"
     expr = _fold_numbers(sp.sympify(expr))
+    if expr.has(expm1):
+        expr = expr.replace(lambda e: type(e) is expm1, lambda e: _Expm1(e.args[0]))
     syms = [sp.Symbol(f"__arg{i}") for i in range(len(args))]
     expr = expr.xreplace({A[i]: syms[i] for i in range(len(args))})
     temps, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols(tmp_prefix))

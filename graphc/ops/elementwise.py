@@ -34,12 +34,25 @@ def _infer(inputs, attrs):
 
 def _ref(node, *values):
     fn = numpy_function(node.attrs["expr"], len(values))
+    if len({np.shape(v) for v in values}) > 1:
+        # broadcast views: numpy's printing of And/Or (logical_and.reduce of a tuple) does
+        # not broadcast operands of different shapes
+        values = np.broadcast_arrays(*values)
     with np.errstate(all="ignore"):
         out = np.asarray(fn(*values))
     shape = np.broadcast_shapes(*[np.shape(v) for v in values]) if values else ()
     if out.shape != shape:
         out = np.broadcast_to(out, shape)
     return out.astype(node.dtype, copy=False)
+
+
+def _no_dirac(d: sp.Expr) -> sp.Expr:
+    """d with DiracDelta (and its derivatives) set to 0: the derivative of sign(x) (from
+    |x|'' in abs, softsign, l1_penalty) is 0 almost everywhere, as in PyTorch, and no printer
+    handles DiracDelta."""
+    if d.has(sp.DiracDelta):
+        d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    return d
 
 
 def _grad(node, g):
@@ -50,12 +63,15 @@ def _grad(node, g):
         # derivative written in terms of the output y: the input (e.g. a pre-activation) is then
         # not needed by the backward pass, so it can be fused into the producing GEMM
         return [ew(A[1] * dout, [node, g], label=f"{node.attrs['label']}'", dtype=node.dtype)]
+    dexpr = node.attrs.get("dexpr")
     grads = []
     for i, x in enumerate(node.inputs):
         if not is_float(x.dtype) or A[i] not in expr.free_symbols:
             grads.append(None)
             continue
-        d = sp.diff(expr, A[i])
+        # dexpr: derivatives given by the op (PyTorch's conventions where the textbook
+        # derivative gives NaN: pow at 0, binary_cross_entropy at p = 0 or 1)
+        d = dexpr[i] if dexpr is not None else _no_dirac(sp.diff(expr, A[i]))
         if d == 0:
             grads.append(None)
             continue
@@ -70,6 +86,12 @@ register(OpDef("ew", _infer, _ref, _grad, kind="elementwise",
 
 def canonical(expr: sp.Expr, inputs: list) -> tuple[sp.Expr, list[Tensor]]:
     """Drop the inputs ``expr`` does not use, merge repeated ones, renumber the symbols."""
+    expr, kept, _ = _canonical(expr, inputs)
+    return expr, kept
+
+
+def _canonical(expr, inputs):
+    """canonical(), also returning the renaming {A[old]: A[new]} of the used symbols."""
     used = sorted(free_args(expr))
     kept: list[Tensor] = []
     subs = {}
@@ -79,20 +101,32 @@ def canonical(expr: sp.Expr, inputs: list) -> tuple[sp.Expr, list[Tensor]]:
         if j is None:
             kept.append(t)
             j = len(kept) - 1
-        if i != j:
-            subs[A[i]] = A[j]
-    if subs:  # xreplace substitutes simultaneously, so renaming needs no temporaries
-        expr = expr.xreplace(subs)
-    return expr, kept
+        subs[A[i]] = A[j]
+    renaming = {a: b for a, b in subs.items() if a != b}
+    if renaming:  # xreplace substitutes simultaneously, so renaming needs no temporaries
+        expr = expr.xreplace(renaming)
+    return expr, kept, subs
 
 
-def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None) -> Tensor:
+def _renumber_derivatives(dexpr, subs, n_kept):
+    """Per-input derivatives ``dexpr`` (over the original symbols) for the kept inputs: renamed
+    by ``subs``, those of merged inputs summed (chain rule), unused inputs 0."""
+    out = [sp.S.Zero] * n_kept
+    for i, d in enumerate(dexpr):
+        if A[i] in subs:
+            j = A.index(subs[A[i]])
+            out[j] = out[j] + d.xreplace(subs)
+    return tuple(out)
+
+
+def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None, dexpr=None) -> Tensor:
     """Build an ``ew`` node computing ``expr`` over ``inputs`` (symbols A[i] = inputs[i]).
 
     Inputs the expression does not use are dropped and repeated inputs merged, so equal
     computations give equal nodes (which CSE and the compile cache rely on).  The identity
-    expression returns its input unchanged when no broadcast or cast is needed."""
-    expr, kept = canonical(sp.sympify(expr), inputs)
+    expression returns its input unchanged when no broadcast or cast is needed.  ``dexpr``:
+    optional derivatives of ``expr`` per input, used by the gradient instead of SymPy's."""
+    expr, kept, subs = _canonical(sp.sympify(expr), inputs)
     dtype = np.dtype(dtype).name
     if not inputs:
         raise ShapeError(f"{label}: an elementwise op needs at least one tensor input")
@@ -107,6 +141,9 @@ def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None) -> Tensor:
         return kept[0]
     if dout is not None and len(kept) == 1:
         return make("ew", kept, expr=expr, label=label, dtype=dtype, dout=dout)
+    if dexpr is not None:
+        dexpr = _renumber_derivatives(dexpr, subs, len(kept))
+        return make("ew", kept, expr=expr, label=label, dtype=dtype, dexpr=dexpr)
     return make("ew", kept, expr=expr, label=label, dtype=dtype)
 
 
@@ -176,6 +213,7 @@ class ElementwiseSpec:
     params: tuple = ()  # example parameter dicts for the generated tests
     differentiable: bool = True
     dout: Callable | None = None  # derivative as a function of the output y (unary ops)
+    grads: Callable | None = None  # fn's derivatives, one per argument (instead of SymPy's)
 
 
 ELEMENTWISE: dict[str, ElementwiseSpec] = {}
@@ -200,24 +238,57 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
             # only the op's own parameters: sp.sqrt's signature also has ``evaluate=None``
             kwargs = {k: v for k, v in kwargs.items() if k in sig}
         dout = spec.dout(A[0], **kwargs)
-    return ew(expr, inputs, label=spec.name, dtype=dtype, dout=dout)
+    dexpr = None
+    if spec.grads is not None:
+        # one derivative per tensor input (scalar operands are literals, not inputs)
+        ds = spec.grads(*atoms, **params)
+        dexpr = tuple(sp.sympify(d) for d, a in zip(ds, atoms) if a in A[:len(inputs)])
+    return ew(expr, inputs, label=spec.name, dtype=dtype, dout=dout, dexpr=dexpr)
+
+
+_DEFAULT_NAMES = {1: ("t",), 2: ("a", "b"), 3: ("cond", "a", "b")}
+
+
+def _signature(fn, names, params) -> inspect.Signature:
+    """The public signature: the tensor arguments ``names``, then the op's parameters (the keys
+    of its example ``params``, defaults from ``fn``), all positional-or-keyword as in API.md
+    (``leaky_relu(t, alpha=0.01)``)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    out = [inspect.Parameter(n, kind) for n in names]
+    keys = list(dict.fromkeys(k for p in params for k in p))
+    if keys:
+        defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+        out += [inspect.Parameter(k, kind, default=defaults.get(k, inspect.Parameter.empty))
+                for k in keys]
+    return inspect.Signature(out)
 
 
 def define(name: str, arity: int, result: str = "float", domain=None, params=((),),
-           differentiable: bool = True, dout=None):
-    """Decorator registering a named elementwise op and creating its public constructor."""
+           differentiable: bool = True, dout=None, names=None, grads=None):
+    """Decorator registering a named elementwise op and creating its public constructor.
+
+    ``names``: the tensor arguments' names (default t; a, b; cond, a, b).  ``grads``: a
+    function of the same arguments returning the derivative per argument, where SymPy's
+    derivative would not follow PyTorch."""
     def wrap(fn):
         spec = ElementwiseSpec(name, arity, fn, result, tuple(domain or ("real",) * arity),
-                               tuple(dict(p) for p in params), differentiable, dout)
+                               tuple(dict(p) for p in params), differentiable, dout, grads)
         ELEMENTWISE[name] = spec
+        tensor_names = tuple(names or _DEFAULT_NAMES[arity])
+        sig = _signature(fn, tensor_names, spec.params)
 
-        def op(*args, **params_):
-            if len(args) != arity:
-                raise TypeError(f"{name} takes {arity} tensor argument(s), got {len(args)}")
-            return _apply(spec, args, params_)
+        def op(*args, **kwargs):
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{name}{sig}: {e}") from None
+            values = dict(bound.arguments)
+            tensors = [values.pop(n) for n in tensor_names]
+            return _apply(spec, tensors, values)
 
         op.__name__ = name
         op.__doc__ = fn.__doc__
+        op.__signature__ = sig
         op.spec = spec
         return op
     return wrap
@@ -229,7 +300,14 @@ sub = define("sub", 2, "promote")(lambda a, b: a - b)
 mul = define("mul", 2, "promote")(lambda a, b: a * b)
 div = define("div", 2, "float", ("real", "nonzero"))(lambda a, b: a / b)
 neg = define("neg", 1, "promote")(lambda a: -a)
-pow = define("pow", 2, "float", ("positive", "real"))(lambda a, b: a ** b)
+def _pow_grads(a, b):
+    # PyTorch: d/da = b a^(b-1), 0 where b == 0 (SymPy's b a^b / a is 0/0 at a = 0);
+    # d/db = a^b log(a), 0 where a == 0 and b >= 0 (else 0 * -inf)
+    return (sp.Piecewise((0, sp.Eq(b, 0)), (b * a ** (b - 1), True)),
+            sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (a ** b * sp.log(a), True)))
+
+
+pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)
 
 # elementwise math
 exp = define("exp", 1, dout=lambda y: y)(sp.exp)
@@ -243,7 +321,7 @@ maximum = define("maximum", 2, "promote")(Max2)
 minimum = define("minimum", 2, "promote")(Min2)
 
 
-@define("where", 3, "promote", ("bool", "real", "real"))
+@define("where", 3, "promote", ("bool", "real", "real"), names=("cond", "a", "b"))
 def where(c, a, b):
     """``a`` where ``c`` is true, else ``b``."""
     return sp.Piecewise((a, sp.Ne(c, 0)), (b, True))
@@ -260,8 +338,9 @@ equal = define("equal", 2, "bool", differentiable=False)(
 # activations (derivative 0 at kinks, as PyTorch)
 sigmoid = define("sigmoid", 1, dout=lambda y: y * (1 - y))(Sigmoid)
 tanh = define("tanh", 1, dout=lambda y: 1 - y ** 2)(sp.tanh)
-relu = define("relu", 1, dout=lambda y: sp.Piecewise((1, y > 0), (0, True)))(
-    lambda x: sp.Piecewise((x, x > 0), (0, True)))
+# x <= 0 as the test: relu(nan) is nan with gradient 1, as in PyTorch
+relu = define("relu", 1, dout=lambda y: sp.Piecewise((0, y <= 0), (1, True)))(
+    lambda x: sp.Piecewise((0, x <= 0), (x, True)))
 
 
 def _positive_slope_dout(slope_of_y):
@@ -275,7 +354,7 @@ leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}),
                     dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
                         (1, y > 0), (_literal(a), True))))(
     lambda x, alpha=0.01: sp.Piecewise((x, x > 0), (_literal(alpha) * x, True)))
-prelu = define("prelu", 2, domain=("real", "real"))(
+prelu = define("prelu", 2, domain=("real", "real"), names=("t", "alpha"))(
     lambda x, a: sp.Piecewise((x, x > 0), (a * x, True)))
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
@@ -309,11 +388,19 @@ def _gelu(x, approximate="none"):
 gelu = define("gelu", 1, params=({"approximate": "none"}, {"approximate": "tanh"}))(_gelu)
 
 # losses written elementwise (stable forms; reductions are applied by graphc.ops.nn)
+def _bce_grads(p, t):
+    # PyTorch's: d/dp = (p - t) / max(p (1 - p), 1e-12) (no 0 * inf NaN at p = 0 or 1),
+    # d/dt = log(1 - p) - log(p) (+-inf there)
+    return ((p - t) / Max2(p * (1 - p), _literal(1e-12)), log1p(-p) - sp.log(p))
+
+
 binary_cross_entropy_elementwise = define(
-    "binary_cross_entropy", 2, domain=("unit", "unit"))(
+    "binary_cross_entropy", 2, domain=("unit", "unit"), names=("prob", "target"),
+    grads=_bce_grads)(
     lambda p, t: -(t * Max2(sp.log(p), -100) + (1 - t) * Max2(log1p(-p), -100)))
 bce_with_logits_elementwise = define(
-    "binary_cross_entropy_with_logits", 2, domain=("real", "unit"))(
+    "binary_cross_entropy_with_logits", 2, domain=("real", "unit"),
+    names=("logits", "target"))(
     lambda x, t: Softplus(x) - x * t)
 
 

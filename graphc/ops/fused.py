@@ -29,6 +29,8 @@ def _dense_infer(inputs, attrs):
 def _dense_ref(node, a, b, *extras):
     acc = np.matmul(a.T if node.attrs["trans_a"] else a, b.T if node.attrs["trans_b"] else b)
     fn = numpy_function(node.attrs["expr"], 1 + len(extras))
+    # broadcast views: numpy's printing of And/Or does not broadcast operands itself
+    extras = [np.broadcast_to(e, acc.shape) for e in extras]
     with np.errstate(all="ignore"):
         out = np.asarray(fn(acc, *extras))
     return np.broadcast_to(out, acc.shape).astype(node.dtype)
