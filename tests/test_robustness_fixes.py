@@ -94,6 +94,19 @@ def test_integer_logsumexp_and_mean_follow_numpy(backend):
         np.testing.assert_allclose(g, w, rtol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", ["uint32", "int8"])
+def test_integer_logsumexp_reference_does_not_wrap(dtype):
+    # the numpy reference converts integers first: x - max(x) wrapped for unsigned types, and
+    # int8 computed in float16
+    a = gc.placeholder((2,), dtype=dtype)
+    x = np.array([4000000001, 1] if dtype == "uint32" else [100, 90], dtype=dtype)
+    want = np.log(np.sum(np.exp(x.astype(np.float64) - x.max()))) + float(x.max())
+    got = gc.compile([a], gc.logsumexp(a))(x)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    if _c_ok():
+        np.testing.assert_allclose(gc.compile([a], gc.logsumexp(a), backend="c")(x), want, rtol=1e-6)
+
+
 # -- 2. integer feeds must fit the placeholder ------------------------------------------------
 
 @pytest.mark.parametrize("dtype,value", [("int32", [0, 2**40]), ("int8", [300]),

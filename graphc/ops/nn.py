@@ -30,6 +30,9 @@ def _shifted(x, axis):
 
 
 def _stable_lse(x, axis, keepdims=True):
+    x = np.asarray(x)
+    if x.dtype.kind in "iub":  # x - m would wrap for unsigned types, int8 would compute in float16
+        x = x.astype(np.float64)
     m, _, log_sum = _shifted(x, axis)
     out = log_sum + m
     return out if keepdims else np.squeeze(out, axis=axis)
