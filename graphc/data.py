@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -220,6 +221,15 @@ def _has_files(directory: str) -> bool:
     return all(os.path.isfile(os.path.join(directory, name)) for name in _FILES.values())
 
 
+def default_data_dirs() -> list[str]:
+    """Data directories searched after $GRAPHC_DATA and before the cache: ``data/`` in a source
+    checkout, and the ``shared/data`` directory beside it (where this project's team keeps
+    MNIST and Fashion-MNIST), when they exist."""
+    checkout = Path(__file__).resolve().parent.parent
+    dirs = [checkout / "data", checkout.parent / "shared" / "data"]
+    return [str(d) for d in dirs if d.is_dir()]
+
+
 def _candidates(root: str, subdir: str) -> list[str]:
     """Directories to try under a user-given root, in order."""
     root = os.path.expanduser(os.fspath(root))
@@ -273,6 +283,12 @@ def _locate(key: str, path: str | os.PathLike[str] | None) -> tuple[dict[str, st
             looked.append(f"{directory} (from GRAPHC_DATA)")
     else:
         looked.append("$GRAPHC_DATA (not set)")
+
+    for root in default_data_dirs():
+        for directory in _candidates(root, info["subdir"]):
+            if _has_files(directory):
+                return _paths_in(directory), False
+        looked.append(f"{root} (data directory)")
 
     cache = os.path.join(cache_dir(), info["subdir"])
     if _has_files(cache):

@@ -86,7 +86,10 @@ def check_grad(cost: Tensor, wrt, feed: dict, eps: float = 1e-3, rtol: float = 1
             msg = (f"check_grad: gradient of {cost.name} with respect to {t.name} differs at "
                    f"index {tuple(int(j) for j in idx)}: symbolic {g_sym.reshape(-1)[i]:.6g}, "
                    f"finite difference {numeric.reshape(-1)[i]:.6g} (rtol={rtol}, atol={atol})")
-            if worst is None:
-                worst = msg
+            # keep the worst entry over all of wrt (not the first failing tensor's)
+            score = float(err.reshape(-1)[i])
+            score = score if np.isfinite(score) else np.inf  # a NaN/inf gradient is worst
+            if worst is None or score > worst[0]:
+                worst = (score, msg)
     if worst:
-        raise AssertionError(worst)
+        raise AssertionError(worst[1])

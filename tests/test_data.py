@@ -48,6 +48,7 @@ def _offline_urlopen(url, *args, **kwargs):
 def _isolated(tmp_path, monkeypatch):
     """No GRAPHC_DATA, a private cache directory and no network, unless a test says so."""
     monkeypatch.delenv("GRAPHC_DATA", raising=False)
+    monkeypatch.setattr(data, "default_data_dirs", lambda: [])  # not the checkout's shared data
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(urllib.request, "urlopen", _offline_urlopen)
 
@@ -548,3 +549,15 @@ def test_train_val_split_validation():
             data.train_val_split(X, y, val_fraction=bad)
     (_, y_tr), (_, y_val) = data.train_val_split(X, y, val_fraction=0.0)
     assert len(y_tr) == 10 and len(y_val) == 0
+
+
+def test_the_checkouts_shared_data_directory_is_searched(monkeypatch, tmp_path):
+    # after $GRAPHC_DATA and before the cache: a directory holding the files, or their subdir
+    root = tmp_path / "shared_data"
+    (root / "mnist").mkdir(parents=True)
+    for name in data._FILES.values():
+        (root / "mnist" / name).write_bytes(b"")
+    monkeypatch.setattr(data, "default_data_dirs", lambda: [str(root)])
+    paths, from_cache = data._locate("mnist", None)
+    assert not from_cache
+    assert paths["train_images"].startswith(str(root / "mnist"))

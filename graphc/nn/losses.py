@@ -102,6 +102,8 @@ def prepare_targets(spec: LossSpec, output_shape: tuple, y) -> np.ndarray:
     """``y`` checked and converted for the target placeholder; ValueError if it cannot fit."""
     y = np.asarray(y)
     if spec.name == "cross_entropy":
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]  # a column of labels (Keras' sparse targets (n, 1)) is still labels
         if y.ndim != 1:
             raise ValueError(f"cross_entropy: expects integer class labels of shape (n,), got "
                              f"shape {y.shape} (one-hot targets? pass y.argmax(1))")
@@ -125,4 +127,12 @@ def prepare_targets(spec: LossSpec, output_shape: tuple, y) -> np.ndarray:
         else:
             raise ValueError(f"{spec.name}: targets of shape {y.shape} do not match the "
                              f"model's output shape (n,) + {want}")
-    return y.astype(np.float32, copy=False)
+    y = y.astype(np.float32, copy=False)
+    if spec.name.startswith("binary_cross_entropy") and y.size:
+        # a target outside [0, 1] is no probability: the loss would be meaningless (negative,
+        # unbounded below) and training would diverge without any error
+        finite = y[np.isfinite(y)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise ValueError(f"{spec.name}: targets must be in [0, 1], got range "
+                             f"[{finite.min()}, {finite.max()}]")
+    return y

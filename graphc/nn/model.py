@@ -33,6 +33,15 @@ def compile_with_fallback(inputs, outputs, updates=None, backend="c"):
         return gc_compile(inputs, outputs, updates, backend="numpy")
 
 
+def require_finite(what: str, a: np.ndarray) -> None:
+    """ValueError naming ``what`` and the first bad row when ``a`` holds NaN or infinity:
+    training on such data silently turns every weight into NaN."""
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{what} contains NaN or infinite values (first at index "
+                         f"{tuple(int(i) for i in bad)}); clean or impute the data first")
+
+
 def layer_seed(seed: int, index: int) -> int:
     """The dropout seed of layer ``index`` for a run seeded with ``seed`` (independent streams)."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, index]).generate_state(2, np.uint32)
@@ -220,11 +229,16 @@ class Sequential:
     def predict(self, X, batch_size: int = 256, backend: str = "c") -> np.ndarray:
         """The last layer's output for every sample of ``X`` (evaluation mode: no dropout,
         batch norm with running statistics), computed ``batch_size`` samples at a time."""
-        X = self._check_X(X)
+        X = np.asarray(X)
+        # one sample without the batch axis (shape input_dim): return its output alone
+        single = X.shape == self.input_shape
+        X = self._check_X(X[None] if single else X)
         batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         f = self._predict_fn(backend)
+        if single:
+            return np.asarray(f(X))[0]
         if len(X) == 0:
             return np.zeros((0,) + self.output_shape, np.float32)
         return np.concatenate([np.asarray(f(X[i:i + batch_size]))
@@ -244,6 +258,8 @@ class Sequential:
             raise ValueError(f"X and y have different lengths: {len(X)} != {len(y)}")
         if len(X) == 0:
             raise ValueError("evaluate: no samples")
+        require_finite("evaluate: X", X)
+        require_finite("evaluate: y", y)
         total, correct = 0.0, 0.0
         for i in range(0, len(X), batch_size):
             outs = f(X[i:i + batch_size], y[i:i + batch_size])

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -114,7 +115,38 @@ def _read_arch(file) -> dict:
     return arch
 
 
-def _build(arch, file) -> Sequential:
+def _weights_bytes(file) -> int:
+    """Uncompressed size of the weights file's arrays: no parameter of a genuine model holds
+    more elements than this, which bounds what the architecture may allocate."""
+    try:
+        with zipfile.ZipFile(file) as z:
+            return sum(info.file_size for info in z.infolist())
+    except FileNotFoundError:
+        raise _fail(file, "missing (not a saved graphc model directory)") from None
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        raise _fail(file, f"not a valid .npz file ({type(e).__name__}: {e})") from None
+
+
+def _bounded_init(name, limit, file, index):
+    """The initializer ``name``, refusing shapes larger than ``limit`` elements: a tampered
+    model.json (units=10**12) must give a ValueError, not a MemoryError or an OOM kill while
+    drawing initial weights that the saved ones would replace anyway."""
+    from .layers import INITS
+
+    def init(rng, fan_in, fan_out, shape):
+        if int(np.prod(shape, dtype=object)) > limit:
+            raise _fail(file, f"layer {index}: a parameter of shape {tuple(shape)} cannot come "
+                              f"from a weights file of {limit} bytes")
+        return INITS.get(name, INITS["zeros"])(rng, fan_in, fan_out, shape)
+    return init
+
+
+def _build(arch, file, limit: int) -> Sequential:
+    dims = arch["input_dim"]
+    if arch["weights"] and all(isinstance(d, int) and d > 0 for d in dims) \
+            and int(np.prod(dims, dtype=object)) > limit:
+        # the first layer with parameters has at least one per input value
+        raise _fail(file, f"input_dim {arch['input_dim']} does not fit the weights file")
     layers = []
     for i, spec in enumerate(arch["layers"]):
         if not isinstance(spec, dict) or set(spec) != {"type", "config"} \
@@ -128,13 +160,26 @@ def _build(arch, file) -> Sequential:
         if cfg.get("init", "") is None:
             cfg.pop("init")  # a custom initializer: the saved weights replace it anyway
         try:
-            layers.append(cls(**cfg))
+            layer = cls(**cfg)
         except (TypeError, ValueError) as e:
             raise _fail(file, f"layer {i} ({spec['type']}): bad config {cfg}: {e}") from None
+        if isinstance(getattr(layer, "init", None), str):
+            layer._saved_init = layer.init
+            layer.init = _bounded_init(layer.init, limit, file, i)
+        layers.append(layer)
     try:
-        return Sequential(layers, tuple(arch["input_dim"]), seed=int(arch.get("seed", 0)))
-    except (TypeError, ValueError) as e:
+        model = Sequential(layers, tuple(arch["input_dim"]), seed=int(arch.get("seed", 0)))
+    except (TypeError, ValueError, OverflowError) as e:
+        if str(e).startswith(f"{file}:"):
+            raise
         raise _fail(file, f"cannot build the model: {e}") from None
+    except MemoryError:
+        raise _fail(file, "cannot build the model: its layers are too large") from None
+    for layer in layers:  # the config (and a later save) keep the initializer's name
+        if hasattr(layer, "_saved_init"):
+            layer.init = layer._saved_init
+            del layer._saved_init
+    return model
 
 
 def _read_weights(file, model: Sequential, names: list) -> list:
@@ -183,7 +228,8 @@ def load(path) -> Sequential:
                          f"with {ARCH_FILE} and {WEIGHTS_FILE})")
     arch_file = os.path.join(path, ARCH_FILE)
     arch = _read_arch(arch_file)
-    model = _build(arch, arch_file)
+    limit = _weights_bytes(os.path.join(path, WEIGHTS_FILE))
+    model = _build(arch, arch_file, limit)
     arrays = _read_weights(os.path.join(path, WEIGHTS_FILE), model, arch["weights"])
     model.set_weights(arrays)
     return model

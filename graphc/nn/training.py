@@ -10,7 +10,7 @@ import numpy as np
 from .. import data as gdata
 from .. import optim
 from . import losses as L
-from .model import compile_with_fallback
+from .model import compile_with_fallback, require_finite
 
 
 class EarlyStopping:
@@ -35,6 +35,10 @@ class EarlyStopping:
     def from_arg(cls, arg, has_validation: bool):
         if arg is None or arg is False:
             return None
+        if arg is True:
+            # "early stopping on", with the default settings (True must not reach the int
+            # patience branch: a bool is no patience)
+            arg = {}
         if isinstance(arg, EarlyStopping):
             es = arg
         elif isinstance(arg, dict):
@@ -127,8 +131,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             ``"numpy"``, ``"cuda"``, ``"opencl"``.
         validation_data: ``(X_val, y_val)`` evaluated after every epoch, or
         validation_split: a fraction of ``(X, y)`` held out (shuffled with ``seed``) instead.
-        early_stopping: ``None``; an int patience; or a dict ``patience=``,
-            ``restore_best=True``, ``monitor=`` (default ``"val_loss"`` with validation data,
+        early_stopping: ``None``; ``True`` (the defaults: patience 5); an int patience; or a
+            dict ``patience=``, ``restore_best=True``, ``monitor=`` (default ``"val_loss"`` with validation data,
             else ``"loss"``), ``min_delta=0``.  Training stops after ``patience`` epochs without
             improvement and, with ``restore_best``, the best epoch's weights are restored
             (``model.best_epoch`` tells which, counting from 0).
@@ -168,6 +172,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         (X, y), validation_data = gdata.train_val_split(X, y, validation_split, seed=seed)
     if len(X) == 0:
         raise ValueError("fit: no training samples")
+    # NaN / inf data would make every weight NaN without any error: refuse it up front
+    require_finite("fit: X", X)
+    require_finite("fit: y", y)
     if validation_data is not None:
         try:
             Xv, yv = validation_data
@@ -175,6 +182,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
         Xv = model._check_X(Xv)
         yv = L.prepare_targets(spec, model.output_shape, yv)
+        if len(Xv) != len(yv):
+            raise ValueError(f"validation_data: X and y have different lengths: "
+                             f"{len(Xv)} != {len(yv)}")
+        require_finite("validation_data: X", Xv)
+        require_finite("validation_data: y", yv)
     stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None)
 
     step = _train_step(model, spec, y, optimizer, weight_decay, seed, backend)
