@@ -47,6 +47,11 @@ typedef char gc_i8;
 #define GC_INLINE static inline
 #define GC_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
 
+GC_INLINE float gc_ocl_tanhf(float x)
+{
+    return fabs(x) >= 9.1f ? copysign(1.0f, x) : tanh(x);
+}
+
 #define GC_LOCAL_ID(d) ((int)get_local_id(d))
 #define GC_GROUP_ID(d) ((int)get_group_id(d))
 #define GC_LOCAL_SIZE(d) ((int)get_local_size(d))
@@ -60,7 +65,10 @@ typedef char gc_i8;
 #define gc_sqrtf(x) sqrt(x)
 #define gc_rsqrtf(x) rsqrt(x)
 #define gc_fabsf(x) fabs(x)
-#define gc_tanhf(x) tanh(x)
+/* PoCL's vectorized tanhf saturates at +-(1 - 2^-24), never +-1: gelu(x, "tanh") = 0.5 x
+ * (1 + tanh(..)) then gave -3e22 instead of -0 at x = -1e30 and -inf instead of NaN at -inf.
+ * tanh rounds to +-1 in float for |x| > 9.01; clamp there (NaN falls through to tanh). */
+#define gc_tanhf(x) gc_ocl_tanhf(x)
 #define gc_powf(x, y) pow((x), (y))
 #define gc_erff(x) erf(x)
 #define gc_log1pf(x) log1p(x)

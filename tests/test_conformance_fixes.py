@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import BackendUnavailable
+from backends import C
 
 try:
     import torch
@@ -21,15 +21,6 @@ except ImportError:  # the torch comparisons are extra checks
     torch = None
 
 
-def _c_ok():
-    try:
-        gc.compile([], gc.constant(1.0), backend="c")
-        return True
-    except BackendUnavailable:
-        return False
-
-
-C = pytest.param("c", marks=pytest.mark.skipif(not _c_ok(), reason="no C compiler"))
 BACKENDS = ["numpy", C]
 needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
 

@@ -20,34 +20,11 @@ import pytest
 
 import graphc as gc
 from graphc.errors import BackendUnavailable
+from backends import CUDA, OPENCL
 from op_cases import (BINARY_SHAPES, CASES, TERNARY_SHAPES, UNARY_SHAPES, by_id,
                       placeholders_for, sample_inputs, weighted_cost)
 
 
-def _opencl_ok():
-    try:
-        from graphc.runtime.opencl_backend import default_adapter
-        default_adapter()
-        return True
-    except BackendUnavailable:
-        return False
-
-
-def _cuda_ok():
-    try:
-        from graphc.runtime.cuda_backend import default_adapter
-        default_adapter()
-        return True
-    except BackendUnavailable:
-        return False
-    except Exception:
-        return False
-
-
-OPENCL = pytest.param("opencl", marks=[
-    pytest.mark.opencl, pytest.mark.skipif(not _opencl_ok(), reason="no OpenCL device")])
-CUDA = pytest.param("cuda", marks=[
-    pytest.mark.cuda, pytest.mark.skipif(not _cuda_ok(), reason="needs CuPy and a CUDA GPU")])
 BACKENDS = [OPENCL, CUDA]
 
 # Odd shapes per op family (in addition to, or instead of, a case's own table shapes).

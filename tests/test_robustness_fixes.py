@@ -11,29 +11,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import BackendUnavailable
-
-
-def _c_ok():
-    try:
-        gc.compile([], gc.constant(1.0), backend="c")
-        return True
-    except BackendUnavailable:
-        return False
-
-
-def _opencl_ok():
-    try:
-        from graphc.runtime.opencl_backend import default_adapter
-        default_adapter()
-        return True
-    except BackendUnavailable:
-        return False
-
-
-C = pytest.param("c", marks=pytest.mark.skipif(not _c_ok(), reason="no C compiler"))
-OPENCL = pytest.param("opencl", marks=[pytest.mark.opencl, pytest.mark.skipif(
-    not _opencl_ok(), reason="no OpenCL device")])
+from backends import C, OPENCL, c_available
 
 
 # -- 1. integer reductions are exact in every backend ------------------------------------------
@@ -103,7 +81,7 @@ def test_integer_logsumexp_reference_does_not_wrap(dtype):
     want = np.log(np.sum(np.exp(x.astype(np.float64) - x.max()))) + float(x.max())
     got = gc.compile([a], gc.logsumexp(a))(x)
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    if _c_ok():
+    if c_available():
         np.testing.assert_allclose(gc.compile([a], gc.logsumexp(a), backend="c")(x), want, rtol=1e-6)
 
 

@@ -103,8 +103,14 @@ def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t
         code = _portable_names(printer.doprint(e), printer.single)
         return re.sub(r"__arg\d+", lambda m: f"({names[m.group(0)]})", code)
 
-    stmts = [f"const {ctype} {sym} = {emit(val)};" for sym, val in temps]
+    # a temporary holding a condition (comparison, And/Or/Not; sympy.cse pulls out the shared
+    # `x <= 0` of nested piecewise activations) is an int: OpenCL C rejects a float ?: condition
+    stmts = [f"const {'int' if isinstance(val, _CONDITIONS) else ctype} {sym} = {emit(val)};"
+             for sym, val in temps]
     return stmts, emit(reduced)
+
+
+_CONDITIONS = (sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction)
 
 
 def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str = "(acc)"
