@@ -294,3 +294,11 @@ A0 = {"sym": 0}
 def test_from_json_rejects_unsafe_expressions(tree):
     with pytest.raises(ValueError):  # rejected when loading, not a hang or KeyError later
         gc.export.from_json(_ew_doc(tree))
+
+
+def test_logsumexp_over_an_empty_axis_is_minus_inf():
+    # numpy's max has no identity: the reference raised on a batch of 0 where C gave -inf
+    z = gc.placeholder((None, 3), name="z")
+    for backend in ("numpy", C.values[0]) if c_available() else ("numpy",):
+        out = gc.compile([z], gc.logsumexp(z, axis=0), backend=backend)(np.zeros((0, 3), np.float32))
+        np.testing.assert_array_equal(out, np.full(3, -np.inf, np.float32))

@@ -22,7 +22,7 @@ def _shifted(x, axis):
     """(m, x - m, log(sum(exp(x - m)))) with m the max over ``axis`` (kept).  Results are
     formed from x - m, not as x - lse: at large |x| (1e4) lse's rounding costs the digits of
     log(sum) (cross_entropy gave 0.693359 for log 2)."""
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # an empty axis too (lse = -inf)
     m = np.where(np.isfinite(m), m, 0)
     z = x - m
     with np.errstate(divide="ignore"):
