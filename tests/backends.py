@@ -41,3 +41,24 @@ OPENCL = pytest.param("opencl", marks=[
     pytest.mark.opencl, pytest.mark.skipif(not opencl_available(), reason="no OpenCL device")])
 CUDA = pytest.param("cuda", marks=[
     pytest.mark.cuda, pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")])
+
+
+def call_from_threads(fn, threads: int, calls: int) -> list:
+    """Call ``fn()`` ``calls`` times in each of ``threads`` threads at once; the exceptions
+    raised (empty when every call succeeded)."""
+    import threading
+    errors: list = []
+
+    def work():
+        try:
+            for _ in range(calls):
+                fn()
+        except Exception as e:  # noqa: BLE001 -- returned to the test
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return errors

@@ -13,6 +13,8 @@ import graphc as gc
 from graphc.errors import BackendUnavailable
 from graphc.runtime import cache
 
+from backends import call_from_threads
+
 try:
     gc.compile([], gc.constant(1.0) * 2, backend="c")
     HAVE_C = True
@@ -513,24 +515,10 @@ def test_damaged_cached_module_is_rebuilt_not_loaded(cache_dir, damage):
 
 def test_threads_compiling_on_a_cold_cache(cache_dir):
     # threads of one process share the pid: temporary index / module names must differ per thread
-    import threading
     x = gc.placeholder((None, 3), name="x")
     P = gc.parameter(np.ones(3, np.float32), name="P")
     h = gc.compile([x], gc.sum(x * P), updates=[(P, P + 1)], backend="c")
-    errors = []
-
-    def work():
-        try:
-            for _ in range(30):
-                h(np.ones((4, 3), np.float32))
-        except Exception as e:  # noqa: BLE001 -- reported below
-            errors.append(e)
-
-    ts = [threading.Thread(target=work) for _ in range(6)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    errors = call_from_threads(lambda: h(np.ones((4, 3), np.float32)), threads=6, calls=30)
     assert not errors, errors
     np.testing.assert_array_equal(P.value, np.full(3, 181.0))
 

@@ -20,7 +20,7 @@ import pytest
 
 import graphc as gc
 from graphc.errors import BackendUnavailable
-from backends import CUDA, OPENCL
+from backends import CUDA, OPENCL, call_from_threads
 from op_cases import (BINARY_SHAPES, CASES, TERNARY_SHAPES, UNARY_SHAPES, by_id,
                       placeholders_for, sample_inputs, weighted_cost)
 
@@ -491,24 +491,10 @@ def test_bench_gpu_without_gpu_says_why(monkeypatch, capsys):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_calls_from_several_threads_take_turns(backend):
     # the arena, input buffers and parameter mirror are reused by every call: one step at a time
-    import threading
     x = gc.placeholder((None, 3), name="x")
     P = gc.parameter(np.ones(3, np.float32), name="P")
     h = gc.compile([x], gc.sum(x * P), updates=[(P, P + 1)], backend=backend)
     h(np.ones((4, 3), np.float32))
-    errors = []
-
-    def work():
-        try:
-            for _ in range(40):
-                h(np.ones((4, 3), np.float32))
-        except Exception as e:  # noqa: BLE001 -- reported below
-            errors.append(e)
-
-    ts = [threading.Thread(target=work) for _ in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    errors = call_from_threads(lambda: h(np.ones((4, 3), np.float32)), threads=4, calls=40)
     assert not errors, errors
     np.testing.assert_array_equal(P.value, np.full(3, 162.0))
