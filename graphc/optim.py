@@ -17,6 +17,7 @@ The learning rate and the other hyper-parameters are baked into the graph as con
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -41,10 +42,11 @@ class Optimizer:
     _fields: tuple[str, ...] = ("lr",)
 
     def __init__(self, lr: float, weight_decay: float = 0.0):
-        if not float(lr) > 0.0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
-        if float(weight_decay) < 0.0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, "
+        # NaN or inf would turn every weight into NaN at the first step
+        if not 0.0 < float(lr) < math.inf:
+            raise ValueError(f"{type(self).__name__}: lr must be finite and > 0, got {lr}")
+        if not 0.0 <= float(weight_decay) < math.inf:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be finite and >= 0, "
                              f"got {weight_decay}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
@@ -155,8 +157,7 @@ class Adam(Optimizer):
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= float(b) < 1.0:
                 raise ValueError(f"Adam: {name} must be in [0, 1), got {b}")
-        if float(eps) < 0.0:
-            raise ValueError(f"Adam: eps must be >= 0, got {eps}")
+        _check_eps("Adam", eps)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def _step_counter(self, params, out):
@@ -186,6 +187,11 @@ class Adam(Optimizer):
         return [(m, m_new), (v, v_new), (p, p_new)]
 
 
+def _check_eps(owner: str, eps) -> None:
+    if not 0.0 <= float(eps) < math.inf:
+        raise ValueError(f"{owner}: eps must be finite and >= 0, got {eps}")
+
+
 class RMSProp(Optimizer):
     """RMSProp, as ``torch.optim.RMSprop`` (``alpha`` = ``rho``, not centered, no momentum)::
 
@@ -200,6 +206,7 @@ class RMSProp(Optimizer):
         super().__init__(lr, weight_decay)
         if not 0.0 <= float(rho) < 1.0:
             raise ValueError(f"RMSProp: rho must be in [0, 1), got {rho}")
+        _check_eps("RMSProp", eps)
         self.rho, self.eps = float(rho), float(eps)
 
     def _update(self, p, g, step):

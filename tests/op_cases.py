@@ -391,18 +391,24 @@ for _name, _fn, _np, _torch in ACT:
 add_case("step", gc.step, lambda x: (x > 0).astype(np.float64), UNARY_SHAPES, ("real",),
          differentiable=False, torch=lambda a: (a > 0).to(a.dtype))
 
-# prelu: alpha a tensor of shape (C,) or a scalar
-add_case("prelu", gc.prelu, lambda x, a: np.where(x > 0, x, a * x),
-         [((4, 3), (3,)), ((2, 3), ()), ((5, 1), (1,)), ((2, 4, 3), (3,))], ("real", "unit"),
-         torch=lambda x, a: _torch_prelu(x, a))
+# prelu: alpha a tensor of shape (C,) (channels: axis 1, as torch) or a scalar
+def _np_prelu(x, a):
+    a = np.asarray(a)
+    if a.ndim == 1 and a.size > 1 and x.ndim >= 3:
+        a = a.reshape((-1,) + (1,) * (x.ndim - 2))
+    return np.where(x > 0, x, a * x)
 
 
 def _torch_prelu(x, a):
-    # torch's prelu puts channels on dim 1; gc.prelu broadcasts alpha numpy-style (last axis)
     torch = _t()
-    if x.ndim == 2 and a.ndim <= 1:
+    if x.ndim >= 2 and a.ndim <= 1:
         return torch.nn.functional.prelu(x, a.reshape(-1))
     return torch.where(x > 0, x, a * x)
+
+
+add_case("prelu", gc.prelu, _np_prelu,
+         [((4, 3), (3,)), ((2, 3), ()), ((5, 1), (1,)), ((2, 3, 4), (3,)), ((2, 3, 2, 2), (3,))],
+         ("real", "unit"), torch=lambda x, a: _torch_prelu(x, a))
 
 # maxout (consecutive groups) and the softmax family
 for _pieces, _axis in [(2, -1), (3, -1), (2, 0), (1, -1), (6, 1)]:

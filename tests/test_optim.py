@@ -154,6 +154,18 @@ def test_bad_arguments():
         optim.get("adagrad")
 
 
+@pytest.mark.parametrize("make", [
+    lambda: optim.SGD(float("inf")), lambda: optim.Adam(lr=float("nan")),
+    lambda: optim.SGD(0.1, weight_decay=float("nan")),
+    lambda: optim.RMSProp(0.1, weight_decay=float("inf")),
+    lambda: optim.Adam(eps=float("nan")), lambda: optim.RMSProp(0.1, eps=-1.0),
+    lambda: optim.RMSProp(0.1, eps=float("inf"))])
+def test_non_finite_hyperparameters_are_rejected(make):
+    # they would turn every weight into NaN at the first step (weight_decay=nan vanished)
+    with pytest.raises(ValueError, match="must be finite"):
+        make()
+
+
 def _c_available():
     try:
         gc.compile([], gc.constant(1.0), backend="c")

@@ -40,17 +40,24 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 LOGIT_ACTIVATIONS = {"softmax": "cross_entropy", "log_softmax": "cross_entropy",
                      "sigmoid": "binary_cross_entropy"}
 
+#: activations no function of a tensor alone can give, applied by ``Dense`` itself: ``prelu``
+#: needs its learned slopes (a parameter per unit), ``maxout`` changes the layer's width
+LAYER_ACTIVATIONS = ("maxout", "prelu")
+
+#: every name ``Dense(units, activation=...)`` accepts
+NAMES = tuple(sorted([*ACTIVATIONS, *LAYER_ACTIVATIONS]))
+
 
 def normalize(activation) -> str | Callable[[Tensor], Tensor]:
-    """A registry name (``None`` becomes ``"linear"``) or the callable itself; ValueError for an
-    unknown name."""
+    """A name of ``NAMES`` (``None`` becomes ``"linear"``) or the callable itself; ValueError
+    for an unknown name."""
     if activation is None:
         return "linear"
     if isinstance(activation, str):
         key = activation.strip().lower().replace("-", "_")
-        if key not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of "
-                             f"{sorted(ACTIVATIONS)} or pass a function of a tensor")
+        if key not in NAMES:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {list(NAMES)} "
+                             f"or pass a function of a tensor")
         return key
     if callable(activation):
         return activation
@@ -58,6 +65,10 @@ def normalize(activation) -> str | Callable[[Tensor], Tensor]:
 
 
 def get(activation) -> Callable[[Tensor], Tensor]:
-    """The function for ``activation`` (a name, a callable or None)."""
+    """The function for ``activation`` (a name, a callable or None); ValueError for the
+    ``LAYER_ACTIVATIONS``, which only ``Dense`` can apply."""
     act = normalize(activation)
+    if isinstance(act, str) and act in LAYER_ACTIVATIONS:
+        raise ValueError(f"activation {act!r} has parameters or a width of its own: use "
+                         f"Dense(units, activation={act!r})")
     return ACTIVATIONS[act] if isinstance(act, str) else act

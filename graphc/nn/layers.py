@@ -13,6 +13,7 @@ import numpy as np
 from .. import ops  # noqa: F401  (registers the ops)
 from ..ir import Tensor
 from ..ops import core as C
+from ..ops import elementwise as E
 from ..ops import nn as N
 from . import activations
 
@@ -70,6 +71,42 @@ def _positive_int(what, value):
     return int(value)
 
 
+# -- the affine part shared by Dense and Maxout ------------------------------------------------
+
+def _build_affine(layer, input_shape, rng, width: int) -> None:
+    """Create the weights ``W`` (fan_in, width), which weight decay applies to, and the zero
+    bias ``b`` (width,) of ``layer`` (a layer with ``use_bias`` and ``init``)."""
+    if len(input_shape) != 1:
+        raise ValueError(f"{type(layer).__name__}: expects inputs of one feature axis, got "
+                         f"sample shape {input_shape}; put a Flatten() first")
+    fan_in = input_shape[0]
+    init = INITS[layer.init] if isinstance(layer.init, str) else layer.init
+    layer._add("W", init(rng, fan_in, width, (fan_in, width)), regularized=True)
+    if layer.use_bias:
+        layer._add("b", np.zeros(width))
+
+
+def _affine(layer, x: Tensor) -> Tensor:
+    z = C.matmul(x, layer._params["W"])
+    return z + layer._params["b"] if layer.use_bias else z
+
+
+def _maxout_units(z: Tensor, pieces: int) -> Tensor:
+    """Goodfellow's maxout: unit j is the max of the j-th group of ``pieces`` consecutive
+    values of the last axis."""
+    return N.maxout(z, pieces, axis=-1)
+
+
+def _check_pieces(activation, pieces):
+    """Dense's ``pieces``: 2 by default for maxout, refused with any other activation."""
+    if isinstance(activation, str) and activation == "maxout":
+        return 2 if pieces is None else _positive_int("Dense: pieces", pieces)
+    if pieces is not None:
+        raise ValueError(f"Dense: pieces={pieces!r} applies to activation='maxout' only, got "
+                         f"activation {activation!r}")
+    return None
+
+
 class Layer:
     """Base class.  Subclasses set ``kind`` (used in parameter names) and implement ``_build``
     (create parameters with ``self._add``, return the output shape) and ``forward``."""
@@ -96,6 +133,11 @@ class Layer:
 
     def _build(self, input_shape: Shape, rng) -> Shape:
         return input_shape
+
+    def unbuild(self) -> None:
+        """Forget a build (the model it was for failed to build): parameters, name, shapes."""
+        self.name = self.input_shape = self.output_shape = None
+        self._params, self._regularized = {}, []
 
     def _add(self, key: str, value: np.ndarray, trainable=True, regularized=False) -> Tensor:
         p = C.parameter(np.asarray(value, dtype=np.float32), name=f"{self.name}_{key}",
@@ -151,39 +193,48 @@ class Layer:
 class Dense(Layer):
     """Fully connected layer ``activation(x @ W + b)``; ``W`` has shape (fan_in, units).
 
-    ``activation``: a name from ``graphc.nn.activations.ACTIVATIONS`` (``"relu"``,
-    ``"softmax"``, ...), ``None`` (linear) or a function of a tensor (such a model cannot be
-    saved).  ``init``: ``"he"`` (default), ``"glorot"``, ``"lecun"``, ``"normal"``, ``"zeros"``
-    or a function ``(rng, fan_in, fan_out, shape) -> array``; biases start at zero.
+    ``activation``: a name from ``graphc.nn.activations.NAMES`` (``"relu"``, ``"softmax"``,
+    ...), ``None`` (linear) or a function of a tensor (such a model cannot be saved).
+    ``"prelu"`` learns one slope per unit (parameter ``alpha``, starting at 0.25 as PyTorch's
+    ``PReLU``, without weight decay); ``"maxout"`` computes ``units * pieces`` values and keeps
+    the max of each group of ``pieces`` consecutive ones (as ``Maxout``); ``pieces`` (default
+    2) is only valid with ``"maxout"``.  ``init``: ``"he"`` (default), ``"glorot"``,
+    ``"lecun"``, ``"normal"``, ``"zeros"`` or a function ``(rng, fan_in, fan_out, shape) ->
+    array``; biases start at zero.
     """
 
     kind = "dense"
 
-    def __init__(self, units: int, activation=None, use_bias: bool = True, init="he"):
+    def __init__(self, units: int, activation=None, use_bias: bool = True, init="he",
+                 pieces: int | None = None):
         super().__init__()
         self.units = _positive_int("Dense: units", units)
         self.activation = activations.normalize(activation)
+        self.pieces = _check_pieces(self.activation, pieces)
         self.use_bias = bool(use_bias)
         self.init = _check_init(init)
 
     def _build(self, input_shape, rng):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense: expects inputs of one feature axis, got sample shape "
-                             f"{input_shape}; put a Flatten() first")
-        fan_in = input_shape[0]
-        init = INITS[self.init] if isinstance(self.init, str) else self.init
-        self._add("W", init(rng, fan_in, self.units, (fan_in, self.units)), regularized=True)
-        if self.use_bias:
-            self._add("b", np.zeros(self.units))
+        _build_affine(self, input_shape, rng, self.units * (self.pieces or 1))
+        if self.activation_name == "prelu":
+            self._add("alpha", np.full(self.units, 0.25))
         return (self.units,)
 
     def preactivation(self, x: Tensor) -> Tensor:
-        z = C.matmul(x, self._params["W"])
-        return z + self._params["b"] if self.use_bias else z
+        """``x @ W + b`` (``units * pieces`` wide for maxout)."""
+        return _affine(self, x)
+
+    def _activate(self, z: Tensor) -> Tensor:
+        name = self.activation_name
+        if name == "prelu":
+            return E.prelu(z, self._params["alpha"])
+        if name == "maxout":
+            return _maxout_units(z, self.pieces)
+        return activations.get(self.activation)(z)
 
     def forward_logits(self, x, training, seed):
         z = self.preactivation(x)
-        out = activations.get(self.activation)(z)
+        out = self._activate(z)
         name = self.activation_name
         return out, (z if name in activations.LOGIT_ACTIVATIONS else None)
 
@@ -195,9 +246,12 @@ class Dense(Layer):
         return self.activation if isinstance(self.activation, str) else None
 
     def config(self):
-        return {"units": self.units, "activation": self.activation_name,
-                "use_bias": self.use_bias,
-                "init": self.init if isinstance(self.init, str) else None}
+        cfg = {"units": self.units, "activation": self.activation_name,
+               "use_bias": self.use_bias,
+               "init": self.init if isinstance(self.init, str) else None}
+        if self.pieces is not None:  # only maxout has it: older saves and readers stay valid
+            cfg["pieces"] = self.pieces
+        return cfg
 
 
 class Maxout(Layer):
@@ -214,21 +268,11 @@ class Maxout(Layer):
         self.init = _check_init(init)
 
     def _build(self, input_shape, rng):
-        if len(input_shape) != 1:
-            raise ValueError(f"Maxout: expects inputs of one feature axis, got sample shape "
-                             f"{input_shape}; put a Flatten() first")
-        fan_in, width = input_shape[0], self.units * self.pieces
-        init = INITS[self.init] if isinstance(self.init, str) else self.init
-        self._add("W", init(rng, fan_in, width, (fan_in, width)), regularized=True)
-        if self.use_bias:
-            self._add("b", np.zeros(width))
+        _build_affine(self, input_shape, rng, self.units * self.pieces)
         return (self.units,)
 
     def forward(self, x, training, seed):
-        z = C.matmul(x, self._params["W"])
-        if self.use_bias:
-            z = z + self._params["b"]
-        return N.maxout(z, self.pieces, axis=-1)
+        return _maxout_units(_affine(self, x), self.pieces)
 
     def config(self):
         return {"units": self.units, "pieces": self.pieces, "use_bias": self.use_bias,
@@ -307,6 +351,8 @@ class Activation(Layer):
     def __init__(self, activation):
         super().__init__()
         self.activation = activations.normalize(activation)
+        if self.activation_name in activations.LAYER_ACTIVATIONS:
+            activations.get(self.activation)  # raises: only Dense applies it
 
     def forward_logits(self, x, training, seed):
         out = activations.get(self.activation)(x)

@@ -42,6 +42,15 @@ def require_finite(what: str, a: np.ndarray) -> None:
                          f"{tuple(int(i) for i in bad)}); clean or impute the data first")
 
 
+def check_weight_decay(weight_decay) -> float:
+    """``weight_decay`` as a float >= 0; ValueError otherwise (NaN included: it would pass a
+    ``< 0`` test and then be silently dropped from the gradients)."""
+    wd = float(weight_decay)
+    if not 0.0 <= wd < float("inf"):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+    return wd
+
+
 def layer_seed(seed: int, index: int) -> int:
     """The dropout seed of layer ``index`` for a run seeded with ``seed`` (independent streams)."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, index]).generate_state(2, np.uint32)
@@ -71,17 +80,30 @@ class Sequential:
         self.input_shape = tuple(int(d) for d in shape)
         self.seed = int(seed)
         self.layers = layers
-        rng = np.random.default_rng(self.seed)
-        counts: dict[str, int] = {}
-        for layer in layers:
-            i = counts.get(layer.kind, 0)
-            counts[layer.kind] = i + 1
-            shape = layer.build(shape, rng, f"{layer.kind}_{i}")
-        self.output_shape = tuple(shape)
+        self.output_shape = self._build_layers(shape)
         self._train_cache: dict = {}   # one entry: the latest training step, per backend
         self._eval_cache: dict = {}    # loss key -> (graph, {backend: fn})
         self._predict_cache: dict = {}
         self.best_epoch: int | None = None
+
+    def _build_layers(self, shape) -> tuple:
+        """Build every layer in turn; if one fails, the layers built here are reset, so that
+        they can go into a corrected model (else they would count as part of this one)."""
+        rng = np.random.default_rng(self.seed)
+        counts: dict[str, int] = {}
+        built = []
+        try:
+            for layer in self.layers:
+                i = counts.get(layer.kind, 0)
+                counts[layer.kind] = i + 1
+                if layer.input_shape is None:  # not another model's layer
+                    built.append(layer)
+                shape = layer.build(shape, rng, f"{layer.kind}_{i}")
+        except BaseException:
+            for layer in built:
+                layer.unbuild()
+            raise
+        return tuple(shape)
 
     # -- parameters -------------------------------------------------------------------------
     @property
@@ -174,10 +196,9 @@ class Sequential:
         if not isinstance(data_loss, Tensor) or data_loss.shape != ():
             raise ValueError(f"loss {loss!r} must give a scalar tensor, got {data_loss!r}")
         total = data_loss
+        weight_decay = check_weight_decay(weight_decay)
         if weight_decay:
-            if float(weight_decay) < 0:
-                raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-            total = data_loss + N.l2_penalty(self.regularized) * (0.5 * float(weight_decay))
+            total = data_loss + N.l2_penalty(self.regularized) * (0.5 * weight_decay)
         params = self.parameters
         correct = spec.correct(out, logits, t) if spec.correct else None
         return {"inputs": [x, t], "output": out, "data_loss": data_loss, "loss": total,

@@ -10,7 +10,7 @@ import numpy as np
 from .. import data as gdata
 from .. import optim
 from . import losses as L
-from .model import compile_with_fallback, require_finite
+from .model import check_weight_decay, compile_with_fallback, require_finite
 
 
 class EarlyStopping:
@@ -24,15 +24,23 @@ class EarlyStopping:
             raise ValueError(f"early_stopping: patience must be an int >= 0, got {patience!r}")
         self.patience = int(patience)
         self.restore_best = bool(restore_best)
-        self.monitor = monitor
+        self.monitor = monitor          # as given: None picks a default per fit
+        self.active = monitor or "loss"  # the metric of the current fit
         self.min_delta = float(min_delta)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous run: a stopper given to several ``fit`` calls (or models) must
+        neither stop early nor restore weights because of an earlier one."""
         self.best = None
         self.best_epoch = None
         self.best_weights = None
         self.wait = 0
 
     @classmethod
-    def from_arg(cls, arg, has_validation: bool):
+    def from_arg(cls, arg, has_validation: bool, metrics=None):
+        """The stopper for one ``fit`` (reset), checked against the ``metrics`` it will log
+        before any training step changes the model."""
         if arg is None or arg is False:
             return None
         if arg is True:
@@ -48,20 +56,23 @@ class EarlyStopping:
             es = cls(**arg)
         else:
             es = cls(patience=arg)
-        if es.monitor is None:
-            es.monitor = "val_loss" if has_validation else "loss"
-        if es.monitor.startswith("val_") and not has_validation:
-            raise ValueError(f"early_stopping monitors {es.monitor!r} but there is no "
+        es.reset()
+        es.active = es.monitor or ("val_loss" if has_validation else "loss")
+        if es.active.startswith("val_") and not has_validation:
+            raise ValueError(f"early_stopping monitors {es.active!r} but there is no "
                              f"validation data (give validation_data or validation_split)")
+        if metrics is not None and es.active not in metrics:
+            raise ValueError(f"early_stopping: {es.active!r} is not among the metrics "
+                             f"{sorted(metrics)}")
         return es
 
     def update(self, epoch: int, logs: dict, model) -> bool:
         """Record ``logs`` of ``epoch``; True when training should stop."""
-        if self.monitor not in logs:
-            raise ValueError(f"early_stopping: {self.monitor!r} is not among the metrics "
+        if self.active not in logs:
+            raise ValueError(f"early_stopping: {self.active!r} is not among the metrics "
                              f"{sorted(logs)}")
-        value = logs[self.monitor]
-        better_is_higher = "acc" in self.monitor
+        value = logs[self.active]
+        better_is_higher = "acc" in self.active
         score = value if better_is_higher else -value
         if self.best is None or score > self.best + self.min_delta:
             self.best, self.best_epoch, self.wait = score, epoch, 0
@@ -83,6 +94,13 @@ def _progress_bar(total: int, desc: str, enabled: bool):
                 dynamic_ncols=False)
 
 
+def _empty_history(classification: bool, validation: bool) -> dict[str, list[float]]:
+    keys = ["loss"] + (["accuracy"] if classification else [])
+    if validation:
+        keys += ["val_loss"] + (["val_accuracy"] if classification else [])
+    return {k: [] for k in keys + ["time"]}
+
+
 def _train_step(model, spec, y, optimizer, weight_decay, seed, backend):
     """The compiled training step for these settings, from the model's cache."""
     key = (id(optimizer), tuple(sorted(optimizer.config().items())), spec.key,
@@ -93,9 +111,10 @@ def _train_step(model, spec, y, optimizer, weight_decay, seed, backend):
                         y=y)
         outputs = [g["data_loss"]] + ([g["correct"]] if g["correct"] is not None else [])
         updates = optimizer.updates(g["params"], g["grads"])
-        # keep the optimizer alive with the entry so its id() cannot be reused
+        # keep the optimizer and the loss (a user function's key is its id()) alive with the
+        # entry so that their id() cannot be reused by another one
         entry = {"key": key, "inputs": g["inputs"], "outputs": outputs, "updates": updates,
-                 "optimizer": optimizer, "fns": {}}
+                 "optimizer": optimizer, "spec": spec, "fns": {}}
         model._train_cache["entry"] = entry
     if backend not in entry["fns"]:
         entry["fns"][backend] = compile_with_fallback(entry["inputs"], entry["outputs"],
@@ -159,8 +178,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if float(weight_decay) < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    weight_decay = check_weight_decay(weight_decay)
     spec = L.resolve(loss, model.last_activation)
     X = model._check_X(X)
     y = L.prepare_targets(spec, model.output_shape, y)
@@ -187,18 +205,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
                              f"{len(Xv)} != {len(yv)}")
         require_finite("validation_data: X", Xv)
         require_finite("validation_data: y", yv)
-    stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None)
+    history = _empty_history(spec.classification, validation_data is not None)
+    stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None, history)
 
     step = _train_step(model, spec, y, optimizer, weight_decay, seed, backend)
     rng = np.random.default_rng(seed)
-    history: dict[str, list[float]] = {"loss": []}
-    if spec.classification:
-        history["accuracy"] = []
-    if validation_data is not None:
-        history["val_loss"] = []
-        if spec.classification:
-            history["val_accuracy"] = []
-    history["time"] = []
     model.best_epoch = None
     n_batches = -(-len(X) // int(batch_size))
 

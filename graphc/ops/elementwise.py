@@ -354,8 +354,43 @@ leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}),
                     dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
                         (1, y > 0), (_literal(a), True))))(
     lambda x, alpha=0.01: sp.Piecewise((x, x > 0), (_literal(alpha) * x, True)))
-prelu = define("prelu", 2, domain=("real", "real"), names=("t", "alpha"))(
+_prelu = define("prelu", 2, domain=("real", "real"), names=("t", "alpha"))(
     lambda x, a: sp.Piecewise((x, x > 0), (a * x, True)))
+
+
+def prelu(t, alpha):
+    """``t`` where positive, else ``alpha * t``, as ``torch.nn.functional.prelu``: a 1-D
+    ``alpha`` of C > 1 values holds one slope per channel, axis 1 of ``t`` (the last axis of a
+    2-D ``t``); a scalar or one-element ``alpha`` applies everywhere; an ``alpha`` of any other
+    shape broadcasts numpy-style."""
+    return _prelu(t, _prelu_channels(t, alpha))
+
+
+prelu.spec = _prelu.spec  # the registry entry, as for the other named ops
+
+
+def _prelu_channels(t, alpha):
+    """``alpha`` reshaped to (C, 1, ..., 1) so that it lines up with axis 1 of ``t``
+    (numpy broadcasting alone would line a (C,) alpha up with the last axis)."""
+    from ..ir import format_shape
+    from .core import reshape  # late import: core builds on this module's ew()
+
+    t_shape = t.shape if isinstance(t, Tensor) else np.shape(t)
+    a_shape = alpha.shape if isinstance(alpha, Tensor) else np.shape(alpha)
+    if len(t_shape) < 2 or len(a_shape) != 1 or a_shape[0] in (1, None):
+        return alpha
+    channels = t_shape[1]
+    if channels is not None and a_shape[0] != channels:
+        raise ShapeError(f"prelu: alpha of shape {format_shape(a_shape)} needs one value per "
+                         f"channel (axis 1) of t of shape {format_shape(t_shape)}")
+    if len(t_shape) == 2:
+        return alpha
+    channel_shape = (a_shape[0],) + (1,) * (len(t_shape) - 2)
+    if isinstance(alpha, Tensor):
+        return reshape(alpha, channel_shape)
+    return np.reshape(np.asarray(alpha), channel_shape)
+
+
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
                  (1, y > 0), (y + _literal(a), True))))(
