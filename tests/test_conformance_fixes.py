@@ -383,3 +383,22 @@ def test_derivative_attr_survives_export():
     pv = np.array([0, 1, 0, 1], np.float32)
     tv = np.array([1, 0, 0, 1], np.float32)
     close(gc.compile(inputs, gp)(pv, tv), [-1e12, 1e12, 0, 1])
+
+
+# -- N5: float scalars SymPy would fold (0.0, nan, inf) keep IEEE semantics --------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_zero_and_non_finite_scalars_are_not_folded(backend):
+    # 0.0 * x was folded to 0 (torch: nan for x = inf or nan); the gradient of nan * f(x) was 0
+    # (torch: nan); x + inf gave inf for x = nan
+    x = gc.placeholder((3,), name="x")
+    grad_nan = gc.grad(gc.sum(x * x) * float("nan"), [x])[0]
+    grad_zero = gc.grad(gc.sum(x * 0.0), [x])[0]
+    f = gc.compile([x], [x * 0.0, x + float("inf"), grad_nan, grad_zero], backend=backend)
+    got = f(np.array([1.0, np.inf, np.nan], np.float32))
+    np.testing.assert_array_equal(got[0], [0.0, np.nan, np.nan])
+    np.testing.assert_array_equal(got[1], [np.inf, np.inf, np.nan])
+    assert np.isnan(got[2]).all()
+    np.testing.assert_array_equal(got[3], [0.0, 0.0, 0.0])
+    i = gc.placeholder((2,), dtype="int32", name="i")
+    assert (i * 0.0).dtype == "float32"  # a float scalar still makes an int op float32

@@ -10,6 +10,7 @@ into an op become literals of its expression rather than graph nodes.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -157,6 +158,14 @@ def _literal(v):
     return sp.Float(float(v), 17)
 
 
+def _folding(a) -> bool:
+    """Whether a float scalar would let SymPy fold its expression at build time: ``0.0 * x`` is
+    0 (IEEE: NaN for x = inf or NaN), ``nan * x`` is a constant NaN (its gradient then 0, not
+    NaN).  Such scalars become constant tensors, which SymPy keeps symbolic."""
+    v = a.item() if isinstance(a, np.ndarray) else a
+    return isinstance(v, float) and (v == 0.0 or not math.isfinite(v))
+
+
 def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
     """Split the operands of ``op`` into sympy atoms (symbols for tensors, literals for Python
     scalars), the tensor inputs, and the dtypes taking part in promotion."""
@@ -170,8 +179,8 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             atoms.append(A[len(inputs)])
             inputs.append(a)
             dtypes.append(a.dtype)
-        elif isinstance(a, Scalar) or (isinstance(a, np.ndarray) and a.ndim == 0
-                                       and not tensor_dtypes == []):
+        elif (isinstance(a, Scalar) or (isinstance(a, np.ndarray) and a.ndim == 0
+                                        and not tensor_dtypes == [])) and not _folding(a):
             v = a.item() if isinstance(a, np.ndarray) else a
             atoms.append(_literal(v))
             if isinstance(v, float) and not is_float(float_like):
@@ -181,8 +190,9 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             if arr.dtype == object:
                 raise TypeError(f"{op}: cannot use {type(a).__name__} as a tensor")
             # numpy arrays are weakly typed: they take the float dtype of the symbolic operands
-            if arr.dtype.kind == "f" and is_float(float_like):
-                arr = arr.astype(float_like)
+            # (a float scalar kept as a tensor by _folding makes an int op float32, as a literal)
+            if arr.dtype.kind == "f" and (is_float(float_like) or arr.ndim == 0):
+                arr = arr.astype(float_like if is_float(float_like) else "float32")
             t = constant(arr)
             atoms.append(A[len(inputs)])
             inputs.append(t)
