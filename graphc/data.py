@@ -8,7 +8,9 @@ files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
 ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``) in this order:
 
 1. the ``path`` argument: a directory holding the four files, or a parent
-   directory with a ``mnist/`` (or ``fashion-mnist/``) subdirectory holding them;
+   directory with a ``mnist/`` (or ``fashion-mnist/``) subdirectory holding them (each file
+   gzip'd or not: ``train-images-idx3-ubyte.gz`` or ``train-images-idx3-ubyte``; the dotted
+   names ``train-images.idx3-ubyte[.gz]`` are accepted too);
 2. the ``GRAPHC_DATA`` environment variable, same layout as ``path``;
 3. the user cache: ``$GRAPHC_CACHE_DIR/data``, else ``$XDG_CACHE_HOME/graphc/data``,
    else ``~/.cache/graphc/data``, with ``mnist/`` and ``fashion-mnist/`` subdirectories;
@@ -17,8 +19,9 @@ files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
 
 Files found through ``path`` or ``GRAPHC_DATA`` are not checksummed, but every file's
 structure is validated (gzip stream, IDX magic number, dimensions against the
-byte count, image/label counts, label range); a bad file raises ``ValueError``
-naming it.
+byte count, image/label counts, label range), and an official file of the other dataset or
+split (Fashion-MNIST's images given to ``load_mnist``) is recognized by its checksum; a bad
+file raises ``ValueError`` naming it.
 
 The MNIST 10k test set ships inside the package, so ``load_default()`` always
 works offline.
@@ -102,6 +105,20 @@ _DATASETS: dict[str, dict[str, Any]] = {
 
 Split = tuple[np.ndarray, np.ndarray]
 
+# MD5 of the uncompressed official files (for the images, the checksums in the team's
+# shared/data/README.md): a file given for one dataset or split that is in fact another
+# official one (Fashion-MNIST's files passed to load_mnist) is named, not silently loaded.
+_RAW_MD5 = {
+    "6bbc9ace898e44ae57da46a324031adb": ("mnist", "train-images-idx3-ubyte.gz"),
+    "a25bea736e30d166cdddb491f175f624": ("mnist", "train-labels-idx1-ubyte.gz"),
+    "2646ac647ad5339dbf082846283269ea": ("mnist", "t10k-images-idx3-ubyte.gz"),
+    "27ae3e4e09519cfbb04c329615203637": ("mnist", "t10k-labels-idx1-ubyte.gz"),
+    "f4a8712d7a061bf5bd6d2ca38dc4d50a": ("fashion-mnist", "train-images-idx3-ubyte.gz"),
+    "9018921c3c673c538a1fc5bad174d6f9": ("fashion-mnist", "train-labels-idx1-ubyte.gz"),
+    "8181f5470baa50b63fa0f6fddb340f0a": ("fashion-mnist", "t10k-images-idx3-ubyte.gz"),
+    "15d484375f8d13e6eb1aabb0c3f46965": ("fashion-mnist", "t10k-labels-idx1-ubyte.gz"),
+}
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files could not be found locally nor downloaded.
@@ -115,19 +132,44 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def _read_gzip(path: str) -> bytes:
-    """Return the decompressed content of the gzip file ``path``.
+    """Return the decompressed content of the gzip file ``path``; a file whose name does not
+    end in ``.gz`` is an uncompressed IDX file, returned as it is (unless it holds a gzip
+    stream anyway).
 
-    Raises ``ValueError`` naming ``path`` if the gzip stream is invalid or truncated.
+    Raises ``ValueError`` naming ``path`` if the gzip stream is invalid or truncated, or if
+    the file cannot be read.
     """
-    with open(path, "rb") as raw:
-        try:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                return f.read()
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: not a valid gzip file ({exc})") from exc
+    try:
+        with open(path, "rb") as raw:
+            if not str(path).endswith(".gz") and raw.read(2) != b"\x1f\x8b":
+                raw.seek(0)
+                return raw.read()
+            raw.seek(0)
+            try:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                    return f.read()
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ValueError(f"{path}: not a valid gzip file ({exc})") from exc
+    except ValueError:
+        raise
+    except OSError as exc:  # unreadable (permissions, a directory, an I/O error)
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
-def _read_idx(path: str, magic: int) -> np.ndarray:
+def _check_identity(path: str, data: bytes, expected: tuple[str, str] | None) -> None:
+    """``ValueError`` if ``data`` is an official file other than ``expected`` (dataset key,
+    official file name)."""
+    if expected is None:
+        return
+    found = _RAW_MD5.get(hashlib.md5(data).hexdigest())
+    if found is not None and found != expected:
+        raise ValueError(
+            f"{path}: this is {_DATASETS[found[0]]['title']}'s {found[1][:-3]}, "
+            f"expected {_DATASETS[expected[0]]['title']}'s {expected[1][:-3]}"
+        )
+
+
+def _read_idx(path: str, magic: int, expected: tuple[str, str] | None = None) -> np.ndarray:
     """Read a gzip'd IDX file of unsigned bytes and return it as a uint8 array.
 
     Args:
@@ -139,6 +181,7 @@ def _read_idx(path: str, magic: int) -> np.ndarray:
             or a data size that does not match the dimensions in the header.
     """
     data = _read_gzip(path)
+    _check_identity(path, data, expected)
     if len(data) < 4:
         raise ValueError(f"{path}: file too short for an IDX header ({len(data)} bytes)")
     (found,) = struct.unpack(">I", data[:4])
@@ -161,9 +204,9 @@ def _read_idx(path: str, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_images(path: str) -> np.ndarray:
+def _read_images(path: str, expected: tuple[str, str] | None = None) -> np.ndarray:
     """Read an IDX image file: ``(N, 28, 28)`` uint8."""
-    images = _read_idx(path, _IMAGE_MAGIC)
+    images = _read_idx(path, _IMAGE_MAGIC, expected)
     if images.shape[1:] != (_IMAGE_SIDE, _IMAGE_SIDE):
         raise ValueError(
             f"{path}: images are {images.shape[1]}x{images.shape[2]}, "
@@ -172,9 +215,9 @@ def _read_images(path: str) -> np.ndarray:
     return images
 
 
-def _read_labels(path: str) -> np.ndarray:
+def _read_labels(path: str, expected: tuple[str, str] | None = None) -> np.ndarray:
     """Read an IDX label file: ``(N,)`` uint8 with values in ``0..9``."""
-    labels = _read_idx(path, _LABEL_MAGIC)
+    labels = _read_idx(path, _LABEL_MAGIC, expected)
     if labels.size and int(labels.max()) >= _NUM_CLASSES:
         bad = int(np.argmax(labels >= _NUM_CLASSES))
         raise ValueError(
@@ -184,10 +227,16 @@ def _read_labels(path: str) -> np.ndarray:
     return labels
 
 
-def _load_split(images_path: str, labels_path: str) -> Split:
-    """Load one split: ``X`` float32 ``(n, 784)`` in ``[0, 1]``, ``y`` int64 ``(n,)``."""
-    images = _read_images(images_path)
-    labels = _read_labels(labels_path)
+def _load_split(images_path: str, labels_path: str, key: str | None = None,
+                split: str = "") -> Split:
+    """Load one split: ``X`` float32 ``(n, 784)`` in ``[0, 1]``, ``y`` int64 ``(n,)``.
+
+    ``key`` and ``split`` (``"train"``/``"test"``): the dataset the files must be, when an
+    official file of another dataset or split is to be rejected."""
+    images = _read_images(images_path,
+                          None if key is None else (key, _FILES[f"{split}_images"]))
+    labels = _read_labels(labels_path,
+                          None if key is None else (key, _FILES[f"{split}_labels"]))
     if len(images) != len(labels):
         raise ValueError(
             f"{images_path} holds {len(images)} images but {labels_path} holds "
@@ -216,9 +265,26 @@ def cache_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "graphc", "data")
 
 
+def _names_of(name: str) -> tuple[str, ...]:
+    """The file names accepted for the official file ``name`` (``train-images-idx3-ubyte.gz``),
+    in order of preference: itself, uncompressed (``train-images-idx3-ubyte``), and the dotted
+    names of some distributions (``train-images.idx3-ubyte``, gzip'd or not)."""
+    raw = name[:-3]
+    dotted = raw.replace("-idx", ".idx")
+    return (name, raw, dotted + ".gz", dotted)
+
+
+def _find(directory: str, name: str) -> str | None:
+    for candidate in _names_of(name):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def _has_files(directory: str) -> bool:
-    """True if ``directory`` holds all four official files."""
-    return all(os.path.isfile(os.path.join(directory, name)) for name in _FILES.values())
+    """True if ``directory`` holds all four files (official names, gzip'd or not)."""
+    return all(_find(directory, name) is not None for name in _FILES.values())
 
 
 def default_data_dirs() -> list[str]:
@@ -237,14 +303,15 @@ def _candidates(root: str, subdir: str) -> list[str]:
 
 
 def _paths_in(directory: str) -> dict[str, str]:
-    return {part: os.path.join(directory, name) for part, name in _FILES.items()}
+    return {part: _find(directory, name) or os.path.join(directory, name)
+            for part, name in _FILES.items()}
 
 
 def _how_to_provide(key: str) -> str:
     info = _DATASETS[key]
     loader = "load_mnist" if key == "mnist" else "load_fashion_mnist"
     return (
-        f"To provide the files, put the four official files in a directory DIR "
+        f"To provide the files, put the four official files (gzip'd or not) in a directory DIR "
         f"(or in DIR/{info['subdir']}/) and either call graphc.data.{loader}(path=DIR) "
         f"or set the environment variable GRAPHC_DATA=DIR. "
         f"graphc.data.load_default() loads the MNIST 10k test set shipped with graphc "
@@ -263,6 +330,11 @@ def _locate(key: str, path: str | os.PathLike[str] | None) -> tuple[dict[str, st
     files = ", ".join(_FILES.values())
 
     if path is not None:
+        if os.path.isfile(os.path.expanduser(os.fspath(path))):
+            raise DatasetNotFoundError(
+                f"{info['title']}: path={os.fspath(path)!r} is a file; give the directory "
+                f"holding the four files ({files}). " + _how_to_provide(key)
+            )
         tried = _candidates(path, info["subdir"])
         for directory in tried:
             if _has_files(directory):
@@ -280,7 +352,8 @@ def _locate(key: str, path: str | os.PathLike[str] | None) -> tuple[dict[str, st
         for directory in _candidates(env, info["subdir"]):
             if _has_files(directory):
                 return _paths_in(directory), False
-            looked.append(f"{directory} (from GRAPHC_DATA)")
+            missing = "" if os.path.isdir(directory) else ", no such directory"
+            looked.append(f"{directory} (from GRAPHC_DATA{missing})")
     else:
         looked.append("$GRAPHC_DATA (not set)")
 
@@ -403,8 +476,8 @@ def _download_missing(key: str, directory: str) -> list[str]:
 def _load_dataset(key: str, path: str | os.PathLike[str] | None) -> tuple[Split, Split]:
     paths, from_cache = _locate(key, path)
     try:
-        train = _load_split(paths["train_images"], paths["train_labels"])
-        test = _load_split(paths["test_images"], paths["test_labels"])
+        train = _load_split(paths["train_images"], paths["train_labels"], key, "train")
+        test = _load_split(paths["test_images"], paths["test_labels"], key, "test")
     except ValueError as exc:
         if from_cache:
             raise ValueError(f"{exc} (delete the file to download it again)") from exc

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .autodiff import backprop
-from .ir import Tensor, is_float, toposort
+from .errors import ShapeError
+from .ir import Tensor, format_shape, is_float, toposort
 from .program import Program, check_feed
 from .runtime.interp import NumpyExecutable
 
@@ -31,10 +32,42 @@ def _show(v) -> str:
     return f"shape {v.shape}"
 
 
+def _resolve_feed(feed: dict, placeholders: list) -> dict:
+    """``feed`` keyed by the placeholders themselves (names accepted too); ``ValueError``
+    naming the placeholders without a value."""
+    by_name = {k: v for k, v in feed.items() if isinstance(k, str)}
+    out, missing = {}, []
+    for p in placeholders:
+        if p in feed:
+            out[p] = feed[p]
+        elif p.name in by_name:
+            out[p] = by_name[p.name]
+        else:
+            missing.append(p.name)
+    if missing:
+        raise ValueError(f"explain: the feed has no value for placeholder(s) "
+                         f"{', '.join(map(repr, missing))}, which the cost depends on")
+    return out
+
+
 def explain(cost: Tensor, feed: dict, show: bool = True) -> Explanation:
-    """Print and return the forward values and backward gradients of every node of ``cost``."""
+    """Print and return the forward values and backward gradients of every node of ``cost``.
+
+    ``feed``: a dict from placeholders (or their names) to arrays, one for every placeholder
+    ``cost`` depends on.  Raises ``TypeError`` if ``cost`` is not a tensor, ``gc.ShapeError``
+    (a ``ValueError``) if it is not a scalar, and ``ValueError`` naming a placeholder the feed
+    lacks."""
+    if not isinstance(cost, Tensor):
+        raise TypeError(f"explain: cost must be a graphc tensor, got {type(cost).__name__}")
+    if cost.shape != ():
+        raise ShapeError(f"explain: cost must be a scalar, got shape {format_shape(cost.shape)} "
+                         f"({cost.name}); reduce it with gc.sum or gc.mean first")
+    if not isinstance(feed, dict):
+        raise TypeError(f"explain: feed must be a dict from placeholders to arrays, got "
+                        f"{type(feed).__name__}")
     order = toposort([cost])
     placeholders = [n for n in order if n.op == "placeholder"]
+    feed = _resolve_feed(feed, placeholders)
     nodes = [n for n in order if n.op != "constant" or n is cost]
     table = backprop(cost, [n for n in nodes if is_float(n.dtype)])
     grads = [table.get(n.id) for n in nodes]

@@ -42,10 +42,33 @@ def _curves(
     for key, aliases, label in spec:
         for name in (key, *aliases):
             values = hist.get(name)
-            if values is not None and len(values) > 0:
-                found.append((label, [float(v) for v in values]))
+            if values is None:
+                continue
+            try:
+                if isinstance(values, (str, bytes)):
+                    raise TypeError
+                n = len(values)
+            except TypeError:
+                raise ValueError(f"history[{name!r}] must be a list of per-epoch values, "
+                                 f"got {type(values).__name__}") from None
+            if n > 0:
+                found.append((label, [_number(name, v) for v in values]))
                 break
     return found
+
+
+def _number(name: str, v: Any) -> float:
+    """A per-epoch value as a float; ``None`` (an epoch without it) is a gap (NaN)."""
+    if v is None:
+        return float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"history[{name!r}] holds {v!r}, not a number") from None
+
+
+_OTHER_FORMATS = {".svg", ".svgz", ".pdf", ".ps", ".eps", ".jpg", ".jpeg", ".tif", ".tiff",
+                  ".webp", ".gif", ".bmp", ".pgf", ".raw", ".rgba"}
 
 
 def history(
@@ -68,8 +91,16 @@ def history(
 
     Raises:
         ImportError: if matplotlib is not installed.
-        ValueError: if ``history`` holds no loss or accuracy curve.
+        ValueError: if ``history`` holds no loss or accuracy curve, a curve is not a list
+            of numbers (``None`` entries are gaps), or ``path`` names another image format
+            (``.svg``, ``.jpg``, ...).
     """
+    out = os.fspath(path)
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix in _OTHER_FORMATS:
+        # the file is a PNG whatever its name: a curves.svg holding PNG bytes opens nowhere
+        raise ValueError(f"graphc.plot.history writes PNG files; {out!r} asks for "
+                         f"{suffix[1:].upper()} (name it .png)")
     inner = getattr(history, "history", None)
     if not isinstance(history, Mapping) and isinstance(inner, Mapping):
         history = inner
@@ -101,7 +132,6 @@ def history(
     if title:
         fig.suptitle(title)
 
-    out = os.fspath(path)
     parent = os.path.dirname(out)
     if parent:
         os.makedirs(parent, exist_ok=True)

@@ -23,7 +23,7 @@ def run(args) -> int:
         argv += ["--out", args.out]
     if args.backend == "cuda":  # (--rounds is a CPU-suite option)
         from .. import benchmarking_gpu
-        return benchmarking_gpu.main(argv[2:])
+        return benchmarking_gpu.main(argv[2:] + list(args.bench_args))
     if args.rounds is not None:
         argv += ["--rounds", str(args.rounds)]
-    return benchmarking.main(argv)
+    return benchmarking.main(argv + list(args.bench_args))

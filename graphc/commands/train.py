@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -30,23 +31,50 @@ def _layers(text: str) -> list[int]:
     return sizes
 
 
+def _number(kind, text):
+    try:
+        v = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return v
+
+
 def _positive(kind):
     def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        v = _number(kind, text)
         if v <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
         return v
     return parse
 
 
+def _non_negative(text):
+    v = _number(float, text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
 def _fraction(text):
-    v = float(text)
+    v = _number(float, text)
     if not 0.0 <= v < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
     return v
+
+
+def _momentum(text):
+    v = _number(float, text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
+    return v
+
+
+# (argparse names the type function in its message: "invalid <name> value")
+for _f, _n in ((_fraction, "fraction"), (_momentum, "momentum"), (_non_negative, "number")):
+    _f.__name__ = _n
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,12 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     parser.add_argument("--lr", type=_positive(float), default=None,
                         help="learning rate (default: 1e-3 for adam/rmsprop, 0.05 for sgd)")
-    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    parser.add_argument("--momentum", type=_momentum, default=0.0, help="SGD momentum")
     parser.add_argument("--epochs", type=_positive(int), default=5)
     parser.add_argument("--batch-size", type=_positive(int), default=128)
     parser.add_argument("--backend", choices=BACKENDS, default="c",
                         help="falls back to numpy (with a warning) where it cannot run")
-    parser.add_argument("--weight-decay", type=float, default=0.0,
+    parser.add_argument("--weight-decay", type=_non_negative, default=0.0,
                         help="L2 penalty: loss + wd/2 * sum ||W||^2")
     parser.add_argument("--dropout", type=_fraction, default=0.0,
                         help="dropout rate after each hidden layer")
@@ -131,13 +159,6 @@ def run(args) -> int:
         return 2
     init = args.init or ("he" if act in ("relu", "leaky_relu", "elu", "gelu", "silu", "swish",
                                          "mish") else "lecun" if act == "selu" else "glorot")
-    layers = []
-    for units in args.layers:
-        layers.append(nn.Dense(units, act, init=init))
-        if args.dropout:
-            layers.append(nn.Dropout(args.dropout))
-    layers.append(nn.Dense(10, init="glorot"))
-    model = nn.Sequential(layers, Xtr.shape[1], seed=args.seed)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     kwargs = {"lr": lr}
     if args.optimizer == "sgd":
@@ -145,7 +166,18 @@ def run(args) -> int:
     elif args.momentum:
         err(f"graphc train: --momentum applies to sgd only")
         return 2
-    opt = optim.get(args.optimizer, **kwargs)
+    try:  # a bad --init (or a value the layers or optimizers reject): a usage error
+        layers = []
+        for units in args.layers:
+            layers.append(nn.Dense(units, act, init=init))
+            if args.dropout:
+                layers.append(nn.Dropout(args.dropout))
+        layers.append(nn.Dense(10, init="glorot"))
+        model = nn.Sequential(layers, Xtr.shape[1], seed=args.seed)
+        opt = optim.get(args.optimizer, **kwargs)
+    except ValueError as e:
+        err(f"graphc train: {e}")
+        return 2
 
     arch = "-".join(str(d) for d in [Xtr.shape[1], *args.layers, 10])
     print(f"dataset {args.dataset}: {len(Xtr)} training, {len(Xte)} test samples")

@@ -40,6 +40,8 @@ def quote(text) -> str:
             out.append("\\n")
         elif ch < " " or ch == "\x7f" or ch in "\u2028\u2029":
             out.append(" ")
+        elif "\ud800" <= ch <= "\udfff":  # a lone surrogate cannot be written as UTF-8
+            out.append("\ufffd")
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'

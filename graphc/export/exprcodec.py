@@ -77,6 +77,13 @@ CONSTANTS = {
 }
 _CONST_OF = {v: k for k, v in CONSTANTS.items()}
 
+#: truth-valued expressions: the only conditions of a Piecewise and operands of And/Or/Not,
+#: and never operands of arithmetic or of a comparison (a Symbol is a sympy Boolean too, but
+#: graphc's argument symbols are numbers: a bool tensor is compared, ``Ne(a0, 0)``)
+BOOLEAN = (sp.core.relational.Relational, sp.And, sp.Or, sp.Not,
+           sp.logic.boolalg.BooleanAtom)
+_LOGIC = {"And", "Or", "Not"}
+
 _INT_RE = re.compile(r"-?[0-9]{1,%d}\Z" % MAX_DIGITS)
 _SYMBOL_INDEX = {s: i for i, s in enumerate(A)}
 
@@ -162,6 +169,20 @@ def _check_const_pow(base, exponent) -> None:
                          f"({str(base)[:20]} ** {str(exponent)[:20]})")
 
 
+def _check_truth_values(name, vals) -> None:
+    """Conditions where conditions go, numbers elsewhere (numpy and C reject the rest only
+    when the compiled function runs)."""
+    if name == "Piecewise":
+        return  # its arguments are ExprCondPairs (checked by the caller)
+    for k, v in enumerate(vals):
+        want = name in _LOGIC or (name == "ExprCondPair" and k == 1)
+        if want and not isinstance(v, BOOLEAN):
+            raise ValueError(f"expression: {name} needs a condition, got {str(v)[:40]}")
+        if not want and isinstance(v, BOOLEAN):
+            raise ValueError(f"expression: {name} needs a number, got the condition "
+                             f"{str(v)[:40]}")
+
+
 def _decode(t, depth, budget):
     if depth > MAX_DEPTH:
         raise ValueError(f"expression nested deeper than {MAX_DEPTH} levels")
@@ -226,6 +247,7 @@ def _decode(t, depth, budget):
                 raise ValueError("expression: Piecewise takes ExprCondPair arguments")
         elif any(isinstance(v, ExprCondPair) for v in vals):
             raise ValueError("expression: ExprCondPair outside Piecewise")
+        _check_truth_values(name, vals)
         if name == "ExprCondPair":
             return ExprCondPair(*vals)
         if name == "Piecewise" and vals[-1].cond != sp.true:

@@ -19,6 +19,7 @@ Roles are recovered from structure, since ``gc.grad`` leaves no marker on the no
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -309,13 +310,24 @@ def to_graphml(outputs, path, inputs=None, updates=None, kernels=None) -> None:
     nx.write_graphml(h, str(path))
 
 
+# characters XML 1.0 cannot hold (C0 controls but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF):
+# written as they are, they make a file no XML parser (read_graphml included) reads back
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(s: str) -> str:
+    return _NOT_XML.sub("\ufffd", s)
+
+
 def _graphml_value(key, v):
     if v is None:
         return ""
     if key == "shape":
         return format_shape(tuple(v))
     if isinstance(v, tuple):
-        return " ".join(map(str, v))
-    if isinstance(v, (bool, int, float, str)):
+        return _xml_text(" ".join(map(str, v)))
+    if isinstance(v, str):
+        return _xml_text(v)
+    if isinstance(v, (bool, int, float)):
         return v
-    return str(v)
+    return _xml_text(str(v))

@@ -92,6 +92,8 @@ def script_json(obj) -> str:
     """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` and the JS
     line separators escaped as \\uXXXX (valid JSON, cannot close the script element)."""
     text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    # lone surrogates (inside strings only) as \udXXX escapes, so the page encodes as UTF-8
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
@@ -163,6 +165,6 @@ def to_html(outputs, path, inputs=None, updates=None, kernels=None, title=None) 
     function) to ``path``; returns ``path``."""
     text = render_html(outputs, inputs, updates, kernels, title)
     path = os.fspath(path)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(text)
     return path

@@ -173,7 +173,10 @@ def to_json(outputs, inputs=None, updates=None, indent=None) -> str:
         "outputs": [index[o.id] for o in view.outputs],
         "updates": [[index[p.id], index[v.id]] for p, v in explicit],
     }
-    return json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+    # lone surrogates (a source path or name decoded with surrogateescape) as JSON \udXXX
+    # escapes: the text stays encodable as UTF-8 (a file can hold it) and loads back the same
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -406,6 +409,12 @@ def _build(doc, raw_nodes) -> LoadedGraph:
             p, v = ref(pair[0], f"{what} effect"), ref(pair[1], f"{what} effect")
             if p.op != "parameter":
                 _fail(f"{what}: effect target {pair[0]} is not a parameter")
+            # the backends write an effect's value over the parameter's buffer as it is
+            if v.shape != p.shape or v.dtype != p.dtype:
+                _fail(f"{what}: effect value {pair[1]} is {list(v.shape)} {v.dtype}, its "
+                      f"parameter {pair[0]} is {list(p.shape)} {p.dtype}")
+            if any(p is q for q, _ in effects):
+                _fail(f"{what}: two effects on parameter {pair[0]}")
             effects.append((p, v))
         attrs_raw = rn.get("attrs", {})
         if op in ("placeholder", "parameter", "constant"):
@@ -445,17 +454,82 @@ def _build(doc, raw_nodes) -> LoadedGraph:
     return LoadedGraph(inputs, outputs, updates, nodes)
 
 
+_ARITY_CACHE: dict = {}
+
+
+def _arity(op):
+    """``(least, most)`` inputs of ``op`` (``most`` None: any number), read from the
+    signature of its numpy reference ``ref(node, *values)``; None if it cannot be read."""
+    if op not in _ARITY_CACHE:
+        import inspect
+
+        from ..ops.registry import lookup
+        try:
+            params = list(inspect.signature(lookup(op).ref).parameters.values())[1:]
+        except (TypeError, ValueError):
+            _ARITY_CACHE[op] = None
+        else:
+            pos = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            fixed = [p for p in params if p.kind in pos]
+            least = sum(1 for p in fixed if p.default is inspect.Parameter.empty)
+            varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+            _ARITY_CACHE[op] = (least, None if varargs else len(fixed))
+    return _ARITY_CACHE[op]
+
+
+def _check_ew_derivatives(attrs, n, what):
+    """``dout`` (derivative in terms of the output a0, unary nodes) and ``dexpr`` (one
+    derivative per input) are used by ``gc.grad``: check them here, not there."""
+    from ..symbolic import free_args
+    dout = attrs.get("dout")
+    if dout is not None:
+        if n != 1 or not free_args(dout) <= {0}:
+            _fail(f"{what}: dout must be an expression of a0 on a one-input node")
+    if "dexpr" in attrs:
+        dexpr = attrs["dexpr"]
+        if not isinstance(dexpr, tuple) or len(dexpr) != n:
+            _fail(f"{what}: dexpr must list one derivative per input ({n})")
+        for d in dexpr:
+            if not isinstance(d, sp.Basic) or isinstance(d, exprcodec.BOOLEAN) or any(
+                    i >= n for i in free_args(d)):
+                _fail(f"{what}: dexpr entry {_short(d)} is not an expression of the "
+                      f"{n} input(s)")
+
+
 def _check_op_specific(op, attrs, inputs, what):
-    if op == "ew":
+    # the shape rules read the inputs they expect and ignore extra ones, which would then
+    # crash the compiled function (TypeError) rather than fail here
+    arity = _arity(op)
+    if arity is not None:
+        least, most = arity
+        if len(inputs) < least or (most is not None and len(inputs) > most):
+            count = str(least) if most == least else (
+                f"at least {least}" if most is None else f"{least} to {most}")
+            _fail(f"{what}: op {op} takes {count} input(s), the node has {len(inputs)}")
+    if op in ("ew", "dense"):
         from ..symbolic import free_args
-        used = free_args(attrs["expr"])
-        if any(i >= len(inputs) for i in used):
+        expr = attrs.get("expr")
+        if not isinstance(expr, sp.Basic):
+            _fail(f"{what}: attribute expr must be an expression")
+        # dense: a0 is the matmul accumulator, a1.. its extra inputs (inputs[2:])
+        nargs = len(inputs) if op == "ew" else len(inputs) - 1
+        used = free_args(expr)
+        if any(i >= nargs for i in used):
             _fail(f"{what}: the expression uses a{max(used)} but the node has "
                   f"{len(inputs)} input(s)")
         if not inputs:
             _fail(f"{what}: an elementwise node needs at least one input")
-    elif op == "random_uniform" and attrs["seed"] < 0:
-        _fail(f"{what}: seed must be non-negative")
+        if op == "ew":
+            _check_ew_derivatives(attrs, len(inputs), what)
+    elif op == "random_uniform":
+        if attrs["seed"] < 0:
+            _fail(f"{what}: seed must be non-negative")
+        # the counter is dropout's int64 scalar parameter (numpy and C read it as uint64)
+        counter = inputs[0]
+        if (counter.op != "parameter" or counter.shape != () or counter.dtype != "int64"
+                or int(counter.attrs["store"].array) < 0):
+            _fail(f"{what}: the first input must be a non-negative int64 scalar parameter "
+                  f"(the counter), got {counter.op} {list(counter.shape)} {counter.dtype}")
     # axes must be normalized (0 <= axis < rank) and distinct, as the constructors make them
     rank = inputs[0].ndim if inputs else 0
     if op in ("sum", "mean", "max", "logsumexp", "size_of", "squeeze", "expand_dims"):

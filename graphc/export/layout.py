@@ -85,6 +85,11 @@ def _isotonic(desired, weights, gaps):
     return [y + o for y, o in zip(out, offs)]
 
 
+#: dummy nodes for long edges: at most DUMMIES_PER_NODE per node (at least MAX_DUMMIES_MIN)
+DUMMIES_PER_NODE = 2
+MAX_DUMMIES_MIN = 4000
+
+
 def layout(nodes, edges, sizes, layer_gap=24.0, node_gap=16.0, sweeps=8) -> Layout:
     """``nodes``: ids in topological order; ``edges``: (src, dst) pairs; ``sizes``: node ->
     (width, height)."""
@@ -103,7 +108,23 @@ def layout(nodes, edges, sizes, layer_gap=24.0, node_gap=16.0, sweeps=8) -> Layo
     chains = {}  # edge -> [src, dummies..., dst]
     width_of = {n: sizes[n][0] for n in nodes}
     dummy = 0
+    # Dummies cost time and page size in proportion to the layers an edge crosses: in a deep
+    # network's gradient graph each weight feeds its forward matmul near the top and the
+    # ``W.T`` of its gradient near the bottom, so n layers give n edges of span ~2n (n**2
+    # dummies).  The shortest edges get dummies up to a budget linear in the graph; longer
+    # ones are drawn directly from source to destination and take no part in the ordering.
+    budget = max(MAX_DUMMIES_MIN, DUMMIES_PER_NODE * len(nodes))
+    routed = set()
+    for s, t in sorted(edges, key=lambda e: layer[e[1]] - layer[e[0]]):
+        span = max(layer[t] - layer[s] - 1, 0)
+        if span > budget:
+            break
+        budget -= span
+        routed.add((s, t))
     for s, t in edges:
+        if (s, t) not in routed:
+            chains[(s, t)] = [s, t]
+            continue
         chain = [s]
         for _ in range(layer[s] + 1, layer[t]):
             d = ("d", dummy)
