@@ -402,3 +402,23 @@ def test_zero_and_non_finite_scalars_are_not_folded(backend):
     np.testing.assert_array_equal(got[3], [0.0, 0.0, 0.0])
     i = gc.placeholder((2,), dtype="int32", name="i")
     assert (i * 0.0).dtype == "float32"  # a float scalar still makes an int op float32
+
+
+# -- N6: bool tensors in arithmetic, as in PyTorch ------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_bool_tensors_in_arithmetic(backend):
+    b = gc.placeholder((3,), dtype="bool", name="b")
+    with pytest.raises(TypeError, match="neg: not supported on bool"):
+        -b
+    with pytest.raises(TypeError, match="sub: not supported on bool"):
+        b - b
+    outs = [b * 2, b + 1, gc.where(b, 1, 0), gc.exp(b), b + b]
+    assert [o.dtype for o in outs] == ["int64", "int64", "int64", "float32", "bool"]
+    got = gc.compile([b], outs, backend=backend)(np.array([True, False, True]))
+    np.testing.assert_array_equal(got[0], [2, 0, 2])
+    np.testing.assert_array_equal(got[1], [2, 1, 2])
+    np.testing.assert_array_equal(got[2], [1, 0, 1])
+    # the numpy reference computed exp of bools in float16 (2.71875)
+    np.testing.assert_allclose(got[3], [np.e, 1.0, np.e], rtol=1e-6)
+    np.testing.assert_array_equal(got[4], [True, False, True])

@@ -35,6 +35,11 @@ def _infer(inputs, attrs):
 
 def _ref(node, *values):
     fn = numpy_function(node.attrs["expr"], len(values))
+    if node.dtype != "bool":
+        # bool operands of arithmetic compute in the result's type, as in the compiled backends
+        # (numpy would negate bools with a TypeError and exp them in float16)
+        work = node.dtype if np.dtype(node.dtype).kind == "f" else np.int64
+        values = [v.astype(work) if np.asarray(v).dtype == np.bool_ else v for v in values]
     if len({np.shape(v) for v in values}) > 1:
         # broadcast views: numpy's printing of And/Or (logical_and.reduce of a tuple) does
         # not broadcast operands of different shapes
@@ -185,6 +190,9 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             atoms.append(_literal(v))
             if isinstance(v, float) and not is_float(float_like):
                 dtypes.append("float32")  # a float literal makes an int op float
+            elif (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                  and all(d == "bool" for d in tensor_dtypes)):
+                dtypes.append("int64")  # and an int literal a bool op int64, as in PyTorch
         else:
             arr = np.asarray(a)
             if arr.dtype == object:
@@ -231,6 +239,9 @@ ELEMENTWISE: dict[str, ElementwiseSpec] = {}
 
 def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
     atoms, inputs, dtypes = _prepare(spec.name, args)
+    if spec.name in ("neg", "sub") and all(d == "bool" for d in dtypes):
+        raise TypeError(f"{spec.name}: not supported on bool tensors (as in PyTorch); cast them "
+                        f"first, e.g. gc.cast(t, 'float32')")
     expr = spec.fn(*atoms, **params)
     if spec.result == "bool":
         dtype = "bool"
