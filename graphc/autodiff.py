@@ -12,7 +12,7 @@ from typing import Sequence
 from .errors import ShapeError
 from .ir import Tensor, format_shape, is_float, toposort
 from .ops import elementwise as E
-from .ops.core import unbroadcast, zeros_like
+from .ops.core import sum_like, unbroadcast, zeros_like
 from .ops.registry import lookup, make
 
 
@@ -62,8 +62,25 @@ def backprop(cost: Tensor, wrt: Sequence[Tensor]) -> dict[int, Tensor]:
                 continue
             if gi.dtype != inp.dtype:
                 gi = E.cast(gi, inp.dtype)
-            pending.setdefault(inp.id, []).append(unbroadcast(gi, inp))
+            gi = sum_like(gi, inp) if _broadcast_at_run_time(node, inp) else unbroadcast(gi, inp)
+            pending.setdefault(inp.id, []).append(gi)
     return table
+
+
+def _broadcast_at_run_time(node: Tensor, x: Tensor) -> bool:
+    """Whether ``node`` may broadcast its input ``x`` along a free dimension: x has None on an
+    axis where another operand's size is not 1 (None or known).  Only the call's shapes tell
+    whether x is then 1 there (a (1, 3) fed to a (None, 3) placeholder against a (4, 3) one),
+    so x's gradient is summed down to x's run-time shape there."""
+    kind = lookup(node.op).kind
+    if kind not in ("elementwise", "matmul") or len(node.inputs) < 2:
+        return False
+    skip = 2 if kind == "matmul" else 0  # matmul broadcasts its batch axes only
+    for axis in range(1 + skip, x.ndim + 1):
+        if x.shape[-axis] is None and any(
+                o is not x and o.ndim >= axis and o.shape[-axis] != 1 for o in node.inputs):
+            return True
+    return False
 
 
 def grad(cost: Tensor, wrt):

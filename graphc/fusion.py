@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.parameters import evaluate
 
-from .ir import Tensor, consumers, is_float, toposort
+from .ir import Tensor, consumers, format_shape, is_float, toposort
 from .ops.core import constant, placeholder
 from .ops.registry import make
 from .rewrite import rebuild, rewrite
@@ -55,6 +55,10 @@ def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequen
         if node.op == "size_of" and None not in node.inputs[0].shape:
             dims = [node.inputs[0].shape[a] for a in node.attrs["axes"]]
             return constant(np.asarray(np.prod(dims), dtype=node.dtype), dtype=node.dtype)
+        if node.op == "sum_like" and None not in node.inputs[0].shape \
+                and None not in node.inputs[1].shape:
+            from .ops.core import unbroadcast
+            return unbroadcast(*node.inputs)
         return None
 
     m = rewrite(roots, [fold_size], leaf_map=leaf_map)
@@ -268,4 +272,37 @@ def _fuse_dense(roots, trace):
     return [mapping[r.id] for r in roots]
 
 
-BACKEND_PIPELINE = [("fuse_elementwise", fuse_elementwise), ("fuse_dense", fuse_dense)]
+# -- integer matmul ----------------------------------------------------------------------------
+
+MAX_INTEGER_MATMUL = 1 << 26  # products (m * k * n) of one integer matmul on C / GPU
+
+def integer_matmul(roots: Sequence[Tensor], trace: dict | None = None) -> list[Tensor]:
+    """The GEMM kernels compute in floating point: an integer or boolean matmul becomes exact
+    integer ops instead, sum over k of a[..., :, :, None] * b[..., None, :, :] (integer
+    products and sums wrap like numpy's; booleans give "any of the ands")."""
+    from .ops.core import expand_dims, sum as sum_
+    from .ops.elementwise import cast, mul
+
+    def rule(node):
+        if node.op != "matmul" or is_float(node.dtype):
+            return None
+        a, b = node.inputs
+        work = _numel(node.shape) * (a.shape[-1] if a.ndim > 1 else a.shape[0])
+        if work > MAX_INTEGER_MATMUL:
+            # the m x k x n products are an intermediate: refuse before allocating gigabytes
+            raise NotImplementedError(
+                f"matmul of {node.dtype} {format_shape(a.shape)} @ {format_shape(b.shape)}: "
+                f"integer matmuls are computed exactly through their {work} products, more "
+                f"than the {MAX_INTEGER_MATMUL} the compiled backends allow; cast the operands "
+                f"to float64 (exact up to 2**53) or use the numpy backend")
+        out = sum_(mul(expand_dims(a, -1), expand_dims(b, -3)), axis=-2)
+        return cast(out, node.dtype) if out.dtype != node.dtype else out
+
+    m = rewrite(roots, [rule])
+    if trace is not None:
+        trace.update(m)
+    return [m[r.id] for r in roots]
+
+
+BACKEND_PIPELINE = [("integer_matmul", integer_matmul), ("fuse_elementwise", fuse_elementwise),
+                    ("fuse_dense", fuse_dense)]

@@ -374,13 +374,16 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         roots = fn(roots, trace=trace)
     track = {pid: trace.get(n.id, n) for pid, n in track.items()}
     outs, values = roots[:n_out], roots[n_out:]
-    updates = [(p, v) for (p, _), v in zip(program.updates, values)]
-    order = toposort(roots)
 
     def base(t: Tensor) -> Tensor:
         while t.op in VIEW_OPS:
             t = t.inputs[0]
         return t
+
+    outs, values = _snapshot_updated_params(program, outs, values, base)
+    updates = [(p, v) for (p, _), v in zip(program.updates, values)]
+    roots = outs + values
+    order = toposort(roots)
 
     # readers of each base node (through views)
     readers: dict[int, set[int]] = {}
@@ -535,6 +538,34 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
                      for k in kernels if k.kind != "copy" and k.node.op == "softmax_cross_entropy"]
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
                    [p.name for p in in_place.values()], checks, kernel_checks, names, kernel_of)
+
+
+def _snapshot_updated_params(program: Program, outs: list, values: list, base):
+    """Outputs and update values that are (views of) an updated parameter, read through an
+    elementwise copy kernel.  Copies into output slots and parameters run after every kernel,
+    and a parameter may be written in place before that (or by an earlier update copy), so
+    reading the parameter there would see its new value: ``outputs=[p]`` with
+    ``updates=[(p, p + 1)]`` returned p + 1, and ``updates=[(a, b), (b, a)]`` gave both b.  As
+    kernels, the copies are readers like any other: in-place writes wait for them, and every
+    update reads the old values."""
+    from .ops.registry import make
+    from .symbolic import A
+    updated = {p.id for p, _ in program.updates}
+    made: dict[int, Tensor] = {}
+
+    def snapshot(t: Tensor) -> Tensor:
+        if t.id not in made:
+            made[t.id] = make("ew", [t], expr=A[0], label="copy", dtype=t.dtype)
+        return made[t.id]
+
+    def reads_updated(t: Tensor) -> bool:
+        b = base(t)
+        return b.op == "parameter" and b.id in updated
+
+    outs = [snapshot(o) if reads_updated(o) else o for o in outs]
+    values = [snapshot(v) if reads_updated(v) and base(v) is not p else v
+              for (p, _), v in zip(program.updates, values)]
+    return outs, values
 
 
 def label_status(low: Lowered, k: Kernel) -> int:

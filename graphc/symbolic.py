@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 
 # Argument symbols of elementwise expressions (real, so d|x|/dx = sign(x)).
 A = sp.symbols("a0:256", real=True)
@@ -98,10 +99,29 @@ NUMPY_FUNCTIONS = {
 }
 
 
+class _NumPyPrinter(NumPyPrinter):
+    """SymPy's numpy printer, with Piecewise as nested ``where``: its ``select(...,
+    default=nan)`` computes in float64 whatever the branches' dtype, so an int64 ``where`` lost
+    the low bits of values above 2**53."""
+
+    def _print_Piecewise(self, expr):
+        if expr.args[-1].cond != sp.true:
+            return super()._print_Piecewise(expr)
+        where = self._module_format(self._module + ".where")
+        out = self._print(expr.args[-1].expr)
+        for e, c in reversed(expr.args[:-1]):
+            out = f"{where}({self._print(c)}, {self._print(e)}, {out})"
+        return out
+
+
 @functools.lru_cache(maxsize=4096)
 def numpy_function(expr: sp.Expr, nargs: int):
     """Compile ``expr`` (over A[:nargs]) to a numpy function of nargs arrays."""
-    return sp.lambdify(A[:nargs], expr, modules=[NUMPY_FUNCTIONS, "numpy"])
+    # (the settings lambdify gives its own printer: our functions are called by name)
+    printer = _NumPyPrinter({"fully_qualified_modules": False, "inline": True,
+                             "allow_unknown_functions": True,
+                             "user_functions": {k: k for k in NUMPY_FUNCTIONS}})
+    return sp.lambdify(A[:nargs], expr, modules=[NUMPY_FUNCTIONS, "numpy"], printer=printer)
 
 
 def free_args(expr: sp.Expr) -> set[int]:

@@ -23,8 +23,12 @@ _MATH = ("exp", "log", "sqrt", "fabs", "tanh", "pow", "erf", "log1p", "expm1", "
 
 
 class _Printer(C99CodePrinter):
-    def __init__(self, dtype: str):
+    def __init__(self, dtype: str, integer: bool = False):
         self.single = dtype == "float32"
+        # integer kernels compute in 64-bit integers: |x|, max, min and sign must stay
+        # integer operations (through fabs/gc_max2 in double, int64 values above 2**53 lost
+        # their low bits; OpenCL rejects fabs of a long as ambiguous)
+        self.integer = integer
         suffix = "f" if self.single else ""
         super().__init__(settings={
             "type_aliases": {real: float32 if self.single else float64},
@@ -42,7 +46,28 @@ class _Printer(C99CodePrinter):
         return f"expm1{'f' if self.single else ''}({self._print(expr.args[0])})"
 
     def _print_sign(self, expr):
+        if self.integer:
+            x = self._print(expr.args[0])
+            return f"((({x}) > 0) - (({x}) < 0))"
         return f"gc_sign{'f' if self.single else ''}({self._print(expr.args[0])})"
+
+    def _print_Abs(self, expr):
+        if self.integer:
+            x = self._print(expr.args[0])
+            return f"(({x}) < 0 ? -({x}) : ({x}))"
+        return super()._print_Abs(expr)
+
+    def _print_Max2(self, expr):
+        if self.integer:
+            a, b = (self._print(e) for e in expr.args)
+            return f"(({a}) > ({b}) ? ({a}) : ({b}))"
+        return self._print_Function(expr)
+
+    def _print_Min2(self, expr):
+        if self.integer:
+            a, b = (self._print(e) for e in expr.args)
+            return f"(({a}) < ({b}) ? ({a}) : ({b}))"
+        return self._print_Function(expr)
 
     def _print_Piecewise(self, expr):
         # one line: (c0 ? e0 : (c1 ? e1 : e2))
@@ -84,13 +109,16 @@ def _portable_names(code: str, single: bool) -> str:
     return _MATH_RE.sub(lambda m: f"gc_{m.group(1)}(", code)
 
 
-def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t"
-                ) -> tuple[list[str], str]:
+def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t",
+                ctype: str | None = None) -> tuple[list[str], str]:
     """C code for ``expr`` with A[i] replaced by the C expressions ``args[i]``.
 
-    Returns (statements declaring CSE temporaries, final expression)."""
-    printer = _Printer(dtype)
-    ctype = "float" if dtype == "float32" else "double"
+    ``ctype``: the C type the expression computes in (default float/double after ``dtype``);
+    an integer type (an all-integer kernel) keeps |x|, max, min, sign and the temporaries in
+    integers.  Returns (statements declaring CSE temporaries, final expression)."""
+    default = "float" if dtype == "float32" else "double"
+    ctype = ctype or default
+    printer = _Printer(dtype, integer=ctype not in ("float", "double"))
     expr = _fold_numbers(sp.sympify(expr))
     if expr.has(expm1):
         expr = expr.replace(lambda e: type(e) is expm1, lambda e: _Expm1(e.args[0]))
@@ -111,6 +139,22 @@ def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t
 
 
 _CONDITIONS = (sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction)
+_INTEGER_NODES = (sp.Symbol, sp.Integer, sp.Add, sp.Mul, sp.Abs, sp.sign, sp.Piecewise,
+                  sp.functions.elementary.piecewise.ExprCondPair, sp.core.relational.Relational,
+                  sp.logic.boolalg.BooleanFunction, sp.logic.boolalg.BooleanAtom)
+
+
+def _integer_valued(expr) -> bool:
+    """Whether ``expr`` maps integers to integers with integer operations only (sums,
+    products, non-negative integer powers, |x|, max, min, sign, comparisons, Piecewise)."""
+    from ..symbolic import Max2, Min2
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, sp.Pow):
+            if not (e.exp.is_Integer and e.exp >= 0):
+                return False
+        elif not isinstance(e, _INTEGER_NODES + (Max2, Min2)):
+            return False
+    return True
 
 
 def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str = "(acc)"
@@ -122,10 +166,16 @@ def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str 
     ``store(value, dtype)``: the conversion of a computed value to an output's dtype (an
     output read by a later one is read back through the same conversion, as from memory)."""
     stmts, values = [], []
+    integer = ctype not in ("float", "double")
     for o, (expr, refs) in enumerate(plan.exprs):
         args = [loads[i] if kind == "in" else acc if kind == "acc"
                 else f"(({ctype}){values[i]})" for kind, i in refs]
-        body, value = render_expr(expr, args, dtype, tmp_prefix=f"t{o}_")
-        stmts += body + [f"const {ctype} r{o} = {value};"]
+        ct = ctype
+        if integer and not _integer_valued(sp.sympify(expr)):
+            # integer operands and outputs around float intermediates (cast(a / 2 + 0.5) of
+            # fused integer ops): compute in double, as numpy's float path does
+            ct, args = "double", [f"((double){a})" for a in args]
+        body, value = render_expr(expr, args, dtype, tmp_prefix=f"t{o}_", ctype=ct)
+        stmts += body + [f"const {ct} r{o} = {value};"]
         values.append(store(f"r{o}", plan.outputs[o][0].dtype))
     return stmts, values

@@ -302,6 +302,30 @@ def unbroadcast(g: Tensor, x: Tensor) -> Tensor:
     return g
 
 
+def _sum_like_ref(node, g, x):
+    gs, xs = np.shape(g), np.shape(x)
+    lead = len(gs) - len(xs)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(xs)
+                                      if d == 1 and gs[lead + i] != 1)
+    return np.sum(g, axis=axes).reshape(xs) if axes else g
+
+
+# sum_like(g, x): g summed down to x's run-time shape (un-broadcasting along free dimensions,
+# which only the call's shapes decide); the backends' concretize pass makes it static
+register(OpDef("sum_like", lambda inputs, attrs: (inputs[1].shape, inputs[0].dtype),
+               _sum_like_ref, lambda node, g: [broadcast_like(g, node.inputs[0]), None],
+               kind="shape"))
+
+
+def sum_like(g: Tensor, x: Tensor) -> Tensor:
+    """``g`` summed down to the run-time shape of ``x`` (``unbroadcast`` once shapes are
+    known)."""
+    g = unbroadcast(g, x)
+    if None not in x.shape:
+        return g
+    return make("sum_like", [g, x])
+
+
 # -- reductions -------------------------------------------------------------------------------
 
 def _reduce_infer(op):
