@@ -574,6 +574,19 @@ def label_status(low: Lowered, k: Kernel) -> int:
     return names.index(k.name) + 1 if k.name in names else 0
 
 
+def label_error(low: Lowered, status: int, feeds: list) -> ValueError:
+    """The error for a step that a cross-entropy kernel stopped with ``status`` (see
+    ``label_status``): it names the fed input and the range of its labels when they were fed."""
+    name, classes, slot = low.kernel_label_checks[status - 1]
+    if slot is not None:
+        labels = feeds[slot]
+        return ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
+                          f"[{labels.min()}, {labels.max()}] in input "
+                          f"{low.slots[slot].node.name!r}; nothing was updated")
+    return ValueError(f"cross_entropy: labels must be in [0, {classes}); labels computed in the "
+                      f"graph are out of range ({name}); nothing was updated")
+
+
 def _provenance(program: Program, track: dict, kernels: list[Kernel]) -> dict[int, str]:
     """Program node id -> name of the kernel computing it.  A node fused away (an inlined
     producer, a folded transpose, a view) belongs to the kernel of a consumer."""

@@ -12,6 +12,7 @@ import pytest
 import graphc as gc
 from graphc.errors import BackendUnavailable
 from graphc.runtime import cache
+from backends import C, CUDA, OPENCL
 
 from backends import call_from_threads
 
@@ -554,10 +555,13 @@ def test_unusable_cache_dir_falls_back_with_a_warning(tmp_path, monkeypatch):
     np.testing.assert_array_equal(out, [[8.0, 8.0]])
 
 
+@pytest.mark.parametrize("backend", [C, OPENCL, CUDA])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_labels_computed_in_the_graph_are_checked_before_any_update(cache_dir, optimizer):
-    # fed labels are range-checked in Python before the call; computed ones only in the
-    # cross-entropy kernel, which lowering schedules before every in-place update
+def test_labels_computed_in_the_graph_are_checked_before_any_update(cache_dir, optimizer,
+                                                                     backend):
+    # computed labels are checked by the cross-entropy kernel, which lowering schedules before
+    # every in-place update: C ends the step with a status, the GPU backends read a status word
+    # before launching the updates
     rng = np.random.RandomState(0)
     x = gc.placeholder((None, 3), name="x")
     y = gc.placeholder((None,), dtype="int64", name="y")
@@ -568,7 +572,7 @@ def test_labels_computed_in_the_graph_are_checked_before_any_update(cache_dir, o
     opt = gc.optim.SGD(0.1, momentum=0.9) if optimizer == "sgd" else gc.optim.Adam(0.01)
     updates = opt.updates([W1, W2], grads)
     state = [p for p, _ in updates]
-    f = gc.compile([x, y], loss, updates=updates, backend="c")
+    f = gc.compile([x, y], loss, updates=updates, backend=backend)
     X = rng.randn(5, 3).astype("float32")
     before = [p.value for p in state]
     with pytest.raises(ValueError, match=r"cross_entropy: labels must be in \[0, 4\)"):

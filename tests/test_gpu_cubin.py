@@ -150,6 +150,18 @@ def test_softmax_family_and_cross_entropy_cubin():
     assert_cubin(text, names, "softmax_family")
 
 
+def test_cross_entropy_of_computed_labels_cubin():
+    # computed labels: the kernel writes the status word the host reads before the updates
+    x = gc.placeholder((None, 10), name="x")
+    y = gc.placeholder((None,), dtype="int64", name="y")
+    W = gc.parameter(np.ones((10, 10), np.float32), name="W")
+    loss = gc.cross_entropy(x @ W, y + 1)
+    text, names = cuda_text([x, y], [loss], updates=[(W, W - 0.1 * gc.grad(loss, [W])[0])],
+                            shapes=[(33, 10), (33,)])
+    assert "status[0] = 1;" in text
+    assert_cubin(text, names, "computed_labels")
+
+
 def test_batched_matmul_cubin():
     a = gc.placeholder((None, 4, 17, 33), name="a")
     b = gc.placeholder((4, 33, 5), name="b")

@@ -31,8 +31,8 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, plan_loop,
-                     reduction_groups, strides_for)
+from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, label_status,
+                     plan_loop, reduction_groups, strides_for)
 from ..symbolic import A
 from .c import compute_type, math_dtype
 from .cexpr import render_plan
@@ -71,7 +71,8 @@ class Arg:
     ``buf``: a buffer operand (``storage``; ``dtype`` its element type) -- passed as two kernel
     arguments, the base buffer and the element offset (``gc_i64``).  ``scratch``: the same for
     the program's scratch buffer (``GPURenderer.scratch_bytes``, offset 0; kernels run in order,
-    so one scratch serves all).  ``i32`` / ``i64`` / ``u64``: a scalar ``value``."""
+    so one scratch serves all).  ``status``: the same for the program's status word (an int32
+    the cross-entropy kernels set to their ``label_status`` on invalid computed labels).  ``i32`` / ``i64`` / ``u64``: a scalar ``value``."""
     kind: str
     storage: Optional[Storage] = None
     dtype: Optional[str] = None
@@ -122,6 +123,9 @@ class GPURenderer:
         self.launches: list[Launch] = []
         self.uses_double = False
         self.scratch_bytes = 0      # per-program scratch (split reductions' partials)
+        # launches up to the last kernel that checks computed class labels: the host reads the
+        # status word after them and runs the rest (every in-place update) only when it is 0
+        self.status_launches = 0
 
     # -- helpers ----------------------------------------------------------------------------
     def _name(self, node: Tensor) -> str:
@@ -136,6 +140,11 @@ class GPURenderer:
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
+
+    def _computed_labels(self, k: Kernel) -> bool:
+        """Whether cross-entropy kernel ``k`` reads labels computed in the graph (not fed)."""
+        return any(name == k.name and slot is None
+                   for name, _, slot in self.lowered.kernel_label_checks)
 
     def _note_dtypes(self, *dtypes) -> None:
         if any(d == "float64" for d in dtypes):
@@ -569,8 +578,18 @@ class GPURenderer:
             finish = ["const gc_i64 y = (gc_i64)labels[o];",
                       f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
                       f"(mm - ({mct})row[y]) + gc_log{f}(s) : NAN);"]  # exact for large logits
+            status = label_status(self.lowered, k)
+            if status and self._computed_labels(k):
+                # the host checks fed labels before the step; computed ones are checked here:
+                # the step stops after this kernel's launches when the status word is set
+                params.append("GC_GLOBAL int* status_, gc_i64 status_o")
+                binds.append("GC_GLOBAL int* status = status_ + status_o;")
+                args.append(Arg("status", dtype="int32"))
+                finish.append(f"if (!(y >= 0 && y < {c}L)) status[0] = {status};")
             self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, [], finish,
                             wide)
+            if status and self._computed_labels(k):
+                self.status_launches = len(self.launches)
             return
         axis = node.attrs["axis"]
         shape = x.shape

@@ -27,7 +27,7 @@ import numpy as np
 from .. import __version__
 from ..codegen.c import render_c
 from ..errors import BackendUnavailable
-from ..lower import Lowered, lower
+from ..lower import Lowered, label_error, lower
 from ..program import Program
 from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
@@ -292,14 +292,7 @@ class _Specialization:
             slots[i] = from_buffer(out)
         status = self.lib.gc_step(slots, self.arena_ptr)
         if status:  # a kernel found invalid labels and stopped the step before any update
-            name, classes, slot = self.lowered.kernel_label_checks[status - 1]
-            if slot is not None:
-                labels = feeds[slot]
-                raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
-                                 f"[{labels.min()}, {labels.max()}] in input "
-                                 f"{self.lowered.slots[slot].node.name!r}; nothing was updated")
-            raise ValueError(f"cross_entropy: labels must be in [0, {classes}); labels computed "
-                             f"in the graph are out of range ({name}); nothing was updated")
+            raise label_error(self.lowered, status, feeds)
         for _, _, store in self.params:  # updated in place: device copies elsewhere are stale
             store.version += 1
         return outs

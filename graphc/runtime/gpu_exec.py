@@ -4,7 +4,8 @@ Like the C backend, a compiled function specializes per concrete input shapes: t
 with new shapes lowers the program, renders the kernel text once (``codegen/gpu.py``), compiles
 it for the device's dialect and binds every launch to its buffers.  A call then
 
-1. checks class labels on the host (as the C backend does),
+1. checks fed class labels on the host (labels computed in the graph are checked by the
+   cross-entropy kernels, which set a status word the host reads before any update runs),
 2. brings resident parameters up to date (uploads only those the host changed),
 3. uploads the batch (the placeholders' arrays) into per-specialization input buffers,
 4. enqueues every kernel on one in-order queue / stream, with no host synchronization,
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..codegen.gpu import GPURenderer, Launch
 from ..errors import BackendUnavailable
-from ..lower import Lowered, lower
+from ..lower import Lowered, label_error, lower
 from ..program import Program
 from .gpu_common import expand_includes
 from .specializing import ShapeSpecializingExecutable
@@ -171,6 +172,7 @@ class GPUSpecialization:
         renderer = GPURenderer(self.lowered)
         self.source, self.launches = renderer.render()
         self.scratch_bytes = renderer.scratch_bytes
+        status_launches = renderer.status_launches
         if renderer.uses_double and not dev.has_fp64:
             raise BackendUnavailable(
                 f"{dev.dialect} backend: the program computes in float64 and the device "
@@ -181,11 +183,14 @@ class GPUSpecialization:
         mirror = dev.mirror
         self.arena = dev.alloc(max(low.arena_bytes, 64))
         self.scratch = dev.alloc(max(self.scratch_bytes, 64))
+        self.status = dev.alloc(64)     # int32 status word (computed-label checks), kept 0
+        self._no_status = np.zeros(1, np.int32)
         self.slot_buffers: list = []
         self.inputs: list[tuple[int, Any]] = []
         self.params: list[tuple[int, Any]] = []     # (slot, store)
         self.outputs: list[tuple[int, Any, Any]] = []  # (slot, node, buffer)
-        keep: list = []
+        keep: list = [self._no_status]
+        dev.upload(self.status, self._no_status, keep)
         for i, s in enumerate(low.slots):
             n = s.node
             if s.kind == "param":
@@ -210,10 +215,12 @@ class GPUSpecialization:
                    for st in [k.dst] + [m.dst for m in k.members] if st.where == "slot"}
         self.written = [store for i, store in self.params if i in written]
         self.prepared = []
-        for launch in self.launches:
-            if launch.empty:
-                continue
-            self.prepared.append(dev.prepare(self.module, launch, self._flat_args(launch)))
+        self.status_cut = 0     # prepared launches to run before reading the status word
+        for n, launch in enumerate(self.launches):
+            if not launch.empty:
+                self.prepared.append(dev.prepare(self.module, launch, self._flat_args(launch)))
+            if n + 1 == status_launches:
+                self.status_cut = len(self.prepared)
 
     def _flat_args(self, launch: Launch) -> list:
         out = []
@@ -224,6 +231,8 @@ class GPUSpecialization:
                 out.append(np.int64(a.element_offset()))
             elif a.kind == "scratch":
                 out += [self.scratch, np.int64(0)]
+            elif a.kind == "status":
+                out += [self.status, np.int64(0)]
             elif a.kind == "i32":
                 out.append(np.int32(a.value))
             elif a.kind == "i64":
@@ -255,7 +264,20 @@ class GPUSpecialization:
             if arr.nbytes:
                 dev.upload(b, arr, keep)
                 keep.append(arr)
-        dev.execute(self.prepared)
+        if self.status_cut:
+            # the kernels checking computed labels ran: any in-place update runs only after
+            # the host has seen their status (one extra synchronization, only in such graphs)
+            dev.execute(self.prepared[:self.status_cut])
+            status = np.zeros(1, np.int32)
+            dev.download(self.status, status, keep)
+            dev.sync()
+            if status[0]:
+                dev.upload(self.status, self._no_status, keep)
+                dev.sync()
+                raise label_error(self.lowered, int(status[0]), feeds)
+            dev.execute(self.prepared[self.status_cut:])
+        else:
+            dev.execute(self.prepared)
         for store in self.written:
             store.device_wrote(mirror)
         outs = []
