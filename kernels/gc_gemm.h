@@ -178,6 +178,10 @@
 #ifndef GC_GEMM_TOUT_PACK
 #define GC_GEMM_TOUT_PACK 0
 #endif
+/* the narrow path for few columns of C (C^T in one tall micro-tile); 0 disables */
+#ifndef GC_GEMM_NARROW
+#define GC_GEMM_NARROW 1
+#endif
 
 /* the micro-kernel must use FMA even under -std=c11 (which implies
  * -ffp-contract=off); it is not inlined anyway (called per tile). */
@@ -319,6 +323,19 @@ void GC__CAT(GC_GEMM_NAME, _axpy)(int M, int N, int K,
 #define GC__F(name) GC__CAT(name, GC__S)
 #define GC__VL ((int)(GC__VB / sizeof(GC__T)))
 #define GC__NR (GC__NV * GC__VL)
+/* Rows of the narrow path's one micro-tile (see gc__gemm_narrow_): R x NV accumulators plus NV
+ * loads and a broadcast fit the vector registers (32 with AVX-512, else 16). */
+#if GC__VB == 64
+#define GC__NREGS 32
+#else
+#define GC__NREGS 16
+#endif
+#if (GC__NREGS - GC__NV - 1) / GC__NV > 16
+#define GC__NARROW_R 16
+#else
+#define GC__NARROW_R ((GC__NREGS - GC__NV - 1) / GC__NV)
+#endif
+#define GC__RMAX (GC__NARROW_R > GC__MR ? GC__NARROW_R : GC__MR)
 
 /* vector type; aligned(sizeof(T)) so it can load from unaligned addresses */
 typedef GC__T GC__F(gc__vec_) __attribute__((vector_size(GC__VB), aligned(sizeof(GC__T))));
@@ -351,7 +368,7 @@ static inline __attribute__((always_inline)) GC__UKR_BODY_ATTR void GC__F(gc__uk
 {
     typedef GC__F(gc__vec_) V;
     const int two = R * GC__NV <= 6;
-    V c[GC__MR][GC__NV], d[GC__MR][GC__NV];
+    V c[GC__RMAX][GC__NV], d[GC__RMAX][GC__NV]; /* rows >= R are dead code */
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
@@ -396,7 +413,7 @@ static inline __attribute__((always_inline)) GC__UKR_BODY_ATTR void GC__F(gc__uk
         a += aks;                                                                              \
         b += bs;                                                                               \
     }
-    if (R == GC__MR && !two) { /* full tile: unrolled k loop (edge tiles: keep the code small) */
+    if (R >= GC__MR && !two) { /* full / narrow tile: unrolled k loop (edge tiles: keep the code small) */
 #pragma GCC unroll 4
         for (; k < kc; ++k) GC__KSTEP
     } else {
@@ -490,6 +507,61 @@ GC__UKR_ATTR static void GC__F(gc__ukr_edge_)(int mr, int kc, const GC__T *restr
     case 15: GC__F(gc__ukr_body_)(15, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
 #endif
     default: GC__F(gc__ukr_body_)(GC__MR, kc, a, ars, aks, b, bs, out, ldo, out_mode, alpha); break;
+    }
+}
+
+/* Micro-kernel of 1 <= R <= GC__NARROW_R rows, stored to out (row stride ldo): the narrow
+ * path's tile, as tall as C has columns. */
+GC__UKR_ATTR static void GC__F(gc__ukr_rows_)(int R, int kc, const GC__T *restrict a, long ars, long aks,
+                                              const GC__T *restrict b, long bs, GC__T *restrict out, long ldo)
+{
+    switch (R) {
+#if GC__NARROW_R >= 2
+    case 2: GC__F(gc__ukr_body_)(2, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 3
+    case 3: GC__F(gc__ukr_body_)(3, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 4
+    case 4: GC__F(gc__ukr_body_)(4, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 5
+    case 5: GC__F(gc__ukr_body_)(5, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 6
+    case 6: GC__F(gc__ukr_body_)(6, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 7
+    case 7: GC__F(gc__ukr_body_)(7, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 8
+    case 8: GC__F(gc__ukr_body_)(8, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 9
+    case 9: GC__F(gc__ukr_body_)(9, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 10
+    case 10: GC__F(gc__ukr_body_)(10, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 11
+    case 11: GC__F(gc__ukr_body_)(11, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 12
+    case 12: GC__F(gc__ukr_body_)(12, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 13
+    case 13: GC__F(gc__ukr_body_)(13, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 14
+    case 14: GC__F(gc__ukr_body_)(14, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 15
+    case 15: GC__F(gc__ukr_body_)(15, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+#if GC__NARROW_R >= 16
+    case 16: GC__F(gc__ukr_body_)(16, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
+#endif
+    default: GC__F(gc__ukr_body_)(1, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
     }
 }
 
@@ -837,23 +909,23 @@ static void GC__F(gc__tout_store_)(int mr, int nr, const GC__T *restrict tile, G
                                    int m0, int n0, int accumulate, GC__F(gc__epi_t_) st,
                                    const void *const *ep, GC__T alpha)
 {
-    /* tile: mr (n) x nr (m), row stride NR  ->  tt: nr (m) x mr (n), row stride MR */
-    GC__T tt[GC__NR * GC__MR];
+    /* tile: mr (n) x nr (m), row stride NR  ->  tt: nr (m) x mr (n), row stride RMAX */
+    GC__T tt[GC__NR * GC__RMAX];
     for (int q = 0; q < nr; ++q)
-        for (int r = 0; r < mr; ++r) tt[q * GC__MR + r] = tile[r * GC__NR + q];
+        for (int r = 0; r < mr; ++r) tt[q * GC__RMAX + r] = tile[r * GC__NR + q];
     if (st) {
         if (accumulate)
             for (int q = 0; q < nr; ++q)
-                for (int r = 0; r < mr; ++r) tt[q * GC__MR + r] += C[(size_t)(m0 + q) * ldc + n0 + r];
-        st(nr, mr, tt, GC__MR, C, ldc, m0, n0, ep);
+                for (int r = 0; r < mr; ++r) tt[q * GC__RMAX + r] += C[(size_t)(m0 + q) * ldc + n0 + r];
+        st(nr, mr, tt, GC__RMAX, C, ldc, m0, n0, ep);
         return;
     }
     for (int q = 0; q < nr; ++q) {
         GC__T *c = C + (size_t)(m0 + q) * ldc + n0;
         if (accumulate)
-            for (int r = 0; r < mr; ++r) c[r] += alpha * tt[q * GC__MR + r];
+            for (int r = 0; r < mr; ++r) c[r] += alpha * tt[q * GC__RMAX + r];
         else
-            for (int r = 0; r < mr; ++r) c[r] = alpha * tt[q * GC__MR + r];
+            for (int r = 0; r < mr; ++r) c[r] = alpha * tt[q * GC__RMAX + r];
     }
 }
 
@@ -928,6 +1000,69 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_tout_)(
 #endif
 }
 
+/* Few columns of C (N <= GC__NARROW_R: the 10 classes of an output layer).  The regular path
+ * pads every micro-tile to NR columns (10 of 32 used with AVX-512); compute C^T = op(B)^T
+ * op(A)^T instead, with all N rows of C^T in one micro-tile (10 x 32, every lane used):
+ * op(B)^T's rows are the broadcast side, read in place; op(A)^T is the NR-column side, read in
+ * place when A is stored K x M (the weight gradient h^T g: h's rows), else one K x NR panel is
+ * packed at a time.  K is not blocked (the sums stay in registers); each tile is transposed on
+ * its way to C (gc__tout_store_: accumulate, alpha and the epilogue as usual). */
+typedef struct {
+    int M, N, K, lda, ldb, ldc, accumulate, transA, transB;
+    const GC__T *A, *B;
+    GC__T *C;
+    const void *const *ep;
+    GC__F(gc__epi_t_) st;
+    GC__T alpha;
+} GC__F(gc__nctx_);
+
+__attribute__((noinline, noclone)) static void GC__F(gc__narrow_work_)(const GC__F(gc__nctx_) *x, int tid, int nth)
+{
+    const int M = x->M, N = x->N, K = x->K;
+    const int npan = gc__cdiv(M, GC__NR);
+    const int plo = (int)((long)tid * npan / nth), phi = (int)((long)(tid + 1) * npan / nth);
+    /* op(B)^T (N x K) element (r, k): B[r*ldb + k] (B transposed) or B[k*ldb + r] */
+    const GC__T *a = x->B;
+    const long ars = x->transB ? x->ldb : 1, aks = x->transB ? 1 : x->ldb;
+    GC__T *pan = (GC__T *)gc__grow(&GC__F(gc__bufA_), &GC__F(gc__capA_), (size_t)GC__NR * K * sizeof(GC__T));
+    if (!pan) abort(); /* out of memory: like the other packing buffers */
+    GC__T tile[GC__RMAX * GC__NR] __attribute__((aligned(64)));
+    for (int p = plo; p < phi; ++p) {
+        const int m0 = p * GC__NR, nr = gc__min(GC__NR, M - m0);
+        const GC__T *bp = pan;
+        long bs = GC__NR;
+        if (x->transA && nr == GC__NR) { /* op(A)^T = A (K x M): its rows, in place */
+            bp = x->A + m0;
+            bs = x->lda;
+        } else { /* op(A)^T[k][m0 + c] = A[(m0 + c)*lda + k] (or A[k*lda + m0 + c]): one panel */
+            GC__F(gc__packB_)(K, M, p, p + 1, x->A, x->lda, !x->transA, 0, 0, pan);
+        }
+        GC__F(gc__ukr_rows_)(N, K, a, ars, aks, bp, bs, tile, GC__NR);
+        GC__F(gc__tout_store_)(N, nr, tile, x->C, x->ldc, m0, 0, x->accumulate, x->st, x->ep, x->alpha);
+    }
+}
+
+__attribute__((noinline, noclone)) static void GC__F(gc__gemm_narrow_)(
+    int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
+{
+    GC__F(gc__nctx_) x = {M, N, K, lda, ldb, ldc, accumulate, transA, transB, A, B, C, ep, st, alpha};
+    int nth = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
+        nth = GC_GEMM_MAX_THREADS();
+#endif
+    if (nth > gc__cdiv(M, GC__NR)) nth = gc__cdiv(M, GC__NR);
+    if (nth <= 1) {
+        GC__F(gc__narrow_work_)(&x, 0, 1);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+    GC__F(gc__narrow_work_)(&x, omp_get_thread_num(), omp_get_num_threads());
+#endif
+}
+
 /* noclone: keep gcc from cloning the driver per epilogue function pointer
  * (that would make every instantiation pay for a copy of the driver) */
 __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
@@ -947,6 +1082,11 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     }
     if (K <= GC_GEMM_SMALLK && N <= 8192) {
         GC__F(gc__gemm_smallk_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
+                                st, alpha);
+        return;
+    }
+    if (GC_GEMM_NARROW && N <= GC__NARROW_R && M > N) {
+        GC__F(gc__gemm_narrow_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
                                 st, alpha);
         return;
     }
@@ -1033,5 +1173,8 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
 #undef GC__F
 #undef GC__VL
 #undef GC__NR
+#undef GC__NREGS
+#undef GC__NARROW_R
+#undef GC__RMAX
 
 #endif /* GC_GEMM__PASS */

@@ -196,7 +196,10 @@ int main(void)
                                      {128, 1030, 520}, {100, 300, 800}, {131, 50, 900},
                                      {32, 200, 1024}, {64, 100, 1024}, {29, 70, 512},
                                      /* few rows, B transposed or wide: the transposed-output path */
-                                     {48, 1030, 300}, {100, 600, 700}, {17, 520, 21}};
+                                     {48, 1030, 300}, {100, 600, 700}, {17, 520, 21},
+                                     /* few columns: the narrow path (C^T in one tall tile) */
+                                     {1030, 10, 128}, {300, 10, 1030}, {129, 14, 2000}, {1030, 7, 64},
+                                     {100, 13, 37}, {70, 16, 300}, {2048, 10, 40}};
         for (size_t s = 0; s < sizeof big / sizeof big[0]; ++s)
             for (int tA = 0; tA < 2; ++tA)
                 for (int tB = 0; tB < 2; ++tB)
