@@ -328,9 +328,13 @@ class CRenderer:
         outer = int(np.prod(shape[:axis])) if axis else 1
         length = shape[axis]
         inner = int(np.prod(shape[axis + 1:])) if axis + 1 < len(shape) else 1
-        tail = (f"out[base + j * {inner}L] = gc_exp{f}(row[j * {inner}L] - m) / s;"
-                if node.op == "softmax" else
-                f"out[base + j * {inner}L] = row[j * {inner}L] - m - gc_log{f}(s);")
+        at = f"[j * {inner}L]"
+        if node.op == "softmax":  # one exp per element (scalar libm calls): kept in out
+            sums = f"{{ const {mct} e = gc_exp{f}(row{at} - m); out[base + j * {inner}L] = e; s += e; }}"
+            tail = f"out[base + j * {inner}L] /= s;"
+        else:
+            sums = f"s += gc_exp{f}(row{at} - m);"
+            tail = f"out[base + j * {inner}L] = row{at} - m - gc_log{f}(s);"
         body = [
             "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)"
             % (outer * length * inner),
@@ -338,9 +342,9 @@ class CRenderer:
             f"    const long base = (o / {inner}L) * {length * inner}L + (o % {inner}L);",
             f"    const {mct}* row = x + base;",
             f"    {mct} m = -INFINITY, s = 0;",
-            f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row[j * {inner}L]);",
+            f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row{at});",
             "    if (!isfinite(m)) m = 0;",
-            f"    for (long j = 0; j < {length}L; j++) s += gc_exp{f}(row[j * {inner}L] - m);",
+            f"    for (long j = 0; j < {length}L; j++) {sums}",
             f"    for (long j = 0; j < {length}L; j++) {tail}",
             "}"]
         params = [f"const {mct}* x", f"{mct}* out"]
