@@ -13,7 +13,8 @@ Update folding: an optimizer's in-place updates of one parameter (Adam's m, v an
 velocity and p) are computed as *members* of one elementwise kernel (the first update's loop):
 one pass over the gradient and the state instead of one loop per update.  A single update
 (SGD's) already is the gradient GEMM's epilogue (fusion.fuse_dense); folding several into a
-GEMM epilogue is supported but off by default (see FOLD_INTO_GEMM).
+GEMM epilogue is supported but off by default (see FOLD_INTO_GEMM).  A bias's updates join the
+final loop of the reduction computing its gradient (the column sum; FOLD_INTO_REDUCE, C only).
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class Kernel:
     dst: Storage
     srcs: list          # Storage of each of node.inputs (None for shape-only inputs)
     attrs: dict = field(default_factory=dict)
-    members: list = field(default_factory=list)  # Member updates computed alongside (ew, dense)
+    members: list = field(default_factory=list)  # Member updates computed alongside
+                                                 # (ew, dense, reduce)
 
 
 @dataclass
@@ -101,6 +103,10 @@ class Lowered:
     @property
     def peak_bytes(self) -> int:
         return self.arena_bytes + sum(nbytes(n) for _, n in self.outputs)
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
 def nbytes(t: Tensor) -> int:
@@ -178,7 +184,8 @@ def collapse(out_shape: tuple, operand_strides: list[list[int]]):
 
 
 def fused_plan(k: "Kernel") -> FusedPlan:
-    """The per-element plan of an ``ew`` or ``dense`` kernel including its members."""
+    """The per-element plan of an ``ew``, ``dense`` or ``reduce`` kernel including its
+    members."""
     node = k.node
     operands: list = []
     index: dict = {}
@@ -194,6 +201,9 @@ def fused_plan(k: "Kernel") -> FusedPlan:
     if node.op == "dense":
         refs = [("acc", 0)] + [operand(t, st) for t, st in zip(node.inputs[2:], k.srcs[2:])]
         exprs.append((node.attrs["expr"], refs))
+    elif k.kind == "reduce":  # the reduced value ("acc") is the host's output
+        from .symbolic import A
+        exprs.append((A[0], [("acc", 0)]))
     else:
         expr, inputs = ew_parts(node)
         exprs.append((expr, [operand(t, k.srcs[node.inputs.index(t)]) for t in inputs]))
@@ -256,15 +266,20 @@ MAX_FOLDED_ARGS = 24  # operands + outputs of a kernel with members (GPU argumen
 # the GEMM wants the cores for FMAs; a streaming loop right after it is cheaper.  The renderers
 # support it (tests keep both paths right); ``lower(..., fold_into_gemm=True)`` enables it.
 FOLD_INTO_GEMM = False
+# Fold updates into the reduction computing their gradient (a bias's column sum): its final
+# loop over the outputs then also updates the bias (and its optimizer state), one kernel less
+# per bias.  The C renderer supports it; the GPU renderers lower without it.
+FOLD_INTO_REDUCE = True
 
 
 def _fold_updates(order: list[Tensor], in_place: dict, extra: dict, base,
-                  host_ops=("ew",)) -> dict[int, Tensor]:
+                  host_kinds=("ew",)) -> dict[int, Tensor]:
     """Member id -> host node for in-place elementwise updates folded into the kernel that
-    computes one of their same-shape inputs.  A fold is made when (1) no parameter written by
-    the group is read by the group at another index (broadcast reads, GEMM operands), so
-    element-by-element order cannot matter, and (2) the schedule with the member contracted
-    into its host has no cycle."""
+    computes one of their same-shape inputs (a kernel of one of ``host_kinds``).  A fold is
+    made when (1) no parameter written by the group is read by the group at another index
+    (broadcast reads, GEMM operands, a reduction's input), so element-by-element order cannot
+    matter, and (2) the schedule with the member contracted into its host has no cycle.  A
+    reduction's members read only same-shape operands and scalars (its final loop is flat)."""
     host_of: dict[int, Tensor] = {}
     writes: dict[int, set] = {}
     other_index_reads: dict[int, set] = {}
@@ -296,7 +311,11 @@ def _fold_updates(order: list[Tensor], in_place: dict, extra: dict, base,
         mine_w = in_place[v.id].id
         mine_r = {base(i).id for i in v.inputs if i.shape != v.shape}
         for h in candidates:
-            if h.id == v.id or h.op not in host_ops or h.shape != v.shape:
+            if h.id == v.id or h.shape != v.shape or h.op in VIEW_OPS or h.is_leaf \
+                    or _kernel_kind(h) not in host_kinds:
+                continue
+            if _kernel_kind(h) == "reduce" and any(
+                    i.shape != v.shape and _numel(i.shape) != 1 for i in v.inputs):
                 continue
             w, r = group_state(h)
             group = {h.id} | {m for m, hh in host_of.items() if hh is h}
@@ -361,9 +380,11 @@ def _schedule(order: list[Tensor], extra: dict[int, set[int]],
 
 
 def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
-          fold_into_gemm: Optional[bool] = None) -> Lowered:
-    """Lower ``program`` for inputs of concrete ``shapes``.  ``fold_into_gemm``: whether
-    in-place updates may also fold into a GEMM's epilogue (default ``FOLD_INTO_GEMM``)."""
+          fold_into_gemm: Optional[bool] = None,
+          fold_into_reduce: Optional[bool] = None) -> Lowered:
+    """Lower ``program`` for inputs of concrete ``shapes``.  ``fold_into_gemm`` /
+    ``fold_into_reduce``: whether in-place updates may also fold into a GEMM's epilogue /
+    a reduction's final loop (defaults ``FOLD_INTO_GEMM`` / ``FOLD_INTO_REDUCE``)."""
     n_out = len(program.outputs)
     track = {n.id: n for n in toposort(program.roots)}  # program node id -> current node
     trace: dict = {}
@@ -420,7 +441,9 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         in_place[v.id] = p
 
     gemm = FOLD_INTO_GEMM if fold_into_gemm is None else fold_into_gemm
-    host_of = _fold_updates(order, in_place, extra, base, ("ew", "dense") if gemm else ("ew",))
+    into_reduce = FOLD_INTO_REDUCE if fold_into_reduce is None else fold_into_reduce
+    host_kinds = ("ew",) + (("dense",) if gemm else ()) + (("reduce",) if into_reduce else ())
+    host_of = _fold_updates(order, in_place, extra, base, host_kinds)
     members_of: dict[int, list[Tensor]] = {}
     for n in order:  # members in topological order (a member may read an earlier one)
         if n.id in host_of:

@@ -339,14 +339,16 @@ def test_optimizer_updates_fold_into_one_kernel(cache_dir, monkeypatch, name, in
     kernels = f._exe._current().lowered.kernels
     members = sum(len(k.members) for k in kernels)
     gemm_hosts = sum(bool(k.members) for k in kernels if k.kind == "dense")
-    # (members, GEMM hosts): per parameter every update but the first joins one kernel;
-    # without GEMM folding, an update reading a GEMM-computed velocity cannot (momentum's W)
-    expected = {("sgd", False): (0, 0), ("sgd", True): (0, 0),
-                ("momentum", False): (1, 0), ("momentum", True): (3, 2),
-                ("nesterov", False): (3, 0), ("nesterov", True): (5, 2),
-                ("adam", False): (6, 0), ("adam", True): (8, 2),
-                ("rmsprop", False): (3, 0), ("rmsprop", True): (5, 2)}[name, into_gemm]
-    assert (members, gemm_hosts) == expected
+    reduce_hosts = sum(bool(k.members) for k in kernels if k.kind == "reduce")
+    # (members, GEMM hosts, reduction hosts): per parameter every update but the first joins
+    # one kernel, b1's all join the column sum of its gradient; without GEMM folding, an
+    # update reading a GEMM-computed velocity cannot (momentum's W)
+    expected = {("sgd", False): (1, 0, 1), ("sgd", True): (1, 0, 1),
+                ("momentum", False): (2, 0, 1), ("momentum", True): (4, 2, 1),
+                ("nesterov", False): (4, 0, 1), ("nesterov", True): (6, 2, 1),
+                ("adam", False): (7, 0, 1), ("adam", True): (9, 2, 1),
+                ("rmsprop", False): (4, 0, 1), ("rmsprop", True): (6, 2, 1)}[name, into_gemm]
+    assert (members, gemm_hosts, reduce_hosts) == expected
     assert f.source.count("and updates in place") == members
 
 
@@ -590,3 +592,36 @@ def test_labels_computed_in_the_graph_are_checked_before_any_update(cache_dir, o
     np.testing.assert_allclose(got, want, rtol=1e-5)
     for a, b in zip(after_c, [p.value for p in state]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_updates_fold_into_the_reduction_of_their_gradient(cache_dir):
+    # a bias's update (and optimizer state) runs in the final loop of its gradient's column
+    # sum; other reductions (mean, max, logsumexp) host updates too; a reduction reading the
+    # parameter it would update (at other indices) hosts nothing
+    rng = np.random.RandomState(5)
+    X = gc.placeholder((None, 3), name="X")
+    p, q, r, s = (gc.parameter(rng.randn(3).astype("float32"), name=n) for n in "pqrs")
+    m = gc.parameter(np.zeros(3, "float32"), name="m")
+    t = gc.parameter(rng.randn(5).astype("float32"), name="t")
+    g = gc.sum(X * X, axis=0)
+    updates = [(p, p - 0.1 * g), (m, 0.9 * m + g), (q, q + gc.mean(X, axis=0) * q),
+               (r, gc.logsumexp(X, axis=0) - r), (t, t + gc.max(X, axis=1)),
+               (s, s * 0.5 + gc.sum(gc.reshape(s, (3, 1)), axis=1))]
+    state = [u for u, _ in updates]
+    init = [u.value.copy() for u in state]
+    data = rng.randn(5, 3).astype("float32")
+    results = {}
+    for backend in ("numpy", "c"):
+        for u, v in zip(state, init):
+            u.value = v.copy()
+        f = gc.compile([X], g, updates=updates, backend=backend)
+        outs = [f(data) for _ in range(2)]
+        results[backend] = outs, [u.value.copy() for u in state]
+    for a, b in zip(results["c"][0], results["numpy"][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    for a, b, u in zip(results["c"][1], results["numpy"][1], state):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=u.name)
+    kernels = f._exe._current().lowered.kernels
+    hosts = {k.node.op: len(k.members) for k in kernels if k.kind == "reduce" and k.members}
+    assert hosts == {"sum": 2, "mean": 1, "logsumexp": 1, "max": 1}  # not s's: it reads s
+    assert f.source.count("and updates in place") == 5

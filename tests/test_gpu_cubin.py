@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen.gpu import render_gpu
-from graphc.lower import lower
+from graphc.codegen.gpu import lower_gpu, render_gpu
 from graphc.ops.elementwise import ELEMENTWISE
 from graphc.runtime import nvrtc
 from graphc.runtime.gpu_common import expand_includes
@@ -29,7 +28,7 @@ def cuda_text(inputs, outputs, updates=None, shapes=None):
     """(kernel text with headers pasted, kernel names) of a program for concrete shapes."""
     f = gc.compile(inputs, outputs, updates=updates, backend="numpy")
     shapes = shapes or [tuple(3 if d is None else d for d in p.shape) for p in inputs]
-    low = lower(f.program, shapes)
+    low = lower_gpu(f.program, shapes)
     text, launches = render_gpu(low)
     return expand_includes(text), sorted({launch.function for launch in launches})
 

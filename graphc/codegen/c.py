@@ -277,19 +277,39 @@ class CRenderer:
             body.append(f"for (long o = 0; o < {nout}L; o++) "
                         f"if (!isfinite(acc[o])) acc[o] = acc[o] != acc[o] ? acc[o] : 0;")
             body += nest(f"s[{out_idx}] += {ex}({load} - acc[{out_idx}]);")
-            body.append(f"for (long o = 0; o < {nout}L; o++) out[o] = "
-                        f"({ctype(node.dtype)})({lg}(s[o]) + acc[o]);")
-            body.append("free(s);")
+            final, cleanup = f"{lg}(s[o]) + acc[o]", ["free(s);"]
         else:
             body += nest(f"{{ {acc_t} a = acc[{out_idx}], v = {load}; acc[{out_idx}] = "
                          f"{combine}; }}")
             scale = f" / ({acc_t}){count}" if op == "mean" else ""
-            body.append(f"for (long o = 0; o < {nout}L; o++) out[o] = "
-                        f"({ctype(node.dtype)})(acc[o]{scale});")
-        body.append("free(acc);")
+            final, cleanup = f"acc[o]{scale}", []
         params = [f"const {ctype(x.dtype)}* x", f"{ctype(node.dtype)}* out"]
         args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
+        if k.members:  # folded updates (a bias and its optimizer state) in the final loop
+            body += self._reduce_members(k, nout, final, params, args)
+        else:
+            body.append(f"for (long o = 0; o < {nout}L; o++) out[o] = "
+                        f"({ctype(node.dtype)})({final});")
+        body += cleanup + ["free(acc);"]
         self._emit(k, params, body, args)
+
+    def _reduce_members(self, k: Kernel, nout: int, final: str, params: list, args: list):
+        """The final loop of a reduction whose output also feeds in-place updates: per output
+        o the reduced value, then every member's value from it (operands: same shape as the
+        output, or one element)."""
+        plan = fused_plan(k)
+        mdt, mct = compute_type([n.dtype for n, _ in plan.outputs] +
+                                [t.dtype for t, _ in plan.operands])
+        loads = [f"(({mct})in{j}[{'o' if int(np.prod(t.shape)) > 1 else '0'}])"
+                 for j, (t, _) in enumerate(plan.operands)]
+        stmts, values = render_plan(plan, loads, mdt, mct, self._store, acc=f"(({mct})({final}))")
+        params += [f"const {ctype(t.dtype)}* in{j}" for j, (t, _) in enumerate(plan.operands)]
+        params += [f"{ctype(n.dtype)}* up{j}" for j, (n, _) in enumerate(plan.outputs[1:])]
+        args += [pointer(st, t.dtype) for t, st in plan.operands]
+        args += [pointer(st, n.dtype, const=False) for n, st in plan.outputs[1:]]
+        names = ["out"] + [f"up{j}" for j in range(len(plan.outputs) - 1)]
+        return ([f"for (long o = 0; o < {nout}L; o++) {{"] + ["    " + st for st in stmts] +
+                [f"    {name}[o] = {values[i]};" for i, name in enumerate(names)] + ["}"])
 
     # -- row kernels ----------------------------------------------------------------------------
     def render_rowwise(self, k: Kernel) -> None:

@@ -32,7 +32,7 @@ import sympy as sp
 
 from ..ir import Tensor
 from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, label_status,
-                     plan_loop, reduction_groups, strides_for)
+                     lower, plan_loop, reduction_groups, strides_for)
 from ..symbolic import A
 from .c import compute_type, math_dtype
 from .cexpr import render_plan
@@ -440,6 +440,9 @@ class GPURenderer:
         return lx_n, max(1, min(RED_THREADS // lx_n, _pow2_at_least(max(count, 1))))
 
     def render_reduce(self, k: Kernel) -> None:
+        if k.members:
+            raise NotImplementedError(f"{k.name}: updates folded into a reduction (lower with "
+                                      f"lower_gpu for the GPU renderers)")
         node = k.node
         x = node.inputs[0]
         op, axes = node.op, set(node.attrs["axes"])
@@ -674,6 +677,13 @@ class GPURenderer:
             "\n\n".join(self.functions),
             ""])
         return text, self.launches
+
+
+def lower_gpu(program, shapes) -> Lowered:
+    """``lower`` as the GPU renderers take it: no updates folded into reductions (a
+    work-group reduction's final value lives in one thread; C folds them, see
+    ``lower.FOLD_INTO_REDUCE``)."""
+    return lower(program, shapes, fold_into_reduce=False)
 
 
 def render_gpu(lowered: Lowered) -> tuple[str, list[Launch]]:

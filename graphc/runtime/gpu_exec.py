@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.gpu import GPURenderer, Launch
+from ..codegen.gpu import GPURenderer, Launch, lower_gpu
 from ..errors import BackendUnavailable
-from ..lower import Lowered, label_error, lower
+from ..lower import Lowered, label_error
 from ..program import Program
 from .gpu_common import expand_includes
 from .specializing import ShapeSpecializingExecutable
@@ -168,7 +168,7 @@ class GPUSpecialization:
 
     def __init__(self, program: Program, shapes, dev: DeviceAdapter):
         self.dev = dev
-        self.lowered: Lowered = lower(program, shapes)
+        self.lowered: Lowered = lower_gpu(program, shapes)
         renderer = GPURenderer(self.lowered)
         self.source, self.launches = renderer.render()
         self.scratch_bytes = renderer.scratch_bytes
