@@ -61,11 +61,13 @@ class Kernel:
 
 @dataclass
 class Member:
-    """An elementwise in-place update computed by its host kernel, element by element, as an
-    extra output (see ``fused_plan``)."""
+    """An elementwise node computed by its host kernel, element by element, as an extra output
+    (see ``fused_plan``): an in-place update, or (``in_place`` False) the activation of a GEMM's
+    output written to its own buffer."""
     node: Tensor
     dst: Storage
     srcs: list          # Storage of each of node.inputs
+    in_place: bool = True
 
 
 @dataclass
@@ -335,6 +337,36 @@ def _fold_updates(order: list[Tensor], in_place: dict, extra: dict, base,
     return host_of
 
 
+FOLD_ACTIVATIONS = True
+
+
+def _fold_activations(order: list[Tensor], in_place: dict, host_of: dict, extra: dict
+                      ) -> dict[int, Tensor]:
+    """Activation id -> GEMM host: an elementwise node reading a ``dense`` node's output at the
+    same index, which the fusion passes left apart because the backward pass reads that output
+    too (the pre-activation z of gelu, silu, prelu, ...: activations without an output-form
+    derivative), is computed in the GEMM's epilogue and written to its own buffer, next to z:
+    one pass over z less.  One per GEMM, whose kernel hosts nothing else."""
+    found: dict[int, Tensor] = {}
+    taken = {h.id for h in host_of.values()}
+    for v in order:
+        if v.op != "ew" or v.id in in_place or v.id in host_of:
+            continue
+        hosts = [t for t in v.inputs if t.op == "dense" and t.shape == v.shape
+                 and t.id not in in_place and t.id not in host_of]
+        if len(hosts) != 1 or hosts[0].id in taken:
+            continue
+        h = hosts[0]
+        if len(h.inputs) + len(v.inputs) + 2 > MAX_FOLDED_ARGS:
+            continue
+        merged = {m: hh.id for m, hh in {**host_of, **found, v.id: h}.items()}
+        if _schedule(order, extra, merged) is None:
+            continue  # an operand of the activation is computed after the GEMM's readers
+        found[v.id] = h
+        taken.add(h.id)
+    return found
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"
@@ -443,7 +475,9 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     gemm = FOLD_INTO_GEMM if fold_into_gemm is None else fold_into_gemm
     into_reduce = FOLD_INTO_REDUCE if fold_into_reduce is None else fold_into_reduce
     host_kinds = ("ew",) + (("dense",) if gemm else ()) + (("reduce",) if into_reduce else ())
-    host_of = _fold_updates(order, in_place, extra, base, host_kinds)
+    updates_of = _fold_updates(order, in_place, extra, base, host_kinds)
+    act_of = _fold_activations(order, in_place, updates_of, extra) if FOLD_ACTIVATIONS else {}
+    host_of = {**updates_of, **act_of}
     members_of: dict[int, list[Tensor]] = {}
     for n in order:  # members in topological order (a member may read an earlier one)
         if n.id in host_of:
@@ -476,7 +510,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
 
     computed = [n for n in order if not n.is_leaf and n.op not in VIEW_OPS
                 and n.id not in host_of]
-    for n in host_of:
+    for n in updates_of:
         storage[n] = storage[in_place[n].id]
     output_slots: list[tuple[int, Tensor]] = []
     direct_out: dict[int, int] = {}  # node id -> output slot it is computed into
@@ -501,16 +535,14 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     live: list[tuple[int, int, int]] = []   # (last step, offset, size)
     arena = 0
     buffers: dict[str, int] = {}
-    for s, n in enumerate(computed):
-        for item in [x for x in live if x[0] < s]:
-            live.remove(item)
-            free.append((item[1], item[2]))
+    def place(n: Tensor, s: int) -> None:
         if n.id in direct_out:
             storage[n.id] = Storage("slot", direct_out[n.id], nbytes(n))
-            continue
+            return
         if n.id in in_place:
             storage[n.id] = storage[in_place[n.id].id]
-            continue
+            return
+        nonlocal arena
         size = -(-max(nbytes(n), 1) // ALIGN) * ALIGN
         fit = min((b for b in free if b[1] >= size), key=lambda b: b[1], default=None)
         if fit is not None:
@@ -524,6 +556,15 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         buffers[names[n.id]] = nbytes(n)
         live.append((last_use.get(n.id, s), offset, size))
 
+    for s, n in enumerate(computed):
+        for item in [x for x in live if x[0] < s]:
+            live.remove(item)
+            free.append((item[1], item[2]))
+        place(n, s)
+        for m in members_of.get(n.id, []):
+            if m.id in act_of:  # written by n's kernel at step s, read by later ones
+                place(m, s)
+
     def where(t: Tensor) -> Storage:
         return storage[base(t).id]
 
@@ -532,9 +573,11 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     for s, n in enumerate(computed):
         kind = _kernel_kind(n)
         label = n.attrs.get("label", n.op)
-        members = [Member(m, storage[m.id], [where(i) for i in m.inputs])
+        members = [Member(m, storage[m.id], [where(i) for i in m.inputs], m.id not in act_of)
                    for m in members_of.get(n.id, [])]
-        suffix = "_updates" if members else ""
+        suffix = "".join("_" + sanitize(m.node.attrs.get("label", m.node.op), 16)
+                         for m in members if not m.in_place)
+        suffix += "_updates" if any(m.in_place for m in members) else ""
         kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}{suffix}", kind, n, where(n),
                               [where(i) for i in n.inputs], members=members))
     for k, o in output_slots:

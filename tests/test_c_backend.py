@@ -625,3 +625,38 @@ def test_updates_fold_into_the_reduction_of_their_gradient(cache_dir):
     hosts = {k.node.op: len(k.members) for k in kernels if k.kind == "reduce" and k.members}
     assert hosts == {"sum": 2, "mean": 1, "logsumexp": 1, "max": 1}  # not s's: it reads s
     assert f.source.count("and updates in place") == 5
+
+
+@pytest.mark.parametrize("backend", [C, OPENCL])
+@pytest.mark.parametrize("act", ["gelu", "silu", "mish", "softsign", "prelu"])
+def test_activation_of_a_training_step_runs_in_the_gemm_epilogue(cache_dir, backend, act):
+    # the backward pass reads the pre-activation z too (no output-form derivative), so the
+    # fusion passes keep z; lowering computes act(z) in the epilogue of the GEMM computing z,
+    # written next to it, instead of a separate pass over z
+    rng = np.random.RandomState(0)
+    x = gc.placeholder((None, 20), name="x")
+    y = gc.placeholder((None,), "int64", name="y")
+    W1 = gc.parameter(rng.randn(20, 30).astype("float32") * 0.3, name="W1")
+    b1 = gc.parameter(np.zeros(30, "float32"), name="b1")
+    alpha = gc.parameter(np.full(30, 0.25, "float32"), name="alpha")
+    W2 = gc.parameter(rng.randn(30, 7).astype("float32") * 0.3, name="W2")
+    z = x @ W1 + b1
+    h = gc.prelu(z, alpha) if act == "prelu" else getattr(gc, act)(z)
+    loss = gc.cross_entropy(h @ W2, y)
+    params = [W1, b1, alpha, W2]
+    updates = gc.optim.Adam(0.01).updates(params, gc.grad(loss, params))
+    state = [p for p, _ in updates]
+    init = [p.value.copy() for p in state]
+    X, Y = rng.randn(50, 20).astype("float32"), rng.randint(0, 7, 50)
+    results = {}
+    for name in ("numpy", backend):
+        for p, v in zip(state, init):
+            p.value = v.copy()
+        f = gc.compile([x, y], loss, updates=updates, backend=name)
+        results[name] = [float(f(X, Y)) for _ in range(3)], [p.value.copy() for p in state]
+    np.testing.assert_allclose(results[backend][0], results["numpy"][0], rtol=1e-5)
+    for a, b, p in zip(results[backend][1], results["numpy"][1], state):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=p.name)
+    first = f._exe._current().lowered.kernels[0]
+    assert first.kind == "dense" and [m.in_place for m in first.members] == [False]
+    assert first.name == f"k0_dense_add_{act}"

@@ -136,7 +136,8 @@ class GPURenderer:
     def _header(self, k: Kernel) -> str:
         n = k.node
         label = n.attrs.get("label", n.op)
-        also = "".join(f"\n * and updates in place: node {comment(self._name(m.node))} = "
+        also = "".join(f"\n * and {'updates in place' if m.in_place else 'computes'}: node "
+                       f"{comment(self._name(m.node))} = "
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
