@@ -47,6 +47,24 @@ typedef int64_t gc_i64;
 #define gc_fmin fmin
 #define gc_floor floor
 
+/* glibc's vector math (libmvec, x86-64): declared callable from SIMD loops, vectorized loops
+ * call _ZGVeN16v_expf & co. (16 lanes per call with AVX-512, at most 4 ulp from the correctly
+ * rounded result) instead of the scalar function once per element.  glibc declares them
+ * itself only under -ffast-math, whose other rewrites graphc does not want.  GC_LIBMVEC is
+ * defined by the runtime when it links libmvec (graphc/runtime/cpu.py). */
+#if defined(GC_LIBMVEC) && defined(_OPENMP) && defined(__x86_64__) && defined(__GLIBC__)
+#if __GLIBC_PREREQ(2, 35)
+#define GC__SIMD_DECL(type, name) _Pragma("omp declare simd notinbranch") extern type name(type);
+GC__SIMD_DECL(float, expf) GC__SIMD_DECL(float, logf) GC__SIMD_DECL(float, tanhf)
+GC__SIMD_DECL(float, erff) GC__SIMD_DECL(float, log1pf) GC__SIMD_DECL(float, expm1f)
+GC__SIMD_DECL(float, sinf) GC__SIMD_DECL(float, cosf)
+GC__SIMD_DECL(double, exp) GC__SIMD_DECL(double, log) GC__SIMD_DECL(double, tanh)
+GC__SIMD_DECL(double, erf) GC__SIMD_DECL(double, log1p) GC__SIMD_DECL(double, expm1)
+GC__SIMD_DECL(double, sin) GC__SIMD_DECL(double, cos)
+#undef GC__SIMD_DECL
+#endif
+#endif
+
 #include "gc_math.h"
 
 /* Thread count of every parallel region in this module: gc_set_threads(n) (called by

@@ -660,3 +660,26 @@ def test_activation_of_a_training_step_runs_in_the_gemm_epilogue(cache_dir, back
     first = f._exe._current().lowered.kernels[0]
     assert first.kind == "dense" and [m.in_place for m in first.members] == [False]
     assert first.name == f"k0_dense_add_{act}"
+
+
+def test_vectorized_loops_call_glibc_vector_math(cache_dir):
+    # where glibc's libmvec is (x86-64 Linux), elementwise loops call its 16-lane functions
+    # instead of expf once per element; the values stay within a few ulp of numpy's
+    from graphc.runtime import cpu
+    if not cpu._libmvec_flags():
+        pytest.skip("no libmvec on this machine")
+    import shutil
+    x = gc.placeholder((None,), name="x")
+
+    def outs():
+        return [gc.exp(x), gc.tanh(x), gc.sigmoid(x), gc.softplus(x), gc.elu(x), gc.log(x * x)]
+    data = np.linspace(-30, 30, 10001).astype("float32")
+    f = gc.compile([x], outs(), backend="c")
+    for g, w in zip(f(data), gc.compile([x], outs(), backend="numpy")(data)):
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-30)
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm not found")
+    symbols = subprocess.run([nm, "-D", str(f._exe._current().path)], capture_output=True,
+                             text=True).stdout
+    assert "_ZGV" in symbols and "expf" in symbols, symbols[:2000]

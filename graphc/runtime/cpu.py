@@ -40,6 +40,18 @@ DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
 LINK_FLAGS = ["-fPIC", "-shared", "-Wl,-z,nodelete"]
 
 
+@functools.lru_cache(maxsize=None)
+def _libmvec_flags() -> list[str]:
+    """Where glibc's vector math library is (x86-64 Linux): compile with GC_LIBMVEC (gc_runtime.h
+    lets vectorized loops call its functions) and link it; ``GRAPHC_NO_LIBMVEC=1`` opts out."""
+    import ctypes.util
+    import platform
+    if os.environ.get("GRAPHC_NO_LIBMVEC") or platform.machine() not in ("x86_64", "AMD64") \
+            or not sys.platform.startswith("linux") or ctypes.util.find_library("mvec") is None:
+        return []
+    return ["-DGC_LIBMVEC"]
+
+
 def compiler() -> str:
     cc = os.environ.get("CC", "gcc")
     path = shutil.which(cc)
@@ -51,7 +63,7 @@ def compiler() -> str:
 
 
 def flags() -> list[str]:
-    out = shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS))
+    out = shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS)) + _libmvec_flags()
     if os.environ.get("GRAPHC_PROFILE"):
         out.append("-DGC_PROFILE")  # per-kernel timers: see CExecutable.profile()
     return out
@@ -151,7 +163,8 @@ def build_module(source: str, ffi=None):
         src = tmp.with_suffix(".c")
         src.write_text(source)
         kept = tmp.parent / f"{key}.c"
-        cmd = [cc, *fl, *LINK_FLAGS, f"-I{kernels_dir()}", str(src), "-o", str(tmp)]
+        libs = ["-lmvec"] if "-DGC_LIBMVEC" in fl else []  # after the source: --as-needed
+        cmd = [cc, *fl, *LINK_FLAGS, f"-I{kernels_dir()}", str(src), *libs, "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             shutil.copyfile(src, kept)
