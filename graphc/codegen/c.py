@@ -329,6 +329,7 @@ class CRenderer:
                 f"    {mct} m = -INFINITY, s = 0;",
                 f"    for (long j = 0; j < {c}L; j++) m = gc_max2{f}(m, row[j]);",
                 "    if (!isfinite(m)) m = 0;",
+                "    #pragma omp simd reduction(+:s)",  # vector exp (libmvec) where available
                 f"    for (long j = 0; j < {c}L; j++) s += gc_exp{f}(row[j] - m);",
                 "    const long y = (long)labels[r];",
                 f"    const int ok = y >= 0 && y < {c}L;",
@@ -365,6 +366,7 @@ class CRenderer:
             f"    {mct} m = -INFINITY, s = 0;",
             f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row{at});",
             "    if (!isfinite(m)) m = 0;",
+            "    #pragma omp simd reduction(+:s)",
             f"    for (long j = 0; j < {length}L; j++) {sums}",
             f"    for (long j = 0; j < {length}L; j++) {tail}",
             "}"]
