@@ -62,6 +62,7 @@
  * GC_GEMM_DIRECT_A, GC_GEMM_NO_SHARED_A, GC_GEMM_NO_JIT, GC_GEMM_PAR_FLOPS,
  * GC_GEMM_TOUT_M / GC_GEMM_TOUT_PACK (the transposed-output path for few rows of C),
  * GC_GEMM_NARROW (the narrow path for few columns), GC_GEMM_SMALLK / GC_GEMM_SMALLK_M (small K),
+ * GC_GEMM_GEMV (one row or column of C),
  * GC_GEMM_PF_EPI (prefetch C's rows for an epilogue that reads them), GC_GEMM_MAX_THREADS() (threads
  * of a parallel call; gc_runtime.h caps it), GC_GEMM_MR (1..16) / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
  * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
@@ -181,6 +182,10 @@
 /* 1: the transposed-output path packs MR-row panels of B (else reads B's rows in place) */
 #ifndef GC_GEMM_TOUT_PACK
 #define GC_GEMM_TOUT_PACK 0
+#endif
+/* the matrix-vector path for one row or one column of C; 0 disables */
+#ifndef GC_GEMM_GEMV
+#define GC_GEMM_GEMV 1
 #endif
 /* the narrow path for few columns of C (C^T in one tall micro-tile); 0 disables */
 #ifndef GC_GEMM_NARROW
@@ -666,10 +671,14 @@ static void GC__F(gc__packB_)(int kc, int nc, int plo, int phi, const GC__T *B, 
                 for (; k < kc; ++k)
 #pragma GCC unroll 4
                     for (int c = 0; c < GC__NR; ++c) d[k * GC__NR + c] = s[(size_t)c * ldb + k];
-            } else {
-                for (int k = 0; k < kc; ++k)
-                    for (int c = 0; c < GC__NR; ++c)
-                        d[k * GC__NR + c] = c < nr ? s[(size_t)c * ldb + k] : (GC__T)0;
+            } else { /* blocks of 64 k: each of the nr rows read along k, the panel block in L1 */
+                for (int k0 = 0; k0 < kc; k0 += 64) {
+                    const int k1 = gc__min(kc, k0 + 64);
+                    for (int k = k0; k < k1; ++k)
+                        for (int c = nr; c < GC__NR; ++c) d[k * GC__NR + c] = (GC__T)0;
+                    for (int c = 0; c < nr; ++c)
+                        for (int k = k0; k < k1; ++k) d[k * GC__NR + c] = s[(size_t)c * ldb + k];
+                }
             }
         }
     }
@@ -1067,6 +1076,95 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_narrow_)(
 #endif
 }
 
+/* One row or one column of C (one sample through a layer, a one-unit layer): the register
+ * tiles would use one row or one column of their MR x NR lanes.  Instead y = x op(W) with x
+ * one vector of K values: y[j] = sum_k x[k] W'[k][j], as rows of W' scaled and added ("axpy"
+ * form, when W' rows are contiguous) or as dot products of contiguous rows of W'^T ("dot"
+ * form), in chunks of GC__GV_CHUNK outputs (in parallel over the chunks), each chunk stored
+ * through the epilogue like a tile.  M == 1: x = op(A)'s row, W' = op(B), y = C's row.
+ * N == 1: C^T = op(B)^T op(A)^T, so x = op(B)'s column, W' = op(A)^T, y = C's column. */
+#define GC__GV_CHUNK 256
+typedef struct {
+    int n, K, ldw, wt; /* W'[k][j] = wt ? W[j*ldw + k] : W[k*ldw + j] */
+    const GC__T *x, *W;
+    long xs;           /* x[k] at x[k * xs] */
+    int col;           /* 1: y is C's column (N == 1) */
+    GC__T *C;
+    int ldc, accumulate;
+    const void *const *ep;
+    GC__F(gc__epi_t_) st;
+    GC__T alpha;
+} GC__F(gc__gvctx_);
+
+static void GC__F(gc__gemv_chunk_)(const GC__F(gc__gvctx_) *g, int j0)
+{
+    const int nc = gc__min(GC__GV_CHUNK, g->n - j0), K = g->K;
+    GC__T y[GC__GV_CHUNK] __attribute__((aligned(64)));
+    if (!g->wt) {
+        for (int j = 0; j < nc; ++j) y[j] = 0;
+        int k = 0;
+        for (; k + 4 <= K; k += 4) { /* four rows per pass: y is loaded and stored once */
+            const GC__T x0 = g->x[(long)k * g->xs], x1 = g->x[(long)(k + 1) * g->xs];
+            const GC__T x2 = g->x[(long)(k + 2) * g->xs], x3 = g->x[(long)(k + 3) * g->xs];
+            const GC__T *w0 = g->W + (size_t)k * g->ldw + j0, *w1 = w0 + g->ldw;
+            const GC__T *w2 = w1 + g->ldw, *w3 = w2 + g->ldw;
+#pragma omp simd
+            for (int j = 0; j < nc; ++j) y[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+        }
+        for (; k < K; ++k) {
+            const GC__T xk = g->x[(long)k * g->xs];
+            const GC__T *w = g->W + (size_t)k * g->ldw + j0;
+#pragma omp simd
+            for (int j = 0; j < nc; ++j) y[j] += xk * w[j];
+        }
+    } else {
+        for (int j = 0; j < nc; ++j) {
+            const GC__T *w = g->W + (size_t)(j0 + j) * g->ldw;
+            GC__T s = 0;
+            if (g->xs == 1) {
+#pragma omp simd reduction(+ : s)
+                for (int k = 0; k < K; ++k) s += g->x[k] * w[k];
+            } else {
+                for (int k = 0; k < K; ++k) s += g->x[(long)k * g->xs] * w[k];
+            }
+            y[j] = s;
+        }
+    }
+    /* y as a 1 x nc tile (row of C) or an nc x 1 tile (column of C) */
+    const int i0 = g->col ? j0 : 0, c0 = g->col ? 0 : j0;
+    const int mr = g->col ? nc : 1, nr = g->col ? 1 : nc, ts = g->col ? 1 : nc;
+    if (g->st) {
+        if (g->accumulate)
+            for (int j = 0; j < nc; ++j)
+                y[j] += g->col ? g->C[(size_t)(j0 + j) * g->ldc] : g->C[j0 + j];
+        g->st(mr, nr, y, ts, g->C, g->ldc, i0, c0, g->ep);
+        return;
+    }
+    for (int j = 0; j < nc; ++j) {
+        GC__T *c = g->col ? g->C + (size_t)(j0 + j) * g->ldc : g->C + j0 + j;
+        *c = g->accumulate ? *c + g->alpha * y[j] : g->alpha * y[j];
+    }
+}
+
+__attribute__((noinline, noclone)) static void GC__F(gc__gemv_)(
+    int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
+{
+    GC__F(gc__gvctx_) g;
+    if (M == 1) {
+        g.n = N; g.x = A; g.xs = transA ? lda : 1; g.W = B; g.ldw = ldb; g.wt = transB; g.col = 0;
+    } else {
+        g.n = M; g.x = B; g.xs = transB ? 1 : ldb; g.W = A; g.ldw = lda; g.wt = !transA; g.col = 1;
+    }
+    g.K = K; g.C = C; g.ldc = ldc; g.accumulate = accumulate; g.ep = ep; g.st = st; g.alpha = alpha;
+    const int chunks = gc__cdiv(g.n, GC__GV_CHUNK);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(GC_GEMM_MAX_THREADS()) if (!omp_in_parallel() && \
+    chunks > 1 && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
+#endif
+    for (int c = 0; c < chunks; ++c) GC__F(gc__gemv_chunk_)(&g, c * GC__GV_CHUNK);
+}
+
 /* noclone: keep gcc from cloning the driver per epilogue function pointer
  * (that would make every instantiation pay for a copy of the driver) */
 __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
@@ -1086,6 +1184,14 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     }
     /* measured in a training step (784-256-256-10, the input gradient g W^T through the 10-class
      * layer, K = 10): small-K path 6 us vs 11 at batch 32; 72 vs 56 at 128, 113 vs 48 at 512 */
+    /* the axpy form only: measured (2 threads) 1 x 513 x 1024 0.35 -> 0.05 ms, 1 x 2048 x 4096
+     * 8.9 -> 1.6, 1025 x 1 x 1025 (A transposed) 0.13 -> 0.06; the dot form was no faster
+     * than the tiled paths (1 x 1024 x 1024, B transposed: 0.34 -> 0.31; 4096 x 1 x 1024:
+     * 0.79 -> 1.3), so those keep them */
+    if (GC_GEMM_GEMV && ((M == 1 && !transB) || (N == 1 && transA))) {
+        GC__F(gc__gemv_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
+        return;
+    }
     if (K <= GC_GEMM_SMALLK && M <= GC_GEMM_SMALLK_M && N <= 8192) {
         GC__F(gc__gemm_smallk_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
                                 st, alpha);

@@ -199,7 +199,9 @@ int main(void)
                                      {48, 1030, 300}, {100, 600, 700}, {17, 520, 21},
                                      /* few columns: the narrow path (C^T in one tall tile) */
                                      {1030, 10, 128}, {300, 10, 1030}, {129, 14, 2000}, {1030, 7, 64},
-                                     {100, 13, 37}, {70, 16, 300}, {2048, 10, 40}};
+                                     {100, 13, 37}, {70, 16, 300}, {2048, 10, 40},
+                                     /* one row or one column: the matrix-vector path */
+                                     {1, 1030, 700}, {1, 300, 2050}, {1030, 1, 700}, {300, 1, 2050}};
         for (size_t s = 0; s < sizeof big / sizeof big[0]; ++s)
             for (int tA = 0; tA < 2; ++tA)
                 for (int tB = 0; tB < 2; ++tB)
