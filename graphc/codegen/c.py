@@ -49,13 +49,18 @@ def pointer(storage, dtype: str, const: bool = True) -> str:
     return f"(({t}*)(arena + {storage.index}))"
 
 
-def reduce_accumulator(op: str, in_dtype: str, out_dtype: str) -> tuple[str, str, str]:
+LONG_REDUCTION = 4096  # terms per output above which float32 sums accumulate in double
+
+
+def reduce_accumulator(op: str, in_dtype: str, out_dtype: str, count: int = 0
+                       ) -> tuple[str, str, str]:
     """(C accumulator type, initial value, combine expression of ``a`` and ``v``) of a reduction.
 
     Integer data never goes through float (a float32 holds integers exactly only up to 2**24):
     integer sums accumulate in uint64_t (wrapping like numpy's 64-bit sum, without signed
     overflow), then are cast to the output dtype; integer max compares in the integer type;
-    mean and logsumexp of integers compute in double, as numpy does."""
+    mean and logsumexp of integers compute in double, as numpy does; float sums and means of
+    more than LONG_REDUCTION terms (``count``) accumulate in double."""
     int_in = np.dtype(in_dtype).kind in "iub"
     if op == "max" and int_in:
         lo = int(np.iinfo(np.dtype(in_dtype)).min) if in_dtype != "bool" else 0
@@ -64,7 +69,11 @@ def reduce_accumulator(op: str, in_dtype: str, out_dtype: str) -> tuple[str, str
         return ctype(in_dtype), init, "(a > v ? a : v)"
     if op == "sum" and np.dtype(out_dtype).kind in "iub":
         return "uint64_t", "0", "a + v"
-    acc_t = "double" if int_in or out_dtype == "float64" else "float"
+    # long float32 sums and means too: a float accumulator over 10**6 terms was off by 4e-4
+    # relative (numpy and torch sum pairwise: ~1e-7); short ones (a bias gradient's column
+    # sum over the batch) keep float, as numpy's sums across rows do
+    long_sum = op in ("sum", "mean") and count > LONG_REDUCTION
+    acc_t = "double" if int_in or out_dtype == "float64" or long_sum else "float"
     f = "f" if acc_t == "float" else ""
     init = {"sum": "0", "mean": "0", "max": "-INFINITY", "logsumexp": "-INFINITY"}[op]
     combine = {"sum": "a + v", "mean": "a + v", "max": f"gc_max2{f}(a, v)",
@@ -237,10 +246,10 @@ class CRenderer:
         op, axes = node.op, set(node.attrs["axes"])
         shape = tuple(x.shape)
         groups = reduction_groups(shape, axes)
-        acc_t, init, combine = reduce_accumulator(op, x.dtype, node.dtype)
         nout = int(np.prod(node.shape)) if node.shape else 1
         nin = int(np.prod(shape)) if shape else 1
         count = nin // max(nout, 1)
+        acc_t, init, combine = reduce_accumulator(op, x.dtype, node.dtype, count)
         # strides of groups in the input and the output
         sizes = [g[1] for g in groups]
         in_st, acc = [], 1
