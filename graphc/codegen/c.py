@@ -288,6 +288,22 @@ class CRenderer:
                         f"if (!isfinite(acc[o])) acc[o] = acc[o] != acc[o] ? acc[o] : 0;")
             body += nest(f"s[{out_idx}] += {ex}({load} - acc[{out_idx}]);")
             final, cleanup = f"{lg}(s[o]) + acc[o]", ["free(s);"]
+        elif op in ("sum", "mean") and groups[-1][0]:
+            # the reduced axis is the contiguous one: a SIMD reduction into a local per output
+            # (vector adds, several partial sums) instead of one dependent add per element
+            n = len(sizes)
+            for d in range(n - 1):
+                body.append("    " * d + f"for (long {ivars[d]} = 0; {ivars[d]} < {sizes[d]}L; "
+                            f"{ivars[d]}++) {{")
+            pad = "    " * (n - 1)
+            body += [f"{pad}{{ {acc_t} a = acc[{out_idx}];",
+                     f"{pad}#pragma omp simd reduction(+:a)",
+                     f"{pad}for (long {ivars[-1]} = 0; {ivars[-1]} < {sizes[-1]}L; "
+                     f"{ivars[-1]}++) a += {load};",
+                     f"{pad}acc[{out_idx}] = a; }}"]
+            body += ["    " * d + "}" for d in range(n - 2, -1, -1)]
+            scale = f" / ({acc_t}){count}" if op == "mean" else ""
+            final, cleanup = f"acc[o]{scale}", []
         else:
             body += nest(f"{{ {acc_t} a = acc[{out_idx}], v = {load}; acc[{out_idx}] = "
                          f"{combine}; }}")
