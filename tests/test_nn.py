@@ -9,17 +9,10 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from backends import c_available as _c_available
 from graphc import nn, optim
 
 B = "numpy"  # fast default for these tests; the C backend is exercised where marked
-
-
-def _c_available():
-    try:
-        gc.compile([], gc.constant(1.0), backend="c")
-        return True
-    except gc.BackendUnavailable:
-        return False
 
 
 def _blobs(n=240, d=5, classes=3, seed=0):

@@ -11,17 +11,10 @@ import pytest
 
 import graphc as gc
 import graphc.ops.elementwise as E
+from backends import c_available as _c_available
 from graphc import nn, optim
 
 B = "numpy"
-
-
-def _c_available():
-    try:
-        gc.compile([], gc.constant(1.0), backend="c")
-        return True
-    except gc.BackendUnavailable:
-        return False
 
 
 def _data(n=16, d=3, classes=3, seed=0):

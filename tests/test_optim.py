@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from backends import c_available as _c_available
 from graphc import optim
 
 STEPS = 5
@@ -164,14 +165,6 @@ def test_non_finite_hyperparameters_are_rejected(make):
     # they would turn every weight into NaN at the first step (weight_decay=nan vanished)
     with pytest.raises(ValueError, match="must be finite"):
         make()
-
-
-def _c_available():
-    try:
-        gc.compile([], gc.constant(1.0), backend="c")
-        return True
-    except gc.BackendUnavailable:
-        return False
 
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
