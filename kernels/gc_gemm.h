@@ -1118,7 +1118,22 @@ static void GC__F(gc__gemv_chunk_)(const GC__F(gc__gvctx_) *g, int j0)
             for (int j = 0; j < nc; ++j) y[j] += xk * w[j];
         }
     } else {
-        for (int j = 0; j < nc; ++j) {
+        int j = 0;
+        if (g->xs == 1) /* four rows per pass: x is loaded once for four dot products */
+            for (; j + 4 <= nc; j += 4) {
+                const GC__T *w0 = g->W + (size_t)(j0 + j) * g->ldw, *w1 = w0 + g->ldw;
+                const GC__T *w2 = w1 + g->ldw, *w3 = w2 + g->ldw, *x = g->x;
+                GC__T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+                for (int k = 0; k < K; ++k) {
+                    s0 += x[k] * w0[k];
+                    s1 += x[k] * w1[k];
+                    s2 += x[k] * w2[k];
+                    s3 += x[k] * w3[k];
+                }
+                y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3;
+            }
+        for (; j < nc; ++j) {
             const GC__T *w = g->W + (size_t)(j0 + j) * g->ldw;
             GC__T s = 0;
             if (g->xs == 1) {
@@ -1184,11 +1199,10 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     }
     /* measured in a training step (784-256-256-10, the input gradient g W^T through the 10-class
      * layer, K = 10): small-K path 6 us vs 11 at batch 32; 72 vs 56 at 128, 113 vs 48 at 512 */
-    /* the axpy form only: measured (2 threads) 1 x 513 x 1024 0.35 -> 0.05 ms, 1 x 2048 x 4096
-     * 8.9 -> 1.6, 1025 x 1 x 1025 (A transposed) 0.13 -> 0.06; the dot form was no faster
-     * than the tiled paths (1 x 1024 x 1024, B transposed: 0.34 -> 0.31; 4096 x 1 x 1024:
-     * 0.79 -> 1.3), so those keep them */
-    if (GC_GEMM_GEMV && ((M == 1 && !transB) || (N == 1 && transA))) {
+    /* measured (2 threads): axpy form 1 x 513 x 1024 0.35 -> 0.04 ms, 1025 x 1 x 1025 (A
+     * transposed) 0.13 -> 0.07; dot form 1 x 1024 x 1024 (B transposed: the input gradient of
+     * a batch of one) 0.66 -> 0.03, 4096 x 1 x 1024 1.4 -> 0.13 */
+    if (GC_GEMM_GEMV && (M == 1 || N == 1)) {
         GC__F(gc__gemv_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
         return;
     }
