@@ -183,9 +183,13 @@
 #ifndef GC_GEMM_TOUT_PACK
 #define GC_GEMM_TOUT_PACK 0
 #endif
-/* the matrix-vector path for one row or one column of C; 0 disables */
+/* the matrix-vector path for one column, one row, or a few rows (up to GC_GEMM_GEMV_ROWS, B
+ * transposed) of C; 0 disables */
 #ifndef GC_GEMM_GEMV
 #define GC_GEMM_GEMV 1
+#endif
+#ifndef GC_GEMM_GEMV_ROWS
+#define GC_GEMM_GEMV_ROWS 4
 #endif
 /* the narrow path for few columns of C (C^T in one tall micro-tile); 0 disables */
 #ifndef GC_GEMM_NARROW
@@ -363,6 +367,8 @@ static __thread void *GC__F(gc__bufK_); /* small-K path: op(B) as K x N rows */
 static __thread size_t GC__F(gc__capK_);
 static __thread void *GC__F(gc__bufR_); /* small-K path: a block of result rows */
 static __thread size_t GC__F(gc__capR_);
+static __thread void *GC__F(gc__bufX_); /* matrix-vector path: x made contiguous */
+static __thread size_t GC__F(gc__capX_);
 
 /* Micro-kernel body for R rows (compile-time after inlining):
  * T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < R, c < NR
@@ -1089,6 +1095,7 @@ typedef struct {
     const GC__T *x, *W;
     long xs;           /* x[k] at x[k * xs] */
     int col;           /* 1: y is C's column (N == 1) */
+    int row;           /* else: y is row `row` of C */
     GC__T *C;
     int ldc, accumulate;
     const void *const *ep;
@@ -1146,17 +1153,18 @@ static void GC__F(gc__gemv_chunk_)(const GC__F(gc__gvctx_) *g, int j0)
         }
     }
     /* y as a 1 x nc tile (row of C) or an nc x 1 tile (column of C) */
-    const int i0 = g->col ? j0 : 0, c0 = g->col ? 0 : j0;
+    const int i0 = g->col ? j0 : g->row, c0 = g->col ? 0 : j0;
     const int mr = g->col ? nc : 1, nr = g->col ? 1 : nc, ts = g->col ? 1 : nc;
+    GC__T *const Crow = g->C + (size_t)g->row * g->ldc;
     if (g->st) {
         if (g->accumulate)
             for (int j = 0; j < nc; ++j)
-                y[j] += g->col ? g->C[(size_t)(j0 + j) * g->ldc] : g->C[j0 + j];
+                y[j] += g->col ? g->C[(size_t)(j0 + j) * g->ldc] : Crow[j0 + j];
         g->st(mr, nr, y, ts, g->C, g->ldc, i0, c0, g->ep);
         return;
     }
     for (int j = 0; j < nc; ++j) {
-        GC__T *c = g->col ? g->C + (size_t)(j0 + j) * g->ldc : g->C + j0 + j;
+        GC__T *c = g->col ? g->C + (size_t)(j0 + j) * g->ldc : Crow + j0 + j;
         *c = g->accumulate ? *c + g->alpha * y[j] : g->alpha * y[j];
     }
 }
@@ -1165,19 +1173,33 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemv_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
     GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
-    GC__F(gc__gvctx_) g;
-    if (M == 1) {
-        g.n = N; g.x = A; g.xs = transA ? lda : 1; g.W = B; g.ldw = ldb; g.wt = transB; g.col = 0;
-    } else {
-        g.n = M; g.x = B; g.xs = transB ? 1 : ldb; g.W = A; g.ldw = lda; g.wt = !transA; g.col = 1;
-    }
-    g.K = K; g.C = C; g.ldc = ldc; g.accumulate = accumulate; g.ep = ep; g.st = st; g.alpha = alpha;
-    const int chunks = gc__cdiv(g.n, GC__GV_CHUNK);
+    /* N == 1: one column; else each of the M (few) rows on its own */
+    const int rows = N == 1 ? 1 : M;
+    for (int i = 0; i < rows; ++i) {
+        GC__F(gc__gvctx_) g;
+        if (N != 1) { /* row i of C: x = row i of op(A) */
+            g.n = N; g.x = transA ? A + i : A + (size_t)i * lda; g.xs = transA ? lda : 1;
+            g.W = B; g.ldw = ldb; g.wt = transB; g.col = 0; g.row = i;
+        } else {
+            g.n = M; g.x = B; g.xs = transB ? 1 : ldb; g.W = A; g.ldw = lda; g.wt = !transA;
+            g.col = 1; g.row = 0;
+        }
+        g.K = K; g.C = C; g.ldc = ldc; g.accumulate = accumulate; g.ep = ep; g.st = st;
+        g.alpha = alpha;
+        if (g.wt && g.xs != 1) { /* the dot form wants x contiguous: copy it once */
+            GC__T *xc = (GC__T *)gc__grow(&GC__F(gc__bufX_), &GC__F(gc__capX_), (size_t)K * sizeof(GC__T));
+            if (!xc) abort(); /* out of memory: like the packing buffers */
+            for (int k = 0; k < K; ++k) xc[k] = g.x[(long)k * g.xs];
+            g.x = xc;
+            g.xs = 1;
+        }
+        const int chunks = gc__cdiv(g.n, GC__GV_CHUNK);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(GC_GEMM_MAX_THREADS()) if (!omp_in_parallel() && \
-    chunks > 1 && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
+    chunks > 1 && 2.0 * g.n * (double)K >= GC_GEMM_PAR_FLOPS)
 #endif
-    for (int c = 0; c < chunks; ++c) GC__F(gc__gemv_chunk_)(&g, c * GC__GV_CHUNK);
+        for (int c = 0; c < chunks; ++c) GC__F(gc__gemv_chunk_)(&g, c * GC__GV_CHUNK);
+    }
 }
 
 /* noclone: keep gcc from cloning the driver per epilogue function pointer
@@ -1202,7 +1224,8 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     /* measured (2 threads): axpy form 1 x 513 x 1024 0.35 -> 0.04 ms, 1025 x 1 x 1025 (A
      * transposed) 0.13 -> 0.07; dot form 1 x 1024 x 1024 (B transposed: the input gradient of
      * a batch of one) 0.66 -> 0.03, 4096 x 1 x 1024 1.4 -> 0.13 */
-    if (GC_GEMM_GEMV && (M == 1 || N == 1)) {
+    /* a few rows (B transposed only: with B not transposed, M reads of B lose to the tiles) */
+    if (GC_GEMM_GEMV && (M == 1 || N == 1 || (M <= GC_GEMM_GEMV_ROWS && transB))) {
         GC__F(gc__gemv_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
         return;
     }
