@@ -213,6 +213,27 @@ static inline int gc__min(int a, int b) { return a < b ? a : b; }
 static inline int gc__cdiv(int a, int b) { return (a + b - 1) / b; }
 static inline int gc__rup(int a, int b) { return gc__cdiv(a, b) * b; }
 
+/* Run work(ctx, tid, nth) on up to `tasks` threads when the call has flops enough to be worth
+ * a parallel region (and none is running), else on this thread. */
+static void gc__parallel(void (*work)(const void *, int, int), const void *ctx, double flops, int tasks)
+{
+    int nth = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && flops >= GC_GEMM_PAR_FLOPS) nth = GC_GEMM_MAX_THREADS();
+#else
+    (void)flops;
+#endif
+    if (nth > tasks) nth = tasks;
+    if (nth <= 1) {
+        work(ctx, 0, 1);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+    work(ctx, omp_get_thread_num(), omp_get_num_threads());
+#endif
+}
+
 static void *gc__grow(void **p, size_t *cap, size_t bytes)
 {
     if (bytes > *cap) {
@@ -957,8 +978,9 @@ typedef struct {
     GC__T alpha;
 } GC__F(gc__tctx_);
 
-__attribute__((noinline, noclone)) static void GC__F(gc__tout_work_)(const GC__F(gc__tctx_) *x, int tid, int nth)
+__attribute__((noinline, noclone)) static void GC__F(gc__tout_work_)(const void *ctx, int tid, int nth)
 {
+    const GC__F(gc__tctx_) *x = (const GC__F(gc__tctx_) *)ctx;
     const int M = x->M, N = x->N, K = x->K;
     const int npan = gc__cdiv(M, GC__NR);
     /* op(A)^T as NR-column panels: At[p][k][c] = A[p*NR + c][k] (the transposed-B packing) */
@@ -1003,20 +1025,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_tout_)(
     int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
     GC__F(gc__tctx_) x = {M, N, K, lda, ldb, ldc, accumulate, transB, A, B, C, ep, st, alpha};
-    int nth = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
-        nth = GC_GEMM_MAX_THREADS();
-#endif
-    if (nth > gc__cdiv(N, GC__MR)) nth = gc__cdiv(N, GC__MR);
-    if (nth <= 1) {
-        GC__F(gc__tout_work_)(&x, 0, 1);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-    GC__F(gc__tout_work_)(&x, omp_get_thread_num(), omp_get_num_threads());
-#endif
+    gc__parallel(GC__F(gc__tout_work_), &x, 2.0 * M * (double)N * (double)K, gc__cdiv(N, GC__MR));
 }
 
 /* Few columns of C (N <= GC__NARROW_R: the 10 classes of an output layer).  The regular path
@@ -1035,8 +1044,9 @@ typedef struct {
     GC__T alpha;
 } GC__F(gc__nctx_);
 
-__attribute__((noinline, noclone)) static void GC__F(gc__narrow_work_)(const GC__F(gc__nctx_) *x, int tid, int nth)
+__attribute__((noinline, noclone)) static void GC__F(gc__narrow_work_)(const void *ctx, int tid, int nth)
 {
+    const GC__F(gc__nctx_) *x = (const GC__F(gc__nctx_) *)ctx;
     const int M = x->M, N = x->N, K = x->K;
     const int npan = gc__cdiv(M, GC__NR);
     const int plo = (int)((long)tid * npan / nth), phi = (int)((long)(tid + 1) * npan / nth);
@@ -1066,20 +1076,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_narrow_)(
     GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
     GC__F(gc__nctx_) x = {M, N, K, lda, ldb, ldc, accumulate, transA, transB, A, B, C, ep, st, alpha};
-    int nth = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
-        nth = GC_GEMM_MAX_THREADS();
-#endif
-    if (nth > gc__cdiv(M, GC__NR)) nth = gc__cdiv(M, GC__NR);
-    if (nth <= 1) {
-        GC__F(gc__narrow_work_)(&x, 0, 1);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-    GC__F(gc__narrow_work_)(&x, omp_get_thread_num(), omp_get_num_threads());
-#endif
+    gc__parallel(GC__F(gc__narrow_work_), &x, 2.0 * M * (double)N * (double)K, gc__cdiv(M, GC__NR));
 }
 
 /* One row or one column of C (one sample through a layer, a one-unit layer): the register
