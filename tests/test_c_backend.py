@@ -693,3 +693,17 @@ def test_long_float_sums_accumulate_in_double(cache_dir):
     exact = data.astype(np.float64)
     np.testing.assert_allclose(mean_sq, (exact ** 2).mean(), rtol=1e-6)
     np.testing.assert_allclose(total, exact.sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,axis", [((37, 600), 0), ((3, 20, 257), 1), ((4, 3, 2, 5), 0)])
+def test_softmax_over_a_non_last_axis(cache_dir, shape, axis):
+    # blocks of up to 256 neighbouring outputs walk the axis together (600 = 2 full blocks and
+    # a partial one); non-finite columns as in the contiguous case
+    x = gc.placeholder(shape, name="x")
+    outs = [gc.softmax(x, axis=axis), gc.log_softmax(x, axis=axis)]
+    data = (np.random.RandomState(0).randn(*shape) * 3).astype("float32")
+    data.flat[0], data.flat[1] = np.inf, np.nan
+    got = gc.compile([x], outs, backend="c")(data)
+    want = gc.compile([x], outs, backend="numpy")(data)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6)

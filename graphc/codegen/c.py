@@ -382,22 +382,65 @@ class CRenderer:
         else:
             sums = f"s += gc_exp{f}(row{at} - m);"
             tail = f"out[base + j * {inner}L] = row{at} - m - gc_log{f}(s);"
-        body = [
-            "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)"
-            % (outer * length * inner),
-            f"for (long o = 0; o < {outer * inner}L; o++) {{",
-            f"    const long base = (o / {inner}L) * {length * inner}L + (o % {inner}L);",
-            f"    const {mct}* row = x + base;",
-            f"    {mct} m = -INFINITY, s = 0;",
-            f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row{at});",
-            "    if (!isfinite(m)) m = 0;",
-            "    #pragma omp simd reduction(+:s)",
-            f"    for (long j = 0; j < {length}L; j++) {sums}",
-            f"    for (long j = 0; j < {length}L; j++) {tail}",
-            "}"]
+        if inner > 1:
+            body = self._rowwise_strided(node.op, mct, f, outer, length, inner)
+        else:
+            body = [
+                "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)"
+                % (outer * length * inner),
+                f"for (long o = 0; o < {outer * inner}L; o++) {{",
+                f"    const long base = (o / {inner}L) * {length * inner}L + (o % {inner}L);",
+                f"    const {mct}* row = x + base;",
+                f"    {mct} m = -INFINITY, s = 0;",
+                f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row{at});",
+                "    if (!isfinite(m)) m = 0;",
+                "    #pragma omp simd reduction(+:s)",
+                f"    for (long j = 0; j < {length}L; j++) {sums}",
+                f"    for (long j = 0; j < {length}L; j++) {tail}",
+                "}"]
         params = [f"const {mct}* x", f"{mct}* out"]
         args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
         self._emit(k, params, body, args)
+
+    @staticmethod
+    def _rowwise_strided(op: str, mct: str, f: str, outer: int, length: int, inner: int):
+        """softmax / log_softmax over a non-last axis: the reduced elements of one output are
+        ``inner`` apart, so walking them one output at a time reads a cache line per element.
+        Instead blocks of up to 256 neighbouring outputs walk the axis together, row by row
+        (contiguous, vectorized), each with its own max and sum: the same arithmetic as the
+        contiguous case, per output."""
+        blocks = -(-inner // 256)
+        e = f"gc_exp{f}(X[j * {inner}L + i] - m[i])"
+        if op == "softmax":
+            sums = f"{{ const {mct} v = {e}; O[j * {inner}L + i] = v; s[i] += v; }}"
+            tail = f"O[j * {inner}L + i] /= s[i];"
+        else:
+            sums = f"s[i] += {e};"
+            tail = f"O[j * {inner}L + i] = X[j * {inner}L + i] - m[i] - s[i];"
+        return [
+            "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L)"
+            % (outer * length * inner),
+            f"for (long t = 0; t < {outer * blocks}L; t++) {{",
+            f"    const long i0 = (t % {blocks}L) * 256L, n = {inner}L - i0 < 256L ? "
+            f"{inner}L - i0 : 256L;",
+            f"    const {mct}* X = x + (t / {blocks}L) * {length * inner}L + i0;",
+            f"    {mct}* O = out + (t / {blocks}L) * {length * inner}L + i0;",
+            f"    {mct} m[256], s[256];",
+            "    for (long i = 0; i < n; i++) { m[i] = -INFINITY; s[i] = 0; }",
+            f"    for (long j = 0; j < {length}L; j++)",
+            f"        for (long i = 0; i < n; i++) m[i] = gc_max2{f}(m[i], X[j * {inner}L + i]);",
+            "    for (long i = 0; i < n; i++) if (!isfinite(m[i])) m[i] = 0;",
+            f"    for (long j = 0; j < {length}L; j++) {{",
+            "        #pragma omp simd",
+            f"        for (long i = 0; i < n; i++) {sums}",
+            "    }",
+            *([] if op == "softmax" else
+              [f"    for (long i = 0; i < n; i++) s[i] = gc_log{f}(s[i]);"]),
+            f"    for (long j = 0; j < {length}L; j++) {{",
+            "        #pragma omp simd",
+            f"        for (long i = 0; i < n; i++) {tail}",
+            "    }",
+            "}"]
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:
