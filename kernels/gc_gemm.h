@@ -969,8 +969,9 @@ static void GC__F(gc__tout_store_)(int mr, int nr, const GC__T *restrict tile, G
     }
 }
 
+/* arguments of the transposed-output and narrow paths (transA: narrow path only) */
 typedef struct {
-    int M, N, K, lda, ldb, ldc, accumulate, transB;
+    int M, N, K, lda, ldb, ldc, accumulate, transA, transB;
     const GC__T *A, *B;
     GC__T *C;
     const void *const *ep;
@@ -1024,7 +1025,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_tout_)(
     int M, int N, int K, const GC__T *A, int lda, const GC__T *B, int ldb, int transB, GC__T *C, int ldc,
     int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
-    GC__F(gc__tctx_) x = {M, N, K, lda, ldb, ldc, accumulate, transB, A, B, C, ep, st, alpha};
+    GC__F(gc__tctx_) x = {M, N, K, lda, ldb, ldc, accumulate, 0, transB, A, B, C, ep, st, alpha};
     gc__parallel(GC__F(gc__tout_work_), &x, 2.0 * M * (double)N * (double)K, gc__cdiv(N, GC__MR));
 }
 
@@ -1035,18 +1036,9 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_tout_)(
  * place when A is stored K x M (the weight gradient h^T g: h's rows), else one K x NR panel is
  * packed at a time.  K is not blocked (the sums stay in registers); each tile is transposed on
  * its way to C (gc__tout_store_: accumulate, alpha and the epilogue as usual). */
-typedef struct {
-    int M, N, K, lda, ldb, ldc, accumulate, transA, transB;
-    const GC__T *A, *B;
-    GC__T *C;
-    const void *const *ep;
-    GC__F(gc__epi_t_) st;
-    GC__T alpha;
-} GC__F(gc__nctx_);
-
 __attribute__((noinline, noclone)) static void GC__F(gc__narrow_work_)(const void *ctx, int tid, int nth)
 {
-    const GC__F(gc__nctx_) *x = (const GC__F(gc__nctx_) *)ctx;
+    const GC__F(gc__tctx_) *x = (const GC__F(gc__tctx_) *)ctx;
     const int M = x->M, N = x->N, K = x->K;
     const int npan = gc__cdiv(M, GC__NR);
     const int plo = (int)((long)tid * npan / nth), phi = (int)((long)(tid + 1) * npan / nth);
@@ -1075,7 +1067,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_narrow_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
     GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
-    GC__F(gc__nctx_) x = {M, N, K, lda, ldb, ldc, accumulate, transA, transB, A, B, C, ep, st, alpha};
+    GC__F(gc__tctx_) x = {M, N, K, lda, ldb, ldc, accumulate, transA, transB, A, B, C, ep, st, alpha};
     gc__parallel(GC__F(gc__narrow_work_), &x, 2.0 * M * (double)N * (double)K, gc__cdiv(M, GC__NR));
 }
 
