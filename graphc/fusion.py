@@ -61,10 +61,39 @@ def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequen
             return unbroadcast(*node.inputs)
         return None
 
-    m = rewrite(roots, [fold_size], leaf_map=leaf_map)
+    m = rewrite(roots, [fold_size, _fold_uniform], leaf_map=leaf_map)
     if trace is not None:
         trace.update(m)
     return [m[r.id] for r in roots], new_inputs
+
+
+def _fold_uniform(node):
+    """Uniform tensors (every element the same) folded into one ``fill_like``: the gradient
+    seed of a mean, 1 broadcast to the losses' shape and divided by their count, was three
+    kernels (fill, broadcast, divide); now it is one fill of 1/N.  Only static shapes, the
+    fill's dtype, and finite values (the C literal)."""
+    if node.op == "broadcast_like":
+        fill, ref = node.inputs
+        while fill.op in ("reshape", "expand_dims", "squeeze", "identity"):  # views of it
+            fill = fill.inputs[0]
+        if fill.op == "fill_like" and ref.dtype == fill.dtype and None not in ref.shape:
+            return make("fill_like", [ref], value=fill.attrs["value"])
+        return None
+    if node.op != "ew" or not node.inputs:
+        return None
+    fills = [t for t in node.inputs if t.op == "fill_like" and t.shape == node.shape]
+    if not fills or node.dtype != fills[0].dtype or None in node.shape or any(
+            t.op not in ("fill_like", "constant") or (t.op == "constant" and _numel(t.shape) != 1)
+            for t in node.inputs):
+        return None
+    from .ops.registry import lookup
+    values = [np.full((), t.attrs["value"], dtype=t.dtype) if t.op == "fill_like"
+              else np.asarray(t.attrs["value"]).reshape(()) for t in node.inputs]
+    with np.errstate(all="ignore"):
+        value = np.asarray(lookup("ew").ref(node, *values)).reshape(-1)[0]
+    if not np.isfinite(value):
+        return None
+    return make("fill_like", [fills[0].inputs[0]], value=float(value))
 
 
 # -- fuse_elementwise --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 
 from .fusion import BACKEND_PIPELINE, concretize
 from .ir import Tensor, consumers, toposort
-from .ops.registry import lookup
+from .ops.registry import data_inputs, lookup
 from .program import Program
 
 VIEW_OPS = {"reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient"}
@@ -367,6 +367,36 @@ def _fold_activations(order: list[Tensor], in_place: dict, host_of: dict, extra:
     return found
 
 
+FUSE_XENT_GRAD = True
+XENT_OPS = ("softmax_cross_entropy", "softmax_cross_entropy_grad")  # label-checking row kernels
+
+
+def _fold_xent_grads(order: list[Tensor], extra: dict, host_of: dict, base
+                     ) -> dict[int, Tensor]:
+    """Cross-entropy gradient id -> the kernel of its loss: softmax_cross_entropy and
+    softmax_cross_entropy_grad of the same logits and labels run as one kernel, one pass over
+    the logits (max, exponentials and their sum once) writing both the losses and the gradient.
+    Only when the gradient's row weights g are computed before the loss is needed: they do not
+    depend on the loss values (the mean's seed 1/N reads only the losses' shape)."""
+    if not FUSE_XENT_GRAD:
+        return {}
+    found: dict[int, Tensor] = {}
+    losses = [n for n in order if n.op == "softmax_cross_entropy" and n.id not in host_of]
+    for d in order:
+        if d.op != "softmax_cross_entropy_grad" or d.id in host_of:
+            continue
+        key = [base(t).id for t in d.inputs[:2]]
+        for x in losses:
+            if x.id in {h.id for h in found.values()} or \
+                    [base(t).id for t in x.inputs] != key:
+                continue
+            merged = {m: hh.id for m, hh in {**host_of, **found, d.id: x}.items()}
+            if _schedule(order, extra, merged) is not None:
+                found[d.id] = x
+                break
+    return found
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"
@@ -388,7 +418,9 @@ def _schedule(order: list[Tensor], extra: dict[int, set[int]],
     pos = {n.id: i for i, n in enumerate(nodes)}
     deps: dict[int, set[int]] = {n.id: set() for n in nodes}
     for n in order:
-        deps[rep(n.id)] |= {rep(i.id) for i in n.inputs} | {rep(e) for e in extra.get(n.id, ())}
+        # values only: a shape-only input (fill_like's) is known when the step is lowered
+        deps[rep(n.id)] |= ({rep(i.id) for i in data_inputs(n)}
+                            | {rep(e) for e in extra.get(n.id, ())})
     for nid, ds in deps.items():
         ds.discard(nid)
     order = nodes
@@ -453,7 +485,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
 
     # in-place parameter updates: the kernel computing the new value writes the parameter
     in_place: dict[int, Tensor] = {}   # value node id -> parameter
-    label_checkers = {n.id for n in order if n.op == "softmax_cross_entropy"}
+    label_checkers = {n.id for n in order if n.op in XENT_OPS}
     extra: dict[int, set[int]] = {}
     for p, v in updates:
         if (v.is_leaf or v.op in VIEW_OPS or v.id in out_ids or value_count[v.id] > 1
@@ -476,8 +508,9 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     into_reduce = FOLD_INTO_REDUCE if fold_into_reduce is None else fold_into_reduce
     host_kinds = ("ew",) + (("dense",) if gemm else ()) + (("reduce",) if into_reduce else ())
     updates_of = _fold_updates(order, in_place, extra, base, host_kinds)
-    act_of = _fold_activations(order, in_place, updates_of, extra) if FOLD_ACTIVATIONS else {}
-    host_of = {**updates_of, **act_of}
+    own_out_of = _fold_activations(order, in_place, updates_of, extra) if FOLD_ACTIVATIONS else {}
+    own_out_of.update(_fold_xent_grads(order, extra, {**updates_of, **own_out_of}, base))
+    host_of = {**updates_of, **own_out_of}
     members_of: dict[int, list[Tensor]] = {}
     for n in order:  # members in topological order (a member may read an earlier one)
         if n.id in host_of:
@@ -562,7 +595,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             free.append((item[1], item[2]))
         place(n, s)
         for m in members_of.get(n.id, []):
-            if m.id in act_of:  # written by n's kernel at step s, read by later ones
+            if m.id in own_out_of:  # written by n's kernel at step s, read by later ones
                 place(m, s)
 
     def where(t: Tensor) -> Storage:
@@ -573,9 +606,10 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     for s, n in enumerate(computed):
         kind = _kernel_kind(n)
         label = n.attrs.get("label", n.op)
-        members = [Member(m, storage[m.id], [where(i) for i in m.inputs], m.id not in act_of)
+        members = [Member(m, storage[m.id], [where(i) for i in m.inputs], m.id not in own_out_of)
                    for m in members_of.get(n.id, [])]
-        suffix = "".join("_" + sanitize(m.node.attrs.get("label", m.node.op), 16)
+        suffix = "".join("_grad" if m.node.op == "softmax_cross_entropy_grad" else
+                         "_" + sanitize(m.node.attrs.get("label", m.node.op), 16)
                          for m in members if not m.in_place)
         suffix += "_updates" if any(m.in_place for m in members) else ""
         kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}{suffix}", kind, n, where(n),
@@ -594,14 +628,14 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     kernel_of = _provenance(program, track, kernels)
     checks = []
     for n in computed:
-        if n.op == "softmax_cross_entropy":
+        if n.op in XENT_OPS:
             lab = base(n.inputs[1])
             if lab.op == "placeholder":
                 checks.append((storage[lab.id].index, n.inputs[0].shape[1]))
     def fed_slot(labels: Tensor):
         return storage[base(labels).id].index if base(labels).op == "placeholder" else None
     kernel_checks = [(k.name, k.node.inputs[0].shape[1], fed_slot(k.node.inputs[1]))
-                     for k in kernels if k.kind != "copy" and k.node.op == "softmax_cross_entropy"]
+                     for k in kernels if k.kind != "copy" and k.node.op in XENT_OPS]
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
                    [p.name for p in in_place.values()], checks, kernel_checks, names, kernel_of)
 

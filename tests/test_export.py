@@ -73,7 +73,10 @@ def test_networkx_nodes_attributes_and_roles(mlp):
         lr_g = [i for i in v.inputs if i is not p][0]
         assert g.nodes[lr_g.id]["role"] == "update"  # the lr * g step
     roles = {d["role"] for _, d in g.nodes(data=True)}
-    assert roles == {"input", "parameter", "constant", "forward", "backward", "update"}
+    assert roles == {"input", "parameter", "forward", "backward", "update"}
+    scaled = gc.mul(loss, gc.constant(np.float32(2.0)))  # a constant has its own role
+    g2 = export.to_networkx([scaled])
+    assert {d["role"] for _, d in g2.nodes(data=True)} >= {"constant", "forward"}
     # edges carry the flowing tensor's shape and the input position
     W1 = params[0]
     mm = [n for n in g.successors(x.id) if g.nodes[n]["raw_op"] == "matmul"][0]

@@ -343,32 +343,8 @@ class CRenderer:
         x = node.inputs[0]
         mct = ctype(math_dtype(node.dtype))
         f = "f" if mct == "float" else ""
-        if node.op == "softmax_cross_entropy":
-            n, c = x.shape
-            body = [
-                "int bad = 0;",
-                "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L) "
-                "reduction(|:bad)" % (n * c),
-                f"for (long r = 0; r < {n}L; r++) {{",
-                f"    const {mct}* row = x + r * {c}L;",
-                f"    {mct} m = -INFINITY, s = 0;",
-                f"    for (long j = 0; j < {c}L; j++) m = gc_max2{f}(m, row[j]);",
-                "    if (!isfinite(m)) m = 0;",
-                "    #pragma omp simd reduction(+:s)",  # vector exp (libmvec) where available
-                f"    for (long j = 0; j < {c}L; j++) s += gc_exp{f}(row[j] - m);",
-                "    const long y = (long)labels[r];",
-                f"    const int ok = y >= 0 && y < {c}L;",
-                "    bad |= !ok;",
-                # (m - x_y) + log s: with large logits log(s) + m rounds away the small loss
-                f"    out[r] = ok ? (m - row[y]) + gc_log{f}(s) : NAN;",
-                "}",
-                "return bad;"]
-            lab = node.inputs[1]
-            params = [f"const {mct}* x", f"const {ctype(lab.dtype)}* labels", f"{mct}* out"]
-            args = [pointer(k.srcs[0], x.dtype), pointer(k.srcs[1], lab.dtype),
-                    pointer(k.dst, node.dtype, const=False)]
-            # labels computed in the graph are checked here (fed ones before the call, in Python)
-            self._emit(k, params, body, args, status=label_status(self.lowered, k))
+        if node.op in ("softmax_cross_entropy", "softmax_cross_entropy_grad"):
+            self._render_xent(k, mct, f)
             return
         axis = node.attrs["axis"]
         shape = x.shape
@@ -401,6 +377,57 @@ class CRenderer:
         params = [f"const {mct}* x", f"{mct}* out"]
         args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
         self._emit(k, params, body, args)
+
+    def _render_xent(self, k: Kernel, mct: str, f: str) -> None:
+        """Cross-entropy rows: the loss (softmax_cross_entropy), its gradient (softmax - one_hot)
+        * g (softmax_cross_entropy_grad), or both in one pass when lowering made the gradient a
+        member of the loss's kernel.  Labels computed in the graph are checked here (fed ones
+        before the call, in Python): an invalid one ends the step with this kernel's status."""
+        node = k.node
+        x, lab = node.inputs[0], node.inputs[1]
+        n, c = x.shape
+        loss = node if node.op == "softmax_cross_entropy" else None
+        grad = node if loss is None else (k.members[0].node if k.members else None)
+        gst = (k.srcs if loss is None else k.members[0].srcs)[2] if grad is not None else None
+        dst = (k.dst if loss is None else k.members[0].dst) if grad is not None else None
+        params = [f"const {mct}* x", f"const {ctype(lab.dtype)}* labels"]
+        args = [pointer(k.srcs[0], x.dtype), pointer(k.srcs[1], lab.dtype)]
+        # exp(x - m) once per element; with a gradient it is kept in the gradient's row
+        if grad is not None:
+            params += [f"const {mct}* g", f"{mct}* dx"]
+            args += [pointer(gst, grad.dtype), pointer(dst, grad.dtype, const=False)]
+            sums = (f"for (long j = 0; j < {c}L; j++) {{ const {mct} e = gc_exp{f}(row[j] - m); "
+                    "d[j] = e; s += e; }")
+        else:
+            sums = f"for (long j = 0; j < {c}L; j++) s += gc_exp{f}(row[j] - m);"
+        if loss is not None:
+            params.append(f"{mct}* out")
+            args.append(pointer(k.dst, loss.dtype, const=False))
+        body = [
+            "int bad = 0;",
+            "#pragma omp parallel for num_threads(gc_threads()) if (%dL > 4096L) "
+            "reduction(|:bad)" % (n * c),
+            f"for (long r = 0; r < {n}L; r++) {{",
+            f"    const {mct}* row = x + r * {c}L;"]
+        if grad is not None:
+            body.append(f"    {mct}* d = dx + r * {c}L;")
+        body += [
+            f"    {mct} m = -INFINITY, s = 0;",
+            f"    for (long j = 0; j < {c}L; j++) m = gc_max2{f}(m, row[j]);",
+            "    if (!isfinite(m)) m = 0;",
+            "    #pragma omp simd reduction(+:s)",  # vector exp (libmvec) where available
+            "    " + sums,
+            "    const long y = (long)labels[r];",
+            f"    const int ok = y >= 0 && y < {c}L;",
+            "    bad |= !ok;"]
+        if loss is not None:  # (m - x_y) + log s: with large logits log(s) + m rounds the loss away
+            body.append(f"    out[r] = ok ? (m - row[y]) + gc_log{f}(s) : NAN;")
+        if grad is not None:
+            body += [f"    const {mct} gr = g[r];",
+                     "    #pragma omp simd",
+                     f"    for (long j = 0; j < {c}L; j++) d[j] = (d[j] / s - ({mct})(j == y)) * gr;"]
+        body += ["}", "return bad;"]
+        self._emit(k, params, body, args, status=label_status(self.lowered, k))
 
     @staticmethod
     def _rowwise_strided(op: str, mct: str, f: str, outer: int, length: int, inner: int):

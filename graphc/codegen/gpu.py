@@ -565,35 +565,8 @@ class GPURenderer:
         fix = f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"
         wide = self._wide(_numel(x.shape))
         it, sfx = ("gc_i64", "L") if wide else ("int", "")
-        if node.op == "softmax_cross_entropy":
-            n, c = x.shape
-            lab = node.inputs[1]
-            params = [self._param("x", x.dtype, True), self._param("labels", lab.dtype, True),
-                      self._param("out", node.dtype, False)]
-            binds = [self._bind("x", x.dtype, True), self._bind("labels", lab.dtype, True),
-                     self._bind("out", node.dtype, False)]
-            args = [buf(k.srcs[0], x.dtype), buf(k.srcs[1], lab.dtype), buf(k.dst, node.dtype)]
-            per_out = [f"const GC_GLOBAL {gtype(x.dtype)}* row = x + (ok ? o : 0) * {c}{sfx};",
-                       f"{mct} m, s;"]
-            phases = [("-INFINITY", [f"const {mct} v = ({mct})row[r];"], f"gc_max2{f}(a, v)",
-                       "m", [fix]),
-                      ("0", [f"const {mct} v = gc_exp{f}(({mct})row[r] - mm);"], "a + v", "s",
-                       [])]
-            finish = ["const gc_i64 y = (gc_i64)labels[o];",
-                      f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
-                      f"(mm - ({mct})row[y]) + gc_log{f}(s) : NAN);"]  # exact for large logits
-            status = label_status(self.lowered, k)
-            if status and self._computed_labels(k):
-                # the host checks fed labels before the step; computed ones are checked here:
-                # the step stops after this kernel's launches when the status word is set
-                params.append("GC_GLOBAL int* status_, gc_i64 status_o")
-                binds.append("GC_GLOBAL int* status = status_ + status_o;")
-                args.append(Arg("status", dtype="int32"))
-                finish.append(f"if (!(y >= 0 && y < {c}L)) status[0] = {status};")
-            self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, [], finish,
-                            wide)
-            if status and self._computed_labels(k):
-                self.status_launches = len(self.launches)
+        if node.op in ("softmax_cross_entropy", "softmax_cross_entropy_grad"):
+            self._render_xent(k, mct, f, fix, wide)
             return
         axis = node.attrs["axis"]
         shape = x.shape
@@ -621,6 +594,57 @@ class GPURenderer:
                       f"out[{oidx}] = ({ot})({value});"]
         self._segmented(k, rows, length, inner == 1, mct, params, binds, args, per_out, phases,
                         finish_all, [], wide)
+
+    def _render_xent(self, k: Kernel, mct: str, f: str, fix: str, wide: bool) -> None:
+        """Cross-entropy rows (as the C backend's): the loss, its gradient (softmax - one_hot)
+        * g, or both from one max and one exp sum when the gradient is the loss kernel's
+        member.  Every thread of a row writes its share of the gradient; the first writes the
+        loss and the status word."""
+        node = k.node
+        x, lab = node.inputs[0], node.inputs[1]
+        n, c = x.shape
+        sfx = "L" if wide else ""
+        loss = node if node.op == "softmax_cross_entropy" else None
+        grad = node if loss is None else (k.members[0].node if k.members else None)
+        params = [self._param("x", x.dtype, True), self._param("labels", lab.dtype, True)]
+        binds = [self._bind("x", x.dtype, True), self._bind("labels", lab.dtype, True)]
+        args = [buf(k.srcs[0], x.dtype), buf(k.srcs[1], lab.dtype)]
+        finish_all, finish = [], ["const gc_i64 y = (gc_i64)labels[o];"]
+        if grad is not None:
+            gst, dst = ((k.srcs[2], k.dst) if loss is None
+                        else (k.members[0].srcs[2], k.members[0].dst))
+            params += [self._param("g", grad.dtype, True), self._param("dx", grad.dtype, False)]
+            binds += [self._bind("g", grad.dtype, True), self._bind("dx", grad.dtype, False)]
+            args += [buf(gst, grad.dtype), buf(dst, grad.dtype)]
+            it = "gc_i64" if wide else "int"
+            finish_all = ["const gc_i64 yy = (gc_i64)labels[o];",
+                          f"const {mct} gr = ({mct})g[o];",
+                          f"for ({it} j = ly; j < {c}{sfx}; j += nly) dx[o * {c}{sfx} + j] = "
+                          f"({gtype(grad.dtype)})((gc_exp{f}(({mct})row[j] - mm) / s - "
+                          f"({mct})(j == yy)) * gr);"]
+        if loss is not None:
+            params.append(self._param("out", node.dtype, False))
+            binds.append(self._bind("out", node.dtype, False))
+            args.append(buf(k.dst, node.dtype))
+            finish.append(f"out[o] = ({gtype(node.dtype)})((y >= 0 && y < {c}L) ? "
+                          f"(mm - ({mct})row[y]) + gc_log{f}(s) : NAN);")  # exact, large logits
+        per_out = [f"const GC_GLOBAL {gtype(x.dtype)}* row = x + (ok ? o : 0) * {c}{sfx};",
+                   f"{mct} m, s;"]
+        phases = [("-INFINITY", [f"const {mct} v = ({mct})row[r];"], f"gc_max2{f}(a, v)",
+                   "m", [fix]),
+                  ("0", [f"const {mct} v = gc_exp{f}(({mct})row[r] - mm);"], "a + v", "s", [])]
+        status = label_status(self.lowered, k)
+        if status and self._computed_labels(k):
+            # the host checks fed labels before the step; computed ones are checked here:
+            # the step stops after this kernel's launches when the status word is set
+            params.append("GC_GLOBAL int* status_, gc_i64 status_o")
+            binds.append("GC_GLOBAL int* status = status_ + status_o;")
+            args.append(Arg("status", dtype="int32"))
+            finish.append(f"if (!(y >= 0 && y < {c}L)) status[0] = {status};")
+        self._segmented(k, n, c, True, mct, params, binds, args, per_out, phases, finish_all,
+                        finish if len(finish) > 1 else [], wide)
+        if status and self._computed_labels(k):
+            self.status_launches = len(self.launches)
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:

@@ -83,6 +83,7 @@ OP_ATTRS = {
     "softmax": {"axis": _INT},
     "log_softmax": {"axis": _INT},
     "softmax_cross_entropy": {},
+    "softmax_cross_entropy_grad": {},
     "random_uniform": {"seed": _INT},
 }
 

@@ -214,7 +214,7 @@ def reshape(t: Tensor, shape) -> Tensor:
 register(OpDef(
     "reshape_like", lambda inputs, attrs: (inputs[1].shape, inputs[0].dtype),
     lambda node, g, x: np.reshape(g, np.shape(x)),
-    lambda node, g: [reshape_like(g, node.inputs[0]), None], kind="layout"))
+    lambda node, g: [reshape_like(g, node.inputs[0]), None], kind="layout", shape_only=(1,)))
 
 
 def reshape_like(g: Tensor, x: Tensor) -> Tensor:
@@ -274,7 +274,8 @@ def _bcast_like_infer(inputs, attrs):
 
 register(OpDef("broadcast_like", _bcast_like_infer,
                lambda node, g, ref: np.broadcast_to(g, np.shape(ref)),
-               lambda node, g: [unbroadcast(g, node.inputs[0]), None], kind="layout"))
+               lambda node, g: [unbroadcast(g, node.inputs[0]), None], kind="layout",
+               shape_only=(1,)))
 
 
 def broadcast_like(g: Tensor, ref: Tensor) -> Tensor:
@@ -314,7 +315,7 @@ def _sum_like_ref(node, g, x):
 # which only the call's shapes decide); the backends' concretize pass makes it static
 register(OpDef("sum_like", lambda inputs, attrs: (inputs[1].shape, inputs[0].dtype),
                _sum_like_ref, lambda node, g: [broadcast_like(g, node.inputs[0]), None],
-               kind="shape"))
+               kind="shape", shape_only=(1,)))
 
 
 def sum_like(g: Tensor, x: Tensor) -> Tensor:
@@ -413,7 +414,7 @@ register(OpDef(
     "size_of", lambda inputs, attrs: ((), attrs["dtype"]),
     lambda node, x: np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]),
                                dtype=node.dtype),
-    lambda node, g: [None], kind="shape", differentiable=False))
+    lambda node, g: [None], kind="shape", differentiable=False, shape_only=(0,)))
 
 
 def size_of(x: Tensor, axes=None, dtype=None) -> Tensor:
@@ -441,7 +442,7 @@ def zeros_like(x: Tensor) -> Tensor:
 
 register(OpDef("fill_like", lambda inputs, attrs: (inputs[0].shape, inputs[0].dtype),
                lambda node, x: np.full(np.shape(x), node.attrs["value"], dtype=node.dtype),
-               lambda node, g: [None], kind="elementwise"))
+               lambda node, g: [None], kind="elementwise", shape_only=(0,)))
 
 
 def ones_like(x: Tensor) -> Tensor:

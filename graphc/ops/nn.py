@@ -150,11 +150,48 @@ def one_hot(labels: Tensor, depth: int, dtype="float32") -> Tensor:
 
 def _xent_grad(node, g):
     logits, labels = node.inputs
-    delta = E.sub(softmax(logits, -1), one_hot(labels, logits.shape[1], logits.dtype))
-    return [E.mul(delta, expand_dims(g, -1)), None]
+    return [make("softmax_cross_entropy_grad", [logits, labels, g]), None]
 
 
 register(OpDef("softmax_cross_entropy", _xent_infer, _xent_ref, _xent_grad, kind="rowwise"))
+
+
+# softmax_cross_entropy_grad(logits, labels, g) = (softmax(logits) - one_hot(labels)) * g[:, None]:
+# the cross-entropy's backward as one row op (as TensorFlow's SparseSoftmaxCrossEntropyWithLogits
+# returns it), so backends compute it in one pass over the logits, and with the forward in the
+# same kernel when the row weights g do not depend on the losses (lower.py).
+def _xent_grad_infer(inputs, attrs):
+    logits, labels, g = inputs
+    _xent_infer([logits, labels], attrs)
+    n = logits.shape[0] if logits.shape[0] is not None else labels.shape[0]
+    if g.ndim != 1 or g.dtype != logits.dtype or (
+            n is not None and g.shape[0] is not None and g.shape[0] != n):
+        raise ShapeError(f"softmax_cross_entropy_grad: expects row weights ({n},) "
+                         f"{logits.dtype}, got {format_shape(g.shape)} {g.dtype}")
+    return logits.shape, logits.dtype
+
+
+def _xent_grad_ref(node, logits, labels, g):
+    n, c = logits.shape
+    _xent_ref(node, logits, labels)  # the same label check
+    _, z, log_sum = _shifted(logits, 1)
+    delta = np.exp(z - log_sum)
+    delta[np.arange(n), np.asarray(labels)] -= 1
+    return (delta * np.asarray(g)[:, None]).astype(node.dtype)
+
+
+def _xent_grad_grad(node, u):
+    """Second order (Hessian-vector products through the loss), from the op's definition:
+    d/dlogits is softmax's Jacobian applied to u * g; d/dg sums u * (softmax - one_hot) per row."""
+    logits, labels, g = node.inputs
+    s = softmax(logits, -1)
+    dlogits = _softmax_grad(s, E.mul(u, expand_dims(g, -1)))[0]
+    delta = E.sub(s, one_hot(labels, logits.shape[1], logits.dtype))
+    return [dlogits, None, sum(E.mul(u, delta), axis=1)]
+
+
+register(OpDef("softmax_cross_entropy_grad", _xent_grad_infer, _xent_grad_ref, _xent_grad_grad,
+               kind="rowwise"))
 
 
 def _reduce_loss(op: str, per_element: Tensor, reduction: str) -> Tensor:

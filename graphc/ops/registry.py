@@ -23,6 +23,8 @@ class OpDef:
     grad(node, g) -> list of graph nodes (or None) per input: the gradient rule, in graph ops.
     kind: how backends lower it ("leaf", "elementwise", "reduce", "matmul", "layout",
     "rowwise", "random").
+    shape_only: indices of inputs read only for their (run-time) shape, never their values
+    (``fill_like``'s input): kernel schedules need not wait for them.
     """
 
     name: str
@@ -32,6 +34,7 @@ class OpDef:
     kind: str = "other"
     doc: str = ""
     differentiable: bool = True
+    shape_only: tuple = ()
     extra: dict = field(default_factory=dict)
 
 
@@ -54,6 +57,14 @@ def lookup(name: str) -> OpDef:
 
 def all_ops() -> dict[str, OpDef]:
     return dict(_REGISTRY)
+
+
+def data_inputs(node: Tensor) -> list[Tensor]:
+    """The inputs whose values ``node`` reads (all but its shape-only ones)."""
+    if node.is_leaf:
+        return []
+    skip = lookup(node.op).shape_only
+    return [t for i, t in enumerate(node.inputs) if i not in skip] if skip else list(node.inputs)
 
 
 def make(op: str, inputs: Sequence[Tensor], name: str | None = None, effects=(), **attrs) -> Tensor:

@@ -31,7 +31,7 @@ from ..lower import Lowered, label_error, lower
 from ..program import Program
 from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
-from .specializing import ShapeSpecializingExecutable
+from .specializing import ShapeSpecializingExecutable, check_dtypes
 from . import threads
 
 DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
@@ -144,7 +144,7 @@ def lowered_fingerprint(low: Lowered) -> str:
         group = [n.id] + [m.node.id for m in k.members]
         for m in k.members:  # updates folded into the kernel: their own expressions and buffers
             mattrs = sorted((a, _attr_key(v)) for a, v in m.node.attrs.items())
-            parts.append(repr(("member", tuple(m.node.shape), m.node.dtype, m.dst, tuple(m.srcs),
+            parts.append(repr(("member", m.node.op, tuple(m.node.shape), m.node.dtype, m.dst, tuple(m.srcs),
                                [(tuple(i.shape), i.dtype,
                                  group.index(i.id) if i.id in group else None)
                                 for i in m.node.inputs], mattrs)))
@@ -316,6 +316,8 @@ class CExecutable(ShapeSpecializingExecutable):
 
     def __init__(self, program: Program):
         compiler()  # fail early, with install advice, when there is no C compiler
+        from ..codegen.c import CTYPES
+        check_dtypes(program, CTYPES, "C")
         super().__init__(program)
 
     def _specialize(self, shapes) -> _Specialization:

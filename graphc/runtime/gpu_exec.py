@@ -35,7 +35,7 @@ from ..errors import BackendUnavailable
 from ..lower import Lowered, label_error
 from ..program import Program
 from .gpu_common import expand_includes
-from .specializing import ShapeSpecializingExecutable
+from .specializing import ShapeSpecializingExecutable, check_dtypes
 
 
 class DeviceAdapter:
@@ -255,7 +255,8 @@ class GPUSpecialization:
             labels = feeds[slot]
             if labels.size and (labels.min() < 0 or labels.max() >= classes):
                 raise ValueError(f"cross_entropy: labels must be in [0, {classes}), got range "
-                                 f"[{labels.min()}, {labels.max()}]")
+                                 f"[{labels.min()}, {labels.max()}] in input "
+                                 f"{self.lowered.slots[slot].node.name!r}; nothing was updated")
         keep: list = []
         mirror = dev.mirror
         for _, store in self.params:
@@ -299,6 +300,8 @@ class GPUExecutable(ShapeSpecializingExecutable):
     backend = "gpu"
 
     def __init__(self, program: Program, device: DeviceAdapter):
+        from ..codegen.gpu import GPU_TYPES
+        check_dtypes(program, GPU_TYPES, "GPU")
         super().__init__(program)
         self.device = device
 

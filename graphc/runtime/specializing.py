@@ -12,6 +12,18 @@ import numpy as np
 from ..program import Program
 
 
+def check_dtypes(program: Program, supported, backend: str) -> None:
+    """TypeError at compile time, naming the first node whose dtype ``backend`` cannot compute
+    (float16 on C: it used to surface only at the first call)."""
+    from ..ir import toposort
+    roots = list(program.outputs) + [v for _, v in program.updates] + list(program.inputs)
+    for n in toposort(roots):
+        if n.dtype not in supported:
+            what = n.attrs.get("label", n.op)
+            raise TypeError(f"the {backend} backend does not support dtype {n.dtype}: node "
+                            f"{n.name} ({what}, shape {n.shape}); use float32 or float64")
+
+
 class ShapeSpecializingExecutable:
     def __init__(self, program: Program):
         self.program = program
