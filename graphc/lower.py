@@ -14,7 +14,7 @@ velocity and p) are computed as *members* of one elementwise kernel (the first u
 one pass over the gradient and the state instead of one loop per update.  A single update
 (SGD's) already is the gradient GEMM's epilogue (fusion.fuse_dense); folding several into a
 GEMM epilogue is supported but off by default (see FOLD_INTO_GEMM).  A bias's updates join the
-final loop of the reduction computing its gradient (the column sum; FOLD_INTO_REDUCE, C only).
+final loop of the reduction computing its gradient (the column sum; FOLD_INTO_REDUCE).
 """
 from __future__ import annotations
 
@@ -270,7 +270,7 @@ MAX_FOLDED_ARGS = 24  # operands + outputs of a kernel with members (GPU argumen
 FOLD_INTO_GEMM = False
 # Fold updates into the reduction computing their gradient (a bias's column sum): its final
 # loop over the outputs then also updates the bias (and its optimizer state), one kernel less
-# per bias.  The C renderer supports it; the GPU renderers lower without it.
+# per bias.  Both renderers support it (GPU: the thread holding an output's final value).
 FOLD_INTO_REDUCE = True
 
 

@@ -19,6 +19,8 @@ Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
 * ``reduce`` and ``rowwise`` (softmax, log_softmax, softmax_cross_entropy): a work-group of
   ``LX x LY`` threads handles ``LX`` outputs (rows), ``LY`` threads per output striding over the
   reduced elements, then a local-memory tree reduction.  No warp intrinsics, no atomics.
+  Updates folded into a reduction (a bias's, from its gradient's column sum) run in the one
+  thread per output that holds the final value (``GPURenderer._reduce_finish``).
 
 Everything is deterministic: identical programs give identical text.
 """
@@ -440,10 +442,45 @@ class GPURenderer:
             lx_n //= 2
         return lx_n, max(1, min(RED_THREADS // lx_n, _pow2_at_least(max(count, 1))))
 
+    def _reduce_finish(self, k: Kernel, final: str, params: list[str], binds: list[str],
+                       args: list[Arg]) -> list[str]:
+        """Statements run once per output ``o`` of a reduction, by the one thread holding its
+        final value ``final`` (``_segmented``'s ``finish_one``: ly == 0 after the tree step, or
+        the final pass of a split reduction): the store of the output, and when updates are
+        folded into the reduction (``lower.FOLD_INTO_REDUCE``: a bias and its optimizer state
+        updated from its gradient's column sum) every member's value too, as ``codegen/c.py``'s
+        ``_reduce_members`` does in its final loop.  Members read only operands of the
+        output's shape (at ``o``) or of one element, and the lowering guarantees that no
+        parameter written here is read at another index by the kernel, so the single thread
+        per output reads the old values and nothing else races with its stores.  Appends the
+        members' operands and outputs to ``params`` / ``binds`` / ``args``."""
+        node = k.node
+        if not k.members:
+            return [f"out[o] = ({gtype(node.dtype)})({final});"]
+        plan = fused_plan(k)
+        # the elementwise kernels' rule (render_ew): double if any operand or output is
+        # float64, float if any is a float, else 64-bit integers
+        dtypes = [n.dtype for n, _ in plan.outputs] + [t.dtype for t, _ in plan.operands]
+        mdt, ctype_ = compute_type(dtypes)
+        mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
+        self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
+        for j, (t, st) in enumerate(plan.operands):
+            params.append(self._param(f"in{j}", t.dtype, True))
+            binds.append(self._bind(f"in{j}", t.dtype, True))
+            args.append(buf(st, t.dtype))
+        names = ["out"] + [f"up{j}" for j in range(len(plan.outputs) - 1)]
+        for name, (n, st) in zip(names[1:], plan.outputs[1:]):
+            params.append(self._param(name, n.dtype, False))
+            binds.append(self._bind(name, n.dtype, False))
+            args.append(buf(st, n.dtype))
+        loads = [f"(({mct})in{j}[{'o' if _numel(t.shape) > 1 else '0'}])"
+                 for j, (t, _) in enumerate(plan.operands)]
+        # every load before any store (render_plan): p, m, v are read before they are written
+        stmts, values = render_plan(plan, loads, mdt, mct, self._store,
+                                    acc=f"(({mct})({final}))")
+        return stmts + [f"{name}[o] = {values[i]};" for i, name in enumerate(names)]
+
     def render_reduce(self, k: Kernel) -> None:
-        if k.members:
-            raise NotImplementedError(f"{k.name}: updates folded into a reduction (lower with "
-                                      f"lower_gpu for the GPU renderers)")
         node = k.node
         x = node.inputs[0]
         op, axes = node.op, set(node.attrs["axes"])
@@ -490,7 +527,6 @@ class GPURenderer:
 
         f = "f" if acc_t == "float" else ""
         is_int = acc_t not in ("float", "double")
-        otype = gtype(node.dtype)
         element = f"({acc_t})x[base + {offset('r', True)}]"
         params = [self._param("x", x.dtype, True), self._param("out", node.dtype, False)]
         binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
@@ -502,7 +538,7 @@ class GPURenderer:
             phases = [("-INFINITY", [f"const {acc_t} v = {element};"], f"gc_max2{f}(a, v)", "m",
                        [f"const {acc_t} mm = gc_isfinite(m) ? m : (m != m ? m : ({acc_t})0);"]),
                       ("0", [f"const {acc_t} v = gc_exp{f}({element} - mm);"], "a + v", "s", [])]
-            finish = [f"out[o] = ({otype})(gc_log{f}(s) + mm);"]
+            finish = self._reduce_finish(k, f"gc_log{f}(s) + mm", params, binds, args)
         else:
             init = {"sum": "0", "mean": "0", "max": "-INFINITY"}[op]
             combine = "a + v"
@@ -543,13 +579,14 @@ class GPURenderer:
                 a2 = [Arg("scratch", dtype=acc_dtype), buf(k.dst, node.dtype)]
                 per2 = [f"{acc_t} res;"]
                 load2 = [f"const {acc_t} v = part[o + r * {nout}{s2}];"]
+                # folded updates run in this final pass, where each output's value is complete
+                finish2 = self._reduce_finish(k, f"res{scale}", p2, b2, a2)
                 self._segmented(k, nout, splits, nout == 1, acc_t, p2, b2, a2, per2,
-                                [(init, load2, combine, "res", [])], [],
-                                [f"out[o] = ({otype})(res{scale});"], w2)
+                                [(init, load2, combine, "res", [])], [], finish2, w2)
                 return
             per_out.append(f"{acc_t} res;")
             phases = [(init, [f"const {acc_t} v = {element};"], combine, "res", [])]
-            finish = [f"out[o] = ({otype})(res{scale});"]
+            finish = self._reduce_finish(k, f"res{scale}", params, binds, args)
         self._segmented(k, nout, count, row_mode, acc_t, params, binds, args, per_out, phases,
                         [], finish, wide)
 
@@ -705,10 +742,10 @@ class GPURenderer:
 
 
 def lower_gpu(program, shapes) -> Lowered:
-    """``lower`` as the GPU renderers take it: no updates folded into reductions (a
-    work-group reduction's final value lives in one thread; C folds them, see
-    ``lower.FOLD_INTO_REDUCE``)."""
-    return lower(program, shapes, fold_into_reduce=False)
+    """``lower`` as the GPU renderers take it: the same defaults as the C backend, updates
+    folded into reductions included (``lower.FOLD_INTO_REDUCE``: the thread holding an
+    output's final value also computes the bias update, see ``GPURenderer._reduce_finish``)."""
+    return lower(program, shapes)
 
 
 def render_gpu(lowered: Lowered) -> tuple[str, list[Launch]]:
