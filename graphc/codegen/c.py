@@ -52,6 +52,7 @@ def pointer(storage, dtype: str, const: bool = True) -> str:
 LONG_REDUCTION = 4096  # terms per output above which float32 sums accumulate in double
 GC_PAR_MIN = 32768      # elements below which a reduction runs on one thread (gc_runtime.h)
 REDUCE_BLOCK = 256      # neighbouring outputs one reduction task accumulates together
+REDUCE_LANES = 32       # interleaved accumulators of a max along the contiguous axis
 REDUCE_TASKS = 32       # tasks a parallel reduction aims for (more than the cores, for balance)
 REDUCE_MIN_TASK = 8192  # elements per task at least, when the reduced range is split
 REDUCE_PARTIALS = 32768  # bytes of chunk partials on the caller's stack at most
@@ -298,18 +299,50 @@ class CRenderer:
         scale = f" / ({acc_t}){count}" if op == "mean" else ""
 
         # the loops over one task's reduced elements (chunk c of the split group)
+        def bounds(g):
+            return ("0", f"{sizes[g]}L") if g != split or nc == 1 else \
+                (f"c * {sizes[g]}L / {nc}L", f"(c + 1) * {sizes[g]}L / {nc}L")
+
         def nest(stmts: list[str], simd: str = "") -> list[str]:
             if not red:  # only size-1 axes reduced: one element, in a scope of its own
                 return ["{"] + ["    " + s for s in stmts] + ["}"]
             lines = []
             for d, g in enumerate(red):
-                lo, hi = ("0", f"{sizes[g]}L") if g != split or nc == 1 else \
-                    (f"c * {sizes[g]}L / {nc}L", f"(c + 1) * {sizes[g]}L / {nc}L")
+                lo, hi = bounds(g)
                 if simd and d == len(red) - 1:
                     lines.append("    " * d + simd)
                 lines.append("    " * d + f"for (long r{g} = {lo}; r{g} < {hi}; r{g}++) {{")
             lines += ["    " * len(red) + s for s in stmts]
             lines += ["    " * d + "}" for d in range(len(red) - 1, -1, -1)]
+            return lines
+
+        def lanes_nest(var: str, comb: str) -> list[str]:
+            """``var`` combined (``comb`` of ``a`` and ``v``) over the task's elements, the
+            contiguous last group in REDUCE_LANES interleaved accumulators (independent vector
+            compares; one dependent max per element ran at scalar speed), merged in order."""
+            if not red or red[-1] != len(groups) - 1:
+                return nest([f"{{ const {acc_t} a = {var}, v = {load}; {var} = {comb}; }}"])
+            g, W = red[-1], REDUCE_LANES
+            lo, hi = bounds(g)
+            at_l = f"X[{at} + l]"
+            inner = [f"long r{g} = {lo};",
+                     f"for (; r{g} + {W}L <= {hi}; r{g} += {W}L) {{",
+                     "    #pragma omp simd",
+                     f"    for (long l = 0; l < {W}L; l++) {{ const {acc_t} a = L[l], "
+                     f"v = (({acc_t}){at_l}); L[l] = {comb}; }}",
+                     "}",
+                     f"for (; r{g} < {hi}; r{g}++) {{ const {acc_t} a = L[0], v = {load}; "
+                     f"L[0] = {comb}; }}"]
+            outer, red_outer = [], red[:-1]
+            for d, h in enumerate(red_outer):
+                lo2, hi2 = bounds(h)
+                outer.append("    " * d + f"for (long r{h} = {lo2}; r{h} < {hi2}; r{h}++) {{")
+            n = len(red_outer)
+            lines = [f"{{ {acc_t} L[{W}];", f"for (long l = 0; l < {W}L; l++) L[l] = {var};"]
+            lines += outer + ["    " * n + "{"] + ["    " * (n + 1) + s for s in inner]
+            lines += ["    " * n + "}"] + ["    " * d + "}" for d in range(n - 1, -1, -1)]
+            lines += [f"for (long l = 0; l < {W}L; l++) {{ const {acc_t} a = {var}, v = L[l]; "
+                      f"{var} = {comb}; }} }}"]
             return lines
 
         at = " + ".join(f"r{g} * {in_st[g]}L" for g in red) or "0"
@@ -350,18 +383,18 @@ class CRenderer:
             load = f"(({acc_t})X[{at}])"
             if lse:
                 task += [f"{acc_t} m = -INFINITY, s = 0;"]
-                task += nest([f"m = {mx}(m, {load});"])
+                task += lanes_nest("m", f"{mx}(a, v)")
                 task += [f"const {acc_t} mf = {fix('m')};"]
                 task += nest([f"s += {ex}({load} - mf);"], "#pragma omp simd reduction(+:s)")
                 task += ([f"pa[c * {nout}L + o] = m; ps[c * {nout}L + o] = s;"] if part
                          else emit(f"{lg}(s) + mf"))
             else:
-                task.append(f"{acc_t} a = {init};")
+                task.append(f"{acc_t} r = {init};")
                 if op in ("sum", "mean"):  # a SIMD reduction: vector adds, several partial sums
-                    task += nest([f"a += {load};"], "#pragma omp simd reduction(+:a)")
+                    task += nest([f"r += {load};"], "#pragma omp simd reduction(+:r)")
                 else:
-                    task += nest([f"{{ const {acc_t} v = {load}; a = {combine}; }}"])
-                task += [f"pa[c * {nout}L + o] = a;"] if part else emit(f"a{scale}")
+                    task += lanes_nest("r", combine)
+                task += [f"pa[c * {nout}L + o] = r;"] if part else emit(f"r{scale}")
         else:
             B = REDUCE_BLOCK
             task += [f"const long b = {tid} % {nblk}L, ko = {tid} / {nblk}L;" if nblk > 1 else
