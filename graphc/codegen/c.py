@@ -50,6 +50,12 @@ def pointer(storage, dtype: str, const: bool = True) -> str:
 
 
 LONG_REDUCTION = 4096  # terms per output above which float32 sums accumulate in double
+GC_PAR_MIN = 32768      # elements below which a reduction runs on one thread (gc_runtime.h)
+REDUCE_BLOCK = 256      # neighbouring outputs one reduction task accumulates together
+REDUCE_LANES = 32       # interleaved accumulators of a max along the contiguous axis
+REDUCE_TASKS = 32       # tasks a parallel reduction aims for (more than the cores, for balance)
+REDUCE_MIN_TASK = 8192  # elements per task at least, when the reduced range is split
+REDUCE_PARTIALS = 32768  # bytes of chunk partials on the caller's stack at most
 
 
 def reduce_accumulator(op: str, in_dtype: str, out_dtype: str, count: int = 0
@@ -241,16 +247,25 @@ class CRenderer:
 
     # -- reductions ---------------------------------------------------------------------------
     def render_reduce(self, k: Kernel) -> None:
+        """A reduction as independent tasks, no heap: each task owns one output (the reduced
+        axis is the contiguous one: a scalar accumulator over rows) or a block of up to
+        REDUCE_BLOCK neighbouring outputs (a contiguous axis is kept, e.g. a bias gradient's
+        column sum: a stack array walked row by row, vectorized across the block).  When the
+        outputs give too few tasks (a full sum, (2048, 256) over axis 0), the largest reduced
+        group is also split into chunks whose partials, kept on the caller's stack, are
+        combined afterwards in chunk order.  Task and chunk counts depend on the shapes only,
+        so the result is the same for any thread count."""
         node = k.node
         x = node.inputs[0]
-        op, axes = node.op, set(node.attrs["axes"])
-        shape = tuple(x.shape)
-        groups = reduction_groups(shape, axes)
+        op = node.op
+        # size-1 axes index nothing: dropped, so that (N, 1) over axis 0 is a plain sum
+        dims = [(d, i in node.attrs["axes"]) for i, d in enumerate(x.shape) if d != 1]
+        groups = reduction_groups(tuple(d for d, _ in dims),
+                                  {j for j, (_, r) in enumerate(dims) if r})
         nout = int(np.prod(node.shape)) if node.shape else 1
-        nin = int(np.prod(shape)) if shape else 1
+        nin = int(np.prod(x.shape)) if x.shape else 1
         count = nin // max(nout, 1)
         acc_t, init, combine = reduce_accumulator(op, x.dtype, node.dtype, count)
-        # strides of groups in the input and the output
         sizes = [g[1] for g in groups]
         in_st, acc = [], 1
         for s in reversed(sizes):
@@ -261,81 +276,199 @@ class CRenderer:
             if not groups[gi][0]:
                 out_st[gi] = acc
                 acc *= groups[gi][1]
-        ivars = [f"i{d}" for d in range(len(groups))]
-        in_idx = " + ".join(f"{v}*{s}L" for v, s in zip(ivars, in_st)) or "0"
-        out_idx = " + ".join(f"{v}*{s}L" for v, s in zip(ivars, out_st) if s) or "0"
-        body = [f"{acc_t}* acc = ({acc_t}*)malloc(sizeof({acc_t}) * {max(nout, 1)}L);",
-                f"for (long o = 0; o < {nout}L; o++) acc[o] = {init};"]
+        red = [g for g in range(len(groups)) if groups[g][0]]
+        block = not groups[-1][0] and sizes[-1] > 1   # the contiguous axis is kept
+        inner = sizes[-1] if block else 1
+        kept = [g for g in range(len(groups) - block) if not groups[g][0]]  # (block: but the last)
+        nblk = -(-inner // REDUCE_BLOCK)
+        out_tasks = (nout // max(inner, 1)) * nblk if block else nout
+        parallel = nin >= GC_PAR_MIN
+        # chunks of the largest reduced group when the outputs alone make too few tasks
+        lse = op == "logsumexp"
+        nc, split = 1, (max(red, key=lambda g: sizes[g]) if red else None)
+        if parallel and split is not None and out_tasks < REDUCE_TASKS:
+            accbytes = np.dtype("float32" if acc_t == "float" else "float64").itemsize
+            nc = min(-(-REDUCE_TASKS // out_tasks), sizes[split],
+                     nin // (out_tasks * REDUCE_MIN_TASK),
+                     REDUCE_PARTIALS // (nout * accbytes * (2 if lse else 1)))
+            nc = max(nc, 1)
+        parallel = parallel and out_tasks * nc > 1
+        f = "f" if acc_t == "float" else ""
+        mx, ex, lg = f"gc_max2{f}", f"gc_exp{f}", f"gc_log{f}"
+        fix = lambda m: f"(isfinite({m}) ? {m} : ({m} != {m} ? {m} : 0))"  # noqa: E731
+        scale = f" / ({acc_t}){count}" if op == "mean" else ""
 
-        def nest(inner_stmt):
+        # the loops over one task's reduced elements (chunk c of the split group)
+        def bounds(g):
+            return ("0", f"{sizes[g]}L") if g != split or nc == 1 else \
+                (f"c * {sizes[g]}L / {nc}L", f"(c + 1) * {sizes[g]}L / {nc}L")
+
+        def nest(stmts: list[str], simd: str = "") -> list[str]:
+            if not red:  # only size-1 axes reduced: one element, in a scope of its own
+                return ["{"] + ["    " + s for s in stmts] + ["}"]
             lines = []
-            for d, (size, v) in enumerate(zip(sizes, ivars)):
-                pad = "    " * d
-                if d == len(sizes) - 1 and not groups[d][0]:
-                    lines.append(f"{pad}#pragma omp simd")
-                lines.append(f"{pad}for (long {v} = 0; {v} < {size}L; {v}++) {{")
-            lines.append("    " * len(sizes) + inner_stmt)
-            lines += ["    " * d + "}" for d in range(len(sizes) - 1, -1, -1)]
+            for d, g in enumerate(red):
+                lo, hi = bounds(g)
+                if simd and d == len(red) - 1:
+                    lines.append("    " * d + simd)
+                lines.append("    " * d + f"for (long r{g} = {lo}; r{g} < {hi}; r{g}++) {{")
+            lines += ["    " * len(red) + s for s in stmts]
+            lines += ["    " * d + "}" for d in range(len(red) - 1, -1, -1)]
             return lines
 
-        load = f"(({acc_t})x[{in_idx}])"
-        if op == "logsumexp":
-            f = "f" if acc_t == "float" else ""
-            mx, ex, lg = f"gc_max2{f}", f"gc_exp{f}", f"gc_log{f}"
-            body.append(f"{acc_t}* s = ({acc_t}*)calloc({max(nout, 1)}L, sizeof({acc_t}));")
-            body += nest(f"acc[{out_idx}] = {mx}(acc[{out_idx}], {load});")
-            body.append(f"for (long o = 0; o < {nout}L; o++) "
-                        f"if (!isfinite(acc[o])) acc[o] = acc[o] != acc[o] ? acc[o] : 0;")
-            body += nest(f"s[{out_idx}] += {ex}({load} - acc[{out_idx}]);")
-            final, cleanup = f"{lg}(s[o]) + acc[o]", ["free(s);"]
-        elif op in ("sum", "mean") and groups[-1][0]:
-            # the reduced axis is the contiguous one: a SIMD reduction into a local per output
-            # (vector adds, several partial sums) instead of one dependent add per element
-            n = len(sizes)
-            for d in range(n - 1):
-                body.append("    " * d + f"for (long {ivars[d]} = 0; {ivars[d]} < {sizes[d]}L; "
-                            f"{ivars[d]}++) {{")
-            pad = "    " * (n - 1)
-            body += [f"{pad}{{ {acc_t} a = acc[{out_idx}];",
-                     f"{pad}#pragma omp simd reduction(+:a)",
-                     f"{pad}for (long {ivars[-1]} = 0; {ivars[-1]} < {sizes[-1]}L; "
-                     f"{ivars[-1]}++) a += {load};",
-                     f"{pad}acc[{out_idx}] = a; }}"]
-            body += ["    " * d + "}" for d in range(n - 2, -1, -1)]
-            scale = f" / ({acc_t}){count}" if op == "mean" else ""
-            final, cleanup = f"acc[o]{scale}", []
-        else:
-            body += nest(f"{{ {acc_t} a = acc[{out_idx}], v = {load}; acc[{out_idx}] = "
-                         f"{combine}; }}")
-            scale = f" / ({acc_t}){count}" if op == "mean" else ""
-            final, cleanup = f"acc[o]{scale}", []
+        def lanes_nest(var: str, comb: str) -> list[str]:
+            """``var`` combined (``comb`` of ``a`` and ``v``) over the task's elements, the
+            contiguous last group in REDUCE_LANES interleaved accumulators (independent vector
+            compares; one dependent max per element ran at scalar speed), merged in order."""
+            if not red or red[-1] != len(groups) - 1:
+                return nest([f"{{ const {acc_t} a = {var}, v = {load}; {var} = {comb}; }}"])
+            g, W = red[-1], REDUCE_LANES
+            lo, hi = bounds(g)
+            at_l = f"X[{at} + l]"
+            inner = [f"long r{g} = {lo};",
+                     f"for (; r{g} + {W}L <= {hi}; r{g} += {W}L) {{",
+                     "    #pragma omp simd",
+                     f"    for (long l = 0; l < {W}L; l++) {{ const {acc_t} a = L[l], "
+                     f"v = (({acc_t}){at_l}); L[l] = {comb}; }}",
+                     "}",
+                     f"for (; r{g} < {hi}; r{g}++) {{ const {acc_t} a = L[0], v = {load}; "
+                     f"L[0] = {comb}; }}"]
+            outer, red_outer = [], red[:-1]
+            for d, h in enumerate(red_outer):
+                lo2, hi2 = bounds(h)
+                outer.append("    " * d + f"for (long r{h} = {lo2}; r{h} < {hi2}; r{h}++) {{")
+            n = len(red_outer)
+            lines = [f"{{ {acc_t} L[{W}];", f"for (long l = 0; l < {W}L; l++) L[l] = {var};"]
+            lines += outer + ["    " * n + "{"] + ["    " * (n + 1) + s for s in inner]
+            lines += ["    " * n + "}"] + ["    " * d + "}" for d in range(n - 1, -1, -1)]
+            lines += [f"for (long l = 0; l < {W}L; l++) {{ const {acc_t} a = {var}, v = L[l]; "
+                      f"{var} = {comb}; }} }}"]
+            return lines
+
+        at = " + ".join(f"r{g} * {in_st[g]}L" for g in red) or "0"
+        # offset of the task's first element: kept groups' indices from the output index
+        ko = "o" if not block else "ko"
+        div = 1 if not block else inner
+        base = []
+        for g in kept:
+            idx = f"{ko} / {out_st[g] // div}L" if out_st[g] // div > 1 else ko
+            if g != kept[0]:
+                idx = f"({idx}) % {sizes[g]}L"
+            base.append(f"({idx}) * {in_st[g]}L")
+        if block:
+            base.append(f"b * {REDUCE_BLOCK}L")
+        base = " + ".join(base) or "0"
+
         params = [f"const {ctype(x.dtype)}* x", f"{ctype(node.dtype)}* out"]
         args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
-        if k.members:  # folded updates (a bias and its optimizer state) in the final loop
-            body += self._reduce_members(k, nout, final, params, args)
+        # the final value of output o (an expression of the accumulator type), stored and fed
+        # to folded updates (a bias and its optimizer state): exactly once per output, by the
+        # task that owns it or by the combining loop
+        if k.members:
+            emit = self._reduce_members(k, params, args)
         else:
-            body.append(f"for (long o = 0; o < {nout}L; o++) out[o] = "
-                        f"({ctype(node.dtype)})({final});")
-        body += cleanup + ["free(acc);"]
+            emit = lambda value: [f"out[o] = ({ctype(node.dtype)})({value});"]  # noqa: E731
+        part = nc > 1
+        body = []
+        if part:
+            body += [f"{acc_t} pa[{nc * nout}];"] + ([f"{acc_t} ps[{nc * nout}];"] if lse else [])
+        if parallel:
+            body.append("#pragma omp parallel for schedule(static) num_threads(gc_threads())")
+        body.append(f"for (long t = 0; t < {out_tasks * nc}L; t++) {{")
+        task = [f"const long c = t % {nc}L;"] if part else []
+        tid = f"t / {nc}L" if part else "t"
+        if not block:
+            task.append(f"const long o = {tid};")
+            task.append(f"const {ctype(x.dtype)}* X = x + {base};")
+            load = f"(({acc_t})X[{at}])"
+            if lse:
+                task += [f"{acc_t} m = -INFINITY, s = 0;"]
+                task += lanes_nest("m", f"{mx}(a, v)")
+                task += [f"const {acc_t} mf = {fix('m')};"]
+                task += nest([f"s += {ex}({load} - mf);"], "#pragma omp simd reduction(+:s)")
+                task += ([f"pa[c * {nout}L + o] = m; ps[c * {nout}L + o] = s;"] if part
+                         else emit(f"{lg}(s) + mf"))
+            else:
+                task.append(f"{acc_t} r = {init};")
+                if op in ("sum", "mean"):  # a SIMD reduction: vector adds, several partial sums
+                    task += nest([f"r += {load};"], "#pragma omp simd reduction(+:r)")
+                else:
+                    task += lanes_nest("r", combine)
+                task += [f"pa[c * {nout}L + o] = r;"] if part else emit(f"r{scale}")
+        else:
+            B = REDUCE_BLOCK
+            task += [f"const long b = {tid} % {nblk}L, ko = {tid} / {nblk}L;" if nblk > 1 else
+                     f"const long b = 0, ko = {tid};",
+                     f"const long n = {inner}L - b * {B}L < {B}L ? {inner}L - b * {B}L : {B}L;",
+                     f"const long o0 = ko * {inner}L + b * {B}L;",
+                     f"const {ctype(x.dtype)}* X = x + {base};"]
+            row = f"const {ctype(x.dtype)}* row = X + {at};"
+            load = f"(({acc_t})row[i])"
+            lanes = lambda s: ["#pragma omp simd", f"for (long i = 0; i < n; i++) {s}"]  # noqa
+            if lse:
+                task += [f"{acc_t} M[{B}], MF[{B}], S[{B}];",
+                         "for (long i = 0; i < n; i++) { M[i] = -INFINITY; S[i] = 0; }"]
+                task += nest([row] + lanes(f"M[i] = {mx}(M[i], {load});"))
+                task += [f"for (long i = 0; i < n; i++) MF[i] = {fix('M[i]')};"]
+                task += nest([row] + lanes(f"S[i] += {ex}({load} - MF[i]);"))
+                fin = (f"{{ pa[c * {nout}L + o0 + i] = M[i]; ps[c * {nout}L + o0 + i] = S[i]; }}"
+                       if part else None)
+                value = f"{lg}(S[i]) + MF[i]"
+            else:
+                task += [f"{acc_t} A[{B}];", f"for (long i = 0; i < n; i++) A[i] = {init};"]
+                task += nest([row] + lanes(f"{{ const {acc_t} a = A[i], v = {load}; "
+                                           f"A[i] = {combine}; }}"))
+                fin = f"pa[c * {nout}L + o0 + i] = A[i];" if part else None
+                value = f"A[i]{scale}"
+            if part:
+                task.append(f"for (long i = 0; i < n; i++) {fin}")
+            else:
+                task += ["for (long i = 0; i < n; i++) {", "    const long o = o0 + i;"]
+                task += ["    " + s for s in emit(value)] + ["}"]
+        body += ["    " + s for s in task] + ["}"]
+        if part:  # the chunks' partials, combined in chunk order (the same for any thread count)
+            body.append(f"for (long o = 0; o < {nout}L; o++) {{")
+            if lse:  # chunk c summed exp(x - fix(m_c)): rescaled to the overall maximum
+                comb = [f"{acc_t} m = pa[o], s = 0;",
+                        f"for (long c = 1; c < {nc}L; c++) m = {mx}(m, pa[c * {nout}L + o]);",
+                        f"const {acc_t} mf = {fix('m')};",
+                        f"for (long c = 0; c < {nc}L; c++) {{",
+                        f"    const {acc_t} mc = pa[c * {nout}L + o], sc = ps[c * {nout}L + o];",
+                        # an all -inf chunk adds nothing (0 * exp(-mf) may be 0 * inf)
+                        f"    if (sc != 0) s += sc * {ex}({fix('mc')} - mf);",
+                        "}"]
+                comb += emit(f"{lg}(s) + mf")
+            else:
+                comb = [f"{acc_t} a = pa[o];",
+                        f"for (long c = 1; c < {nc}L; c++) {{ const {acc_t} v = "
+                        f"pa[c * {nout}L + o]; a = {combine}; }}"]
+                comb += emit(f"a{scale}")
+            body += ["    " + s for s in comb] + ["}"]
         self._emit(k, params, body, args)
 
-    def _reduce_members(self, k: Kernel, nout: int, final: str, params: list, args: list):
-        """The final loop of a reduction whose output also feeds in-place updates: per output
-        o the reduced value, then every member's value from it (operands: same shape as the
-        output, or one element)."""
+    def _reduce_members(self, k: Kernel, params: list, args: list):
+        """For a reduction whose output also feeds in-place updates: a function of the final
+        value of output ``o`` giving the statements that store it and every member's value
+        computed from it (operands: same shape as the output, or one element).  Members never
+        write the reduction's input (lower._fold_updates), so outputs may finish in any order."""
         plan = fused_plan(k)
         mdt, mct = compute_type([n.dtype for n, _ in plan.outputs] +
                                 [t.dtype for t, _ in plan.operands])
         loads = [f"(({mct})in{j}[{'o' if int(np.prod(t.shape)) > 1 else '0'}])"
                  for j, (t, _) in enumerate(plan.operands)]
-        stmts, values = render_plan(plan, loads, mdt, mct, self._store, acc=f"(({mct})({final}))")
         params += [f"const {ctype(t.dtype)}* in{j}" for j, (t, _) in enumerate(plan.operands)]
         params += [f"{ctype(n.dtype)}* up{j}" for j, (n, _) in enumerate(plan.outputs[1:])]
         args += [pointer(st, t.dtype) for t, st in plan.operands]
         args += [pointer(st, n.dtype, const=False) for n, st in plan.outputs[1:]]
         names = ["out"] + [f"up{j}" for j in range(len(plan.outputs) - 1)]
-        return ([f"for (long o = 0; o < {nout}L; o++) {{"] + ["    " + st for st in stmts] +
-                [f"    {name}[o] = {values[i]};" for i, name in enumerate(names)] + ["}"])
+
+        def emit(value: str) -> list[str]:
+            stmts, values = render_plan(plan, loads, mdt, mct, self._store,
+                                        acc=f"(({mct})({value}))")
+            return ["{"] + ["    " + st for st in stmts] + \
+                [f"    {name}[o] = {values[i]};" for i, name in enumerate(names)] + ["}"]
+        return emit
+
 
     # -- row kernels ----------------------------------------------------------------------------
     def render_rowwise(self, k: Kernel) -> None:
