@@ -93,6 +93,12 @@ def _fold_uniform(node):
         value = np.asarray(lookup("ew").ref(node, *values)).reshape(-1)[0]
     if not np.isfinite(value):
         return None
+    # the fill's value is a float attribute rendered through sp.Float (lower.ew_parts): fold
+    # only values it carries exactly.  -0.0 would become +0.0 (1 / (0 * -1) gave +inf, not
+    # -inf), and an int64 beyond 2**53 would be rounded (ones * (2**53 + 1) gave 2**53)
+    py = value.item()
+    if float(py) != py or (py == 0 and np.signbit(value)):
+        return None
     return make("fill_like", [fills[0].inputs[0]], value=float(value))
 
 
