@@ -183,8 +183,8 @@
 #ifndef GC_GEMM_TOUT_PACK
 #define GC_GEMM_TOUT_PACK 0
 #endif
-/* the matrix-vector path for one column, one row, or a few rows (up to GC_GEMM_GEMV_ROWS, B
- * transposed) of C; 0 disables */
+/* the matrix-vector path for one column, one row, or a few rows (up to GC_GEMM_GEMV_ROWS) of
+ * C; 0 disables */
 #ifndef GC_GEMM_GEMV
 #define GC_GEMM_GEMV 1
 #endif
@@ -1083,6 +1083,8 @@ typedef struct {
     int n, K, ldw, wt; /* W'[k][j] = wt ? W[j*ldw + k] : W[k*ldw + j] */
     const GC__T *x, *W;
     long xs;           /* x[k] at x[k * xs] */
+    int m;             /* axpy form: rows of C computed together (x of row r at x + r * xrs) */
+    long xrs;
     int col;           /* 1: y is C's column (N == 1) */
     int row;           /* else: y is row `row` of C */
     GC__T *C;
@@ -1094,24 +1096,37 @@ typedef struct {
 
 static void GC__F(gc__gemv_chunk_)(const GC__F(gc__gvctx_) *g, int j0)
 {
-    const int nc = gc__min(GC__GV_CHUNK, g->n - j0), K = g->K;
-    GC__T y[GC__GV_CHUNK] __attribute__((aligned(64)));
+    const int nc = gc__min(GC__GV_CHUNK, g->n - j0), K = g->K, m = g->m;
+    /* y[r * GC__GV_CHUNK + j]: C[row + r][j0 + j] (m rows in the axpy form, else one) */
+    GC__T y[(GC_GEMM_GEMV_ROWS > 1 ? GC_GEMM_GEMV_ROWS : 1) * GC__GV_CHUNK]
+        __attribute__((aligned(64)));
     if (!g->wt) {
-        for (int j = 0; j < nc; ++j) y[j] = 0;
+        for (int r = 0; r < m; ++r)
+            for (int j = 0; j < nc; ++j) y[r * GC__GV_CHUNK + j] = 0;
         int k = 0;
-        for (; k + 4 <= K; k += 4) { /* four rows per pass: y is loaded and stored once */
-            const GC__T x0 = g->x[(long)k * g->xs], x1 = g->x[(long)(k + 1) * g->xs];
-            const GC__T x2 = g->x[(long)(k + 2) * g->xs], x3 = g->x[(long)(k + 3) * g->xs];
+        /* four rows of W' per pass, each read from memory once for all m rows of C (the
+         * re-reads for rows 1..m-1 hit L1); each y row is loaded and stored once per pass */
+        for (; k + 4 <= K; k += 4) {
             const GC__T *w0 = g->W + (size_t)k * g->ldw + j0, *w1 = w0 + g->ldw;
             const GC__T *w2 = w1 + g->ldw, *w3 = w2 + g->ldw;
+            for (int r = 0; r < m; ++r) {
+                const GC__T *x = g->x + r * g->xrs;
+                const GC__T x0 = x[(long)k * g->xs], x1 = x[(long)(k + 1) * g->xs];
+                const GC__T x2 = x[(long)(k + 2) * g->xs], x3 = x[(long)(k + 3) * g->xs];
+                GC__T *yr = y + r * GC__GV_CHUNK;
 #pragma omp simd
-            for (int j = 0; j < nc; ++j) y[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+                for (int j = 0; j < nc; ++j)
+                    yr[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+            }
         }
         for (; k < K; ++k) {
-            const GC__T xk = g->x[(long)k * g->xs];
             const GC__T *w = g->W + (size_t)k * g->ldw + j0;
+            for (int r = 0; r < m; ++r) {
+                const GC__T xk = g->x[r * g->xrs + (long)k * g->xs];
+                GC__T *yr = y + r * GC__GV_CHUNK;
 #pragma omp simd
-            for (int j = 0; j < nc; ++j) y[j] += xk * w[j];
+                for (int j = 0; j < nc; ++j) yr[j] += xk * w[j];
+            }
         }
     } else {
         int j = 0;
@@ -1141,38 +1156,54 @@ static void GC__F(gc__gemv_chunk_)(const GC__F(gc__gvctx_) *g, int j0)
             y[j] = s;
         }
     }
-    /* y as a 1 x nc tile (row of C) or an nc x 1 tile (column of C) */
+    /* y as an m x nc tile (rows of C) or an nc x 1 tile (column of C) */
     const int i0 = g->col ? j0 : g->row, c0 = g->col ? 0 : j0;
-    const int mr = g->col ? nc : 1, nr = g->col ? 1 : nc, ts = g->col ? 1 : nc;
-    GC__T *const Crow = g->C + (size_t)g->row * g->ldc;
-    if (g->st) {
-        if (g->accumulate)
-            for (int j = 0; j < nc; ++j)
-                y[j] += g->col ? g->C[(size_t)(j0 + j) * g->ldc] : Crow[j0 + j];
-        g->st(mr, nr, y, ts, g->C, g->ldc, i0, c0, g->ep);
+    const int mr = g->col ? nc : m, nr = g->col ? 1 : nc, ts = g->col ? 1 : GC__GV_CHUNK;
+    if (g->col) {
+        if (g->st) {
+            if (g->accumulate)
+                for (int j = 0; j < nc; ++j) y[j] += g->C[(size_t)(j0 + j) * g->ldc];
+            g->st(mr, nr, y, ts, g->C, g->ldc, i0, c0, g->ep);
+            return;
+        }
+        for (int j = 0; j < nc; ++j) {
+            GC__T *c = g->C + (size_t)(j0 + j) * g->ldc;
+            *c = g->accumulate ? *c + g->alpha * y[j] : g->alpha * y[j];
+        }
         return;
     }
-    for (int j = 0; j < nc; ++j) {
-        GC__T *c = g->col ? g->C + (size_t)(j0 + j) * g->ldc : Crow + j0 + j;
-        *c = g->accumulate ? *c + g->alpha * y[j] : g->alpha * y[j];
+    for (int r = 0; r < m; ++r) {
+        GC__T *const Crow = g->C + (size_t)(g->row + r) * g->ldc + j0, *yr = y + r * GC__GV_CHUNK;
+        if (g->st) {
+            if (g->accumulate)
+                for (int j = 0; j < nc; ++j) yr[j] += Crow[j];
+        } else {
+            for (int j = 0; j < nc; ++j)
+                Crow[j] = g->accumulate ? Crow[j] + g->alpha * yr[j] : g->alpha * yr[j];
+        }
     }
+    if (g->st) g->st(mr, nr, y, ts, g->C, g->ldc, i0, c0, g->ep);
 }
 
 __attribute__((noinline, noclone)) static void GC__F(gc__gemv_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
     GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
-    /* N == 1: one column; else each of the M (few) rows on its own */
-    const int rows = N == 1 ? 1 : M;
+    /* N == 1: one column; B not transposed (axpy form): all M (few) rows in one pass over B;
+     * else (dot form) each row on its own */
+    const int together = N != 1 && !transB;
+    const int rows = N == 1 || together ? 1 : M;
     for (int i = 0; i < rows; ++i) {
         GC__F(gc__gvctx_) g;
-        if (N != 1) { /* row i of C: x = row i of op(A) */
+        if (N != 1) { /* row i of C (rows i..M-1 together): x = row i of op(A) */
             g.n = N; g.x = transA ? A + i : A + (size_t)i * lda; g.xs = transA ? lda : 1;
             g.W = B; g.ldw = ldb; g.wt = transB; g.col = 0; g.row = i;
         } else {
             g.n = M; g.x = B; g.xs = transB ? 1 : ldb; g.W = A; g.ldw = lda; g.wt = !transA;
             g.col = 1; g.row = 0;
         }
+        g.m = together ? M : 1;
+        g.xrs = transA ? 1 : lda;
         g.K = K; g.C = C; g.ldc = ldc; g.accumulate = accumulate; g.ep = ep; g.st = st;
         g.alpha = alpha;
         if (g.wt && g.xs != 1) { /* the dot form wants x contiguous: copy it once */
@@ -1213,8 +1244,13 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     /* measured (2 threads): axpy form 1 x 513 x 1024 0.35 -> 0.04 ms, 1025 x 1 x 1025 (A
      * transposed) 0.13 -> 0.07; dot form 1 x 1024 x 1024 (B transposed: the input gradient of
      * a batch of one) 0.66 -> 0.03, 4096 x 1 x 1024 1.4 -> 0.13 */
-    /* a few rows (B transposed only: with B not transposed, M reads of B lose to the tiles) */
-    if (GC_GEMM_GEMV && (M == 1 || N == 1 || (M <= GC_GEMM_GEMV_ROWS && transB))) {
+    /* a few rows: B transposed, dot products per row; B not transposed with rows far apart
+     * (which the register tiles would read through the transposed-output path, its 32-lane
+     * tiles holding M = 2..4 useful lanes), one pass over B's rows for all of them.
+     * Measured (standalone, 2 threads): 2 x 1024 x 1024 0.35 -> 0.05 ms, 4 x 1024 x 1024 0.31 ->
+     * 0.08; with B's rows close (4 x 512 x 784) the tiles read B in place and stay faster */
+    if (GC_GEMM_GEMV && (M == 1 || N == 1 || (M <= GC_GEMM_GEMV_ROWS && (transB ||
+            (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)))) {
         GC__F(gc__gemv_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
         return;
     }
