@@ -259,6 +259,9 @@ class GPURenderer:
 
     # -- GEMM ---------------------------------------------------------------------------------
     def render_dense(self, k: Kernel) -> None:
+        if k.group_max is not None:
+            raise NotImplementedError(f"{k.name}: a maxout folded into a GEMM (lower with "
+                                      f"lower_gpu for the GPU renderers)")
         node = k.node
         a, b = node.inputs[0], node.inputs[1]
         ta, tb = bool(node.attrs["trans_a"]), bool(node.attrs["trans_b"])
@@ -683,8 +686,9 @@ class GPURenderer:
 def lower_gpu(program, shapes) -> Lowered:
     """``lower`` as the GPU renderers take it: no updates folded into reductions (a
     work-group reduction's final value lives in one thread; C folds them, see
-    ``lower.FOLD_INTO_REDUCE``)."""
-    return lower(program, shapes, fold_into_reduce=False)
+    ``lower.FOLD_INTO_REDUCE``), and no maxout folded into a GEMM (C computes it from the rows
+    of C in registers and cache, see ``lower.FOLD_GROUP_MAX``; the GPU GEMM has no row hook)."""
+    return lower(program, shapes, fold_into_reduce=False, fold_group_max=False)
 
 
 def render_gpu(lowered: Lowered) -> tuple[str, list[Launch]]:
