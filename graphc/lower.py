@@ -15,6 +15,11 @@ one pass over the gradient and the state instead of one loop per update.  A sing
 (SGD's) already is the gradient GEMM's epilogue (fusion.fuse_dense); folding several into a
 GEMM epilogue is supported but off by default (see FOLD_INTO_GEMM).  A bias's updates join the
 final loop of the reduction computing its gradient (the column sum; FOLD_INTO_REDUCE, C only).
+
+Maxout folding: a max over groups of consecutive columns of a GEMM's output (``gc.maxout``,
+``Dense(activation="maxout")``) is computed by the GEMM's kernel from the rows of C it has just
+stored (``GroupMax``; gc_gemm.h's row hook), next to z, which the max's gradient reads
+(FOLD_GROUP_MAX, C only).
 """
 from __future__ import annotations
 

@@ -351,8 +351,9 @@ static void GC__CAT(GC_GEMM_NAME, __gc_epi)(int mr, int nr, const GC_GEMM_REAL *
 #ifdef GC_GEMM_ROW_HOOK
 /* The row hook for the groups the epilogue left out: the path stored C in segments of w
  * columns ([s*w, s*w + w) clipped to N); a group in a G-aligned segment was done there (the
- * same test as in NAME__gc_epi_rows), every other one is done here from C, in runs of
- * consecutive groups. */
+ * same test as in NAME__gc_epi_rows), every other one is done here from C: the groups meeting
+ * consecutive cut segments as one run (the whole row when no segment is aligned).  The runs are
+ * the same for every row. */
 static void GC__CAT(GC_GEMM_NAME, __gc_rows_late)(int M, int N, int w, const GC_GEMM_REAL *C,
                                                   int ldc, const void *const *ep)
 {
@@ -363,19 +364,21 @@ static void GC__CAT(GC_GEMM_NAME, __gc_rows_late)(int M, int N, int w, const GC_
 #endif
     for (int gc_i = 0; gc_i < M; ++gc_i) {
         const GC_GEMM_REAL *const gc_c = C + (size_t)gc_i * (size_t)ldc;
-        int gc_run = -1; /* first column of the pending run, or -1 */
-        for (int gc_j = 0; gc_j <= N; gc_j += GC_GEMM_ROW_GROUP) {
-            int gc_done = 1; /* the end of the row closes the last run */
-            if (gc_j < N) {
-                const int gc_s0 = gc_j - gc_j % w, gc_sn = gc__min(w, N - gc_s0);
-                gc_done = gc_s0 % (GC_GEMM_ROW_GROUP) == 0 && gc_sn % (GC_GEMM_ROW_GROUP) == 0;
+        int gc_lo = 0, gc_hi = 0; /* the pending run of groups: columns [lo, hi) */
+        for (int gc_s = 0; gc_s < N; gc_s += w) {
+            const int gc_n = gc__min(w, N - gc_s);
+            if (gc_s % (GC_GEMM_ROW_GROUP) == 0 && gc_n % (GC_GEMM_ROW_GROUP) == 0)
+                continue; /* aligned: done in the epilogue */
+            /* the groups meeting [s, s + n) not done yet: from the first group start >= hi */
+            const int gc_a = gc_s - gc_s % (GC_GEMM_ROW_GROUP);
+            const int gc_b = gc_s + gc_n + (GC_GEMM_ROW_GROUP - 1) - (gc_s + gc_n + GC_GEMM_ROW_GROUP - 1) % (GC_GEMM_ROW_GROUP);
+            if (gc_a > gc_hi) { /* not adjacent: flush */
+                if (gc_hi > gc_lo) GC_GEMM_ROW_HOOK(gc_c + gc_lo, gc_i, gc_lo, gc_hi - gc_lo);
+                gc_lo = gc_a;
             }
-            if (!gc_done && gc_run < 0) gc_run = gc_j;
-            if (gc_done && gc_run >= 0) {
-                GC_GEMM_ROW_HOOK(gc_c + gc_run, gc_i, gc_run, gc_j - gc_run);
-                gc_run = -1;
-            }
+            gc_hi = gc_b;
         }
+        if (gc_hi > gc_lo) GC_GEMM_ROW_HOOK(gc_c + gc_lo, gc_i, gc_lo, gc_hi - gc_lo);
     }
 }
 #endif

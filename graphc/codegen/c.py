@@ -232,7 +232,9 @@ class CRenderer:
             f"#define GC_GEMM_ROW_GROUP {pieces}",
             "#define GC_GEMM_ROW_HOOK(row, i, j0, n) { "
             f"{out_t}* gc_o = ({out_t}*)ep[{slot}] + (long)(i) * {units}L + (j0) / {pieces}; "
-            f"for (int gc_u = 0; gc_u < (n) / {pieces}; ++gc_u) {{ {acc_t} a = {init}; "
+            # simd: the groups are independent and out is no row's storage (no alias check)
+            f"_Pragma(\"omp simd\") for (int gc_u = 0; gc_u < (n) / {pieces}; ++gc_u) {{ "
+            f"{acc_t} a = {init}; "
             f"for (int gc_p = 0; gc_p < {pieces}; ++gc_p) {{ "
             f"{acc_t} v = ({acc_t})(row)[gc_u * {pieces} + gc_p]; a = {combine}; }} "
             f"gc_o[gc_u] = ({out_t})(a); }} }}"]
