@@ -15,6 +15,11 @@ one pass over the gradient and the state instead of one loop per update.  A sing
 (SGD's) already is the gradient GEMM's epilogue (fusion.fuse_dense); folding several into a
 GEMM epilogue is supported but off by default (see FOLD_INTO_GEMM).  A bias's updates join the
 final loop of the reduction computing its gradient (the column sum; FOLD_INTO_REDUCE).
+
+Maxout folding: a max over groups of consecutive columns of a GEMM's output (``gc.maxout``,
+``Dense(activation="maxout")``) is computed by the GEMM's kernel from the rows of C it has just
+stored (``GroupMax``; gc_gemm.h's row hook), next to z, which the max's gradient reads
+(FOLD_GROUP_MAX, C only).
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ class Kernel:
     attrs: dict = field(default_factory=dict)
     members: list = field(default_factory=list)  # Member updates computed alongside
                                                  # (ew, dense, reduce)
+    group_max: Optional["GroupMax"] = None       # dense: a maxout of its output, computed too
 
 
 @dataclass
@@ -68,6 +74,16 @@ class Member:
     dst: Storage
     srcs: list          # Storage of each of node.inputs
     in_place: bool = True
+
+
+@dataclass
+class GroupMax:
+    """A maxout computed by a GEMM kernel from the rows of C it stores (see
+    ``_fold_group_max``): ``node`` is a ``max`` over the last axis of a (rows, ..., pieces) view
+    of the GEMM's (rows, units * pieces) output, so out[i, u] = max_p C[i, u * pieces + p]."""
+    node: Tensor
+    dst: Storage
+    pieces: int
 
 
 @dataclass
@@ -397,6 +413,67 @@ def _fold_xent_grads(order: list[Tensor], extra: dict, host_of: dict, base
     return found
 
 
+# Compute a maxout of a GEMM's output in the GEMM's kernel (C only: ``lower(...,
+# fold_group_max=False)`` for the GPU renderers).  The C GEMM calls a row hook on the rows of C
+# it has just stored (kernels/gc_gemm.h, "Row hook"): the group maxima are taken while the tile
+# is in L1 instead of in a separate reduction reading z back from memory.
+FOLD_GROUP_MAX = True
+
+
+def group_max_pieces(node: Tensor, base) -> Optional[int]:
+    """``pieces`` when ``node`` is a max over the last axis of a view (rows, ..., pieces) of a
+    ``dense`` node's (rows, units * pieces) output (how ``maxout`` of a GEMM's output reaches
+    the lowering): every group of ``pieces`` consecutive columns of a row of the GEMM's output
+    is one output of the max, in row-major order.  Else None."""
+    if node.op != "max" or len(node.inputs) != 1:
+        return None
+    x = node.inputs[0]
+    host = base(x)
+    shape = tuple(x.shape)
+    if host.op != "dense" or len(shape) < 2 or tuple(node.attrs["axes"]) != (len(shape) - 1,):
+        return None
+    rows, cols = host.shape
+    if shape[0] != rows or _numel(shape[1:]) != cols or shape[-1] < 1 or node.dtype != host.dtype:
+        return None
+    return int(shape[-1])
+
+
+def _fold_group_max(order: list[Tensor], in_place: dict, host_of: dict, extra: dict, base
+                    ) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+    """Max id -> GEMM host: a maxout of a ``dense`` node's output (``group_max_pieces``) is
+    computed by the GEMM's kernel, which still writes z (the max's gradient reads it), as a
+    ``GroupMax``.  Whatever the shapes (which of the C GEMM's paths runs, and whether its tiles
+    hold whole groups, depends on the machine's vector width), the header computes every group
+    exactly once, so the fold depends on the graph only.  One per GEMM; not for a GEMM updating
+    a parameter in place or hosting updates, nor for a max that hosts updates or is one.
+    Returns (max id -> host, id of each view between host and max -> host): the views are
+    scheduled with the host too (the max reads z through them; left apart, host -> view -> max
+    contracted into the host would be a cycle)."""
+    found: dict[int, Tensor] = {}
+    views: dict[int, Tensor] = {}
+    hosting = {h.id for h in host_of.values()}
+    hosting_updates = {h.id for m, h in host_of.items() if m in in_place}
+    taken: set[int] = set()
+    for v in order:
+        if v.id in in_place or v.id in host_of or v.id in hosting \
+                or group_max_pieces(v, base) is None:
+            continue
+        h = base(v.inputs[0])
+        if h.id in in_place or h.id in hosting_updates or h.id in taken:
+            continue
+        chain, t = {}, v.inputs[0]
+        while t is not h:
+            chain[t.id] = h
+            t = t.inputs[0]
+        merged = {m: hh.id for m, hh in {**host_of, **found, **views, **chain, v.id: h}.items()}
+        if _schedule(order, extra, merged) is None:
+            continue
+        found[v.id] = h
+        views.update(chain)
+        taken.add(h.id)
+    return found, views
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"
@@ -445,10 +522,13 @@ def _schedule(order: list[Tensor], extra: dict[int, set[int]],
 
 def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
           fold_into_gemm: Optional[bool] = None,
-          fold_into_reduce: Optional[bool] = None) -> Lowered:
+          fold_into_reduce: Optional[bool] = None,
+          fold_group_max: Optional[bool] = None) -> Lowered:
     """Lower ``program`` for inputs of concrete ``shapes``.  ``fold_into_gemm`` /
     ``fold_into_reduce``: whether in-place updates may also fold into a GEMM's epilogue /
-    a reduction's final loop (defaults ``FOLD_INTO_GEMM`` / ``FOLD_INTO_REDUCE``)."""
+    a reduction's final loop (defaults ``FOLD_INTO_GEMM`` / ``FOLD_INTO_REDUCE``);
+    ``fold_group_max``: whether a maxout of a GEMM's output is computed by the GEMM's kernel
+    (default ``FOLD_GROUP_MAX``)."""
     n_out = len(program.outputs)
     track = {n.id: n for n in toposort(program.roots)}  # program node id -> current node
     trace: dict = {}
@@ -511,13 +591,20 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     own_out_of = _fold_activations(order, in_place, updates_of, extra) if FOLD_ACTIVATIONS else {}
     own_out_of.update(_fold_xent_grads(order, extra, {**updates_of, **own_out_of}, base))
     host_of = {**updates_of, **own_out_of}
+    fold_max = FOLD_GROUP_MAX if fold_group_max is None else fold_group_max
+    max_of, max_views = (_fold_group_max(order, in_place, host_of, extra, base) if fold_max
+                         else ({}, {}))
+    host_of.update(max_of)
     members_of: dict[int, list[Tensor]] = {}
+    views_of: dict[int, list[Tensor]] = {}  # host id -> views of its output a folded max reads
     for n in order:  # members in topological order (a member may read an earlier one)
         if n.id in host_of:
             members_of.setdefault(host_of[n.id].id, []).append(n)
-    order = _schedule(order, extra, {m: h.id for m, h in host_of.items()})
+        elif n.id in max_views:
+            views_of.setdefault(max_views[n.id].id, []).append(n)
+    order = _schedule(order, extra, {m: h.id for m, h in {**host_of, **max_views}.items()})
     assert order is not None
-    order = [x for n in order for x in [n] + members_of.get(n.id, [])]
+    order = [x for n in order for x in [n] + views_of.get(n.id, []) + members_of.get(n.id, [])]
     # display names independent of global node ids, so identical graphs render identically
     names = {n.id: n._name if n._name is not None else f"{n.attrs.get('label', n.op)}_{i}"
              for i, n in enumerate(order)}
@@ -595,7 +682,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             free.append((item[1], item[2]))
         place(n, s)
         for m in members_of.get(n.id, []):
-            if m.id in own_out_of:  # written by n's kernel at step s, read by later ones
+            if m.id in own_out_of or m.id in max_of:  # written by n's kernel at step s, read later
                 place(m, s)
 
     def where(t: Tensor) -> Storage:
@@ -607,13 +694,16 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         kind = _kernel_kind(n)
         label = n.attrs.get("label", n.op)
         members = [Member(m, storage[m.id], [where(i) for i in m.inputs], m.id not in own_out_of)
-                   for m in members_of.get(n.id, [])]
+                   for m in members_of.get(n.id, []) if m.id not in max_of]
+        gmax = next((GroupMax(m, storage[m.id], group_max_pieces(m, base))
+                     for m in members_of.get(n.id, []) if m.id in max_of), None)
         suffix = "".join("_grad" if m.node.op == "softmax_cross_entropy_grad" else
                          "_" + sanitize(m.node.attrs.get("label", m.node.op), 16)
                          for m in members if not m.in_place)
+        suffix += "_maxout" if gmax is not None else ""
         suffix += "_updates" if any(m.in_place for m in members) else ""
         kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}{suffix}", kind, n, where(n),
-                              [where(i) for i in n.inputs], members=members))
+                              [where(i) for i in n.inputs], members=members, group_max=gmax))
     for k, o in output_slots:
         if o.id not in direct_out or direct_out[o.id] != k:
             kernels.append(Kernel(f"k{len(kernels)}_copy_out", "copy", o,
@@ -691,7 +781,8 @@ def _provenance(program: Program, track: dict, kernels: list[Kernel]) -> dict[in
     """Program node id -> name of the kernel computing it.  A node fused away (an inlined
     producer, a folded transpose, a view) belongs to the kernel of a consumer."""
     by_node = {n.id: k.name for k in kernels if k.kind != "copy"
-               for n in [k.node] + [m.node for m in k.members]}
+               for n in [k.node] + [m.node for m in k.members]
+               + ([k.group_max.node] if k.group_max is not None else [])}
     order = toposort(program.roots)
     users = consumers(order)
     out: dict[int, str] = {}

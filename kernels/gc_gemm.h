@@ -6,6 +6,8 @@
  *   #define GC_GEMM_NAME      k3_dense_relu        // required: function name
  *   #define GC_GEMM_REAL      float                // optional: float (default) or double
  *   #define GC_GEMM_EPILOGUE(acc, i, j)  ...       // optional: default (acc); may use `ep`
+ *   #define GC_GEMM_ROW_GROUP 4                    // optional, with GC_GEMM_ROW_HOOK
+ *   #define GC_GEMM_ROW_HOOK(row, i, j0, n)  ...   // optional: see "Row hook" below
  *   #include "gc_gemm.h"
  *
  * instantiates
@@ -28,6 +30,18 @@
  *
  * The epilogue is applied exactly once per element, after the full K sum
  * (also when K == 0).  `ep` is an opaque pointer array the epilogue may use.
+ *
+ * Row hook (a cross-column epilogue: maxout's group maxima, out[i][u] = max_p C[i][u*G + p]):
+ * with GC_GEMM_ROW_HOOK(row, i, j0, n) and GC_GEMM_ROW_GROUP G defined (N must be a multiple
+ * of G), the hook is called for every row i of C on runs of whole groups: row[0..n) are the
+ * finished values C[i][j0..j0+n) (after the epilogue), j0 and n multiples of G; every column
+ * of every row is in exactly one call.  Where the tiles the chosen path stores are G-aligned
+ * (every path stores C in segments of W columns starting at multiples of W: NR for the register
+ * tiles, MR for the transposed-output path, 256 for the matrix-vector path, all N for the
+ * small-K and narrow paths), the hook runs inside the epilogue, right after the row of the tile
+ * is stored, while it is in L1; the groups of segments that are not G-aligned (G = 3 with
+ * 32-column tiles) are done after the product, in a pass over the stored rows.  The hook may
+ * use `ep`; it must not write C.
  *
  * Design (BLIS / GotoBLAS): K is split into KC blocks, N into NC blocks; a
  * KC x NC panel of op(B) is packed cooperatively by all threads into a shared
@@ -275,9 +289,16 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
 #endif
 #ifndef GC_GEMM_EPILOGUE
 #define GC_GEMM_EPILOGUE(acc, i, j) (acc)
+#ifdef GC_GEMM_ROW_HOOK /* the hook runs from the epilogue function: keep it */
+#define GC__NOEPI 0
+#else
 #define GC__NOEPI 1
+#endif
 #else
 #define GC__NOEPI 0
+#endif
+#if defined(GC_GEMM_ROW_HOOK) && !defined(GC_GEMM_ROW_GROUP)
+#error "gc_gemm.h: GC_GEMM_ROW_HOOK needs GC_GEMM_ROW_GROUP"
 #endif
 
 /* C[i0+r, j0+q] = EPILOGUE(tile[r*ts + q], i0+r, j0+q) for r < mr, q < nr.
@@ -287,6 +308,10 @@ static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_epi
     const void *const *ep)
 {
     (void)ep;
+#ifdef GC_GEMM_ROW_HOOK
+    /* whole groups only (see "Row hook"; the late pass in NAME does the others) */
+    const int gc_hook = j0 % (GC_GEMM_ROW_GROUP) == 0 && nr % (GC_GEMM_ROW_GROUP) == 0;
+#endif
     for (int gc_r = 0; gc_r < mr; ++gc_r) {
         GC_GEMM_REAL *restrict gc_c = C + (size_t)(i0 + gc_r) * (size_t)ldc + j0;
         const GC_GEMM_REAL *restrict gc_t = tile + (size_t)gc_r * ts;
@@ -304,6 +329,9 @@ static inline __attribute__((always_inline)) void GC__CAT(GC_GEMM_NAME, __gc_epi
             (void)gc_j;
             gc_c[gc_q] = GC_GEMM_EPILOGUE(gc_t[gc_q], gc_i, gc_j);
         }
+#ifdef GC_GEMM_ROW_HOOK
+        if (gc_hook) GC_GEMM_ROW_HOOK(gc_c, gc_i, j0, nr);
+#endif
     }
 }
 
@@ -320,15 +348,60 @@ static void GC__CAT(GC_GEMM_NAME, __gc_epi)(int mr, int nr, const GC_GEMM_REAL *
         GC__CAT(GC_GEMM_NAME, __gc_epi_rows)(mr, nr, tile, ts, C, ldc, i0, j0, ep);
 }
 
+#ifdef GC_GEMM_ROW_HOOK
+/* The row hook for the groups the epilogue left out: the path stored C in segments of w
+ * columns ([s*w, s*w + w) clipped to N); a group in a G-aligned segment was done there (the
+ * same test as in NAME__gc_epi_rows), every other one is done here from C: the groups meeting
+ * consecutive cut segments as one run (the whole row when no segment is aligned).  The runs are
+ * the same for every row. */
+static void GC__CAT(GC_GEMM_NAME, __gc_rows_late)(int M, int N, int w, const GC_GEMM_REAL *C,
+                                                  int ldc, const void *const *ep)
+{
+    (void)ep;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(GC_GEMM_MAX_THREADS()) \
+    if (!omp_in_parallel() && (double)M * N >= 262144.0)
+#endif
+    for (int gc_i = 0; gc_i < M; ++gc_i) {
+        const GC_GEMM_REAL *const gc_c = C + (size_t)gc_i * (size_t)ldc;
+        int gc_lo = 0, gc_hi = 0; /* the pending run of groups: columns [lo, hi) */
+        for (int gc_s = 0; gc_s < N; gc_s += w) {
+            const int gc_n = gc__min(w, N - gc_s);
+            if (gc_s % (GC_GEMM_ROW_GROUP) == 0 && gc_n % (GC_GEMM_ROW_GROUP) == 0)
+                continue; /* aligned: done in the epilogue */
+            /* the groups meeting [s, s + n) not done yet: from the first group start >= hi */
+            const int gc_a = gc_s - gc_s % (GC_GEMM_ROW_GROUP);
+            const int gc_b = gc_s + gc_n + (GC_GEMM_ROW_GROUP - 1) - (gc_s + gc_n + GC_GEMM_ROW_GROUP - 1) % (GC_GEMM_ROW_GROUP);
+            if (gc_a > gc_hi) { /* not adjacent: flush */
+                if (gc_hi > gc_lo) GC_GEMM_ROW_HOOK(gc_c + gc_lo, gc_i, gc_lo, gc_hi - gc_lo);
+                gc_lo = gc_a;
+            }
+            gc_hi = gc_b;
+        }
+        if (gc_hi > gc_lo) GC_GEMM_ROW_HOOK(gc_c + gc_lo, gc_i, gc_lo, gc_hi - gc_lo);
+    }
+}
+#endif
+
 void GC_GEMM_NAME(int M, int N, int K,
                   const GC_GEMM_REAL *A, int lda, int transA,
                   const GC_GEMM_REAL *B, int ldb, int transB,
                   GC_GEMM_REAL *C, int ldc, int accumulate,
                   const void *const *ep)
 {
-    _Generic((GC_GEMM_REAL *)0, float *: gc__gemm_run_f32, double *: gc__gemm_run_f64)(
+#ifdef GC_GEMM_ROW_HOOK
+    if (N % (GC_GEMM_ROW_GROUP) != 0) abort(); /* a caller's bug: groups must tile the rows */
+#endif
+    /* w: the width of the column segments C was stored in (see "Row hook") */
+    const int w = _Generic((GC_GEMM_REAL *)0, float *: gc__gemm_run_f32, double *: gc__gemm_run_f64)(
         M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
         GC__NOEPI ? 0 : GC__CAT(GC_GEMM_NAME, __gc_epi), (GC_GEMM_REAL)1);
+#ifdef GC_GEMM_ROW_HOOK
+    if (w > 0 && w % (GC_GEMM_ROW_GROUP) != 0)
+        GC__CAT(GC_GEMM_NAME, __gc_rows_late)(M, N, w, C, ldc, ep);
+#else
+    (void)w;
+#endif
 }
 
 #if GC__NOEPI
@@ -347,6 +420,8 @@ void GC__CAT(GC_GEMM_NAME, _axpy)(int M, int N, int K,
 #undef GC_GEMM_NAME
 #undef GC_GEMM_REAL
 #undef GC_GEMM_EPILOGUE
+#undef GC_GEMM_ROW_HOOK
+#undef GC_GEMM_ROW_GROUP
 #undef GC__NOEPI
 
 #else /* GC_GEMM__PASS */
@@ -1223,12 +1298,14 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemv_)(
 }
 
 /* noclone: keep gcc from cloning the driver per epilogue function pointer
- * (that would make every instantiation pay for a copy of the driver) */
-__attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
+ * (that would make every instantiation pay for a copy of the driver).  Returns the width W
+ * of the column segments C was stored (and the epilogue applied) in: [s*W, s*W + W) clipped
+ * to N (the row hook's late pass needs it; 0: nothing stored). */
+__attribute__((noinline, noclone)) static int GC__F(gc__gemm_run_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
     GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {
-    if (M <= 0 || N <= 0) return;
+    if (M <= 0 || N <= 0) return 0;
     if (K <= 0) { /* empty sum: C = EPILOGUE(accumulate ? C : 0) */
         GC__T zt[GC__MR * GC__NR];
         for (int i = 0; i < M; i += GC__MR)
@@ -1237,7 +1314,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
                 GC__F(gc__tile_out_)(gc__min(GC__MR, M - i), gc__min(GC__NR, N - j), zt, C, ldc, C, ldc, i, j,
                                      (accumulate ? 1 : 0) | 2, st, ep, (GC__T)1);
             }
-        return;
+        return GC__NR;
     }
     /* measured in a training step (784-256-256-10, the input gradient g W^T through the 10-class
      * layer, K = 10): small-K path 6 us vs 11 at batch 32; 72 vs 56 at 128, 113 vs 48 at 512 */
@@ -1252,17 +1329,17 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     if (GC_GEMM_GEMV && (M == 1 || N == 1 || (M <= GC_GEMM_GEMV_ROWS && (transB ||
             (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)))) {
         GC__F(gc__gemv_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
-        return;
+        return N == 1 ? 1 : GC__GV_CHUNK; /* one column: 1-wide segments; a row: chunks */
     }
     if (K <= GC_GEMM_SMALLK && M <= GC_GEMM_SMALLK_M && N <= 8192) {
         GC__F(gc__gemm_smallk_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
                                 st, alpha);
-        return;
+        return N; /* whole rows */
     }
     if (GC_GEMM_NARROW && N <= GC__NARROW_R && M > N) {
         GC__F(gc__gemm_narrow_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
                                 st, alpha);
-        return;
+        return N; /* whole rows (all N rows of C^T in one tile) */
     }
     /* measured (standalone, 2 threads, 32 x 1024 x 1024): transposed B 121 -> 213 GFLOP/s,
      * B with rows 4 KiB apart 168 -> 209 */
@@ -1270,7 +1347,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
         (transB ? M <= GC_GEMM_TOUT_M || (M <= 2 * GC_GEMM_TOUT_M && K >= 512)
                 : M <= GC_GEMM_TOUT_M && (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)) {
         GC__F(gc__gemm_tout_)(M, N, K, A, lda, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
-        return;
+        return GC__MR; /* MR rows of C^T = MR columns of C per tile */
     }
     int nth = 1;
 #ifdef _OPENMP
@@ -1331,7 +1408,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
     if (nth <= 1) {
         x.As = NULL;
         GC__F(gc__work_)(&x, 0, 1);
-        return;
+        return GC__NR;
     }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
@@ -1342,6 +1419,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemm_run_)(
         GC__F(gc__work_)(&y, omp_get_thread_num(), tn);
     }
 #endif
+    return GC__NR; /* register tiles: panels of NR columns from column 0 (nc is a multiple) */
 }
 
 #undef GC__F

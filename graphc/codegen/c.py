@@ -102,6 +102,10 @@ class CRenderer:
         also = "".join(f"\n * and {'updates in place' if m.in_place else 'computes'}: node "
                        f"{comment(self.lowered.name(m.node))} = "
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
+        if k.group_max is not None:
+            g = k.group_max
+            also += (f"\n * and computes: node {comment(self.lowered.name(g.node))} = maxout of "
+                     f"{g.pieces} pieces {tuple(g.node.shape)}, built at {comment(g.node.where)}")
         return (f"/* {k.name}: node {comment(self.lowered.name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
@@ -183,7 +187,7 @@ class CRenderer:
         gemm_args = (f"{m}, {n}, {kk}, {pointer(k.srcs[0], a.dtype)}, {lda}, {int(ta)}, "
                      f"{pointer(k.srcs[1], b.dtype)}, {ldb}, {int(tb)}, "
                      f"{pointer(k.dst, node.dtype, const=False)}, {n}")
-        linear = linear_update(k, plan)
+        linear = linear_update(k, plan) if k.group_max is None else None
         if linear is not None:  # C += alpha * (A @ B): no epilogue pass over the tiles
             alpha, refs = linear
             args = [f"(({mct})({pointer(plan.operands[q][1], plan.operands[q][0].dtype)})[0])"
@@ -203,16 +207,43 @@ class CRenderer:
         stores = [f"(({ctype(t.dtype)}*)ep[{nops + o - 1}])[{at(t.shape)}] = {values[o]};"
                   for o, (t, _) in enumerate(plan.outputs) if o]
         epilogue = f"({{ {' '.join(stmts + stores)} r0; }})"
+        eps = [pointer(st, t.dtype) for t, st in plan.operands]
+        eps += [pointer(st, t.dtype, const=False) for t, st in plan.outputs[1:]]
+        hook = []
+        if k.group_max is not None:
+            hook = self._group_max_hook(k, len(eps))
+            eps.append(pointer(k.group_max.dst, k.group_max.node.dtype, const=False))
         self.functions.append("\n".join([
             self._header(k),
             f"#define GC_GEMM_NAME {fn}",
             f"#define GC_GEMM_REAL {mct}",
             f"#define GC_GEMM_EPILOGUE(acc, i, j) {epilogue}",
+            *hook,
             '#include "gc_gemm.h"']))
-        eps = [pointer(st, t.dtype) for t, st in plan.operands]
-        eps += [pointer(st, t.dtype, const=False) for t, st in plan.outputs[1:]]
         ep = ("(const void* const[]){" + ", ".join(eps) + "}") if eps else "0"
         self.calls.append(f"    {fn}({gemm_args}, 0, {ep});")
+
+    @staticmethod
+    def _group_max_hook(k: Kernel, slot: int) -> list[str]:
+        """gc_gemm.h's row hook computing the kernel's maxout (``lower.GroupMax``) into
+        ``ep[slot]``: out[i, u] = max_p row[u * P + p] over the finished values of C's row i,
+        with the max reduction's own accumulator, initial value and combine (so NaN propagates
+        and ties resolve exactly as ``render_reduce``'s loop over the same P values does)."""
+        g = k.group_max
+        node, pieces = g.node, g.pieces
+        units = int(k.node.shape[1]) // pieces
+        acc_t, init, combine = reduce_accumulator("max", k.node.dtype, node.dtype, pieces)
+        out_t = ctype(node.dtype)
+        return [
+            f"#define GC_GEMM_ROW_GROUP {pieces}",
+            "#define GC_GEMM_ROW_HOOK(row, i, j0, n) { "
+            f"{out_t}* gc_o = ({out_t}*)ep[{slot}] + (long)(i) * {units}L + (j0) / {pieces}; "
+            # simd: the groups are independent and out is no row's storage (no alias check)
+            f"_Pragma(\"omp simd\") for (int gc_u = 0; gc_u < (n) / {pieces}; ++gc_u) {{ "
+            f"{acc_t} a = {init}; "
+            f"for (int gc_p = 0; gc_p < {pieces}; ++gc_p) {{ "
+            f"{acc_t} v = ({acc_t})(row)[gc_u * {pieces} + gc_p]; a = {combine}; }} "
+            f"gc_o[gc_u] = ({out_t})(a); }} }}"]
 
     def render_matmul(self, k: Kernel) -> None:
         """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes."""

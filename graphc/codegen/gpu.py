@@ -261,6 +261,9 @@ class GPURenderer:
 
     # -- GEMM ---------------------------------------------------------------------------------
     def render_dense(self, k: Kernel) -> None:
+        if k.group_max is not None:
+            raise NotImplementedError(f"{k.name}: a maxout folded into a GEMM (lower with "
+                                      f"lower_gpu for the GPU renderers)")
         node = k.node
         a, b = node.inputs[0], node.inputs[1]
         ta, tb = bool(node.attrs["trans_a"]), bool(node.attrs["trans_b"])
@@ -744,8 +747,10 @@ class GPURenderer:
 def lower_gpu(program, shapes) -> Lowered:
     """``lower`` as the GPU renderers take it: the same defaults as the C backend, updates
     folded into reductions included (``lower.FOLD_INTO_REDUCE``: the thread holding an
-    output's final value also computes the bias update, see ``GPURenderer._reduce_finish``)."""
-    return lower(program, shapes)
+    output's final value also computes the bias update, see ``GPURenderer._reduce_finish``),
+    but no maxout folded into a GEMM (C computes it from the rows of C in registers and cache,
+    see ``lower.FOLD_GROUP_MAX``; the GPU GEMM has no row hook)."""
+    return lower(program, shapes, fold_group_max=False)
 
 
 def render_gpu(lowered: Lowered) -> tuple[str, list[Launch]]:

@@ -148,6 +148,9 @@ def lowered_fingerprint(low: Lowered) -> str:
                                [(tuple(i.shape), i.dtype,
                                  group.index(i.id) if i.id in group else None)
                                 for i in m.node.inputs], mattrs)))
+        if k.group_max is not None:  # a maxout of the GEMM's output: its buffer and groups
+            g = k.group_max
+            parts.append(repr(("group_max", tuple(g.node.shape), g.node.dtype, g.dst, g.pieces)))
     parts.append(str(low.arena_bytes))
     return cache_key(*parts)
 
