@@ -61,16 +61,7 @@ static double epi_ref(int kind, double acc, int i, int j, const double *bias, do
     }
 }
 
-static unsigned long long rng_state = 88172645463325252ULL;
-static double frand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0;
-}
-
-static long n_tests = 0, n_fail = 0;
+#include "test_util.h"
 
 /* Runs one case for float (is_double = 0) or double (is_double = 1). */
 static void run_case(int is_double, int M, int N, int K, int tA, int tB, int padA, int padB, int padC,

@@ -89,16 +89,7 @@ static const struct { int G, is_double, bias; gemm_f32_t f32; gemm_f64_t f64; } 
 };
 #define NINST ((int)(sizeof INSTS / sizeof INSTS[0]))
 
-static unsigned long long rng_state = 88172645463325252ULL;
-static double frand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0;
-}
-
-static long n_tests = 0, n_fail = 0;
+#include "test_util.h"
 
 /* One call of instantiation `inst` on M x (U*G) x K; nan_row >= 0 puts a NaN in that row of
  * op(A) (when K > 0), so that row of C and all its group maxima are NaN. */
