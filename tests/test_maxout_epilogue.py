@@ -303,3 +303,21 @@ def test_other_vector_widths(isa, monkeypatch):
     cases = PATHS[:9] + [(17, 40, 5, 4), (17, 60, 33, 3), (100, 50, 33, 5)]
     _assert_folded(_compare(cases, seed=500), cases)
     _compare(cases[:6], dtype="float64", seed=600)
+
+
+# 2..4 rows with B's rows more than GC_GEMM_DIRECT_LDB_BYTES (2048) apart: the matrix-vector
+# path with all rows in one pass over B (256-column chunks: pieces 3 and 5 cut groups, 4 not)
+FEW_ROWS = [(2, 30, 200, 3), (3, 12, 171, 3), (4, 64, 130, 4), (2, 20, 129, 4), (3, 50, 103, 5),
+            (4, 1, 200, 3), (2, 7, 300, 5)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_few_rows_matrix_vector_path(threads):
+    old = gc.get_num_threads()
+    gc.set_num_threads(threads)
+    try:
+        _assert_folded(_compare(FEW_ROWS, seed=1000 + threads), FEW_ROWS)
+        _compare(FEW_ROWS, integer=True, seed=1100 + threads)
+        _compare(FEW_ROWS[:4], dtype="float64", seed=1200 + threads)
+    finally:
+        gc.set_num_threads(old)

@@ -200,11 +200,40 @@ int main(void)
                     run_case((tA + tB) & 1, big[s][0], big[s][1], big[s][2], tA, tB, tA ? 1 : 0, 0, tB ? 3 : 0,
                              (tA + (int)s) & 1, (int)(s + tB) % EPI_KINDS);
         printf("threads=%d: %ld cases\n", threads_list[tl], n_tests - before);
+        /* 2..4 rows of C (the matrix-vector path, all rows in one pass over B when B is not
+         * transposed and its rows are far apart): every transA / accumulate / epilogue / axpy,
+         * K not a multiple of 4 and K = 1, N across several 256-column chunks, padded ld's */
+        before = n_tests;
+        {
+            static const int fn[] = {1, 5, 17, 255, 256, 257, 700, 1030};
+            static const int fk[] = {1, 2, 3, 5, 17, 300};
+            for (int M = 2; M <= 4; ++M)
+                for (size_t b = 0; b < sizeof fn / sizeof fn[0]; ++b)
+                    for (size_t c = 0; c < sizeof fk / sizeof fk[0]; ++c)
+                        for (int d = 0; d < 2; ++d)
+                            for (int tA = 0; tA < 2; ++tA)
+                                for (int tB = 0; tB < 2; ++tB)
+                                    for (int acc = 0; acc < 2; ++acc)
+                                        for (int epi = 0; epi < EPI_KINDS; ++epi) {
+                                            /* B's rows far apart (> 2048 bytes) unless tB */
+                                            const int padB = tB ? (int)(b & 1) * 3 : 600;
+                                            run_case(d, M, fn[b], fk[c], tA, tB, (epi + tA) & 1 ? 3 : 0, padB,
+                                                     (acc + epi) & 1 ? 5 : 0, acc, epi);
+                                        }
+            /* big enough to run the chunks in parallel (2 N K >= GC_GEMM_PAR_FLOPS) */
+            for (int M = 2; M <= 4; ++M)
+                for (int v = 0; v < 8; ++v)
+                    run_case(v & 1, M, 3001, 701, (v >> 1) & 1, 0, v & 1, 0, (v >> 2) & 1,
+                             (v >> 1) & 1, (v + M) % EPI_KINDS);
+        }
+        printf("threads=%d: %ld few-row cases\n", threads_list[tl], n_tests - before);
     }
     /* an epilogue reading C's old value, with several K blocks (C must hold the old values
      * until the epilogue runs: partial sums go elsewhere) */
     {
-        static const int ip[][3] = {{33, 70, 1000}, {128, 256, 512}, {5, 300, 385}, {64, 31, 100}};
+        static const int ip[][3] = {{33, 70, 1000}, {128, 256, 512}, {5, 300, 385}, {64, 31, 100},
+                                    /* few rows, B's rows far apart: the matrix-vector path */
+                                    {2, 1030, 37}, {3, 700, 5}, {4, 600, 1}};
         for (int th = 1; th <= 2; ++th) {
 #ifdef _OPENMP
             omp_set_num_threads(th);
