@@ -640,6 +640,14 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         if not o.is_leaf and o.op not in VIEW_OPS and o.id not in direct_out \
                 and o.id not in in_place:
             direct_out[o.id] = k
+    for k, o in output_slots:
+        # an output that is a view (reshape & co.) of a computed node: compute that node into
+        # the output slot (views keep the bytes), not into the arena and then copy it out
+        b = base(o)
+        if o.op in VIEW_OPS and not b.is_leaf and b.op not in VIEW_OPS \
+                and b.id not in direct_out and b.id not in in_place and b.id not in updates_of \
+                and b.dtype == o.dtype:
+            direct_out[b.id] = k
 
     # -- arena plan (liveness) --------------------------------------------------------------
     end = len(computed)
@@ -705,7 +713,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}{suffix}", kind, n, where(n),
                               [where(i) for i in n.inputs], members=members, group_max=gmax))
     for k, o in output_slots:
-        if o.id not in direct_out or direct_out[o.id] != k:
+        if where(o) != Storage("slot", k, nbytes(base(o))):
             kernels.append(Kernel(f"k{len(kernels)}_copy_out", "copy", o,
                                   Storage("slot", k, nbytes(o)), [where(o)]))
     for p, v in updates:

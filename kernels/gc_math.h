@@ -14,8 +14,10 @@ GC_INLINE float gc_sigmoidf(float x) {
     return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 GC_INLINE float gc_softplusf(float x) {
-    /* log(1+exp(x)) = max(x,0) + log1p(exp(-|x|)) */
-    return gc_fmaxf(x, 0.0f) + gc_log1pf(gc_expf(-gc_fabsf(x)));
+    /* log(1+exp(x)) = max(x,0) + log1p(exp(-|x|)); the max is a select, not fmaxf: gcc calls
+     * fmaxf out of line (no -ffast-math), which keeps the loop from vectorizing (NaN in gives
+     * NaN either way through the log1p term) */
+    return (x > 0.0f ? x : 0.0f) + gc_log1pf(gc_expf(-gc_fabsf(x)));
 }
 /* elementwise max/min that propagate NaN like numpy/PyTorch (fmaxf would drop it) */
 GC_INLINE float gc_max2f(float a, float b) { return (a > b || a != a) ? a : b; }
@@ -28,7 +30,7 @@ GC_INLINE double gc_sigmoid(double x) {
     return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 GC_INLINE double gc_softplus(double x) {
-    return gc_fmax(x, 0.0) + gc_log1p(gc_exp(-gc_fabs(x)));
+    return (x > 0.0 ? x : 0.0) + gc_log1p(gc_exp(-gc_fabs(x)));
 }
 GC_INLINE double gc_max2(double a, double b) { return (a > b || a != a) ? a : b; }
 GC_INLINE double gc_min2(double a, double b) { return (a < b || a != a) ? a : b; }
