@@ -82,6 +82,14 @@ def _fold_uniform(node):
     if node.op != "ew" or not node.inputs:
         return None
     fills = [t for t in node.inputs if t.op == "fill_like" and t.shape == node.shape]
+    if fills and None not in node.shape and any(
+            t.op != "fill_like" and tuple(t.shape) == tuple(node.shape) for t in node.inputs):
+        # another input has the full shape: each fill becomes a one-element constant read by
+        # the same loop (a weighted loss's ones * w was a kernel writing ones, then one reading
+        # them); the constant holds the fill's exact value (-0.0 and large int64 included)
+        inputs = [constant(np.full((), t.attrs["value"], dtype=t.dtype), dtype=t.dtype)
+                  if t.op == "fill_like" else t for t in node.inputs]
+        return make("ew", inputs, name=node._name, **node.attrs)
     if not fills or node.dtype != fills[0].dtype or None in node.shape or any(
             t.op not in ("fill_like", "constant") or (t.op == "constant" and _numel(t.shape) != 1)
             for t in node.inputs):
