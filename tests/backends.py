@@ -62,3 +62,21 @@ def call_from_threads(fn, threads: int, calls: int) -> list:
     for t in ts:
         t.join()
     return errors
+
+
+def reductions_hosting_updates(batch=None):
+    """The graph of the tests on reductions that host in-place updates (C and GPU): a column
+    sum (p, m), a mean (q), a logsumexp (r), a max across rows (t), and a sum that reads its own
+    parameter at other indices (s: must host nothing).  Returns (rng, X, g, updates)."""
+    import numpy as np
+
+    rng = np.random.RandomState(5)
+    X = gc.placeholder((batch, 3), name="X")
+    p, q, r, s = (gc.parameter(rng.randn(3).astype("float32"), name=n) for n in "pqrs")
+    m = gc.parameter(np.zeros(3, "float32"), name="m")
+    t = gc.parameter(rng.randn(5).astype("float32"), name="t")
+    g = gc.sum(X * X, axis=0)
+    updates = [(p, p - 0.1 * g), (m, 0.9 * m + g), (q, q + gc.mean(X, axis=0) * q),
+               (r, gc.logsumexp(X, axis=0) - r), (t, t + gc.max(X, axis=1)),
+               (s, s * 0.5 + gc.sum(gc.reshape(s, (3, 1)), axis=1))]
+    return rng, X, g, updates

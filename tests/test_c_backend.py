@@ -14,7 +14,7 @@ from graphc.errors import BackendUnavailable
 from graphc.runtime import cache
 from backends import C, CUDA, OPENCL
 
-from backends import call_from_threads
+from backends import call_from_threads, reductions_hosting_updates
 
 try:
     gc.compile([], gc.constant(1.0) * 2, backend="c")
@@ -598,15 +598,7 @@ def test_updates_fold_into_the_reduction_of_their_gradient(cache_dir):
     # a bias's update (and optimizer state) runs in the final loop of its gradient's column
     # sum; other reductions (mean, max, logsumexp) host updates too; a reduction reading the
     # parameter it would update (at other indices) hosts nothing
-    rng = np.random.RandomState(5)
-    X = gc.placeholder((None, 3), name="X")
-    p, q, r, s = (gc.parameter(rng.randn(3).astype("float32"), name=n) for n in "pqrs")
-    m = gc.parameter(np.zeros(3, "float32"), name="m")
-    t = gc.parameter(rng.randn(5).astype("float32"), name="t")
-    g = gc.sum(X * X, axis=0)
-    updates = [(p, p - 0.1 * g), (m, 0.9 * m + g), (q, q + gc.mean(X, axis=0) * q),
-               (r, gc.logsumexp(X, axis=0) - r), (t, t + gc.max(X, axis=1)),
-               (s, s * 0.5 + gc.sum(gc.reshape(s, (3, 1)), axis=1))]
+    rng, X, g, updates = reductions_hosting_updates(None)
     state = [u for u, _ in updates]
     init = [u.value.copy() for u in state]
     data = rng.randn(5, 3).astype("float32")

@@ -24,7 +24,7 @@ import pytest
 
 import graphc as gc
 import graphc.lower
-from backends import CUDA, OPENCL
+from backends import CUDA, OPENCL, reductions_hosting_updates
 from graphc.codegen.gpu import lower_gpu, render_gpu
 from graphc.runtime import nvrtc
 from graphc.runtime.gpu_common import expand_includes
@@ -205,15 +205,7 @@ def test_mean_max_logsumexp_host_updates_too(backend):
     # as the C backend's test: other reductions host updates, across rows (max over axis 1)
     # and down columns; a reduction reading the parameter it would update (at other indices)
     # hosts nothing
-    rng = np.random.RandomState(5)
-    X = gc.placeholder((5, 3), name="X")
-    p, q, r, s = (gc.parameter(rng.randn(3).astype("float32"), name=n) for n in "pqrs")
-    m = gc.parameter(np.zeros(3, "float32"), name="m")
-    t = gc.parameter(rng.randn(5).astype("float32"), name="t")
-    g = gc.sum(X * X, axis=0)
-    updates = [(p, p - 0.1 * g), (m, 0.9 * m + g), (q, q + gc.mean(X, axis=0) * q),
-               (r, gc.logsumexp(X, axis=0) - r), (t, t + gc.max(X, axis=1)),
-               (s, s * 0.5 + gc.sum(gc.reshape(s, (3, 1)), axis=1))]
+    rng, X, g, updates = reductions_hosting_updates(5)
     feeds = [(rng.randn(5, 3).astype("float32"),) for _ in range(2)]
     f = _assert_matches_numpy(backend, [X], g, updates, feeds, rtol=1e-5, atol=1e-6)
     kernels = f._exe._current().lowered.kernels
