@@ -397,20 +397,39 @@ def _fold_xent_grads(order: list[Tensor], extra: dict, host_of: dict, base
     if not FUSE_XENT_GRAD:
         return {}
     found: dict[int, Tensor] = {}
+    taken: set[int] = set()  # losses already hosting a gradient
     losses = [n for n in order if n.op == "softmax_cross_entropy" and n.id not in host_of]
     for d in order:
         if d.op != "softmax_cross_entropy_grad" or d.id in host_of:
             continue
         key = [base(t).id for t in d.inputs[:2]]
         for x in losses:
-            if x.id in {h.id for h in found.values()} or \
-                    [base(t).id for t in x.inputs] != key:
+            if x.id in taken or [base(t).id for t in x.inputs] != key:
                 continue
             merged = {m: hh.id for m, hh in {**host_of, **found, d.id: x}.items()}
             if _schedule(order, extra, merged) is not None:
                 found[d.id] = x
+                taken.add(x.id)
                 break
     return found
+
+
+@dataclass
+class XentParts:
+    """What a cross-entropy row kernel computes (both renderers): the losses (``loss``, into the
+    kernel's dst), the gradient (``grad`` from row weights at ``g_src`` into ``grad_dst``), or
+    both when the gradient is the loss kernel's member."""
+    loss: Optional[Tensor]
+    grad: Optional[Tensor]
+    g_src: Optional[Storage]
+    grad_dst: Optional[Storage]
+
+
+def xent_parts(k: Kernel) -> XentParts:
+    if k.node.op == "softmax_cross_entropy_grad":
+        return XentParts(None, k.node, k.srcs[2], k.dst)
+    m = k.members[0] if k.members else None
+    return XentParts(k.node, m and m.node, m and m.srcs[2], m and m.dst)
 
 
 # Compute a maxout of a GEMM's output in the GEMM's kernel (C only: ``lower(...,
@@ -644,8 +663,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         # an output that is a view (reshape & co.) of a computed node: compute that node into
         # the output slot (views keep the bytes), not into the arena and then copy it out
         b = base(o)
-        if o.op in VIEW_OPS and not b.is_leaf and b.op not in VIEW_OPS \
-                and b.id not in direct_out and b.id not in in_place and b.id not in updates_of \
+        if o.op in VIEW_OPS and not b.is_leaf and b.id not in direct_out and b.id not in in_place and b.id not in updates_of \
                 and b.dtype == o.dtype:
             direct_out[b.id] = k
 

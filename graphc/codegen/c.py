@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, label_status, linear_update,
-                     plan_loop, reduction_groups, strides_for)
+                     plan_loop, reduction_groups, strides_for, xent_parts)
 from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -550,16 +550,15 @@ class CRenderer:
         node = k.node
         x, lab = node.inputs[0], node.inputs[1]
         n, c = x.shape
-        loss = node if node.op == "softmax_cross_entropy" else None
-        grad = node if loss is None else (k.members[0].node if k.members else None)
-        gst = (k.srcs if loss is None else k.members[0].srcs)[2] if grad is not None else None
-        dst = (k.dst if loss is None else k.members[0].dst) if grad is not None else None
+        parts = xent_parts(k)
+        loss, grad = parts.loss, parts.grad
         params = [f"const {mct}* x", f"const {ctype(lab.dtype)}* labels"]
         args = [pointer(k.srcs[0], x.dtype), pointer(k.srcs[1], lab.dtype)]
         # exp(x - m) once per element; with a gradient it is kept in the gradient's row
         if grad is not None:
             params += [f"const {mct}* g", f"{mct}* dx"]
-            args += [pointer(gst, grad.dtype), pointer(dst, grad.dtype, const=False)]
+            args += [pointer(parts.g_src, grad.dtype),
+                     pointer(parts.grad_dst, grad.dtype, const=False)]
             sums = (f"for (long j = 0; j < {c}L; j++) {{ const {mct} e = gc_exp{f}(row[j] - m); "
                     "d[j] = e; s += e; }")
         else:

@@ -34,7 +34,7 @@ import sympy as sp
 
 from ..ir import Tensor
 from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, label_status,
-                     lower, plan_loop, reduction_groups, strides_for)
+                     lower, plan_loop, reduction_groups, strides_for, xent_parts)
 from ..symbolic import A
 from .c import compute_type, math_dtype
 from .cexpr import render_plan
@@ -644,18 +644,16 @@ class GPURenderer:
         x, lab = node.inputs[0], node.inputs[1]
         n, c = x.shape
         sfx = "L" if wide else ""
-        loss = node if node.op == "softmax_cross_entropy" else None
-        grad = node if loss is None else (k.members[0].node if k.members else None)
+        parts = xent_parts(k)
+        loss, grad = parts.loss, parts.grad
         params = [self._param("x", x.dtype, True), self._param("labels", lab.dtype, True)]
         binds = [self._bind("x", x.dtype, True), self._bind("labels", lab.dtype, True)]
         args = [buf(k.srcs[0], x.dtype), buf(k.srcs[1], lab.dtype)]
         finish_all, finish = [], ["const gc_i64 y = (gc_i64)labels[o];"]
         if grad is not None:
-            gst, dst = ((k.srcs[2], k.dst) if loss is None
-                        else (k.members[0].srcs[2], k.members[0].dst))
             params += [self._param("g", grad.dtype, True), self._param("dx", grad.dtype, False)]
             binds += [self._bind("g", grad.dtype, True), self._bind("dx", grad.dtype, False)]
-            args += [buf(gst, grad.dtype), buf(dst, grad.dtype)]
+            args += [buf(parts.g_src, grad.dtype), buf(parts.grad_dst, grad.dtype)]
             it = "gc_i64" if wide else "int"
             finish_all = ["const gc_i64 yy = (gc_i64)labels[o];",
                           f"const {mct} gr = ({mct})g[o];",
