@@ -22,7 +22,7 @@ setup(
     package_dir={"graphc.kernels": "kernels"},
     package_data={
         "graphc": ["datasets/mnist/*.gz", "datasets/README.md"],
-        "graphc.kernels": ["*.h"],
+        "graphc.kernels": ["*.h", "*.c"],
     },
     install_requires=[
         "numpy>=1.24",

@@ -71,6 +71,11 @@
  * split over the threads, or, with fewer M blocks than threads, the N panels.
  * Packing buffers are thread-local, grown on demand and reused across calls.
  *
+ * Linking the driver instead (graphc's runtime does, see kernels/gc_gemm_core.c): compile
+ * gc_gemm_core.c once into an object, and the translation units that instantiate GEMMs with
+ * GC_GEMM_CORE_EXTERN defined: they then compile only their epilogues and wrappers, and call
+ * the object's gc__gemm_run_f32 / gc__gemm_run_f64.  The tuning knobs must be the same for both.
+ *
  * Tuning knobs (define before the first include): GC_GEMM_KC, GC_GEMM_MC,
  * GC_GEMM_NC, GC_GEMM_DIRECT_M, GC_GEMM_DIRECT_M_PA, GC_GEMM_DIRECT_LDB_BYTES,
  * GC_GEMM_DIRECT_A, GC_GEMM_NO_SHARED_A, GC_GEMM_NO_JIT, GC_GEMM_PAR_FLOPS,
@@ -227,6 +232,30 @@ static inline int gc__min(int a, int b) { return a < b ? a : b; }
 static inline int gc__cdiv(int a, int b) { return (a + b - 1) / b; }
 static inline int gc__rup(int a, int b) { return gc__cdiv(a, b) * b; }
 
+#ifdef GC_GEMM_CORE_EXTERN
+/* The shared driver is compiled elsewhere (kernels/gc_gemm_core.c, built once per compiler and
+ * flags into an object the runtime links into every module: it is most of a module's compile
+ * time); only its two entry points are declared here. */
+#define GC__DECLARE_RUN(T, S)                                                                 \
+    int gc__gemm_run_##S(int M, int N, int K, const T *A, int lda, int transA, const T *B,    \
+                         int ldb, int transB, T *C, int ldc, int accumulate,                 \
+                         const void *const *ep,                                              \
+                         void (*st)(int, int, const T *, int, T *, int, int, int,            \
+                                    const void *const *),                                    \
+                         T alpha);
+GC__DECLARE_RUN(float, f32)
+GC__DECLARE_RUN(double, f64)
+#undef GC__DECLARE_RUN
+#else /* the shared driver, in this translation unit */
+
+/* the drivers' linkage: static, or, built as the shared core object, visible to the modules it
+ * is linked into but not exported from them */
+#ifdef GC_GEMM_CORE_BUILD
+#define GC__RUN_LINKAGE __attribute__((visibility("hidden")))
+#else
+#define GC__RUN_LINKAGE static
+#endif
+
 /* Run work(ctx, tid, nth) on up to `tasks` threads when the call has flops enough to be worth
  * a parallel region (and none is running), else on this thread. */
 static void gc__parallel(void (*work)(const void *, int, int), const void *ctx, double flops, int tasks)
@@ -275,8 +304,11 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
 #undef GC__I
 #undef GC__S
 #undef GC_GEMM__PASS
+#endif /* GC_GEMM_CORE_EXTERN */
 
 #endif /* GC_GEMM__SHARED_DONE */
+
+#ifndef GC_GEMM_CORE_BUILD /* the core object instantiates nothing */
 
 /* ======================================================================= */
 /* Per-instantiation part.                                                 */
@@ -423,6 +455,8 @@ void GC__CAT(GC_GEMM_NAME, _axpy)(int M, int N, int K,
 #undef GC_GEMM_ROW_HOOK
 #undef GC_GEMM_ROW_GROUP
 #undef GC__NOEPI
+
+#endif /* GC_GEMM_CORE_BUILD */
 
 #else /* GC_GEMM__PASS */
 
@@ -1301,7 +1335,7 @@ __attribute__((noinline, noclone)) static void GC__F(gc__gemv_)(
  * (that would make every instantiation pay for a copy of the driver).  Returns the width W
  * of the column segments C was stored (and the epilogue applied) in: [s*W, s*W + W) clipped
  * to N (the row hook's late pass needs it; 0: nothing stored). */
-__attribute__((noinline, noclone)) static int GC__F(gc__gemm_run_)(
+__attribute__((noinline, noclone)) GC__RUN_LINKAGE int GC__F(gc__gemm_run_)(
     int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
     GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
 {

@@ -79,6 +79,8 @@ static inline int gc_threads(void) { return gc__threads_cap > 0 ? gc__threads_ca
 static inline int gc_threads(void) { return 1; }
 #endif
 int gc_get_threads(void) { return gc_threads(); }
+/* the same for the GEMM driver when it is linked in as the shared core object (gc_gemm_core.c) */
+__attribute__((visibility("hidden"))) int gc__module_threads(void) { return gc_threads(); }
 #define GC_GEMM_MAX_THREADS() gc_threads()
 
 /* Parallelize a loop only when it has enough work to pay for waking the threads. */

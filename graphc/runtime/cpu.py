@@ -32,12 +32,14 @@ from ..program import Program
 from .cache import cache_key, get_or_build, kernel_cache_dir
 from .kernel_files import kernels_dir
 from .specializing import ShapeSpecializingExecutable, check_dtypes
-from . import threads
+from . import gemm_core, threads
 
 DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
 # -z nodelete: never unmap a module (nor libgomp with it) while OpenMP worker threads may still
 # run its code, e.g. when the interpreter exits and cffi drops the library
-LINK_FLAGS = ["-fPIC", "-shared", "-Wl,-z,nodelete"]
+# -z defs: a module referring to a symbol nothing defines (a damaged GEMM core object) fails to
+# link, instead of failing when loaded or called
+LINK_FLAGS = ["-fPIC", "-shared", "-Wl,-z,nodelete", "-Wl,-z,defs"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,7 +96,7 @@ def _ffi():
 @functools.lru_cache(maxsize=None)
 def _headers_digest() -> str:
     d = kernels_dir()
-    return cache_key(*[p.read_text() for p in sorted(d.glob("*.h"))])
+    return cache_key(*[p.read_text() for p in sorted([*d.glob("*.h"), *d.glob("*.c")])])
 
 
 def module_key(source: str) -> str:
@@ -167,8 +169,26 @@ def build_module(source: str, ffi=None):
         src.write_text(source)
         kept = tmp.parent / f"{key}.c"
         libs = ["-lmvec"] if "-DGC_LIBMVEC" in fl else []  # after the source: --as-needed
-        cmd = [cc, *fl, *LINK_FLAGS, f"-I{kernels_dir()}", str(src), *libs, "-o", str(tmp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        libs.append("-lm")  # -z defs: every library the module calls into is named
+
+        def compile_once():
+            """(gcc's result, the GEMM core object linked in or None)."""
+            core = None
+            defines = []
+            if gemm_core.uses_gemm(source):  # the GEMM driver comes precompiled
+                core = gemm_core.core_object(cc, compiler_version(cc), fl, CompileError)
+                defines = [gemm_core.EXTERN_FLAG]
+            objs = [str(core)] if core else []
+            cmd = [cc, *fl, *defines, *LINK_FLAGS, f"-I{kernels_dir()}", str(src), *objs, *libs,
+                   "-o", str(tmp)]
+            return subprocess.run(cmd, capture_output=True, text=True), core
+
+        proc, core = compile_once()
+        if proc.returncode != 0 and core is not None:
+            # a core object that passed the checks but does not link (damaged in the middle):
+            # build it again, once
+            gemm_core.discard(core)
+            proc, core = compile_once()
         if proc.returncode != 0:
             shutil.copyfile(src, kept)
             src.unlink(missing_ok=True)
