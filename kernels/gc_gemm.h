@@ -288,7 +288,10 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
     return *p;
 }
 
+/* the element types compiled (both unless the core object is built for one: GC_GEMM_CORE_ONLY
+ * = 32 or 64, see gc_gemm_core.c) */
 #define GC_GEMM__PASS 1
+#if !defined(GC_GEMM_CORE_ONLY) || GC_GEMM_CORE_ONLY == 32
 #define GC__T float
 #define GC__I int
 #define GC__S f32
@@ -296,6 +299,8 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
 #undef GC__T
 #undef GC__I
 #undef GC__S
+#endif
+#if !defined(GC_GEMM_CORE_ONLY) || GC_GEMM_CORE_ONLY == 64
 #define GC__T double
 #define GC__I long long
 #define GC__S f64
@@ -303,6 +308,7 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
 #undef GC__T
 #undef GC__I
 #undef GC__S
+#endif
 #undef GC_GEMM__PASS
 #endif /* GC_GEMM_CORE_EXTERN */
 

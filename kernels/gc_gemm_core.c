@@ -1,6 +1,7 @@
 /*
- * gc_gemm_core.c -- gc_gemm.h's shared driver (packing, micro-kernels, paths; float and double)
- * as a translation unit of its own.  graphc compiles it once per compiler and flags into an
+ * gc_gemm_core.c -- gc_gemm.h's shared driver (packing, micro-kernels, paths) as a translation
+ * unit of its own: float and double, or one of them with -DGC_GEMM_CORE_ONLY=32 or 64 (the
+ * runtime builds one object per element type its modules use).  graphc compiles it once per compiler and flags into an
  * object in the compile cache (graphc/runtime/gemm_core.py) and links that object into every
  * generated module that multiplies matrices; those modules include gc_gemm.h with
  * GC_GEMM_CORE_EXTERN, so they compile only their epilogues.  The driver is most of a module's

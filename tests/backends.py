@@ -81,22 +81,3 @@ def reductions_hosting_updates(batch=None):
                (s, s * 0.5 + gc.sum(gc.reshape(s, (3, 1)), axis=1))]
     return rng, X, g, updates
 
-
-def seed_gemm_core(cache_dir) -> None:
-    """Put the GEMM core object of the user's compile cache (built once, a few seconds) into the
-    fresh ``cache_dir`` a test compiles into, so that each such test does not build it again.
-    Tests of the core object's own build use an empty directory instead."""
-    import os
-    import shutil
-    from pathlib import Path
-    from graphc.runtime import cpu, gemm_core
-    cc = cpu.compiler()
-    saved = os.environ.pop("GRAPHC_CACHE_DIR", None)
-    try:
-        core = gemm_core.core_object(cc, cpu.compiler_version(cc), cpu.flags(), cpu.CompileError)
-    finally:
-        if saved is not None:
-            os.environ["GRAPHC_CACHE_DIR"] = saved
-    kernels = Path(cache_dir) / "kernels"
-    kernels.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(core, kernels / core.name)

@@ -14,7 +14,7 @@ from graphc.errors import BackendUnavailable
 from graphc.runtime import cache
 from backends import C, CUDA, OPENCL
 
-from backends import call_from_threads, reductions_hosting_updates, seed_gemm_core
+from backends import call_from_threads, reductions_hosting_updates
 
 try:
     gc.compile([], gc.constant(1.0) * 2, backend="c")
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.skipif(not HAVE_C, reason="no C compiler")
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    seed_gemm_core(tmp_path / "cache")
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 

@@ -16,8 +16,9 @@ def run(args) -> int:
         print(cache.cache_root())
         return 0
     if args.action == "clear":
-        n = cache.clear()
-        print(f"removed {n} compiled module(s) from {cache.cache_root()}")
+        n = cache.clear(core=True)
+        print(f"removed {n} compiled module(s) from {cache.cache_root()} and the compiled GEMM "
+              f"driver from {cache.core_dir()}")
         return 0
     entries = cache.list_entries()
     print(f"{len(entries)} compiled module(s) in {cache.cache_root() / 'kernels'}")

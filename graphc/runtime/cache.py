@@ -1,7 +1,8 @@
 """The on-disk compile cache: compiled modules keyed by sha256 of everything that affects them.
 
 Layout: ``$GRAPHC_CACHE_DIR`` (default ``$XDG_CACHE_HOME/graphc`` or ``~/.cache/graphc``)
-``/kernels/<key>.so`` with the source kept beside it as ``<key>.c``.  Writers build into a
+``/kernels/<key>.so`` with the source kept beside it as ``<key>.c``; the GEMM driver objects
+every module links (runtime/gemm_core.py) in ``core_dir()``.  Writers build into a
 temporary file and ``os.replace`` it into place (atomic), under a per-key ``filelock`` lock,
 so a second process compiling the same graph waits and then reuses the first's result.  Locks
 are flock-based: a crashed holder releases its lock, so stale locks never block.  An entry that
@@ -22,12 +23,30 @@ from typing import Callable
 from filelock import FileLock
 
 
-def cache_root() -> Path:
-    env = os.environ.get("GRAPHC_CACHE_DIR")
-    if env:
-        return Path(env)
+def _user_cache_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "graphc"
+
+
+def cache_root() -> Path:
+    env = os.environ.get("GRAPHC_CACHE_DIR")
+    return Path(env) if env else _user_cache_root()
+
+
+def core_dir() -> Path:
+    """Where the compiled GEMM driver objects are (runtime/gemm_core.py): ``GRAPHC_CORE_DIR``,
+    else ``~/.cache/graphc/core`` whatever ``GRAPHC_CACHE_DIR`` says (they belong to the
+    installed library and its compiler, not to graphs); the kernels directory when that
+    cannot be written."""
+    env = os.environ.get("GRAPHC_CORE_DIR")
+    d = Path(env) if env else _user_cache_root() / "core"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if os.access(d, os.W_OK | os.X_OK):
+            return d
+    except OSError:
+        pass
+    return kernel_cache_dir()
 
 
 _fallback_dir: Path | None = None
@@ -63,10 +82,12 @@ def cache_key(*parts: str) -> str:
 
 
 def get_or_build(key: str, suffix: str, build: Callable[[Path], None],
-                 validate: Callable[[Path], object], timeout: float = 600) -> tuple[Path, object]:
-    """Return (path, validate(path)) of cache entry ``key``, building it with ``build(tmp_path)``
-    when missing or when the existing entry fails ``validate`` (corrupt)."""
-    d = kernel_cache_dir()
+                 validate: Callable[[Path], object], timeout: float = 600,
+                 directory: Path | None = None) -> tuple[Path, object]:
+    """Return (path, validate(path)) of cache entry ``key`` (in ``directory``, default the
+    kernels directory), building it with ``build(tmp_path)`` when missing or when the existing
+    entry fails ``validate`` (corrupt)."""
+    d = kernel_cache_dir() if directory is None else directory
     path = d / f"{key}{suffix}"
     if path.exists():
         try:
@@ -99,10 +120,14 @@ def list_entries() -> list[dict]:
     return out
 
 
-def clear() -> int:
-    """Delete every cache entry; returns how many modules were removed."""
+def clear(core: bool = False) -> int:
+    """Delete every cache entry, and with ``core`` the compiled GEMM driver objects too;
+    returns how many modules were removed."""
     d = cache_root() / "kernels"
     n = len(list(d.glob("*.so"))) if d.exists() else 0
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
+    if core:
+        for p in core_dir().glob("*.o"):
+            p.unlink(missing_ok=True)
     return n

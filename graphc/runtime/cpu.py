@@ -172,23 +172,19 @@ def build_module(source: str, ffi=None):
         libs.append("-lm")  # -z defs: every library the module calls into is named
 
         def compile_once():
-            """(gcc's result, the GEMM core object linked in or None)."""
-            core = None
-            defines = []
-            if gemm_core.uses_gemm(source):  # the GEMM driver comes precompiled
-                core = gemm_core.core_object(cc, compiler_version(cc), fl, CompileError)
-                defines = [gemm_core.EXTERN_FLAG]
-            objs = [str(core)] if core else []
-            cmd = [cc, *fl, *defines, *LINK_FLAGS, f"-I{kernels_dir()}", str(src), *objs, *libs,
-                   "-o", str(tmp)]
-            return subprocess.run(cmd, capture_output=True, text=True), core
+            """(gcc's result, the GEMM core objects linked in)."""
+            cores = gemm_core.core_objects(cc, compiler_version(cc), fl, source, CompileError)
+            defines = [gemm_core.EXTERN_FLAG] if cores else []
+            cmd = [cc, *fl, *defines, *LINK_FLAGS, f"-I{kernels_dir()}", str(src),
+                   *map(str, cores), *libs, "-o", str(tmp)]
+            return subprocess.run(cmd, capture_output=True, text=True), cores
 
-        proc, core = compile_once()
-        if proc.returncode != 0 and core is not None:
+        proc, cores = compile_once()
+        if proc.returncode != 0 and cores:
             # a core object that passed the checks but does not link (damaged in the middle):
             # build it again, once
-            gemm_core.discard(core)
-            proc, core = compile_once()
+            gemm_core.discard(cores)
+            proc, cores = compile_once()
         if proc.returncode != 0:
             shutil.copyfile(src, kept)
             src.unlink(missing_ok=True)

@@ -4,36 +4,42 @@ gc_gemm.h's shared driver (packing, micro-kernels, the paths for few rows / colu
 float and double) does not depend on the graph: only the epilogues do.  Compiled into each
 module it was most of the compile time (the 784-256-256-10 training step: 2.3-3.0 s, then
 about 0.6 s without it).  So ``kernels/gc_gemm_core.c`` is compiled once per compiler, flags and
-kernel sources into ``<cache>/kernels/<key>.o`` (same locking and atomic writes as the modules),
-and modules that include gc_gemm.h are compiled with ``GC_GEMM_CORE_EXTERN`` and linked with it.
+kernel sources, one object per element type, into ``cache.core_dir()`` (same locking, atomic
+writes and validation as the modules), and modules that include gc_gemm.h are compiled with
+``GC_GEMM_CORE_EXTERN`` and linked with it.  The core is part of the installed library, not of
+any graph: it lives outside ``GRAPHC_CACHE_DIR`` (by default ``~/.cache/graphc/core``), so
+pointing that at a fresh directory recompiles graphs, not the GEMM driver.
 """
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 from pathlib import Path
 
 from .. import __version__
-from .cache import cache_key, get_or_build
+from .cache import cache_key, core_dir, get_or_build
 from .kernel_files import kernels_dir
 
 CORE_SOURCE = "gc_gemm_core.c"
 EXTERN_FLAG = "-DGC_GEMM_CORE_EXTERN"
-_SYMBOLS = (b"gc__gemm_run_f32", b"gc__gemm_run_f64")
+_ELEMENT_BITS = {"float": 32, "double": 64}
 
 
-def uses_gemm(source: str) -> bool:
-    return '#include "gc_gemm.h"' in source
+def element_bits(source: str) -> list[int]:
+    """The element types (32 / 64 bits) of the GEMMs a module's source instantiates."""
+    types = set(re.findall(r"^#define GC_GEMM_REAL (\w+)$", source, flags=re.M))
+    return sorted(_ELEMENT_BITS[t] for t in types)
 
 
-def core_key(cc_version: str, flags: list[str]) -> str:
+def core_key(cc_version: str, flags: list[str], bits: int) -> str:
     d = kernels_dir()
-    return cache_key("gemm-core", (d / CORE_SOURCE).read_text(), (d / "gc_gemm.h").read_text(),
-                     " ".join(flags), cc_version, __version__)
+    return cache_key("gemm-core", str(bits), (d / CORE_SOURCE).read_text(),
+                     (d / "gc_gemm.h").read_text(), " ".join(flags), cc_version, __version__)
 
 
-def check_object(p: Path) -> Path:
-    """Raise OSError unless ``p`` is a whole 64-bit ELF relocatable object defining the drivers
+def check_object(p: Path, bits: int) -> Path:
+    """Raise OSError unless ``p`` is a whole 64-bit ELF relocatable object naming the driver
     (a truncated or foreign file would make every link fail)."""
     data = p.read_bytes()
     if data[:4] != b"\x7fELF" or len(data) < 64 or data[4] != 2:
@@ -44,29 +50,40 @@ def check_object(p: Path) -> Path:
     shentsize, shnum = struct.unpack_from(order + "HH", data, 0x3A)
     if e_type != 1 or shoff + shentsize * shnum > len(data):
         raise OSError(f"corrupt cache entry {p}: truncated or not a relocatable object")
-    for sym in _SYMBOLS:
-        if b"\0" + sym + b"\0" not in data:
-            raise OSError(f"corrupt cache entry {p}: no {sym.decode()}")
+    sym = f"gc__gemm_run_f{bits}".encode()
+    if b"\0" + sym + b"\0" not in data:
+        raise OSError(f"corrupt cache entry {p}: no {sym.decode()}")
     return p
 
 
-def core_object(cc: str, cc_version: str, flags: list[str], compile_error) -> Path:
-    """Path of the compiled driver for this compiler and these flags, built on first use.
-    ``compile_error(message)`` makes the exception raised when the compiler fails."""
-    key = core_key(cc_version, flags)
+def core_object(cc: str, cc_version: str, flags: list[str], bits: int, compile_error) -> Path:
+    """Path of the compiled driver for ``bits``-bit elements, this compiler and these flags,
+    built on first use into ``cache.core_dir()``.  ``compile_error(message)`` makes the
+    exception raised when the compiler fails."""
+    key = core_key(cc_version, flags, bits)
 
     def build(tmp: Path) -> None:
         src = kernels_dir() / CORE_SOURCE
-        cmd = [cc, *flags, "-fPIC", "-c", f"-I{kernels_dir()}", str(src), "-o", str(tmp)]
+        cmd = [cc, *flags, "-fPIC", "-c", f"-DGC_GEMM_CORE_ONLY={bits}", f"-I{kernels_dir()}",
+               str(src), "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             first = "\n".join(proc.stderr.splitlines()[:20])
             raise compile_error(f"C compilation of the GEMM driver {src} failed:\n{first}")
 
-    path, _ = get_or_build(key, ".o", build, check_object)
+    path, _ = get_or_build(key, ".o", build, lambda p: check_object(p, bits),
+                           directory=core_dir())
     return path
 
 
-def discard(path: Path) -> None:
-    """Remove a core object that failed to link, so the next build makes it again."""
-    path.unlink(missing_ok=True)
+def core_objects(cc: str, cc_version: str, flags: list[str], source: str,
+                 compile_error) -> list[Path]:
+    """The core objects a module's source needs (none without a GEMM)."""
+    return [core_object(cc, cc_version, flags, bits, compile_error)
+            for bits in element_bits(source)]
+
+
+def discard(paths: list[Path]) -> None:
+    """Remove core objects that failed to link, so the next build makes them again."""
+    for p in paths:
+        p.unlink(missing_ok=True)
