@@ -533,7 +533,7 @@ class CRenderer:
                 f"    const {mct}* row = x + base;",
                 f"    {mct} m = -INFINITY, s = 0;",
                 f"    for (long j = 0; j < {length}L; j++) m = gc_max2{f}(m, row{at});",
-                "    if (!isfinite(m)) m = 0;",
+                "    if (m == -INFINITY) m = 0;  /* +inf stays: the row is NaN (ops/nn._shifted) */",
                 "    #pragma omp simd reduction(+:s)",
                 f"    for (long j = 0; j < {length}L; j++) {sums}",
                 f"    for (long j = 0; j < {length}L; j++) {tail}",
@@ -577,7 +577,7 @@ class CRenderer:
         body += [
             f"    {mct} m = -INFINITY, s = 0;",
             f"    for (long j = 0; j < {c}L; j++) m = gc_max2{f}(m, row[j]);",
-            "    if (!isfinite(m)) m = 0;",
+            "    if (m == -INFINITY) m = 0;  /* +inf stays: the row is NaN (ops/nn._shifted) */",
             "    #pragma omp simd reduction(+:s)",  # vector exp (libmvec) where available
             "    " + sums,
             "    const long y = (long)labels[r];",
@@ -619,7 +619,7 @@ class CRenderer:
             "    for (long i = 0; i < n; i++) { m[i] = -INFINITY; s[i] = 0; }",
             f"    for (long j = 0; j < {length}L; j++)",
             f"        for (long i = 0; i < n; i++) m[i] = gc_max2{f}(m[i], X[j * {inner}L + i]);",
-            "    for (long i = 0; i < n; i++) if (!isfinite(m[i])) m[i] = 0;",
+            "    for (long i = 0; i < n; i++) if (m[i] == -INFINITY) m[i] = 0;",
             f"    for (long j = 0; j < {length}L; j++) {{",
             "        #pragma omp simd",
             f"        for (long i = 0; i < n; i++) {sums}",

@@ -601,8 +601,8 @@ class GPURenderer:
         mct = gtype(mdt)
         self._note_dtypes(mdt, node.dtype, x.dtype)
         f = "f" if mct == "float" else ""
-        # as the C backend: a non-finite row max (NaN too) is replaced by 0 before the sum
-        fix = f"const {mct} mm = gc_isfinite(m) ? m : ({mct})0;"
+        # as the C backend and ops/nn._shifted: an all -inf row shifts by 0; +inf stays (NaN row)
+        fix = f"const {mct} mm = m == -INFINITY ? ({mct})0 : m;"
         wide = self._wide(_numel(x.shape))
         it, sfx = ("gc_i64", "L") if wide else ("int", "")
         if node.op in ("softmax_cross_entropy", "softmax_cross_entropy_grad"):

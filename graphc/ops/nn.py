@@ -18,12 +18,15 @@ from .core import (as_tensor, broadcast_like, constant, expand_dims, make, max, 
 from .registry import OpDef, normalize_axes, register
 
 
-def _shifted(x, axis):
+def _shifted(x, axis, for_lse=False):
     """(m, x - m, log(sum(exp(x - m)))) with m the max over ``axis`` (kept).  Results are
     formed from x - m, not as x - lse: at large |x| (1e4) lse's rounding costs the digits of
-    log(sum) (cross_entropy gave 0.693359 for log 2)."""
+    log(sum) (cross_entropy gave 0.693359 for log 2).  Where the max is not finite: an all -inf
+    (or empty) row shifts by 0 (its terms are exp(-inf) = 0: lse -inf, softmax 0/0 = NaN); a row
+    holding +inf shifts by 0 for logsumexp (+inf), but by +inf for softmax, log_softmax and
+    cross-entropy, whose row then is NaN throughout (inf - inf), as in PyTorch."""
     m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # an empty axis too (lse = -inf)
-    m = np.where(np.isfinite(m), m, 0)
+    m = np.where(np.isfinite(m) if for_lse else m != -np.inf, m, 0)
     z = x - m
     with np.errstate(divide="ignore"):
         return m, z, np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
@@ -33,7 +36,7 @@ def _stable_lse(x, axis, keepdims=True):
     x = np.asarray(x)
     if x.dtype.kind in "iub":  # x - m would wrap for unsigned types, int8 would compute in float16
         x = x.astype(np.float64)
-    m, _, log_sum = _shifted(x, axis)
+    m, _, log_sum = _shifted(x, axis, for_lse=True)
     out = log_sum + m
     return out if keepdims else np.squeeze(out, axis=axis)
 

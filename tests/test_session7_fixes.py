@@ -1,0 +1,73 @@
+"""Session 7 fixes: softmax, log_softmax and cross-entropy of rows holding +inf are NaN
+throughout, as in PyTorch (they were [nan, 0, ...]: the +inf max was replaced by 0)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from backends import C, OPENCL
+
+ROWS = np.array([[np.inf, 1, 2, 0], [-np.inf, 0, 1, 3], [np.inf, np.inf, 0, 1],
+                 [-np.inf, -np.inf, -np.inf, -np.inf], [np.nan, 1, 2, 0], [1, 2, 3, 4],
+                 [-np.inf, np.inf, 0, 1], [1e30, -1e30, 0, 5]], "float32")
+# torch 2.13: torch.softmax / log_softmax / cross_entropy of these rows (NaN where any +inf or
+# all -inf or NaN; the finite rows as usual)
+NAN_ROWS = [0, 2, 3, 4, 6]
+
+
+def _log_softmax_rows(a):
+    z = a - a.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_rows_with_pos_inf_are_nan(backend, op, axis):
+    a = ROWS if axis == -1 else np.ascontiguousarray(ROWS.T)
+    x = gc.placeholder((None, a.shape[1]), name="x")
+    got = gc.compile([x], getattr(gc, op)(x, axis=axis), backend=backend)(a)
+    got = got if axis == -1 else got.T
+    finite = [r for r in range(len(ROWS)) if r not in NAN_ROWS]
+    assert np.isnan(got[NAN_ROWS]).all()
+    want = _log_softmax_rows(ROWS[finite].astype("float64"))
+    want = np.exp(want) if op == "softmax" else want
+    np.testing.assert_allclose(got[finite], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+def test_cross_entropy_of_pos_inf_logits_is_nan(backend):
+    x = gc.placeholder((None, 4), name="x")
+    y = gc.placeholder((None,), "int64", name="y")
+    loss = gc.cross_entropy(x, y, reduction="none")
+    (dx,) = gc.grad(gc.sum(loss), [x])
+    labels = np.array([1, 1, 3, 0, 1, 2, 2, 3])
+    got, gdx = gc.compile([x, y], [loss, dx], backend=backend)(ROWS, labels)
+    assert np.isnan(got[NAN_ROWS]).all() and np.isnan(gdx[NAN_ROWS]).all()
+    finite = [r for r in range(len(ROWS)) if r not in NAN_ROWS]
+    logp = _log_softmax_rows(ROWS[finite].astype("float64"))
+    want = -logp[np.arange(len(finite)), labels[finite]]
+    p = np.exp(logp)
+    np.testing.assert_allclose(got[finite], want, rtol=1e-5)
+    onehot = np.eye(4)[labels[finite]]
+    np.testing.assert_allclose(gdx[finite], p - onehot, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+def test_logsumexp_keeps_pos_inf(backend):
+    x = gc.placeholder((None, 4), name="x")
+    got = gc.compile([x], gc.logsumexp(x, axis=1), backend=backend)(ROWS)
+    assert got[0] == np.inf and got[2] == np.inf and got[6] == np.inf
+    assert got[3] == -np.inf and np.isnan(got[4])
+
+
+def test_matches_torch():
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(ROWS)
+    x = gc.placeholder((None, 4), name="x")
+    f = gc.compile([x], [gc.softmax(x), gc.log_softmax(x), gc.logsumexp(x, axis=1)],
+                   backend="c")
+    for got, want in zip(f(ROWS), [torch.softmax(t, -1), torch.log_softmax(t, -1),
+                                   torch.logsumexp(t, -1)]):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
