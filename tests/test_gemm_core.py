@@ -153,3 +153,14 @@ def test_core_follows_the_module_thread_count(tmp_path):
         assert out.returncode == 0, out.stderr
         started[n] = int(out.stdout.split()[-1])
     assert started == {1: 0, 2: 1}
+
+
+def test_cache_command_lists_and_clears_the_core(empty_cache, capsys):
+    from graphc.cli import main
+    _, cores_dir = empty_cache
+    _train("c", 0.1)
+    assert main(["cache", "list"]) == 0
+    assert f"1 compiled GEMM driver object(s) in {cores_dir}" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1 compiled module(s)" in capsys.readouterr().out
+    assert not list(cores_dir.glob("*.o"))
