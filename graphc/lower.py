@@ -171,20 +171,6 @@ def comment(text: str) -> str:
     return text.replace("*/", "* /").replace("/*", "/ *")
 
 
-def reduction_groups(shape: tuple, axes) -> list[list]:
-    """Consecutive axes of the same kind merged: [[is_reduced, size], ...] (renderers loop over
-    these groups; at least one group)."""
-    axes = set(axes)
-    groups: list[list] = []
-    for d, size in enumerate(shape):
-        red = d in axes
-        if groups and groups[-1][0] == red:
-            groups[-1][1] *= size
-        else:
-            groups.append([red, size])
-    return groups or [[False, 1]]
-
-
 def ew_parts(node: Tensor):
     """(SymPy expression, input tensors) an elementwise kernel computes for ``node``: ``ew``
     nodes carry theirs; broadcast_like copies its first input; fill_like has no inputs."""
@@ -228,11 +214,11 @@ def collapse(out_shape: tuple, operand_strides: list[list[int]]):
 
 
 def merge_groups(shape: tuple, axes, operand_strides: list[list[int]]):
-    """``reduction_groups`` of ``shape`` that keeps an axis apart from its neighbour of the
-    same kind unless every operand walks the two contiguously (a per-row statistic (N, 1)
-    broadcast over (N, C) has stride 0 along C, 1 along N: the two cannot be one loop).
-    Size-1 axes index nothing and are dropped.  Returns (groups, per-operand stride of each
-    group: the stride of its innermost axis)."""
+    """The axes of a reduction's input ``shape`` as groups [is_reduced, size] (renderers loop
+    over these): neighbours of the same kind merge when every operand walks the two
+    contiguously (a per-row statistic (N, 1) broadcast over (N, C) has stride 0 along C, 1
+    along N: they stay two loops).  Size-1 axes index nothing and are dropped; at least one
+    group.  Returns (groups, per operand the stride of each group's innermost axis)."""
     axes = set(axes)
     keep = [d for d, size in enumerate(shape) if size != 1]
     groups: list[list] = []

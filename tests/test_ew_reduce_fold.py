@@ -129,13 +129,19 @@ def test_int64_exact(backend, monkeypatch):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bool_and_mixed_dtypes(backend, monkeypatch):
     # a comparison (bool node) counted by a sum (int64); a float64 operand in a float32 kernel
+    # and a broadcast_like (a per-row value spread over the row) computed by a max
     x = gc.placeholder((17, 33), name="x")
     w = gc.placeholder((33,), "float64", name="w")
+    r = gc.placeholder((17, 1), name="r")
     outs = [gc.sum(gc.greater(x, 0.25), axis=0), gc.sum(gc.less(x, 0.0)),
-            gc.mean(gc.cast(x, "float64") * w, axis=1), gc.max(gc.cast(x * 3, "int64"), axis=1)]
+            gc.mean(gc.cast(x, "float64") * w, axis=1), gc.max(gc.cast(x * 3, "int64"), axis=1),
+            gc.max(gc.broadcast_like(r, x), axis=0)]
     rng = np.random.default_rng(1)
-    feeds = [rng.standard_normal((17, 33)).astype("float32"), rng.standard_normal(33)]
-    check_both(backend, [x, w], outs, feeds, monkeypatch, rtol=1e-6)
+    feeds = [rng.standard_normal((17, 33)).astype("float32"), rng.standard_normal(33),
+             rng.standard_normal((17, 1)).astype("float32")]
+    f = check_both(backend, [x, w, r], outs, feeds, monkeypatch, rtol=1e-6)
+    assert {k.prologue.node.op for k in prologue_kernels(f)} == {"ew", "broadcast_like"}
+    assert len(prologue_kernels(f)) == len(outs)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
