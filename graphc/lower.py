@@ -571,8 +571,9 @@ EW_PRODUCERS = ("ew", "broadcast_like")  # ops whose kernel is an elementwise ex
 
 
 def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, extra: dict,
-                         readers: dict, pinned: set, base) -> dict[int, Tensor]:
-    """Reduction id -> the elementwise node it computes as its prologue: a node of
+                         readers: dict, pinned: set, base) -> dict[int, list[Tensor]]:
+    """Reduction id -> [the elementwise node it computes as its prologue, then the views
+    between that node and the reduction, which run with it]: the node is one of
     ``EW_PRODUCERS`` whose only reader is the reduction (directly or through views), that
     is no program output or update value (``pinned``: bases of those), no in-place update,
     no host or member of a fold.  Through a view, its operands must be full-shape or one
@@ -580,7 +581,7 @@ def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, ext
     reduction's members (a bias's updates) must not write what the prologue reads: a task
     stores its outputs' updates while others still load.  Operands and members together stay
     within MAX_FOLDED_ARGS."""
-    found: dict[int, Tensor] = {}
+    found: dict[int, list[Tensor]] = {}
     hosting = {h.id for h in host_of.values()}
     members: dict[int, list[Tensor]] = {}
     for m, h in host_of.items():
@@ -605,15 +606,15 @@ def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, ext
                                         if m in by_id)
         if args > MAX_FOLDED_ARGS:
             continue
-        chain, t = {}, r.inputs[0]
-        while t is not e:  # views between the node and the reduction run with it too
-            chain[t.id] = r.id
+        chain, t = [], r.inputs[0]
+        while t is not e:
+            chain.append(t)
             t = t.inputs[0]
-        trial = {**merged, **chain, e.id: r.id}
+        trial = {**merged, **{v.id: r.id for v in chain}, e.id: r.id}
         if _schedule(order, extra, trial) is None:
             continue
         merged = trial
-        found[r.id] = e
+        found[r.id] = [e] + chain[::-1]
     return found
 
 
@@ -747,18 +748,11 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
         if not (n.op in VIEW_OPS or n.is_leaf):
             for i in data_inputs(n):
                 value_readers.setdefault(base(i).id, set()).add(n.id)
-    prologue_of = (_fold_ew_into_reduce(order, in_place, {**host_of, **max_views}, extra,
-                                        value_readers, pinned, base) if into_red else {})
+    # reduction id -> [elementwise node it computes, views between them]
+    prologue_group = (_fold_ew_into_reduce(order, in_place, {**host_of, **max_views}, extra,
+                                           value_readers, pinned, base) if into_red else {})
+    prologue_of = {rid: group[0] for rid, group in prologue_group.items()}
     folded_ew = {e.id for e in prologue_of.values()}
-    # the folded node and the views between it and its reduction run with the reduction
-    prologue_group: dict[int, list[Tensor]] = {}
-    for r in order:
-        if r.id in prologue_of:
-            t, chain = r.inputs[0], []
-            while t is not prologue_of[r.id]:
-                chain.append(t)
-                t = t.inputs[0]
-            prologue_group[r.id] = [t] + chain[::-1]
     members_of: dict[int, list[Tensor]] = {}
     views_of: dict[int, list[Tensor]] = {}  # host id -> views of its output a folded max reads
     for n in order:  # members in topological order (a member may read an earlier one)

@@ -240,7 +240,7 @@ def test_mse_kernel_count():
     assert before - after == 2, (before, after)
 
 
-# -- layer norm --------------------------------------------------------------------------------------
+# -- layer norm -----------------------------------------------------------------------------------
 
 def layer_norm(x, g, b, eps=1e-5):
     mu = gc.mean(x, axis=-1, keepdims=True)
@@ -302,7 +302,7 @@ def lower_gpu_flag(program, shapes, fold_ew_into_reduce):
         graphc.lower.FOLD_EW_INTO_REDUCE = saved
 
 
-# -- what may not fold -------------------------------------------------------------------------------
+# -- what may not fold ----------------------------------------------------------------------------
 
 def test_outputs_and_other_readers_stay_materialized():
     x = gc.placeholder((17, 33), name="x")
@@ -331,7 +331,7 @@ def test_views_between_node_and_reduction(backend, monkeypatch):
     assert k.node.op == "max"
 
 
-# -- optimizer updates hosted by a folding reduction ---------------------------------------------------
+# -- optimizer updates hosted by a folding reduction ----------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
@@ -395,7 +395,7 @@ def test_prologue_reading_an_updated_parameter(backend, monkeypatch):
     np.testing.assert_allclose(finals[1][1], finals[0][1], rtol=1e-4, atol=1e-6)
 
 
-# -- the lowering's description and the CUDA text -------------------------------------------------------
+# -- the lowering's description and the CUDA text -------------------------------------------------
 
 def test_reduce_read_strides_and_merging():
     x = gc.placeholder((4, 5, 6), name="x")

@@ -104,8 +104,9 @@ class CRenderer:
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
         if k.prologue is not None:
             e = k.prologue.node
-            also += (f"\n * computing per element its input: node {comment(self.lowered.name(e))} = "
-                     f"{comment(e.attrs.get('label', e.op))}, built at {comment(e.where)}")
+            also += (f"\n * computing per element its input: node "
+                     f"{comment(self.lowered.name(e))} = {comment(e.attrs.get('label', e.op))}, "
+                     f"built at {comment(e.where)}")
         if k.group_max is not None:
             g = k.group_max
             also += (f"\n * and computes: node {comment(self.lowered.name(g.node))} = maxout of "
@@ -356,7 +357,7 @@ class CRenderer:
                 return nest([f"{{ const {acc_t} a = {var}, v = {load}; {var} = {comb}; }}"])
             g, W = red[-1], REDUCE_LANES
             lo, hi = bounds(g)
-            at_l = value([f"{Xs[j]}[{ats[j]}{step(j, 'l')}]" for j in range(nops)])
+            at_l = value([f"{Xs[j]}[{ats[j]} + {along(j, 'l')}]" for j in range(nops)])
             inner = [f"long r{g} = {lo};",
                      f"for (; r{g} + {W}L <= {hi}; r{g} += {W}L) {{",
                      "    #pragma omp simd",
@@ -384,7 +385,6 @@ class CRenderer:
         rows = [f"row{j}" for j in range(nops)] if folded else ["row"]
         ats = [" + ".join(f"r{g} * {st[j][g]}L" for g in red if st[j][g]) or "0"
                for j in range(nops)]
-        at = ats[0]
         # offset of the task's first element: kept groups' indices from the output index
         ko = "o" if not block else "ko"
         div = 1 if not block else inner
@@ -402,9 +402,8 @@ class CRenderer:
             bases.append(" + ".join(terms) or "0")
         value = self._reduce_element(rd, acc_t)
 
-        def step(j: int, var: str) -> str:  # operand j's offset along the last group's ``var``
-            s_ = st[j][-1]
-            return "" if not s_ else f" + {var}" if s_ == 1 else f" + {var} * {s_}L"
+        def along(j: int, var: str) -> str:  # operand j's offset at ``var`` along the last group
+            return "0" if not st[j][-1] else var if st[j][-1] == 1 else f"{var} * {st[j][-1]}L"
 
         if folded:
             params = [f"const {ctype(t.dtype)}* p{j}" for j, (t, _) in enumerate(rd.operands)]
@@ -456,7 +455,7 @@ class CRenderer:
                      f"const long o0 = ko * {inner}L + b * {B}L;"]
             task += [decl(j, Xs[j], f"{ptrs[j]} + {bases[j]}") for j in range(nops)]
             row = " ".join(decl(j, rows[j], f"{Xs[j]} + {ats[j]}") for j in range(nops))
-            load = value([f"{rows[j]}[{step(j, 'i')[3:] or '0'}]" for j in range(nops)])
+            load = value([f"{rows[j]}[{along(j, 'i')}]" for j in range(nops)])
             lanes = lambda s: ["#pragma omp simd", f"for (long i = 0; i < n; i++) {s}"]  # noqa
             if lse:
                 task += [f"{acc_t} M[{B}], MF[{B}], S[{B}];",

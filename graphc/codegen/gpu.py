@@ -143,8 +143,9 @@ class GPURenderer:
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
         if k.prologue is not None:
             e = k.prologue.node
-            also += (f"\n * computing per element its input: node {comment(self._name(e))} = "
-                     f"{comment(e.attrs.get('label', e.op))}, built at {comment(e.where)}")
+            also += (f"\n * computing per element its input: node "
+                     f"{comment(self._name(e))} = {comment(e.attrs.get('label', e.op))}, "
+                     f"built at {comment(e.where)}")
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
