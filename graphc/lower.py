@@ -20,6 +20,11 @@ Maxout folding: a max over groups of consecutive columns of a GEMM's output (``g
 ``Dense(activation="maxout")``) is computed by the GEMM's kernel from the rows of C it has just
 stored (``GroupMax``; gc_gemm.h's row hook), next to z, which the max's gradient reads
 (FOLD_GROUP_MAX, C only).
+
+Prologue folding: an elementwise node whose only reader is a reduction (mse's squared
+differences, a layer norm backward's g * xhat) is computed by the reduction at each element it
+loads (``Prologue``); its kernel and buffer disappear.  ``reduce_read`` describes what a
+reduction reads (operands, strides, expression) for both renderers (FOLD_EW_INTO_REDUCE).
 """
 from __future__ import annotations
 

@@ -316,6 +316,31 @@ def test_outputs_and_other_readers_stay_materialized():
     assert not [k for k in low.kernels if k.prologue is not None]
 
 
+def test_argument_limit(monkeypatch):
+    # a reduction computing an elementwise node passes its operands as buffers: no more than
+    # MAX_FOLDED_ARGS with its output (lowered to 5 here: fusion caps a node's operands first)
+    xs = [gc.placeholder((5, 7), name=f"x{i}") for i in range(6)]
+    total = xs[0]
+    for t in xs[1:]:
+        total = total + t
+    f = gc.compile(xs, [gc.sum(total * 2, axis=0), gc.sum(xs[0] * xs[1] + xs[2], axis=1)],
+                   backend="numpy")
+    monkeypatch.setattr(graphc.lower, "MAX_FOLDED_ARGS", 5)
+    low = lower(f.program, [(5, 7)] * 6)
+    folded = [k for k in low.kernels if k.prologue is not None]
+    assert [len(reduce_read(k).operands) for k in folded] == [3]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_size(backend, monkeypatch):
+    x = gc.placeholder((0, 5), name="x")
+    b = gc.placeholder((5,), name="b")
+    outs = [gc.sum(x * b, axis=0), gc.sum(x - b, axis=1), gc.mean(x + b, axis=0),
+            gc.sum(gc.exp(x) * 2)]
+    check_both(backend, [x, b], outs, [np.zeros((0, 5), "float32"), np.ones(5, "float32")],
+               monkeypatch)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_views_between_node_and_reduction(backend, monkeypatch):
     # full-shape operands: folded through the reshape; a broadcast operand: not folded
