@@ -460,3 +460,17 @@ def test_cuda_text_compiles_with_nvcc():
         assert cubin[:4] == b"\x7fELF"
         for fn in {la.function for la in launches}:
             assert fn.encode() in cubin, f"{name}: kernel {fn} missing from the cubin"
+
+
+def test_cache_fingerprint_includes_the_prologue():
+    # two reductions differing only in the expression they compute lower to kernels of the
+    # same names, shapes and buffers: the warm-load key must still tell them apart
+    from graphc.runtime.cpu import lowered_fingerprint
+    x = gc.placeholder((6, 5), name="x")
+    keys, values = [], []
+    for c in (2.0, 3.0):
+        f = gc.compile([x], gc.sum(x * c, axis=0), backend="c")
+        values.append(f(np.ones((6, 5), "float32")))
+        keys.append(lowered_fingerprint(f._exe._current().lowered))
+    assert keys[0] != keys[1]
+    np.testing.assert_array_equal(values[1], np.full(5, 18.0, "float32"))
