@@ -290,7 +290,9 @@ class CRenderer:
         outputs give too few tasks (a full sum, (2048, 256) over axis 0), the largest reduced
         group is also split into chunks whose partials, kept on the caller's stack, are
         combined afterwards in chunk order.  Task and chunk counts depend on the shapes only,
-        so the result is the same for any thread count."""
+        so the result is the same for any thread count.  A reduction with a prologue
+        (``lower.Prologue``) reads its operands instead of x, each at its own strides, and
+        computes the folded node's value at every element it loads."""
         node = k.node
         x = node.inputs[0]
         op = node.op

@@ -20,7 +20,9 @@ Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
   ``LX x LY`` threads handles ``LX`` outputs (rows), ``LY`` threads per output striding over the
   reduced elements, then a local-memory tree reduction.  No warp intrinsics, no atomics.
   Updates folded into a reduction (a bias's, from its gradient's column sum) run in the one
-  thread per output that holds the final value (``GPURenderer._reduce_finish``).
+  thread per output that holds the final value (``GPURenderer._reduce_finish``).  A reduction
+  computing its input (``lower.Prologue``) evaluates the folded node's expression at every
+  element it loads, as the C renderer does (``lower.reduce_read`` describes both).
 
 Everything is deterministic: identical programs give identical text.
 """
