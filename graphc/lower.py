@@ -573,10 +573,23 @@ def _fold_group_max(order: list[Tensor], in_place: dict, host_of: dict, extra: d
 # next.  Both renderers support it; ``lower(..., fold_ew_into_reduce=False)`` keeps them apart.
 # Measured (benchmarks/sweep_ops.py, 1 thread, min-max of 3 alternating runs): mse (4096, 1024)
 # forward 2.36-2.61 -> 1.18-1.30 ms; layer norm (32, 128, 512) forward + backward 9.1-13.9 ->
-# 7.9-10.1 ms (backward: 19 -> 15 kernels).  A max or logsumexp computes the expression once
-# per pass over the element (logsumexp: twice), in the interleaved-lane loops.
+# 7.9-10.1 ms (backward: 19 -> 15 kernels).  A logsumexp computes the expression in both of
+# its passes, so it folds plain arithmetic only (``_arithmetic``).
 FOLD_EW_INTO_REDUCE = True
 EW_PRODUCERS = ("ew", "broadcast_like")  # ops whose kernel is an elementwise expression
+
+
+def _arithmetic(expr) -> bool:
+    """Whether ``expr`` is plain arithmetic (sums, products, integer powers, |x|, max, min,
+    comparisons, selections): no libm call, cheap to compute twice."""
+    import sympy as sp
+
+    from .symbolic import Max2, Min2
+    plain = (sp.Symbol, sp.Number, sp.Add, sp.Mul, sp.Abs, sp.sign, sp.Piecewise, Max2, Min2,
+             sp.functions.elementary.piecewise.ExprCondPair, sp.core.relational.Relational,
+             sp.logic.boolalg.BooleanFunction, sp.logic.boolalg.BooleanAtom)
+    return all(isinstance(e, plain) or (isinstance(e, sp.Pow) and e.exp.is_Integer)
+               for e in sp.preorder_traversal(sp.sympify(expr)))
 
 
 def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, extra: dict,
@@ -589,7 +602,7 @@ def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, ext
     element (the view keeps row-major order, not the operands' broadcast strides).  The
     reduction's members (a bias's updates) must not write what the prologue reads: a task
     stores its outputs' updates while others still load.  Operands and members together stay
-    within MAX_FOLDED_ARGS."""
+    within MAX_FOLDED_ARGS.  A logsumexp folds plain arithmetic only (``_arithmetic``)."""
     found: dict[int, list[Tensor]] = {}
     hosting = {h.id for h in host_of.values()}
     members: dict[int, list[Tensor]] = {}
@@ -604,6 +617,11 @@ def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, ext
         e = base(r.inputs[0])
         if e.op not in EW_PRODUCERS or e.id in pinned or e.id in in_place or e.id in host_of \
                 or e.id in hosting or readers.get(e.id) != {r.id}:
+            continue
+        if r.op == "logsumexp" and not _arithmetic(ew_parts(e)[0]):
+            # it reads each element twice (the max, then the exponentials): libm calls made
+            # twice cost more than the buffer (logsumexp(tanh(x) * y, axis=0) on (4096, 1024),
+            # 1 thread: 6.6-7.6 ms apart, 11.4-12.8 ms folded)
             continue
         if tuple(e.shape) != tuple(r.inputs[0].shape) and any(
                 tuple(t.shape) != tuple(e.shape) and _numel(t.shape) != 1 for t in e.inputs):
