@@ -3,8 +3,8 @@
 expression at each element it loads, and the node's kernel and buffer disappear.
 
 Checked on C and OpenCL (PoCL), folded and unfolded, against the numpy backend: every
-reduction of the registry (sum, mean, max, logsumexp; min is -max(-x)) over the first, last and
-middle axes, all axes and keepdims, with operands broadcast against the reduction's input
+reduction of the registry (sum, mean, max, logsumexp; min as -max(-x); there is no prod) over
+the first, last and middle axes, all axes and keepdims, with operands broadcast against the reduction's input
 (per-row statistics, a bias row, scalars), float64 and int64 data, NaN/inf, odd and large
 shapes (the C backend's parallel and chunked paths, the GPU's split path); mse and
 binary cross-entropy values and gradients; a layer norm forward and backward (and
