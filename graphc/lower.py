@@ -20,6 +20,11 @@ Maxout folding: a max over groups of consecutive columns of a GEMM's output (``g
 ``Dense(activation="maxout")``) is computed by the GEMM's kernel from the rows of C it has just
 stored (``GroupMax``; gc_gemm.h's row hook), next to z, which the max's gradient reads
 (FOLD_GROUP_MAX, C only).
+
+Prologue folding: an elementwise node whose only reader is a reduction (mse's squared
+differences, a layer norm backward's g * xhat) is computed by the reduction at each element it
+loads (``Prologue``); its kernel and buffer disappear.  ``reduce_read`` describes what a
+reduction reads (operands, strides, expression) for both renderers (FOLD_EW_INTO_REDUCE).
 """
 from __future__ import annotations
 
@@ -63,6 +68,7 @@ class Kernel:
     members: list = field(default_factory=list)  # Member updates computed alongside
                                                  # (ew, dense, reduce)
     group_max: Optional["GroupMax"] = None       # dense: a maxout of its output, computed too
+    prologue: Optional["Prologue"] = None        # reduce: its input computed per element
 
 
 @dataclass
@@ -84,6 +90,31 @@ class GroupMax:
     node: Tensor
     dst: Storage
     pieces: int
+
+
+@dataclass
+class Prologue:
+    """An elementwise node computed by the reduction that consumes it, at each element the
+    reduction loads (see ``_fold_ew_into_reduce``): its buffer is never written.  ``srcs``:
+    the Storage of each of ``node``'s inputs."""
+    node: Tensor
+    srcs: list
+
+
+@dataclass
+class ReduceRead:
+    """What a reduction kernel reads, for every renderer (``reduce_read``): its input's axes
+    with size-1 ones dropped and neighbours of one kind merged where every operand allows it,
+    as groups [is_reduced, size] (at least one); the operands (Tensor, Storage) with each
+    one's element stride per group (0: broadcast along it); and the value of an element:
+    ``expr`` of the arguments A[j] = operand j's element, computed in the elementwise kernels'
+    type and stored as ``node``'s dtype (what a buffer would have held), or None for operand
+    0 itself (no prologue)."""
+    groups: list
+    operands: list
+    strides: list
+    expr: object
+    node: Tensor
 
 
 @dataclass
@@ -145,20 +176,6 @@ def comment(text: str) -> str:
     return text.replace("*/", "* /").replace("/*", "/ *")
 
 
-def reduction_groups(shape: tuple, axes) -> list[list]:
-    """Consecutive axes of the same kind merged: [[is_reduced, size], ...] (renderers loop over
-    these groups; at least one group)."""
-    axes = set(axes)
-    groups: list[list] = []
-    for d, size in enumerate(shape):
-        red = d in axes
-        if groups and groups[-1][0] == red:
-            groups[-1][1] *= size
-        else:
-            groups.append([red, size])
-    return groups or [[False, 1]]
-
-
 def ew_parts(node: Tensor):
     """(SymPy expression, input tensors) an elementwise kernel computes for ``node``: ``ew``
     nodes carry theirs; broadcast_like copies its first input; fill_like has no inputs."""
@@ -199,6 +216,63 @@ def collapse(out_shape: tuple, operand_strides: list[list[int]]):
             del dims[d + 1]
         d -= 1
     return dims, strides
+
+
+def merge_groups(shape: tuple, axes, operand_strides: list[list[int]]):
+    """The axes of a reduction's input ``shape`` as groups [is_reduced, size] (renderers loop
+    over these): neighbours of the same kind merge when every operand walks the two
+    contiguously (a per-row statistic (N, 1) broadcast over (N, C) has stride 0 along C, 1
+    along N: they stay two loops).  Size-1 axes index nothing and are dropped; at least one
+    group.  Returns (groups, per operand the stride of each group's innermost axis)."""
+    axes = set(axes)
+    keep = [d for d, size in enumerate(shape) if size != 1]
+    groups: list[list] = []
+    strides: list[list[int]] = [[] for _ in operand_strides]
+    for d in keep:
+        red = d in axes
+        if groups and groups[-1][0] == red and all(
+                s[d] * shape[d] == g[-1] for s, g in zip(operand_strides, strides)):
+            groups[-1][1] *= shape[d]
+            for s, g in zip(operand_strides, strides):
+                g[-1] = s[d]
+        else:
+            groups.append([red, shape[d]])
+            for s, g in zip(operand_strides, strides):
+                g.append(s[d])
+    if not groups:
+        return [[False, 1]], [[0] for _ in operand_strides]
+    return groups, strides
+
+
+def reduce_read(k: "Kernel") -> ReduceRead:
+    """The ``ReduceRead`` of reduction kernel ``k``: its input buffer, or the operands and
+    expression of its prologue with their strides relative to the reduction's input shape
+    (a view of the folded node reads full-shape or one-element operands only: row-major
+    order is the view's too)."""
+    x = k.node.inputs[0]
+    shape, axes = tuple(x.shape), k.node.attrs["axes"]
+    if k.prologue is None:
+        groups, strides = merge_groups(shape, axes, [strides_for(shape, shape)])
+        return ReduceRead(groups, [(x, k.srcs[0])], strides, None, x)
+    e = k.prologue.node
+    expr, inputs = ew_parts(e)
+    from .symbolic import A
+    operands, index, subs = [], {}, {}
+    for j, t in enumerate(inputs):
+        st = k.prologue.srcs[e.inputs.index(t)]
+        key = (st.where, st.index, tuple(t.shape), t.dtype)
+        if key not in index:
+            index[key] = len(operands)
+            operands.append((t, st))
+        subs[A[j]] = A[index[key]]
+    expr = expr.xreplace(subs) if subs else expr
+    if tuple(e.shape) == shape:
+        full = [strides_for(t.shape, shape) for t, _ in operands]
+    else:  # through a view: contiguous or one element (checked by the fold)
+        full = [strides_for(shape, shape) if _numel(t.shape) > 1 else [0] * len(shape)
+                for t, _ in operands]
+    groups, strides = merge_groups(shape, axes, full)
+    return ReduceRead(groups, operands, strides, expr, e)
 
 
 def fused_plan(k: "Kernel") -> FusedPlan:
@@ -493,6 +567,84 @@ def _fold_group_max(order: list[Tensor], in_place: dict, host_of: dict, extra: d
     return found, views
 
 
+# Compute an elementwise node read only by a reduction inside the reduction, at each element
+# it loads (a ``Prologue``): mse's squared differences, a cross-entropy's or a layer norm
+# backward's per-element terms were written to a buffer by one kernel and read back by the
+# next.  Both renderers support it; ``lower(..., fold_ew_into_reduce=False)`` keeps them apart.
+# Measured (benchmarks/sweep_ops.py, 1 thread, min-max of 3 alternating runs): mse (4096, 1024)
+# forward 2.36-2.61 -> 1.18-1.30 ms; layer norm (32, 128, 512) forward + backward 9.1-13.9 ->
+# 7.9-10.1 ms (backward: 19 -> 15 kernels).  A logsumexp computes the expression in both of
+# its passes, so it folds plain arithmetic only (``_arithmetic``).
+FOLD_EW_INTO_REDUCE = True
+EW_PRODUCERS = ("ew", "broadcast_like")  # ops whose kernel is an elementwise expression
+
+
+def _arithmetic(expr) -> bool:
+    """Whether ``expr`` is plain arithmetic (sums, products, integer powers, |x|, max, min,
+    comparisons, selections): no libm call, cheap to compute twice."""
+    import sympy as sp
+
+    from .symbolic import Max2, Min2
+    plain = (sp.Symbol, sp.Number, sp.Add, sp.Mul, sp.Abs, sp.sign, sp.Piecewise, Max2, Min2,
+             sp.functions.elementary.piecewise.ExprCondPair, sp.core.relational.Relational,
+             sp.logic.boolalg.BooleanFunction, sp.logic.boolalg.BooleanAtom)
+    return all(isinstance(e, plain) or (isinstance(e, sp.Pow) and e.exp.is_Integer)
+               for e in sp.preorder_traversal(sp.sympify(expr)))
+
+
+def _fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, extra: dict,
+                         readers: dict, pinned: set, base) -> dict[int, list[Tensor]]:
+    """Reduction id -> [the elementwise node it computes as its prologue, then the views
+    between that node and the reduction, which run with it]: the node is one of
+    ``EW_PRODUCERS`` whose only reader is the reduction (directly or through views), that
+    is no program output or update value (``pinned``: bases of those), no in-place update,
+    no host or member of a fold.  Through a view, its operands must be full-shape or one
+    element (the view keeps row-major order, not the operands' broadcast strides).  The
+    reduction's members (a bias's updates) must not write what the prologue reads: a task
+    stores its outputs' updates while others still load.  Operands and members together stay
+    within MAX_FOLDED_ARGS.  A logsumexp folds plain arithmetic only (``_arithmetic``)."""
+    found: dict[int, list[Tensor]] = {}
+    hosting = {h.id for h in host_of.values()}
+    members: dict[int, list[Tensor]] = {}
+    for m, h in host_of.items():
+        members.setdefault(h.id, []).append(m)
+    by_id = {n.id: n for n in order}
+    merged = {m: h.id for m, h in host_of.items()}
+    for r in order:
+        if r.is_leaf or r.op in VIEW_OPS or r.op in EW_PRODUCERS or r.op == "dense" \
+                or lookup(r.op).kind != "reduce" or r.id in host_of or r.id in in_place:
+            continue
+        e = base(r.inputs[0])
+        if e.op not in EW_PRODUCERS or e.id in pinned or e.id in in_place or e.id in host_of \
+                or e.id in hosting or readers.get(e.id) != {r.id}:
+            continue
+        if r.op == "logsumexp" and not _arithmetic(ew_parts(e)[0]):
+            # it reads each element twice (the max, then the exponentials): libm calls made
+            # twice cost more than the buffer (logsumexp(tanh(x) * y, axis=0) on (4096, 1024),
+            # 1 thread: 6.6-7.6 ms apart, 11.4-12.8 ms folded)
+            continue
+        if tuple(e.shape) != tuple(r.inputs[0].shape) and any(
+                tuple(t.shape) != tuple(e.shape) and _numel(t.shape) != 1 for t in e.inputs):
+            continue
+        written = {in_place[m].id for m in members.get(r.id, []) if m in in_place}
+        if any(base(t).id in written for t in e.inputs):
+            continue
+        args = len(e.inputs) + 1 + sum(len(by_id[m].inputs) + 1 for m in members.get(r.id, [])
+                                        if m in by_id)
+        if args > MAX_FOLDED_ARGS:
+            continue
+        chain, t = [], r.inputs[0]
+        while t is not e:
+            chain.append(t)
+            t = t.inputs[0]
+        trial = {**merged, **{v.id: r.id for v in chain}, e.id: r.id}
+        if _schedule(order, extra, trial) is None:
+            continue
+        merged = trial
+        found[r.id] = [e] + chain[::-1]
+    return found
+
+
 def _kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"
@@ -542,12 +694,14 @@ def _schedule(order: list[Tensor], extra: dict[int, set[int]],
 def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
           fold_into_gemm: Optional[bool] = None,
           fold_into_reduce: Optional[bool] = None,
-          fold_group_max: Optional[bool] = None) -> Lowered:
+          fold_group_max: Optional[bool] = None,
+          fold_ew_into_reduce: Optional[bool] = None) -> Lowered:
     """Lower ``program`` for inputs of concrete ``shapes``.  ``fold_into_gemm`` /
     ``fold_into_reduce``: whether in-place updates may also fold into a GEMM's epilogue /
     a reduction's final loop (defaults ``FOLD_INTO_GEMM`` / ``FOLD_INTO_REDUCE``);
     ``fold_group_max``: whether a maxout of a GEMM's output is computed by the GEMM's kernel
-    (default ``FOLD_GROUP_MAX``)."""
+    (default ``FOLD_GROUP_MAX``); ``fold_ew_into_reduce``: whether an elementwise node read
+    only by a reduction is computed by it (default ``FOLD_EW_INTO_REDUCE``)."""
     n_out = len(program.outputs)
     track = {n.id: n for n in toposort(program.roots)}  # program node id -> current node
     trace: dict = {}
@@ -614,6 +768,18 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     max_of, max_views = (_fold_group_max(order, in_place, host_of, extra, base) if fold_max
                          else ({}, {}))
     host_of.update(max_of)
+    into_red = FOLD_EW_INTO_REDUCE if fold_ew_into_reduce is None else fold_ew_into_reduce
+    pinned = {base(t).id for t in outs + values}
+    value_readers: dict[int, set[int]] = {}  # readers of values (broadcast_like's shape: no)
+    for n in order:
+        if not (n.op in VIEW_OPS or n.is_leaf):
+            for i in data_inputs(n):
+                value_readers.setdefault(base(i).id, set()).add(n.id)
+    # reduction id -> [elementwise node it computes, views between them]
+    prologue_group = (_fold_ew_into_reduce(order, in_place, {**host_of, **max_views}, extra,
+                                           value_readers, pinned, base) if into_red else {})
+    prologue_of = {rid: group[0] for rid, group in prologue_group.items()}
+    folded_ew = {e.id for e in prologue_of.values()}
     members_of: dict[int, list[Tensor]] = {}
     views_of: dict[int, list[Tensor]] = {}  # host id -> views of its output a folded max reads
     for n in order:  # members in topological order (a member may read an earlier one)
@@ -621,9 +787,13 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             members_of.setdefault(host_of[n.id].id, []).append(n)
         elif n.id in max_views:
             views_of.setdefault(max_views[n.id].id, []).append(n)
-    order = _schedule(order, extra, {m: h.id for m, h in {**host_of, **max_views}.items()})
+    contracted = {m: h.id for m, h in {**host_of, **max_views}.items()}
+    contracted.update({t.id: rid for rid, ts in prologue_group.items() for t in ts})
+    order = _schedule(order, extra, contracted)
     assert order is not None
-    order = [x for n in order for x in [n] + views_of.get(n.id, []) + members_of.get(n.id, [])]
+    # the folded node and its views follow their reduction (display names; never computed)
+    order = [x for n in order for x in [n] + views_of.get(n.id, []) + members_of.get(n.id, [])
+             + prologue_group.get(n.id, [])]
     # display names independent of global node ids, so identical graphs render identically
     names = {n.id: n._name if n._name is not None else f"{n.attrs.get('label', n.op)}_{i}"
              for i, n in enumerate(order)}
@@ -648,7 +818,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
             storage[p.id] = Storage("slot", add_slot("param", p), nbytes(p))
 
     computed = [n for n in order if not n.is_leaf and n.op not in VIEW_OPS
-                and n.id not in host_of]
+                and n.id not in host_of and n.id not in folded_ew]
     for n in updates_of:
         storage[n] = storage[in_place[n].id]
     output_slots: list[tuple[int, Tensor]] = []
@@ -671,7 +841,8 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     end = len(computed)
     last_use: dict[int, int] = {}
     for s, n in enumerate(computed):
-        for i in [i for x in [n] + members_of.get(n.id, []) for i in x.inputs]:
+        for i in [i for x in [n] + members_of.get(n.id, []) + prologue_group.get(n.id, [])[:1]
+                  for i in x.inputs]:
             last_use[base(i).id] = max(last_use.get(base(i).id, -1), s)
     for o in outs:
         last_use[base(o).id] = end          # copied into its output slot at the end
@@ -714,6 +885,10 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     def where(t: Tensor) -> Storage:
         return storage[base(t).id]
 
+    def where_read(t: Tensor) -> Optional[Storage]:
+        # None: a folded node read for its shape only (broadcast_like's reference)
+        return storage.get(base(t).id)
+
     # -- kernels ----------------------------------------------------------------------------
     kernels: list[Kernel] = []
     for s, n in enumerate(computed):
@@ -728,8 +903,15 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
                          for m in members if not m.in_place)
         suffix += "_maxout" if gmax is not None else ""
         suffix += "_updates" if any(m.in_place for m in members) else ""
+        prologue = None
+        if n.id in prologue_of:  # the reduction computes its input: no buffer to read
+            e = prologue_of[n.id]
+            reads = {i.id for i in ew_parts(e)[1]}  # not broadcast_like's shape reference
+            prologue = Prologue(e, [where(i) if i.id in reads else None for i in e.inputs])
+            suffix = "_" + sanitize(e.attrs.get("label", e.op), 16) + suffix
+        srcs = [None] if prologue is not None else [where_read(i) for i in n.inputs]
         kernels.append(Kernel(f"k{s}_{sanitize(label, 24)}{suffix}", kind, n, where(n),
-                              [where(i) for i in n.inputs], members=members, group_max=gmax))
+                              srcs, members=members, group_max=gmax, prologue=prologue))
     for k, o in output_slots:
         if where(o) != Storage("slot", k, nbytes(base(o))):
             kernels.append(Kernel(f"k{len(kernels)}_copy_out", "copy", o,
@@ -808,7 +990,8 @@ def _provenance(program: Program, track: dict, kernels: list[Kernel]) -> dict[in
     producer, a folded transpose, a view) belongs to the kernel of a consumer."""
     by_node = {n.id: k.name for k in kernels if k.kind != "copy"
                for n in [k.node] + [m.node for m in k.members]
-               + ([k.group_max.node] if k.group_max is not None else [])}
+               + ([k.group_max.node] if k.group_max is not None else [])
+               + ([k.prologue.node] if k.prologue is not None else [])}
     order = toposort(program.roots)
     users = consumers(order)
     out: dict[int, str] = {}

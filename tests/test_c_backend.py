@@ -230,7 +230,10 @@ def test_memory_report_reuses_buffers(cache_dir):
     f(np.zeros((64, 13), "float32"), np.zeros(64, "int64"))
     rep = f.memory_report()
     assert rep["peak"] > 0 and rep["buffers"]
-    assert rep["arena"] < sum(rep["buffers"].values())  # liveness-based reuse
+    # liveness-based reuse: less than every buffer in a block of its own (64-byte aligned;
+    # with the l2 terms computed by their sums, padding alone exceeds the raw byte total)
+    from graphc.lower import ALIGN as align
+    assert rep["arena"] < sum(-(-b // align) * align for b in rep["buffers"].values())
     assert set(rep["in_place_updates"]) >= {"W1", "W2"}
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, label_status, linear_update,
-                     plan_loop, reduction_groups, strides_for, xent_parts)
+from ..lower import (FusedPlan, Kernel, Lowered, collapse, comment, fused_plan, label_status,
+                     linear_update, plan_loop, reduce_read, strides_for, xent_parts)
 from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -102,6 +102,11 @@ class CRenderer:
         also = "".join(f"\n * and {'updates in place' if m.in_place else 'computes'}: node "
                        f"{comment(self.lowered.name(m.node))} = "
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
+        if k.prologue is not None:
+            e = k.prologue.node
+            also += (f"\n * computing per element its input: node "
+                     f"{comment(self.lowered.name(e))} = {comment(e.attrs.get('label', e.op))}, "
+                     f"built at {comment(e.where)}")
         if k.group_max is not None:
             g = k.group_max
             also += (f"\n * and computes: node {comment(self.lowered.name(g.node))} = maxout of "
@@ -285,23 +290,22 @@ class CRenderer:
         outputs give too few tasks (a full sum, (2048, 256) over axis 0), the largest reduced
         group is also split into chunks whose partials, kept on the caller's stack, are
         combined afterwards in chunk order.  Task and chunk counts depend on the shapes only,
-        so the result is the same for any thread count."""
+        so the result is the same for any thread count.  A reduction with a prologue
+        (``lower.Prologue``) reads its operands instead of x, each at its own strides, and
+        computes the folded node's value at every element it loads."""
         node = k.node
         x = node.inputs[0]
         op = node.op
-        # size-1 axes index nothing: dropped, so that (N, 1) over axis 0 is a plain sum
-        dims = [(d, i in node.attrs["axes"]) for i, d in enumerate(x.shape) if d != 1]
-        groups = reduction_groups(tuple(d for d, _ in dims),
-                                  {j for j, (_, r) in enumerate(dims) if r})
+        # merged axes and what is read per element: the input buffer, or the operands of an
+        # elementwise prologue (each with its own strides per group; lower.reduce_read)
+        rd = reduce_read(k)
+        groups = rd.groups
         nout = int(np.prod(node.shape)) if node.shape else 1
         nin = int(np.prod(x.shape)) if x.shape else 1
         count = nin // max(nout, 1)
         acc_t, init, combine = reduce_accumulator(op, x.dtype, node.dtype, count)
         sizes = [g[1] for g in groups]
-        in_st, acc = [], 1
-        for s in reversed(sizes):
-            in_st.insert(0, acc)
-            acc *= s
+        st = rd.strides                  # st[j][g]: operand j's element stride along group g
         out_st, acc = [0] * len(groups), 1
         for gi in range(len(groups) - 1, -1, -1):
             if not groups[gi][0]:
@@ -355,12 +359,12 @@ class CRenderer:
                 return nest([f"{{ const {acc_t} a = {var}, v = {load}; {var} = {comb}; }}"])
             g, W = red[-1], REDUCE_LANES
             lo, hi = bounds(g)
-            at_l = f"X[{at} + l]"
+            at_l = value([f"{Xs[j]}[{ats[j]} + {along(j, 'l')}]" for j in range(nops)])
             inner = [f"long r{g} = {lo};",
                      f"for (; r{g} + {W}L <= {hi}; r{g} += {W}L) {{",
                      "    #pragma omp simd",
                      f"    for (long l = 0; l < {W}L; l++) {{ const {acc_t} a = L[l], "
-                     f"v = (({acc_t}){at_l}); L[l] = {comb}; }}",
+                     f"v = {at_l}; L[l] = {comb}; }}",
                      "}",
                      f"for (; r{g} < {hi}; r{g}++) {{ const {acc_t} a = L[0], v = {load}; "
                      f"L[0] = {comb}; }}"]
@@ -376,22 +380,40 @@ class CRenderer:
                       f"{var} = {comb}; }} }}"]
             return lines
 
-        at = " + ".join(f"r{g} * {in_st[g]}L" for g in red) or "0"
+        nops = len(rd.operands)
+        folded = rd.expr is not None
+        ptrs = [f"p{j}" for j in range(nops)] if folded else ["x"]
+        Xs = [f"X{j}" for j in range(nops)] if folded else ["X"]
+        rows = [f"row{j}" for j in range(nops)] if folded else ["row"]
+        ats = [" + ".join(f"r{g} * {st[j][g]}L" for g in red if st[j][g]) or "0"
+               for j in range(nops)]
         # offset of the task's first element: kept groups' indices from the output index
         ko = "o" if not block else "ko"
         div = 1 if not block else inner
-        base = []
+        kidx = []
         for g in kept:
             idx = f"{ko} / {out_st[g] // div}L" if out_st[g] // div > 1 else ko
             if g != kept[0]:
                 idx = f"({idx}) % {sizes[g]}L"
-            base.append(f"({idx}) * {in_st[g]}L")
-        if block:
-            base.append(f"b * {REDUCE_BLOCK}L")
-        base = " + ".join(base) or "0"
+            kidx.append((g, idx))
+        bases = []
+        for j in range(nops):
+            terms = [f"({idx}) * {st[j][g]}L" for g, idx in kidx if st[j][g]]
+            if block and st[j][-1]:
+                terms.append(f"b * {REDUCE_BLOCK * st[j][-1]}L")
+            bases.append(" + ".join(terms) or "0")
+        value = self._reduce_element(rd, acc_t)
 
-        params = [f"const {ctype(x.dtype)}* x", f"{ctype(node.dtype)}* out"]
-        args = [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)]
+        def along(j: int, var: str) -> str:  # operand j's offset at ``var`` along the last group
+            return "0" if not st[j][-1] else var if st[j][-1] == 1 else f"{var} * {st[j][-1]}L"
+
+        if folded:
+            params = [f"const {ctype(t.dtype)}* p{j}" for j, (t, _) in enumerate(rd.operands)]
+            args = [pointer(sj, t.dtype) for t, sj in rd.operands]
+        else:
+            params, args = [f"const {ctype(x.dtype)}* x"], [pointer(k.srcs[0], x.dtype)]
+        params.append(f"{ctype(node.dtype)}* out")
+        args.append(pointer(k.dst, node.dtype, const=False))
         # the final value of output o (an expression of the accumulator type), stored and fed
         # to folded updates (a bias and its optimizer state): exactly once per output, by the
         # task that owns it or by the combining loop
@@ -408,10 +430,11 @@ class CRenderer:
         body.append(f"for (long t = 0; t < {out_tasks * nc}L; t++) {{")
         task = [f"const long c = t % {nc}L;"] if part else []
         tid = f"t / {nc}L" if part else "t"
+        decl = lambda j, t, v: f"const {ctype(rd.operands[j][0].dtype)}* {t} = {v};"  # noqa
         if not block:
             task.append(f"const long o = {tid};")
-            task.append(f"const {ctype(x.dtype)}* X = x + {base};")
-            load = f"(({acc_t})X[{at}])"
+            task += [decl(j, Xs[j], f"{ptrs[j]} + {bases[j]}") for j in range(nops)]
+            load = value([f"{Xs[j]}[{ats[j]}]" for j in range(nops)])
             if lse:
                 task += [f"{acc_t} m = -INFINITY, s = 0;"]
                 task += lanes_nest("m", f"{mx}(a, v)")
@@ -431,10 +454,10 @@ class CRenderer:
             task += [f"const long b = {tid} % {nblk}L, ko = {tid} / {nblk}L;" if nblk > 1 else
                      f"const long b = 0, ko = {tid};",
                      f"const long n = {inner}L - b * {B}L < {B}L ? {inner}L - b * {B}L : {B}L;",
-                     f"const long o0 = ko * {inner}L + b * {B}L;",
-                     f"const {ctype(x.dtype)}* X = x + {base};"]
-            row = f"const {ctype(x.dtype)}* row = X + {at};"
-            load = f"(({acc_t})row[i])"
+                     f"const long o0 = ko * {inner}L + b * {B}L;"]
+            task += [decl(j, Xs[j], f"{ptrs[j]} + {bases[j]}") for j in range(nops)]
+            row = " ".join(decl(j, rows[j], f"{Xs[j]} + {ats[j]}") for j in range(nops))
+            load = value([f"{rows[j]}[{along(j, 'i')}]" for j in range(nops)])
             lanes = lambda s: ["#pragma omp simd", f"for (long i = 0; i < n; i++) {s}"]  # noqa
             if lse:
                 task += [f"{acc_t} M[{B}], MF[{B}], S[{B}];",
@@ -476,6 +499,23 @@ class CRenderer:
                 comb += emit(f"a{scale}")
             body += ["    " + s for s in comb] + ["}"]
         self._emit(k, params, body, args)
+
+    def _reduce_element(self, rd, acc_t: str):
+        """A function of the C lvalues of operand j's element giving the element's value as
+        the reduction's accumulator type: the input's element, or the prologue's expression
+        computed as an elementwise kernel computes it and converted to the folded node's dtype
+        first (the value its buffer held), in a statement expression (its CSE temporaries)."""
+        if rd.expr is None:
+            return lambda subs: f"(({acc_t}){subs[0]})"
+        plan = FusedPlan(rd.operands, [(rd.node, None)],
+                         [(rd.expr, [("in", j) for j in range(len(rd.operands))])])
+        mdt, mct = compute_type([rd.node.dtype] + [t.dtype for t, _ in rd.operands])
+
+        def value(subs: list[str]) -> str:
+            stmts, values = render_plan(plan, [f"(({mct}){a})" for a in subs], mdt, mct,
+                                        self._store, local="pe")  # r0...: loop indices
+            return f"({{ {' '.join(stmts)} ({acc_t})({values[0]}); }})"
+        return value
 
     def _reduce_members(self, k: Kernel, params: list, args: list):
         """For a reduction whose output also feeds in-place updates: a function of the final

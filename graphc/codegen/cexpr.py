@@ -157,10 +157,11 @@ def _integer_valued(expr) -> bool:
     return True
 
 
-def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str = "(acc)"
-                ) -> tuple[list[str], list[str]]:
+def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str = "(acc)",
+                local: str = "r") -> tuple[list[str], list[str]]:
     """Statements computing every output of a ``lower.FusedPlan`` into locals r0, r1, ...
     (every load happens here, before any store), and the value each output stores.
+    ``local``: the locals' prefix instead of r (a kernel whose own names would clash).
 
     ``loads``: the C expression loading each operand; ``ctype``: the compute type;
     ``store(value, dtype)``: the conversion of a computed value to an output's dtype (an
@@ -175,7 +176,8 @@ def render_plan(plan, loads: list[str], dtype: str, ctype: str, store, acc: str 
             # integer operands and outputs around float intermediates (cast(a / 2 + 0.5) of
             # fused integer ops): compute in double, as numpy's float path does
             ct, args = "double", [f"((double){a})" for a in args]
-        body, value = render_expr(expr, args, dtype, tmp_prefix=f"t{o}_", ctype=ct)
-        stmts += body + [f"const {ct} r{o} = {value};"]
-        values.append(store(f"r{o}", plan.outputs[o][0].dtype))
+        tmp = f"t{o}_" if local == "r" else f"{local}{o}_"
+        body, value = render_expr(expr, args, dtype, tmp_prefix=tmp, ctype=ct)
+        stmts += body + [f"const {ct} {local}{o} = {value};"]
+        values.append(store(f"{local}{o}", plan.outputs[o][0].dtype))
     return stmts, values

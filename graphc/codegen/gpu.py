@@ -20,7 +20,9 @@ Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
   ``LX x LY`` threads handles ``LX`` outputs (rows), ``LY`` threads per output striding over the
   reduced elements, then a local-memory tree reduction.  No warp intrinsics, no atomics.
   Updates folded into a reduction (a bias's, from its gradient's column sum) run in the one
-  thread per output that holds the final value (``GPURenderer._reduce_finish``).
+  thread per output that holds the final value (``GPURenderer._reduce_finish``).  A reduction
+  computing its input (``lower.Prologue``) evaluates the folded node's expression at every
+  element it loads, as the C renderer does (``lower.reduce_read`` describes both).
 
 Everything is deterministic: identical programs give identical text.
 """
@@ -33,8 +35,8 @@ import numpy as np
 import sympy as sp
 
 from ..ir import Tensor
-from ..lower import (Kernel, Lowered, Storage, collapse, comment, fused_plan, label_status,
-                     lower, plan_loop, reduction_groups, strides_for, xent_parts)
+from ..lower import (FusedPlan, Kernel, Lowered, Storage, collapse, comment, fused_plan,
+                     label_status, lower, plan_loop, reduce_read, strides_for, xent_parts)
 from ..symbolic import A
 from .c import compute_type, math_dtype
 from .cexpr import render_plan
@@ -141,6 +143,11 @@ class GPURenderer:
         also = "".join(f"\n * and {'updates in place' if m.in_place else 'computes'}: node "
                        f"{comment(self._name(m.node))} = "
                        f"{comment(m.node.attrs.get('label', m.node.op))}" for m in k.members)
+        if k.prologue is not None:
+            e = k.prologue.node
+            also += (f"\n * computing per element its input: node "
+                     f"{comment(self._name(e))} = {comment(e.attrs.get('label', e.op))}, "
+                     f"built at {comment(e.where)}")
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
@@ -483,12 +490,37 @@ class GPURenderer:
                                     acc=f"(({mct})({final}))")
         return stmts + [f"{name}[o] = {values[i]};" for i, name in enumerate(names)]
 
+    def _reduce_element(self, rd, acc_t: str, ptrs: list[str], bases: list[str], offset):
+        """A function of the reduced index variable giving (statements, value as the
+        accumulator type ``acc_t``) of that element: the input's element, or the prologue's
+        expression computed as an elementwise kernel computes it and converted to the folded
+        node's dtype first (what its buffer held).  ``offset(j, var)``: operand j's offset
+        along the reduced groups."""
+        if rd.expr is None:
+            return lambda var: ([], f"({acc_t}){ptrs[0]}[{bases[0]} + {offset(0, var)}]")
+        dtypes = [rd.node.dtype] + [t.dtype for t, _ in rd.operands]
+        mdt, ctype_ = compute_type(dtypes)
+        mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
+        self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
+        plan = FusedPlan(rd.operands, [(rd.node, None)],
+                         [(rd.expr, [("in", j) for j in range(len(rd.operands))])])
+
+        def element(var: str):
+            loads = [f"(({mct}){p}[{b} + {offset(j, var)}])"
+                     for j, (p, b) in enumerate(zip(ptrs, bases))]
+            stmts, values = render_plan(plan, loads, mdt, mct, self._store, local="pe")
+            return stmts, f"({acc_t})({values[0]})"
+        return element
+
     def render_reduce(self, k: Kernel) -> None:
         node = k.node
         x = node.inputs[0]
-        op, axes = node.op, set(node.attrs["axes"])
+        op = node.op
         shape = tuple(x.shape)
-        groups = reduction_groups(shape, axes)
+        # merged axes and what is read per element: the input buffer, or the operands of an
+        # elementwise prologue with their strides per group (lower.reduce_read, as C's)
+        rd = reduce_read(k)
+        groups = rd.groups
         # integers never go through float (exact only up to 2**24): integer sums accumulate in
         # gc_u64 (wrapping like numpy's 64-bit sum), integer max compares in the input type;
         # mean/logsumexp of integers stay in float (double may be missing on the device)
@@ -504,11 +536,7 @@ class GPURenderer:
         count = _numel(shape) // nout if nout else 0
         wide = self._wide(_numel(shape))
         it, sfx = ("gc_i64", "L") if wide else ("int", "")
-        sizes = [g[1] for g in groups]
-        in_st, acc = [], 1
-        for s in reversed(sizes):
-            in_st.insert(0, acc)
-            acc *= s
+        st = rd.strides  # st[j][g]: operand j's element stride along group g
         # index strides of kept groups in the output index o, of reduced groups in r
         sub_st = [0] * len(groups)
         totals = {True: 1, False: 1}
@@ -517,30 +545,46 @@ class GPURenderer:
             sub_st[gi] = totals[red]
             totals[red] *= size
 
-        def offset(var: str, which: bool) -> str:
+        def offset(var: str, which: bool, j: int = 0) -> str:
             terms = []
             for gi, (red, size) in enumerate(groups):
-                if red != which or size == 1:
+                if red != which or size == 1 or not st[j][gi]:
                     continue
                 q = f"({var} / {sub_st[gi]}{sfx})" if sub_st[gi] != 1 else var
                 if sub_st[gi] * size != totals[red]:
                     q = f"({q} % {size}{sfx})"
-                terms.append(f"{q}*{in_st[gi]}{sfx}" if in_st[gi] != 1 else q)
+                terms.append(f"{q}*{st[j][gi]}{sfx}" if st[j][gi] != 1 else q)
             return " + ".join(terms) or "0"
 
         f = "f" if acc_t == "float" else ""
         is_int = acc_t not in ("float", "double")
-        element = f"({acc_t})x[base + {offset('r', True)}]"
-        params = [self._param("x", x.dtype, True), self._param("out", node.dtype, False)]
-        binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
-        args = [buf(k.srcs[0], x.dtype), buf(k.dst, node.dtype)]
-        per_out = [f"const {it} base = ok ? {offset('o', False)} : 0;"]
+        folded = rd.expr is not None
+        ptrs = [f"p{j}" for j in range(len(rd.operands))] if folded else ["x"]
+        bases = [f"base{j}" for j in range(len(rd.operands))] if folded else ["base"]
+        element = self._reduce_element(rd, acc_t, ptrs, bases,
+                                       lambda j, var: offset(var, True, j))
+
+        def inputs(o: str) -> tuple[list, list, list, list]:
+            """(params, binds, args, per-output base offsets at output index ``o``)."""
+            ps = [self._param(pt, t.dtype, True) for pt, (t, _) in zip(ptrs, rd.operands)]
+            bs = [self._bind(pt, t.dtype, True) for pt, (t, _) in zip(ptrs, rd.operands)]
+            av = [buf(sj, t.dtype) for t, sj in rd.operands]
+            per = [f"const {it} {b} = ok ? {offset(o, False, j)} : 0;"
+                   for j, b in enumerate(bases)]
+            return ps, bs, av, per
+
+        params, binds, args, per_out = inputs("o")
+        params.append(self._param("out", node.dtype, False))
+        binds.append(self._bind("out", node.dtype, False))
+        args.append(buf(k.dst, node.dtype))
         row_mode = bool(groups[-1][0])
         if op == "logsumexp":
             per_out.append(f"{acc_t} m, s;")
-            phases = [("-INFINITY", [f"const {acc_t} v = {element};"], f"gc_max2{f}(a, v)", "m",
+            pre, el = element("r")
+            phases = [("-INFINITY", pre + [f"const {acc_t} v = {el};"], f"gc_max2{f}(a, v)", "m",
                        [f"const {acc_t} mm = gc_isfinite(m) ? m : (m != m ? m : ({acc_t})0);"]),
-                      ("0", [f"const {acc_t} v = gc_exp{f}({element} - mm);"], "a + v", "s", [])]
+                      ("0", pre + [f"const {acc_t} v = gc_exp{f}({el} - mm);"], "a + v", "s",
+                       [])]
             finish = self._reduce_finish(k, f"gc_log{f}(s) + mm", params, binds, args)
         else:
             init = {"sum": "0", "mean": "0", "max": "-INFINITY"}[op]
@@ -562,16 +606,19 @@ class GPURenderer:
                     acc_t, x.dtype)  # an integer max accumulates in its input dtype
                 self.scratch_bytes = max(self.scratch_bytes,
                                          nout * splits * np.dtype(acc_dtype).itemsize)
-                p1 = [self._param("x", x.dtype, True), self._param("part", acc_dtype, False)]
-                b1 = [self._bind("x", x.dtype, True), self._bind("part", acc_dtype, False)]
-                a1 = [buf(k.srcs[0], x.dtype), Arg("scratch", dtype=acc_dtype)]
+                p1, b1, a1, base1 = inputs("oo")
+                p1.append(self._param("part", acc_dtype, False))
+                b1.append(self._bind("part", acc_dtype, False))
+                a1.append(Arg("scratch", dtype=acc_dtype))
                 per1 = [f"const {it} so = o / {nout}{sfx};",
-                        f"const {it} oo = o - so * {nout}{sfx};",
-                        f"const {it} base = ok ? {offset('oo', False)} : 0;",
-                        f"{acc_t} res;"]
-                load1 = [f"const {it} rr = so * {chunk}{sfx} + r;",
-                         f"const {acc_t} v = rr < {count}{sfx} ? ({acc_t})x[base + "
-                         f"{offset('rr', True)}] : {init};"]
+                        f"const {it} oo = o - so * {nout}{sfx};"] + base1 + [f"{acc_t} res;"]
+                pre, el = element("rr")
+                load1 = [f"const {it} rr = so * {chunk}{sfx} + r;"]
+                if pre:  # the prologue only for elements in range
+                    load1 += [f"{acc_t} v = {init};", f"if (rr < {count}{sfx}) {{"]
+                    load1 += ["    " + x_ for x_ in pre] + [f"    v = {el};", "}"]
+                else:
+                    load1.append(f"const {acc_t} v = rr < {count}{sfx} ? {el} : {init};")
                 self._segmented(k, nout * splits, chunk, row_mode, acc_t, p1, b1, a1, per1,
                                 [(init, load1, combine, "res", [])], [], ["part[o] = res;"],
                                 wide, name=f"{k.name}_part")
@@ -588,7 +635,8 @@ class GPURenderer:
                                 [(init, load2, combine, "res", [])], [], finish2, w2)
                 return
             per_out.append(f"{acc_t} res;")
-            phases = [(init, [f"const {acc_t} v = {element};"], combine, "res", [])]
+            pre, el = element("r")
+            phases = [(init, pre + [f"const {acc_t} v = {el};"], combine, "res", [])]
             finish = self._reduce_finish(k, f"res{scale}", params, binds, args)
         self._segmented(k, nout, count, row_mode, acc_t, params, binds, args, per_out, phases,
                         [], finish, wide)

@@ -150,6 +150,11 @@ def lowered_fingerprint(low: Lowered) -> str:
                                [(tuple(i.shape), i.dtype,
                                  group.index(i.id) if i.id in group else None)
                                 for i in m.node.inputs], mattrs)))
+        if k.prologue is not None:  # the reduction's input computed per element: its expression
+            e = k.prologue.node
+            eattrs = sorted((a, _attr_key(v)) for a, v in e.attrs.items())
+            parts.append(repr(("prologue", e.op, tuple(e.shape), e.dtype, tuple(k.prologue.srcs),
+                               [(tuple(i.shape), i.dtype) for i in e.inputs], eattrs)))
         if k.group_max is not None:  # a maxout of the GEMM's output: its buffer and groups
             g = k.group_max
             parts.append(repr(("group_max", tuple(g.node.shape), g.node.dtype, g.dst, g.pieces)))
