@@ -37,6 +37,9 @@ class _Printer(C99CodePrinter):
 
     def _print_Pow(self, expr):
         base, e = expr.args
+        if self.integer and e.is_Integer and 1 < int(e) <= 64:
+            # integer kernels: an exact product (pow() would go through double)
+            return "(" + "*".join([f"({self._print(base)})"] * int(e)) + ")"
         if e.is_Integer and 1 < abs(int(e)) <= 4:
             prod = "(" + "*".join([f"({self._print(base)})"] * abs(int(e))) + ")"
             return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"

@@ -328,7 +328,21 @@ def _pow_grads(a, b):
             sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (a ** b * sp.log(a), True)))
 
 
-pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)
+_pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)
+
+
+def pow(a, b):  # noqa: A001 - the op's public name
+    """``a ** b``; an integer tensor to a non-negative integer power stays integer (as in
+    PyTorch and numpy: ``x ** 2`` of int64 ``x`` is int64, exact), else floats."""
+    if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "iu"
+            and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))
+            and 0 <= int(b) <= 64):
+        return ew(A[0] ** int(b), [a], label="pow", dtype=a.dtype)
+    return _pow(a, b)
+
+
+pow.__signature__ = _pow.__signature__
+pow.spec = _pow.spec  # the registry entry, as for the other named ops
 
 # elementwise math
 exp = define("exp", 1, dout=lambda y: y)(sp.exp)
@@ -412,14 +426,16 @@ def _prelu_channels(t, alpha):
     return np.reshape(np.asarray(alpha), channel_shape)
 
 
+# the derivatives test y <= 0 (not y > 0): at NaN the gradient passes through (slope 1), as in
+# PyTorch's elu_backward
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                 (1, y > 0), (y + _literal(a), True))))(
+                 (y + _literal(a), y <= 0), (1, True))))(
     lambda x, alpha=1.0: sp.Piecewise((x, x > 0), (_literal(alpha) * expm1(x), True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 selu = define("selu", 1, dout=lambda y: sp.Piecewise(
-    (_literal(_SELU_SCALE), y > 0), (y + _literal(_SELU_SCALE * _SELU_ALPHA), True)))(
+    (y + _literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)

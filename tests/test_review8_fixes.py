@@ -1,0 +1,195 @@
+"""Review 8 (adversarial, against PyTorch on the numpy and C backends): regressions.
+
+* R1 maximum / minimum: the gradient at a NaN operand was 0 for both operands (the derivative
+  tested ``a > b``); PyTorch masks with ``a < b`` (false for NaN) and passes the gradient to both.
+* R2 elu / selu: the gradient at NaN was NaN (the output-form derivative tested ``y > 0``);
+  PyTorch's elu_backward tests ``x <= 0`` and passes the gradient (times the scale) through.
+* R3 abs (and l1_penalty): the numpy reference's gradient at NaN was NaN (numpy's sign(NaN));
+  PyTorch and the C backend give sign(NaN) = 0.
+* R4 the numpy backend's cross-entropy label errors did not name the fed input (the C backend's
+  do), and a batch-size mismatch between logits and labels surfaced as numpy's indexing error.
+* R5 ``x ** 2`` of an integer tensor was float32 (precision lost above 2**24); PyTorch and numpy
+  keep the integer dtype for a non-negative integer exponent.
+
+Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
+compare with it directly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from backends import C
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # the torch comparisons are extra checks
+    torch = None
+
+BACKENDS = ["numpy", C]
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+NAN, INF = np.nan, np.inf
+
+
+def close(a, b, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                               rtol=rtol, atol=atol, equal_nan=True)
+
+
+# -- R1: maximum / minimum at NaN -------------------------------------------------------------
+
+A_ = np.array([NAN, 1.0, NAN, -INF, INF, 2.0, 3.0, -1.0], np.float32)
+B_ = np.array([1.0, NAN, NAN, INF, -INF, 2.0, -3.0, 1.0], np.float32)
+# PyTorch: where(a == b, g / 2, g), zeroed where the other operand is larger
+MAXIMUM_GRADS = ([1, 1, 1, 0, 1, 0.5, 1, 0], [1, 1, 1, 1, 0, 0.5, 0, 1])
+MINIMUM_GRADS = ([1, 1, 1, 1, 0, 0.5, 0, 1], [1, 1, 1, 0, 1, 0.5, 1, 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_maximum_minimum_gradient_at_nan(backend, op):
+    a, b = gc.placeholder((8,), name="a"), gc.placeholder((8,), name="b")
+    y = getattr(gc, op)(a, b)
+    ga, gb = gc.grad(gc.sum(y), [a, b])
+    out, got_a, got_b = gc.compile([a, b], [y, ga, gb], backend=backend)(A_, B_)
+    want = MAXIMUM_GRADS if op == "maximum" else MINIMUM_GRADS
+    close(out, getattr(np, op)(A_, B_))
+    close(got_a, want[0])
+    close(got_b, want[1])
+
+
+@needs_torch
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_maximum_minimum_nan_expected_matches_torch(op):
+    ta = torch.tensor(A_, requires_grad=True)
+    tb = torch.tensor(B_, requires_grad=True)
+    getattr(torch, op)(ta, tb).sum().backward()
+    want = MAXIMUM_GRADS if op == "maximum" else MINIMUM_GRADS
+    close(ta.grad.numpy(), want[0])
+    close(tb.grad.numpy(), want[1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_maximum_second_derivative_still_zero(backend):
+    # the derivative is piecewise constant: its own derivative stays 0 (no NaN, no DiracDelta)
+    a = gc.placeholder((4,), name="a")
+    g = gc.grad(gc.sum(gc.maximum(a, 0.5) * a), a)
+    h = gc.grad(gc.sum(g), a)
+    out = gc.compile([a], [g, h], backend=backend)(np.array([0.0, 0.5, 1.0, 2.0], np.float32))
+    close(out[0], [0.5, 0.75, 2.0, 4.0])
+    close(out[1], [0.0, 1.0, 2.0, 2.0])
+
+
+# -- R2: elu / selu gradient at NaN -----------------------------------------------------------
+
+ELU_X = np.array([NAN, -1.0, 0.0, 2.0, -INF, INF], np.float32)
+SELU_S, SELU_A = 1.0507009873554805, 1.6732632423543772
+ELU_WANT = {
+    "elu": [1.0, np.exp(-1.0), 1.0, 1.0, 0.0, 1.0],
+    "elu(alpha=0.5)": [1.0, 0.5 * np.exp(-1.0), 0.5, 1.0, 0.0, 1.0],
+    "selu": [SELU_S, SELU_S * SELU_A * np.exp(-1.0), SELU_S * SELU_A, SELU_S, 0.0, SELU_S],
+}
+ELU_OPS = {"elu": gc.elu, "elu(alpha=0.5)": lambda t: gc.elu(t, alpha=0.5), "selu": gc.selu}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(ELU_OPS))
+def test_elu_selu_gradient_at_nan(backend, name):
+    x = gc.placeholder((6,), name="x")
+    y = ELU_OPS[name](x)
+    g = gc.grad(gc.sum(y), x)
+    out, grad = gc.compile([x], [y, g], backend=backend)(ELU_X)
+    assert np.isnan(out[0]) and out[5] == INF
+    close(grad, ELU_WANT[name])
+
+
+@needs_torch
+@pytest.mark.parametrize("name", list(ELU_OPS))
+def test_elu_selu_nan_expected_matches_torch(name):
+    fn = {"elu": F.elu, "elu(alpha=0.5)": lambda t: F.elu(t, 0.5), "selu": F.selu}[name]
+    tx = torch.tensor(ELU_X, requires_grad=True)
+    fn(tx).sum().backward()
+    close(tx.grad.numpy(), ELU_WANT[name])
+
+
+# -- R3: the numpy reference's sign(NaN) ------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_abs_and_l1_gradient_at_nan(backend):
+    x = gc.placeholder((4,), name="x")
+    g_abs = gc.grad(gc.sum(gc.abs(x) * 2.0), x)
+    g_l1 = gc.grad(gc.l1_penalty(x), x)
+    got = gc.compile([x], [g_abs, g_l1], backend=backend)(
+        np.array([NAN, -2.0, 0.0, 3.0], np.float32))
+    np.testing.assert_array_equal(got[0], [0.0, -2.0, 0.0, 2.0])
+    np.testing.assert_array_equal(got[1], [0.0, -1.0, 0.0, 1.0])
+    if torch is not None:
+        tx = torch.tensor([NAN, -2.0, 0.0, 3.0], requires_grad=True)
+        (tx.abs() * 2).sum().backward()
+        np.testing.assert_array_equal(tx.grad.numpy(), got[0])
+
+
+# -- R4: label errors name the input on the numpy backend too ---------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("labels", [[0, 1, 4, 0, 0], [0, -1, 1, 0, 0]])
+def test_out_of_range_labels_name_the_input(backend, labels):
+    x = gc.placeholder((None, 3), name="xin")
+    y = gc.placeholder((None,), "int64", name="lab")
+    W = gc.parameter(np.ones((3, 4), np.float32), name="W")
+    J = gc.cross_entropy(x @ W, y)
+    f = gc.compile([x, y], J, updates=gc.optim.SGD(0.1).updates([W], gc.grad(J, [W])),
+                   backend=backend)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\).*'lab'.*nothing was "
+                                         r"updated"):
+        f(np.ones((5, 3), np.float32), np.array(labels))
+    np.testing.assert_array_equal(W.value, np.ones((3, 4), np.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_label_batch_mismatch_is_a_clear_error(backend):
+    x = gc.placeholder((None, 3), name="xin")
+    y = gc.placeholder((None,), "int64", name="lab")
+    W = gc.parameter(np.ones((3, 4), np.float32), name="W")
+    J = gc.cross_entropy(x @ W, y)
+    f = gc.compile([x, y], J, updates=gc.optim.SGD(0.1).updates([W], gc.grad(J, [W])),
+                   backend=backend)
+    with pytest.raises(ValueError, match=r"cross_entropy: batch sizes differ: logits \(5, 4\) "
+                                         r"and labels \(4,\)"):
+        f(np.ones((5, 3), np.float32), np.zeros(4, np.int64))
+    np.testing.assert_array_equal(W.value, np.ones((3, 4), np.float32))
+
+
+# -- R5: integer ** non-negative int stays integer --------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["int64", "int32"])
+def test_integer_power_stays_integer(backend, dtype):
+    big = 2 ** 20 + 3 if dtype == "int64" else 1003  # big ** 3 fits, not exact in float32
+    xv = np.array([3, -7, 0, big, -5], dtype)
+    x = gc.placeholder((5,), dtype, name="x")
+    outs = [x ** 2, x ** 3, x ** 0, x ** 1, (x - x + 2) ** 7,
+            gc.pow(x, np.int64(2)), x ** 2.0, x ** -1]
+    assert [o.dtype for o in outs] == [dtype] * 6 + ["float32"] * 2
+    got = gc.compile([x], outs, backend=backend)(xv)
+    for g, k in zip(got[:4], (2, 3, 0, 1)):
+        assert g.dtype == dtype
+        np.testing.assert_array_equal(g, xv ** k)  # exact
+    np.testing.assert_array_equal(got[4], np.full(5, 128, dtype))
+    np.testing.assert_array_equal(got[5], xv ** 2)
+    close(got[6], xv.astype(np.float64) ** 2, rtol=1e-6)
+    with np.errstate(divide="ignore"):
+        close(got[7], 1.0 / xv.astype(np.float64))
+    if torch is not None:
+        tx = torch.tensor(xv)
+        for g, k in zip(got[:4], (2, 3, 0, 1)):
+            assert str(tx.pow(k).dtype) == f"torch.{dtype}"
+            np.testing.assert_array_equal(g, tx.pow(k).numpy())
+
+
+def test_pow_keeps_its_public_signature():
+    import inspect
+    assert list(inspect.signature(gc.pow).parameters) == ["a", "b"]
+    assert gc.pow.spec.name == "pow"
