@@ -8,6 +8,8 @@
   PyTorch and the C backend give sign(NaN) = 0.
 * R4 the numpy backend's cross-entropy label errors did not name the fed input (the C backend's
   do), and a batch-size mismatch between logits and labels surfaced as numpy's indexing error.
+* R6 leaky_relu / elu with alpha = 0 turned NaN into 0 (the negative branch folded to the
+  constant 0 and NaN took it); elu with alpha <= 0 had NaN gradients at NaN (PyTorch: 1).
 * R5 ``x ** 2`` of an integer tensor was float32 (precision lost above 2**24); PyTorch and numpy
   keep the integer dtype for a non-negative integer exponent.
 
@@ -193,3 +195,47 @@ def test_pow_keeps_its_public_signature():
     import inspect
     assert list(inspect.signature(gc.pow).parameters) == ["a", "b"]
     assert gc.pow.spec.name == "pow"
+
+
+# -- R6: leaky_relu / elu with alpha <= 0 at NaN ----------------------------------------------
+
+X6 = np.array([-2.0, -0.5, 0.0, 0.5, NAN, INF], np.float32)
+W6 = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], np.float32)
+# (alpha, forward, gradient of sum(y * W6)), from PyTorch
+LEAKY6 = {
+    0.0: ([0.0, 0.0, 0.0, 0.5, NAN, INF], [0.0, 0.0, 0.0, 4.0, 0.0, 6.0]),
+    -0.1: ([0.2, 0.05, 0.0, 0.5, NAN, INF], [-0.1, -0.2, -0.3, 4.0, -0.5, 6.0]),
+    1.5: ([-3.0, -0.75, 0.0, 0.5, NAN, INF], [1.5, 3.0, 4.5, 4.0, 7.5, 6.0]),
+}
+ELU6 = {
+    0.0: ([0.0, 0.0, 0.0, 0.5, NAN, INF], [0.0, 0.0, 0.0, 4.0, 5.0, 6.0]),
+    -0.5: ([-0.5 * np.expm1(-2.0), -0.5 * np.expm1(-0.5), 0.0, 0.5, NAN, INF],
+           [-0.5 * np.exp(-2.0), -1.0 * np.exp(-0.5), -1.5, 4.0, 5.0, 6.0]),
+    2.0: ([2.0 * np.expm1(-2.0), 2.0 * np.expm1(-0.5), 0.0, 0.5, NAN, INF],
+          [2.0 * np.exp(-2.0), 4.0 * np.exp(-0.5), 6.0, 4.0, 5.0, 6.0]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op,alpha", [("leaky_relu", a) for a in LEAKY6]
+                         + [("elu", a) for a in ELU6])
+def test_leaky_relu_elu_alpha_edges_at_nan(backend, op, alpha):
+    x = gc.placeholder((6,), name="x")
+    y = getattr(gc, op)(x, alpha=alpha)
+    g = gc.grad(gc.sum(y * W6), x)
+    out, grad = gc.compile([x], [y, g], backend=backend)(X6)
+    want_y, want_g = (LEAKY6 if op == "leaky_relu" else ELU6)[alpha]
+    close(out, want_y)
+    close(grad, want_g)
+
+
+@needs_torch
+@pytest.mark.parametrize("op,alpha", [("leaky_relu", a) for a in LEAKY6]
+                         + [("elu", a) for a in ELU6])
+def test_leaky_relu_elu_alpha_edges_expected_match_torch(op, alpha):
+    tx = torch.tensor(X6, requires_grad=True)
+    ty = getattr(F, op)(tx, alpha)
+    (ty * torch.tensor(W6)).sum().backward()
+    want_y, want_g = (LEAKY6 if op == "leaky_relu" else ELU6)[alpha]
+    close(ty.detach().numpy(), want_y)
+    close(tx.grad.numpy(), want_g)

@@ -385,10 +385,16 @@ def _positive_slope_dout(slope_of_y):
     return dout
 
 
+# leaky_relu and elu test x <= 0 in the forward (NaN takes the identity branch: with alpha = 0
+# the negative branch folds to the constant 0, which turned NaN into 0; PyTorch gives NaN) and
+# x > 0 / x <= 0 in the derivative as PyTorch's backward does (leaky_relu: alpha at NaN; elu:
+# 1 at NaN), also where the output form does not apply (alpha <= 0)
 leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}),
                     dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                        (1, y > 0), (_literal(a), True))))(
-    lambda x, alpha=0.01: sp.Piecewise((x, x > 0), (_literal(alpha) * x, True)))
+                        (1, y > 0), (_literal(a), True))),
+                    grads=lambda x, alpha=0.01: (sp.Piecewise((1, x > 0),
+                                                              (_literal(alpha), True)),))(
+    lambda x, alpha=0.01: sp.Piecewise((_literal(alpha) * x, x <= 0), (x, True)))
 _prelu = define("prelu", 2, domain=("real", "real"), names=("t", "alpha"))(
     lambda x, a: sp.Piecewise((x, x > 0), (a * x, True)))
 
@@ -426,12 +432,14 @@ def _prelu_channels(t, alpha):
     return np.reshape(np.asarray(alpha), channel_shape)
 
 
-# the derivatives test y <= 0 (not y > 0): at NaN the gradient passes through (slope 1), as in
-# PyTorch's elu_backward
+# the derivatives test y <= 0 / x <= 0 (not > 0): at NaN the gradient passes through (slope
+# 1), as in PyTorch's elu_backward
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                 (y + _literal(a), y <= 0), (1, True))))(
-    lambda x, alpha=1.0: sp.Piecewise((x, x > 0), (_literal(alpha) * expm1(x), True)))
+                 (y + _literal(a), y <= 0), (1, True))),
+             grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x <= 0),
+                                                      (1, True)),))(
+    lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * expm1(x), x <= 0), (x, True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 selu = define("selu", 1, dout=lambda y: sp.Piecewise(
