@@ -10,6 +10,9 @@
   do), and a batch-size mismatch between logits and labels surfaced as numpy's indexing error.
 * R6 leaky_relu / elu with alpha = 0 turned NaN into 0 (the negative branch folded to the
   constant 0 and NaN took it); elu with alpha <= 0 had NaN gradients at NaN (PyTorch: 1).
+* R7 integer literals outside an integer op's dtype: ``u8 + 300`` raised OverflowError on the
+  numpy backend; ``maximum(u8, -1)`` was ``u8`` on C (-1 compared as a signed number).  PyTorch
+  wraps such scalars into the dtype (300 -> 44, -1 -> 255).
 * R5 ``x ** 2`` of an integer tensor was float32 (precision lost above 2**24); PyTorch and numpy
   keep the integer dtype for a non-negative integer exponent.
 
@@ -239,3 +242,44 @@ def test_leaky_relu_elu_alpha_edges_expected_match_torch(op, alpha):
     want_y, want_g = (LEAKY6 if op == "leaky_relu" else ELU6)[alpha]
     close(ty.detach().numpy(), want_y)
     close(tx.grad.numpy(), want_g)
+
+
+# -- R7: out-of-range integer literals wrap into the op's dtype -------------------------------
+
+U8 = np.array([1, 200, 255], np.uint8)
+R7 = {  # name -> (graphc op, PyTorch's result)
+    "u+300": (lambda u: u + 300, [45, 244, 43]),
+    "u*300": (lambda u: u * 300, [44, 96, 212]),
+    "u-257": (lambda u: u - 257, [0, 199, 254]),
+    "maximum(u,-1)": (lambda u: gc.maximum(u, -1), [255, 255, 255]),
+    "minimum(u,-56)": (lambda u: gc.minimum(u, -56), [1, 200, 200]),
+    "u+250": (lambda u: u + 250, [251, 194, 249]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(R7))
+def test_out_of_range_integer_literals_wrap(backend, name):
+    u = gc.placeholder((3,), "uint8", name="u")
+    y = R7[name][0](u)
+    assert y.dtype == "uint8"
+    got = gc.compile([u], y, backend=backend)(U8)
+    np.testing.assert_array_equal(got, np.array(R7[name][1], np.uint8))
+
+
+@needs_torch
+def test_out_of_range_integer_literals_expected_match_torch():
+    tu = torch.tensor(U8)
+    got = {"u+300": tu + 300, "u*300": tu * 300, "u-257": tu - 257,
+           "maximum(u,-1)": torch.maximum(tu, torch.tensor(-1)),
+           "minimum(u,-56)": torch.minimum(tu, torch.tensor(-56)), "u+250": tu + 250}
+    for name, t in got.items():
+        np.testing.assert_array_equal(t.numpy(), np.array(R7[name][1], np.uint8), err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_comparisons_with_out_of_range_literals_stay_mathematical(backend):
+    u = gc.placeholder((3,), "uint8", name="u")
+    got = gc.compile([u], [gc.greater(u, 300), gc.greater(u, -1)], backend=backend)(U8)
+    np.testing.assert_array_equal(got[0], [False, False, False])
+    np.testing.assert_array_equal(got[1], [True, True, True])

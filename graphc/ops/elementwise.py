@@ -249,6 +249,8 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
         dtype = promote(spec.name, *dtypes)
         if spec.result == "float" and not is_float(dtype):
             dtype = "float32"  # math on ints gives floats, as in PyTorch
+        if np.dtype(dtype).kind in "iu":
+            expr = _wrap_integer_literals(expr, dtype)
     dout = None
     if spec.dout is not None and len(inputs) == 1 and atoms[0] == A[0]:
         defaults = {k: p.default for k, p in inspect.signature(spec.fn).parameters.items()
@@ -265,6 +267,27 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
         ds = spec.grads(*atoms, **params)
         dexpr = tuple(sp.sympify(d) for d, a in zip(ds, atoms) if a in A[:len(inputs)])
     return ew(expr, inputs, label=spec.name, dtype=dtype, dout=dout, dexpr=dexpr)
+
+
+def _wrap_integer_literals(expr: sp.Expr, dtype) -> sp.Expr:
+    """``expr`` of an integer op with its integer literals outside ``dtype``'s range wrapped
+    into it (two's complement), as PyTorch converts such scalars: ``u8 + 300`` is ``u8 + 44``,
+    ``maximum(u8, -1)`` is ``maximum(u8, 255)``, ``i64 - (-2**63)`` wraps (the numpy reference
+    raised OverflowError, the C backend compared -1 as a signed number).  Sums and products
+    of integers wrap the same way, so results do not change otherwise."""
+    info = np.iinfo(dtype)
+    span = 1 << info.bits
+
+    def out_of_range(e):
+        return isinstance(e, sp.Integer) and not info.min <= int(e) <= info.max
+
+    def wrap(e):
+        v = int(e) % span
+        return sp.Integer(v - span if v > info.max else v)
+
+    if not expr.has(sp.Integer) or not any(out_of_range(e) for e in sp.preorder_traversal(expr)):
+        return expr
+    return expr.replace(out_of_range, wrap)
 
 
 _DEFAULT_NAMES = {1: ("t",), 2: ("a", "b"), 3: ("cond", "a", "b")}
