@@ -470,8 +470,9 @@ selu = define("selu", 1, dout=lambda y: sp.Piecewise(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
+# (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
 hard_tanh = define("hard_tanh", 1, dout=lambda y: sp.Piecewise(
-    (1, sp.And(y > -1, y < 1)), (0, True)))(
+    (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
 softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
 silu = define("silu", 1)(lambda x: x * Sigmoid(x))
