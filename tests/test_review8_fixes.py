@@ -16,6 +16,9 @@
 * R7 integer literals outside an integer op's dtype: ``u8 + 300`` raised OverflowError on the
   numpy backend; ``maximum(u8, -1)`` was ``u8`` on C (-1 compared as a signed number).  PyTorch
   wraps such scalars into the dtype (300 -> 44, -1 -> 255).
+* R8 binary_cross_entropy_with_logits with infinite logits: softplus(x) - x t gave NaN at
+  x = inf, t < 1 (PyTorch: inf) and inf at x = -inf, t > 0 (PyTorch: NaN, from its form
+  (1 - t) x + softplus(-x), which graphc now uses, with PyTorch's derivatives).
 * R5 ``x ** 2`` of an integer tensor was float32 (precision lost above 2**24); PyTorch and numpy
   keep the integer dtype for a non-negative integer exponent.
 
@@ -289,3 +292,35 @@ def test_comparisons_with_out_of_range_literals_stay_mathematical(backend):
     got = gc.compile([u], [gc.greater(u, 300), gc.greater(u, -1)], backend=backend)(U8)
     np.testing.assert_array_equal(got[0], [False, False, False])
     np.testing.assert_array_equal(got[1], [True, True, True])
+
+
+# -- R8: binary_cross_entropy_with_logits at infinite logits -----------------------------------
+
+BCE_X = np.array([INF, INF, INF, -INF, -INF, -INF, 20.0, -20.0, 0.0], np.float32)
+BCE_T = np.array([0.0, 0.5, 1.0, 0.0, 0.5, 1.0, 1.0, 0.0, 0.3], np.float32)
+# PyTorch's loss, d/dx and d/dt (float32)
+BCE_WANT = ([INF, INF, NAN, NAN, NAN, NAN, 2.0611537e-09, 0.0, np.log(2.0)],
+            [1.0, 0.5, 0.0, 0.0, -0.5, -1.0, -2.0611537e-09, 2.0611537e-09, 0.2],
+            [-INF, -INF, -INF, INF, INF, INF, -20.0, 20.0, 0.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bce_with_logits_infinite_logits(backend):
+    x, t = gc.placeholder((9,), name="x"), gc.placeholder((9,), name="t")
+    loss = gc.binary_cross_entropy_with_logits(x, t, reduction="none")
+    gx, gt = gc.grad(gc.sum(loss), [x, t])
+    got = gc.compile([x, t], [loss, gx, gt], backend=backend)(BCE_X, BCE_T)
+    for g, w in zip(got, BCE_WANT):
+        close(g, w, rtol=1e-5, atol=1e-7)
+
+
+@needs_torch
+def test_bce_with_logits_infinite_expected_match_torch():
+    for i in range(len(BCE_X)):  # one element at a time (PyTorch's scalar loop)
+        tx = torch.tensor(BCE_X[i:i + 1], requires_grad=True)
+        tt = torch.tensor(BCE_T[i:i + 1], requires_grad=True)
+        tl = F.binary_cross_entropy_with_logits(tx, tt, reduction="none")
+        tl.sum().backward()
+        for got, want in zip((tl.item(), tx.grad.item(), tt.grad.item()),
+                             (w[i] for w in BCE_WANT)):
+            close(got, want, rtol=1e-5, atol=1e-7)

@@ -502,10 +502,13 @@ binary_cross_entropy_elementwise = define(
     "binary_cross_entropy", 2, domain=("unit", "unit"), names=("prob", "target"),
     grads=_bce_grads)(
     lambda p, t: -(t * Max2(sp.log(p), -100) + (1 - t) * Max2(log1p(-p), -100)))
+# PyTorch's form (1 - t) x + softplus(-x) (= softplus(x) - x t), so that infinite logits give
+# its values: x = inf, t = 0 is inf (softplus(x) - x t gave inf - inf * 0 = NaN), x = -inf,
+# t > 0 NaN; the derivatives are PyTorch's sigmoid(x) - t and -x (no cancellation)
 bce_with_logits_elementwise = define(
     "binary_cross_entropy_with_logits", 2, domain=("real", "unit"),
-    names=("logits", "target"))(
-    lambda x, t: Softplus(x) - x * t)
+    names=("logits", "target"), grads=lambda x, t: (Sigmoid(x) - t, -x))(
+    lambda x, t: (1 - t) * x + Softplus(-x))
 
 
 def cast(t: Tensor, dtype) -> Tensor:
