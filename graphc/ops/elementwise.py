@@ -96,22 +96,37 @@ def canonical(expr: sp.Expr, inputs: list) -> tuple[sp.Expr, list[Tensor]]:
     return expr, kept
 
 
-def _canonical(expr, inputs):
+def _canonical(expr, inputs, merge=True):
     """canonical(), also returning the renaming {A[old]: A[new]} of the used symbols."""
     used = sorted(free_args(expr))
     kept: list[Tensor] = []
     subs = {}
     for i in used:
         t = inputs[i]
-        j = next((k for k, u in enumerate(kept) if u is t), None)
+        j = next((k for k, u in enumerate(kept) if u is t), None) if merge else None
         if j is None:
             kept.append(t)
             j = len(kept) - 1
         subs[A[i]] = A[j]
     renaming = {a: b for a, b in subs.items() if a != b}
     if renaming:  # xreplace substitutes simultaneously, so renaming needs no temporaries
-        expr = expr.xreplace(renaming)
+        merged = expr.xreplace(renaming)
+        if merge and len(kept) < len(used) and _cancelled(expr, merged, renaming):
+            # merging made SymPy cancel terms: x - x is 0 and x / x is 1, which IEEE (and
+            # PyTorch) make NaN for x = inf, NaN (and 0): keep the repeated input apart
+            return _canonical(expr, inputs, merge=False)
+        expr = merged
     return expr, kept, subs
+
+
+def _cancelled(expr, merged, renaming) -> bool:
+    """Whether merging repeated inputs made a symbol cancel out of ``merged`` (x - x -> 0,
+    x / x -> 1), rather than only combining occurrences (x * x -> x**2)."""
+    return len(merged.free_symbols & _ARGS) < len(set(renaming.values())
+                                                  | (expr.free_symbols - set(renaming)))
+
+
+_ARGS = frozenset(A)
 
 
 def _renumber_derivatives(dexpr, subs, n_kept):
