@@ -380,3 +380,25 @@ def test_repeated_inputs_still_merge_when_nothing_cancels():
     for y in (x * x, x + x, gc.maximum(x, x)):
         assert len(y.inputs) == 1, y.attrs["expr"]
     assert len((x - x).inputs) == 2 and len((x / x).inputs) == 2
+
+
+# -- R10: binary accuracy with several outputs per sample -------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_binary_accuracy_of_several_outputs_is_a_fraction(backend):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((53, 6)).astype(np.float32)
+    y = (rng.random((53, 3)) > 0.5).astype(np.float32)
+    m = gc.nn.Sequential([gc.nn.Dense(7, "tanh"), gc.nn.Dense(3, "sigmoid")], input_dim=6)
+    hist = m.fit(X, y, loss="binary_cross_entropy", epochs=1, batch_size=10, backend=backend,
+                 progress=False, validation_data=(X, y))
+    e = m.evaluate(X, y, loss="binary_cross_entropy", batch_size=7, backend=backend)
+    want = float(np.mean((m.predict(X, backend=backend) > 0.5) == (y > 0.5)))
+    assert e["accuracy"] == pytest.approx(want)  # was the number of correct outputs / 53 (1.49)
+    assert hist["val_accuracy"][0] == pytest.approx(want)
+    assert 0.0 <= hist["accuracy"][0] <= 1.0
+    # one output per sample: unchanged
+    m1 = gc.nn.Sequential([gc.nn.Dense(1, "sigmoid")], input_dim=6)
+    e1 = m1.evaluate(X, y[:, 0], loss="binary_cross_entropy", backend=backend)
+    assert e1["accuracy"] == pytest.approx(
+        float(np.mean((m1.predict(X, backend=backend)[:, 0] > 0.5) == (y[:, 0] > 0.5))))
