@@ -236,7 +236,8 @@ OPTIMIZERS = [
     ("Adam", dict(lr=0.01), dict(lr=0.01)),
     ("Adam", dict(lr=0.01, beta1=0.5, beta2=0.9, eps=1e-3, weight_decay=0.1),
      dict(lr=0.01, betas=(0.5, 0.9), eps=1e-3, weight_decay=0.1)),
-    ("Adam", dict(lr=0.01, beta1=0.0, beta2=0.0, eps=0.0), dict(lr=0.01, betas=(0.0, 0.0), eps=0.0)),
+    ("Adam", dict(lr=0.01, beta1=0.0, beta2=0.0, eps=0.0),
+     dict(lr=0.01, betas=(0.0, 0.0), eps=0.0)),
     ("RMSProp", dict(lr=0.01), dict(lr=0.01, alpha=0.9)),  # API: rho=0.9 by default
     ("RMSProp", dict(lr=0.01, rho=0.5, eps=1e-4, weight_decay=0.05),
      dict(lr=0.01, alpha=0.5, eps=1e-4, weight_decay=0.05)),

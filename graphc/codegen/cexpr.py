@@ -37,6 +37,8 @@ class _Printer(C99CodePrinter):
 
     def _print_Pow(self, expr):
         base, e = expr.args
+        if e == 1:  # x**1, which cse leaves in expressions rebuilt unevaluated (render_expr)
+            return f"({self._print(base)})"
         if self.integer and e.is_Integer and 1 < int(e) <= 64:
             # integer kernels: an exact product (pow() would go through double)
             return "(" + "*".join([f"({self._print(base)})"] * int(e)) + ")"
