@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from backends import C
+from backends import C, c_available
 
 try:
     import torch
@@ -386,7 +386,8 @@ def test_repeated_inputs_still_merge_when_nothing_cancels():
 
 # -- R10: binary accuracy with several outputs per sample -------------------------------------
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("c", marks=[
+    pytest.mark.slow, pytest.mark.skipif(not c_available(), reason="no C compiler")])])
 def test_binary_accuracy_of_several_outputs_is_a_fraction(backend):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((53, 6)).astype(np.float32)
