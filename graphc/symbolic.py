@@ -38,7 +38,9 @@ class Softplus(sp.Function):
 
 
 class Max2(sp.Function):
-    """Elementwise maximum; at ties the gradient is split evenly (as PyTorch does)."""
+    """Elementwise maximum; at ties the gradient is split evenly (as PyTorch does).  The
+    derivative is 0 only where the other argument is larger, so a NaN operand passes the
+    gradient to both (PyTorch masks with ``a < b``, which is false for NaN)."""
 
     nargs = 2
 
@@ -49,11 +51,11 @@ class Max2(sp.Function):
 
     def fdiff(self, argindex=1):
         a, b = self.args if argindex == 1 else self.args[::-1]
-        return sp.Piecewise((1, a > b), (sp.S.Half, sp.Eq(a, b)), (0, True))
+        return sp.Piecewise((0, a < b), (sp.S.Half, sp.Eq(a, b)), (1, True))
 
 
 class Min2(sp.Function):
-    """Elementwise minimum; ties split the gradient evenly."""
+    """Elementwise minimum; ties split the gradient evenly; NaN operands as in ``Max2``."""
 
     nargs = 2
 
@@ -64,7 +66,7 @@ class Min2(sp.Function):
 
     def fdiff(self, argindex=1):
         a, b = self.args if argindex == 1 else self.args[::-1]
-        return sp.Piecewise((1, a < b), (sp.S.Half, sp.Eq(a, b)), (0, True))
+        return sp.Piecewise((0, a > b), (sp.S.Half, sp.Eq(a, b)), (1, True))
 
 
 CUSTOM_FUNCTIONS = (Sigmoid, Softplus, Max2, Min2)
@@ -90,12 +92,19 @@ def _np_erf(x):
     return np.asarray(_erf(x)).astype(x.dtype if x.dtype.kind == "f" else np.float64)
 
 
+def _np_sign(x):
+    """sign with sign(NaN) = 0, as PyTorch's and the C backend's (the gradient of |x| at NaN)."""
+    s = np.sign(x)
+    return np.where(np.isnan(s), np.zeros_like(s), s) if s.dtype.kind == "f" else s
+
+
 NUMPY_FUNCTIONS = {
     "Sigmoid": _np_sigmoid,
     "Softplus": _np_softplus,
     "Max2": np.maximum,
     "Min2": np.minimum,
     "erf": _np_erf,
+    "gc_sign": _np_sign,
 }
 
 
@@ -103,6 +112,9 @@ class _NumPyPrinter(NumPyPrinter):
     """SymPy's numpy printer, with Piecewise as nested ``where``: its ``select(...,
     default=nan)`` computes in float64 whatever the branches' dtype, so an int64 ``where`` lost
     the low bits of values above 2**53."""
+
+    def _print_sign(self, expr):
+        return f"gc_sign({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr):
         if expr.args[-1].cond != sp.true:

@@ -37,6 +37,11 @@ class _Printer(C99CodePrinter):
 
     def _print_Pow(self, expr):
         base, e = expr.args
+        if e == 1:  # x**1, which cse leaves in expressions rebuilt unevaluated (render_expr)
+            return f"({self._print(base)})"
+        if self.integer and e.is_Integer and 1 < int(e) <= 64:
+            # integer kernels: an exact product (pow() would go through double)
+            return "(" + "*".join([f"({self._print(base)})"] * int(e)) + ")"
         if e.is_Integer and 1 < abs(int(e)) <= 4:
             prod = "(" + "*".join([f"({self._print(base)})"] * abs(int(e))) + ")"
             return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"
@@ -119,12 +124,15 @@ def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t
     default = "float" if dtype == "float32" else "double"
     ctype = ctype or default
     printer = _Printer(dtype, integer=ctype not in ("float", "double"))
-    expr = _fold_numbers(sp.sympify(expr))
-    if expr.has(expm1):
-        expr = expr.replace(lambda e: type(e) is expm1, lambda e: _Expm1(e.args[0]))
     syms = [sp.Symbol(f"__arg{i}") for i in range(len(args))]
-    expr = expr.xreplace({A[i]: syms[i] for i in range(len(args))})
-    temps, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols(tmp_prefix))
+    # rebuilding the expression (here and in cse) must not let SymPy simplify across the ops
+    # that fusion composed: exp(log(x)) became x (-1 for x = -1, not NaN), exp(-x) * exp(x) 1
+    with sp.evaluate(False):
+        expr = _fold_numbers(sp.sympify(expr))
+        if expr.has(expm1):
+            expr = expr.replace(lambda e: type(e) is expm1, lambda e: _Expm1(e.args[0]))
+        expr = expr.xreplace({A[i]: syms[i] for i in range(len(args))})
+        temps, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols(tmp_prefix))
     names = {str(s): a for s, a in zip(syms, args)}
 
     def emit(e):

@@ -54,9 +54,17 @@ def _argmax_correct(scores: Tensor, labels: Tensor) -> Tensor:
 
 
 def _binary_correct(scores: Tensor, target: Tensor, threshold: float) -> Tensor:
+    """The samples' fractions of correctly thresholded outputs, summed (as a count of samples:
+    with several outputs per sample, accuracy = this / samples is the mean over all outputs, as
+    Keras' binary_accuracy; counting every output made it exceed 1)."""
     pred = E.greater(scores, threshold)
     truth = E.greater(target, 0.5)
-    return C.sum(E.cast(E.equal(E.cast(pred, "float32"), E.cast(truth, "float32")), "float32"))
+    hits = C.sum(E.cast(E.equal(E.cast(pred, "float32"), E.cast(truth, "float32")), "float32"))
+    dims = tuple(scores.shape[1:])
+    if None in dims:  # sample shape known at run time only
+        return E.div(hits, C.size_of(scores, tuple(range(1, len(scores.shape))), "float32"))
+    per_sample = int(np.prod(dims)) if dims else 1
+    return hits if per_sample == 1 else E.div(hits, float(per_sample))
 
 
 def resolve(loss, last_activation: str | None) -> LossSpec:

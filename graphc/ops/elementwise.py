@@ -96,22 +96,37 @@ def canonical(expr: sp.Expr, inputs: list) -> tuple[sp.Expr, list[Tensor]]:
     return expr, kept
 
 
-def _canonical(expr, inputs):
+def _canonical(expr, inputs, merge=True):
     """canonical(), also returning the renaming {A[old]: A[new]} of the used symbols."""
     used = sorted(free_args(expr))
     kept: list[Tensor] = []
     subs = {}
     for i in used:
         t = inputs[i]
-        j = next((k for k, u in enumerate(kept) if u is t), None)
+        j = next((k for k, u in enumerate(kept) if u is t), None) if merge else None
         if j is None:
             kept.append(t)
             j = len(kept) - 1
         subs[A[i]] = A[j]
     renaming = {a: b for a, b in subs.items() if a != b}
     if renaming:  # xreplace substitutes simultaneously, so renaming needs no temporaries
-        expr = expr.xreplace(renaming)
+        merged = expr.xreplace(renaming)
+        if merge and len(kept) < len(used) and _cancelled(expr, merged, renaming):
+            # merging made SymPy cancel terms: x - x is 0 and x / x is 1, which IEEE (and
+            # PyTorch) make NaN for x = inf, NaN (and 0): keep the repeated input apart
+            return _canonical(expr, inputs, merge=False)
+        expr = merged
     return expr, kept, subs
+
+
+def _cancelled(expr, merged, renaming) -> bool:
+    """Whether merging repeated inputs made a symbol cancel out of ``merged`` (x - x -> 0,
+    x / x -> 1), rather than only combining occurrences (x * x -> x**2)."""
+    return len(merged.free_symbols & _ARGS) < len(set(renaming.values())
+                                                  | (expr.free_symbols - set(renaming)))
+
+
+_ARGS = frozenset(A)
 
 
 def _renumber_derivatives(dexpr, subs, n_kept):
@@ -249,6 +264,8 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
         dtype = promote(spec.name, *dtypes)
         if spec.result == "float" and not is_float(dtype):
             dtype = "float32"  # math on ints gives floats, as in PyTorch
+        if np.dtype(dtype).kind in "iu":
+            expr = _wrap_integer_literals(expr, dtype)
     dout = None
     if spec.dout is not None and len(inputs) == 1 and atoms[0] == A[0]:
         defaults = {k: p.default for k, p in inspect.signature(spec.fn).parameters.items()
@@ -265,6 +282,27 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
         ds = spec.grads(*atoms, **params)
         dexpr = tuple(sp.sympify(d) for d, a in zip(ds, atoms) if a in A[:len(inputs)])
     return ew(expr, inputs, label=spec.name, dtype=dtype, dout=dout, dexpr=dexpr)
+
+
+def _wrap_integer_literals(expr: sp.Expr, dtype) -> sp.Expr:
+    """``expr`` of an integer op with its integer literals outside ``dtype``'s range wrapped
+    into it (two's complement), as PyTorch converts such scalars: ``u8 + 300`` is ``u8 + 44``,
+    ``maximum(u8, -1)`` is ``maximum(u8, 255)``, ``i64 - (-2**63)`` wraps (the numpy reference
+    raised OverflowError, the C backend compared -1 as a signed number).  Sums and products
+    of integers wrap the same way, so results do not change otherwise."""
+    info = np.iinfo(dtype)
+    span = 1 << info.bits
+
+    def out_of_range(e):
+        return isinstance(e, sp.Integer) and not info.min <= int(e) <= info.max
+
+    def wrap(e):
+        v = int(e) % span
+        return sp.Integer(v - span if v > info.max else v)
+
+    if not expr.has(sp.Integer) or not any(out_of_range(e) for e in sp.preorder_traversal(expr)):
+        return expr
+    return expr.replace(out_of_range, wrap)
 
 
 _DEFAULT_NAMES = {1: ("t",), 2: ("a", "b"), 3: ("cond", "a", "b")}
@@ -328,7 +366,21 @@ def _pow_grads(a, b):
             sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (a ** b * sp.log(a), True)))
 
 
-pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)
+_pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)
+
+
+def pow(a, b):  # noqa: A001 - the op's public name
+    """``a ** b``; an integer tensor to a non-negative integer power stays integer (as in
+    PyTorch and numpy: ``x ** 2`` of int64 ``x`` is int64, exact), else floats."""
+    if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "iu"
+            and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))
+            and 0 <= int(b) <= 64):
+        return ew(A[0] ** int(b), [a], label="pow", dtype=a.dtype)
+    return _pow(a, b)
+
+
+pow.__signature__ = _pow.__signature__
+pow.spec = _pow.spec  # the registry entry, as for the other named ops
 
 # elementwise math
 exp = define("exp", 1, dout=lambda y: y)(sp.exp)
@@ -371,10 +423,16 @@ def _positive_slope_dout(slope_of_y):
     return dout
 
 
+# leaky_relu and elu test x <= 0 in the forward (NaN takes the identity branch: with alpha = 0
+# the negative branch folds to the constant 0, which turned NaN into 0; PyTorch gives NaN) and
+# x > 0 / x <= 0 in the derivative as PyTorch's backward does (leaky_relu: alpha at NaN; elu:
+# 1 at NaN), also where the output form does not apply (alpha <= 0)
 leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}),
                     dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                        (1, y > 0), (_literal(a), True))))(
-    lambda x, alpha=0.01: sp.Piecewise((x, x > 0), (_literal(alpha) * x, True)))
+                        (1, y > 0), (_literal(a), True))),
+                    grads=lambda x, alpha=0.01: (sp.Piecewise((1, x > 0),
+                                                              (_literal(alpha), True)),))(
+    lambda x, alpha=0.01: sp.Piecewise((_literal(alpha) * x, x <= 0), (x, True)))
 _prelu = define("prelu", 2, domain=("real", "real"), names=("t", "alpha"))(
     lambda x, a: sp.Piecewise((x, x > 0), (a * x, True)))
 
@@ -412,19 +470,24 @@ def _prelu_channels(t, alpha):
     return np.reshape(np.asarray(alpha), channel_shape)
 
 
+# the derivatives test y <= 0 / x <= 0 (not > 0): at NaN the gradient passes through (slope
+# 1), as in PyTorch's elu_backward
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                 (1, y > 0), (y + _literal(a), True))))(
-    lambda x, alpha=1.0: sp.Piecewise((x, x > 0), (_literal(alpha) * expm1(x), True)))
+                 (y + _literal(a), y <= 0), (1, True))),
+             grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x <= 0),
+                                                      (1, True)),))(
+    lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * expm1(x), x <= 0), (x, True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 selu = define("selu", 1, dout=lambda y: sp.Piecewise(
-    (_literal(_SELU_SCALE), y > 0), (y + _literal(_SELU_SCALE * _SELU_ALPHA), True)))(
+    (y + _literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
+# (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
 hard_tanh = define("hard_tanh", 1, dout=lambda y: sp.Piecewise(
-    (1, sp.And(y > -1, y < 1)), (0, True)))(
+    (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
 softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
 silu = define("silu", 1)(lambda x: x * Sigmoid(x))
@@ -454,10 +517,13 @@ binary_cross_entropy_elementwise = define(
     "binary_cross_entropy", 2, domain=("unit", "unit"), names=("prob", "target"),
     grads=_bce_grads)(
     lambda p, t: -(t * Max2(sp.log(p), -100) + (1 - t) * Max2(log1p(-p), -100)))
+# PyTorch's form (1 - t) x + softplus(-x) (= softplus(x) - x t), so that infinite logits give
+# its values: x = inf, t = 0 is inf (softplus(x) - x t gave inf - inf * 0 = NaN), x = -inf,
+# t > 0 NaN; the derivatives are PyTorch's sigmoid(x) - t and -x (no cancellation)
 bce_with_logits_elementwise = define(
     "binary_cross_entropy_with_logits", 2, domain=("real", "unit"),
-    names=("logits", "target"))(
-    lambda x, t: Softplus(x) - x * t)
+    names=("logits", "target"), grads=lambda x, t: (Sigmoid(x) - t, -x))(
+    lambda x, t: (1 - t) * x + Softplus(-x))
 
 
 def cast(t: Tensor, dtype) -> Tensor:

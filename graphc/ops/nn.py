@@ -137,9 +137,15 @@ def _xent_infer(inputs, attrs):
 def _xent_ref(node, logits, labels):
     n, c = logits.shape
     labels = np.asarray(labels)
+    src = node.inputs[1]
+    where = f" in input {src.name!r}" if src.op == "placeholder" else ""
+    if labels.shape[0] != n:
+        raise ShapeError(f"cross_entropy: batch sizes differ: logits {format_shape(logits.shape)}"
+                         f" and labels {format_shape(labels.shape)}{where}")
     if labels.size and (labels.min() < 0 or labels.max() >= c):
+        # (the interpreter applies updates after every node ran: nothing was updated)
         raise ValueError(f"cross_entropy: labels must be in [0, {c}), got range "
-                         f"[{labels.min()}, {labels.max()}]")
+                         f"[{labels.min()}, {labels.max()}]{where}; nothing was updated")
     m, _, log_sum = _shifted(logits, 1)
     picked = logits[np.arange(n), labels]
     return ((m[:, 0] - picked) + log_sum[:, 0]).astype(node.dtype)
