@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (Kernel, Lowered, collapse, comment, fused_plan, label_status, linear_update,
-                     plan_loop, reduction_groups, strides_for, xent_parts)
+from ..lower import (TILE_BYTES, Kernel, Lowered, collapse, comment, fused_plan, label_status,
+                     linear_update, plan_loop, reduction_groups, strides_for, transpose_plan,
+                     xent_parts)
 from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -634,20 +635,99 @@ class CRenderer:
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:
+        """A transpose as ``lower.transpose_plan`` splits it: one block copy, contiguous runs
+        copied one after another, or square tiles (``_transpose_tiled``)."""
         node = k.node
         x = node.inputs[0]
-        perm = node.attrs["perm"]
-        in_st = strides_for(x.shape, x.shape)
-        st = [in_st[p] for p in perm]
-        dims, (src_st, dst_st) = collapse(tuple(node.shape),
-                                          [st, strides_for(node.shape, node.shape)])
-        ivars = [f"i{d}" for d in range(len(dims))]
-        idx = lambda s: " + ".join(f"{v}*{t}L" for v, t in zip(ivars, s) if t) or "0"  # noqa
-        body = self._loop_nest(dims, ivars, [f"out[{idx(dst_st)}] = x[{idx(src_st)}];"],
-                               parallel=True)
         t = ctype(node.dtype)
-        self._emit(k, [f"const {t}* x", f"{t}* out"], body,
+        size = np.dtype(node.dtype).itemsize
+        plan = transpose_plan(tuple(x.shape), tuple(node.attrs["perm"]), size)
+        if plan.kind == "copy":
+            body = [f"memcpy(out, x, {plan.run}UL * sizeof({t}));"]
+        elif plan.kind == "rows":
+            body = self._transpose_rows(plan, t)
+        else:
+            body = self._transpose_tiled(plan, t, size)
+        self._emit(k, [f"const {t}* restrict x", f"{t}* restrict out"], body,
                    [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)])
+
+    @staticmethod
+    def _parallel_nest(loops: list[tuple[str, int]], total: int) -> list[str]:
+        """Perfectly nested loops (variable, trip count) shared out among the threads as one
+        collapsed range when the kernel moves at least GC_PAR_MIN elements."""
+        lines = []
+        if total >= GC_PAR_MIN:
+            c = f" collapse({len(loops)})" if len(loops) > 1 else ""
+            lines.append(f"#pragma omp parallel for{c} schedule(static) num_threads(gc_threads())")
+        lines += ["    " * d + f"for (long {v} = 0; {v} < {n}L; {v}++)"
+                  for d, (v, n) in enumerate(loops)]
+        return lines
+
+    @staticmethod
+    def _offset(terms: list[tuple[str, int]]) -> str:
+        return " + ".join(f"{v}*{s}L" if s != 1 else v for v, s in terms if s) or "0"
+
+    def _transpose_rows(self, plan, t: str) -> list[str]:
+        """The last axis stays in place: every index of the other axes copies one run of
+        ``plan.run`` elements that is contiguous on both sides (memcpy: vector moves)."""
+        ivars = [f"i{d}" for d in range(len(plan.dims))]
+        loops = self._parallel_nest(list(zip(ivars, plan.dims)),
+                                     int(np.prod(plan.dims)) * plan.run)
+        src = self._offset(list(zip(ivars, plan.src)))
+        dst = self._offset(list(zip(ivars, plan.dst)))
+        return loops + ["    " * len(ivars) +
+                        f"memcpy(out + {dst}, x + {src}, {plan.run}UL * sizeof(*out));"]
+
+    def _transpose_tiled(self, plan, t: str, size: int) -> list[str]:
+        """Tiles of TB x TA positions of the source-contiguous axis b and the
+        destination-contiguous axis a: each tile reads TA short runs of the source and writes
+        TB short runs of the destination, about one cache line each (TILE_BYTES), so every
+        line is fetched once instead of once per element.  The inner loop walks the
+        destination (contiguous stores, vectorized).  Tiles of the other axes and of (b, a)
+        are one collapsed parallel range."""
+        a, b, run = plan.a, plan.b, plan.run
+        na, nb = plan.dims[a], plan.dims[b]
+        edge = max(8, min(64, TILE_BYTES // (run * size)))
+        ta_n, tb_n = min(edge, na), min(edge, nb)  # a short axis is one (full) tile
+        outer = [(f"i{d}", plan.dims[d]) for d in plan.outer]
+        loops = self._parallel_nest(outer + [("tb", -(-nb // tb_n)), ("ta", -(-na // ta_n))],
+                                    int(np.prod(plan.dims)) * run)
+        src = self._offset([(v, plan.src[d]) for (v, _), d in zip(outer, plan.outer)]
+                           + [("b0", plan.src[b]), ("a0", plan.src[a])])
+        dst = self._offset([(v, plan.dst[d]) for (v, _), d in zip(outer, plan.outer)]
+                           + [("b0", plan.dst[b]), ("a0", plan.dst[a])])
+
+        def tile(nb_: str, na_: str) -> list[str]:
+            # source offset of (ib, ia, c): ib*run + ia*src_a + c; destination: ib*dst_b +
+            # ia*run + c (the tiled axes' strides are one run on their contiguous side)
+            if run == 1:
+                return [f"for (long ib = 0; ib < {nb_}; ib++) {{",
+                        "    #pragma omp simd",
+                        f"    for (long ia = 0; ia < {na_}; ia++) "
+                        f"d[ib*{plan.dst[b]}L + ia] = s[ib + ia*{plan.src[a]}L];",
+                        "}"]
+            return [f"for (long ib = 0; ib < {nb_}; ib++)",
+                    f"    for (long ia = 0; ia < {na_}; ia++) {{",
+                    "        #pragma omp simd",
+                    f"        for (long c = 0; c < {run}L; c++) d[ib*{plan.dst[b]}L + ia*{run}L + c]"
+                    f" = s[ib*{run}L + ia*{plan.src[a]}L + c];",
+                    "    }"]
+
+        body = [f"const long b0 = tb * {tb_n}L, a0 = ta * {ta_n}L;",
+                f"const {t}* s = x + {src};",
+                f"{t}* d = out + {dst};"]
+        if nb % tb_n == 0 and na % ta_n == 0:
+            body += tile(f"{tb_n}L", f"{ta_n}L")
+        else:  # edge tiles take the loop with run-time bounds; full ones keep constant bounds
+            body += [f"if (b0 + {tb_n}L <= {nb}L && a0 + {ta_n}L <= {na}L) {{"]
+            body += ["    " + s for s in tile(f"{tb_n}L", f"{ta_n}L")]
+            body += ["} else {",
+                     f"    const long nb = {nb}L - b0 < {tb_n}L ? {nb}L - b0 : {tb_n}L;",
+                     f"    const long na = {na}L - a0 < {ta_n}L ? {na}L - a0 : {ta_n}L;"]
+            body += ["    " + s for s in tile("nb", "na")] + ["}"]
+        pad = "    " * (len(outer) + 2)
+        return loops[:-1] + [loops[-1] + " {"] + [pad + s for s in body] + \
+            ["    " * (len(outer) + 1) + "}"]
 
     def render_random(self, k: Kernel) -> None:
         node = k.node
