@@ -203,6 +203,8 @@ def collapse(out_shape: tuple, operand_strides: list[list[int]]):
 
 TILE_BYTES = 64   # bytes a transpose tile row spans on the C backend (one cache line)
 ROW_BYTES = 64    # contiguous runs at least this long are copied as rows, not tiled
+BLOCK_BYTES = 32768  # a tiled transpose whose (b, a) block spans at most this much of
+                     # the source and of the destination is one tile (plain loops)
 
 
 @dataclass(frozen=True)

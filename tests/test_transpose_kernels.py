@@ -161,9 +161,17 @@ def test_c_source_shapes():
 
 def test_c_tile_edge_by_element_size():
     """Tile rows span 64 bytes: 16 float32, 8 float64, 64 int8 positions."""
-    assert "ia < 16L" in _c_source((100, 100), (1, 0), "float32")
-    assert "ia < 8L" in _c_source((100, 100), (1, 0), "float64")
-    assert "ia < 64L" in _c_source((100, 100), (1, 0), "int8")
+    assert "ia < 16L" in _c_source((1000, 1000), (1, 0), "float32")
+    assert "ia < 8L" in _c_source((1000, 1000), (1, 0), "float64")
+    assert "ia < 64L" in _c_source((1000, 1000), (1, 0), "int8")
+
+
+def test_c_small_blocks_are_one_tile():
+    """A (b, a) block within BLOCK_BYTES on both sides is one plain loop (it stays in L1):
+    batches of 128 x 64 float32 (32 KB); 128 x 128 (64 KB) is tiled."""
+    small = _c_source((32, 8, 128, 64), (0, 1, 3, 2))
+    assert "ia < 128L" in small and "tb" not in small.split("k0_transpose(")[1]
+    assert "ia < 16L" in _c_source((32, 8, 128, 128), (0, 1, 3, 2))
 
 
 # -- GPU --------------------------------------------------------------------------------------

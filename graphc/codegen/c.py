@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (TILE_BYTES, Kernel, Lowered, collapse, comment, fused_plan, label_status,
+from ..lower import (BLOCK_BYTES, TILE_BYTES, Kernel, Lowered, collapse, comment, fused_plan, label_status,
                      linear_update, plan_loop, reduction_groups, strides_for, transpose_plan,
                      xent_parts)
 from .cexpr import render_expr, render_plan
@@ -689,9 +689,14 @@ class CRenderer:
         na, nb = plan.dims[a], plan.dims[b]
         edge = max(8, min(64, TILE_BYTES // (run * size)))
         ta_n, tb_n = min(edge, na), min(edge, nb)  # a short axis is one (full) tile
+        if max(plan.src[a] * na, plan.dst[b] * nb) * size <= BLOCK_BYTES:
+            # the block's lines stay in L1 through a plain loop over it, whose long inner
+            # loop and sequential stores beat short tiles (1.3x, a batch of 128 x 64 float32)
+            ta_n, tb_n = na, nb
         outer = [(f"i{d}", plan.dims[d]) for d in plan.outer]
-        loops = self._parallel_nest(outer + [("tb", -(-nb // tb_n)), ("ta", -(-na // ta_n))],
-                                    int(np.prod(plan.dims)) * run)
+        ntb, nta = -(-nb // tb_n), -(-na // ta_n)
+        loops = self._parallel_nest(outer + [(v, n) for v, n in (("tb", ntb), ("ta", nta))
+                                             if n > 1], int(np.prod(plan.dims)) * run)
         src = self._offset([(v, plan.src[d]) for (v, _), d in zip(outer, plan.outer)]
                            + [("b0", plan.src[b]), ("a0", plan.src[a])])
         dst = self._offset([(v, plan.dst[d]) for (v, _), d in zip(outer, plan.outer)]
@@ -709,11 +714,12 @@ class CRenderer:
             return [f"for (long ib = 0; ib < {nb_}; ib++)",
                     f"    for (long ia = 0; ia < {na_}; ia++) {{",
                     "        #pragma omp simd",
-                    f"        for (long c = 0; c < {run}L; c++) d[ib*{plan.dst[b]}L + ia*{run}L + c]"
-                    f" = s[ib*{run}L + ia*{plan.src[a]}L + c];",
+                    f"        for (long c = 0; c < {run}L; c++) "
+                    f"d[ib*{plan.dst[b]}L + ia*{run}L + c] = s[ib*{run}L + ia*{plan.src[a]}L + c];",
                     "    }"]
 
-        body = [f"const long b0 = tb * {tb_n}L, a0 = ta * {ta_n}L;",
+        body = [f"const long b0 = {f'tb * {tb_n}L' if ntb > 1 else '0'}, "
+                f"a0 = {f'ta * {ta_n}L' if nta > 1 else '0'};",
                 f"const {t}* s = x + {src};",
                 f"{t}* d = out + {dst};"]
         if nb % tb_n == 0 and na % ta_n == 0:
@@ -725,9 +731,11 @@ class CRenderer:
                      f"    const long nb = {nb}L - b0 < {tb_n}L ? {nb}L - b0 : {tb_n}L;",
                      f"    const long na = {na}L - a0 < {ta_n}L ? {na}L - a0 : {ta_n}L;"]
             body += ["    " + s for s in tile("nb", "na")] + ["}"]
-        pad = "    " * (len(outer) + 2)
-        return loops[:-1] + [loops[-1] + " {"] + [pad + s for s in body] + \
-            ["    " * (len(outer) + 1) + "}"]
+        if not loops:  # one tile: the whole transpose
+            return body
+        depth = len(loops) - (loops[0].startswith("#pragma"))
+        return loops[:-1] + [loops[-1] + " {"] + ["    " * depth + s for s in body] + \
+            ["    " * (depth - 1) + "}"]
 
     def render_random(self, k: Kernel) -> None:
         node = k.node

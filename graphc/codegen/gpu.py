@@ -725,8 +725,9 @@ class GPURenderer:
         tiles = _numel(outer) * ntb * nta
         wide = self._wide(_numel(plan.dims))
         it, sfx = ("gc_i64", "L") if wide else ("int", "")
-        base = lambda st: " + ".join([f"o{j}*{st[d]}{sfx}" for j, d in enumerate(plan.outer)]  # noqa
-                                     ) or "0"
+
+        def base(st) -> str:  # offset of the tile's outer index (o0, o1, ...) along ``st``
+            return " + ".join(f"o{j}*{st[d]}{sfx}" for j, d in enumerate(plan.outer)) or "0"
         body = [f"GC_LOCAL {t} tile[{TILE}][{TILE + 1}];",
                 "const int tx = GC_LOCAL_ID(0) % 32, ty = GC_LOCAL_ID(0) / 32;",
                 f"for ({it} t = GC_GROUP_ID(0); t < {tiles}{sfx}; t += GC_NUM_GROUPS(0)) {{",
