@@ -151,10 +151,11 @@ def test_c_large_parallel_tiles(backend, threads=None):
 
 def test_c_source_shapes():
     """The C kinds: tiles with constant-bound full tiles and a parallel collapsed range;
-    memcpy rows for the kept last axis; one memcpy for an identity once merged."""
+    a vector loop per run for the kept last axis; one memcpy for an identity once merged."""
     tiled = _c_source((130, 257), (1, 0))
     assert "collapse(2)" in tiled and "ib < 16L" in tiled and "ia < na" in tiled
-    assert "memcpy(out + " in _c_source((32, 8, 16, 64), (0, 2, 1, 3))
+    rows = _c_source((32, 8, 16, 64), (0, 2, 1, 3))
+    assert "for (long c = 0; c < 64L; c++) out[" in rows and "collapse(3)" in rows
     copy = _c_source((3, 1, 5), (1, 0, 2))
     assert "memcpy(out, x, 15UL" in copy and "for (" not in copy.split("k0_transpose(")[2]
 

@@ -669,14 +669,17 @@ class CRenderer:
 
     def _transpose_rows(self, plan, t: str) -> list[str]:
         """The last axis stays in place: every index of the other axes copies one run of
-        ``plan.run`` elements that is contiguous on both sides (memcpy: vector moves)."""
+        ``plan.run`` elements that is contiguous on both sides (a vectorized loop: as fast as
+        an inlined memcpy, and no libc call per run for runs of a KB or more)."""
         ivars = [f"i{d}" for d in range(len(plan.dims))]
         loops = self._parallel_nest(list(zip(ivars, plan.dims)),
                                      int(np.prod(plan.dims)) * plan.run)
         src = self._offset(list(zip(ivars, plan.src)))
         dst = self._offset(list(zip(ivars, plan.dst)))
-        return loops + ["    " * len(ivars) +
-                        f"memcpy(out + {dst}, x + {src}, {plan.run}UL * sizeof(*out));"]
+        pad = "    " * len(ivars)
+        return loops[:-1] + [loops[-1] + " {", pad + "#pragma omp simd",
+                             pad + f"for (long c = 0; c < {plan.run}L; c++) "
+                             f"out[{dst} + c] = x[{src} + c];", pad[4:] + "}"]
 
     def _transpose_tiled(self, plan, t: str, size: int) -> list[str]:
         """Tiles of TB x TA positions of the source-contiguous axis b and the
