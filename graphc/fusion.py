@@ -70,7 +70,7 @@ def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequen
 def _fold_uniform(node):
     """Uniform tensors (every element the same) folded into one ``fill_like``: the gradient
     seed of a mean, 1 broadcast to the losses' shape and divided by their count, was three
-    kernels (fill, broadcast, divide); now it is one fill of 1/N.  Only static shapes, the
+    kernels (fill, broadcast, divide); now it is one fill of 1/N.  A transposed fill is a fill.  Only static shapes, the
     fill's dtype, and finite values (the C literal)."""
     if node.op == "broadcast_like":
         fill, ref = node.inputs
@@ -79,6 +79,14 @@ def _fold_uniform(node):
         if fill.op == "fill_like" and ref.dtype == fill.dtype and None not in ref.shape:
             return make("fill_like", [ref], value=fill.attrs["value"])
         return None
+    if node.op == "transpose" and node.inputs[0].op == "fill_like" and None not in node.shape:
+        # a fill has nothing to move: the backward of a transpose under a plain sum was a
+        # transpose kernel moving a tensor of ones.  The shape source is a reshape of the
+        # fill's (a view: a transpose there would be computed for its shape)
+        from .ops.core import reshape
+        fill = node.inputs[0]
+        return make("fill_like", [reshape(fill.inputs[0], node.shape)],
+                    value=fill.attrs["value"])
     if node.op != "ew" or not node.inputs:
         return None
     fills = [t for t in node.inputs if t.op == "fill_like" and t.shape == node.shape]

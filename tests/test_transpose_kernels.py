@@ -244,3 +244,25 @@ def test_cuda_text_compiles_to_cubin():
     for dtype in GPU_DTYPES:
         for n in names:
             assert f"{dtype}_{n}".encode() in cubin
+
+
+# -- a transposed fill ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", [C, OPENCL])
+def test_transposed_fill_is_a_fill(backend, quick_build):
+    """The backward of a transpose under a plain sum transposes a fill of ones: lowering folds
+    it into one fill of the transposed shape (no transpose kernel, the shape taken from a view),
+    with the same values as numpy's."""
+    x = gc.placeholder((33, 5, 17), name="x")
+    y = gc.transpose(x * 3.0, (2, 0, 1))
+    outs = [y] + gc.grad(gc.sum(y), [x]) + gc.grad(gc.mean(gc.transpose(x, (1, 2, 0))), [x])
+    f = gc.compile([x], outs, backend="numpy")
+    kinds = [(k.kind, k.node.op) for k in lower(f.program, [(33, 5, 17)]).kernels]
+    # the two forward transposes (y, the mean's input) only, no backward one
+    assert kinds.count(("transpose", "transpose")) == 2, kinds
+    X = np.random.default_rng(3).standard_normal((33, 5, 17)).astype("float32")
+    ref = f(X)
+    got = gc.compile([x], outs, backend=backend)(X)
+    assert np.array_equal(ref[1], np.full(X.shape, 3.0, "float32"))
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape and np.array_equal(g, r)
