@@ -79,12 +79,16 @@ def _fold_uniform(node):
         if fill.op == "fill_like" and ref.dtype == fill.dtype and None not in ref.shape:
             return make("fill_like", [ref], value=fill.attrs["value"])
         return None
-    if node.op == "transpose" and node.inputs[0].op == "fill_like" and None not in node.shape:
+    if node.op == "transpose" and None not in node.shape:
         # a fill has nothing to move: the backward of a transpose under a plain sum was a
         # transpose kernel moving a tensor of ones.  The shape source is a reshape of the
         # fill's (a view: a transpose there would be computed for its shape)
         from .ops.core import reshape
         fill = node.inputs[0]
+        while fill.op in ("reshape", "reshape_like", "expand_dims", "squeeze", "identity"):
+            fill = fill.inputs[0]  # views of it (merge heads' gradient is a reshaped fill)
+        if fill.op != "fill_like" or fill.dtype != node.dtype:
+            return None
         return make("fill_like", [reshape(fill.inputs[0], node.shape)],
                     value=fill.attrs["value"])
     if node.op != "ew" or not node.inputs:

@@ -255,11 +255,14 @@ def test_transposed_fill_is_a_fill(backend, quick_build):
     with the same values as numpy's."""
     x = gc.placeholder((33, 5, 17), name="x")
     y = gc.transpose(x * 3.0, (2, 0, 1))
-    outs = [y] + gc.grad(gc.sum(y), [x]) + gc.grad(gc.mean(gc.transpose(x, (1, 2, 0))), [x])
+    merged = gc.reshape(gc.transpose(x, (1, 0, 2)), (5, 33 * 17))  # the fill is reshaped first
+    outs = [y] + gc.grad(gc.sum(y), [x]) + gc.grad(gc.mean(gc.transpose(x, (1, 2, 0))), [x]) \
+        + gc.grad(gc.sum(merged), [x])
     f = gc.compile([x], outs, backend="numpy")
     kinds = [(k.kind, k.node.op) for k in lower(f.program, [(33, 5, 17)]).kernels]
-    # the two forward transposes (y, the mean's input) only, no backward one
-    assert kinds.count(("transpose", "transpose")) == 2, kinds
+    # the forward transposes only (y; the mean's input; merged's, a view of it being the
+    # fill's shape source)
+    assert kinds.count(("transpose", "transpose")) == 3, kinds
     X = np.random.default_rng(3).standard_normal((33, 5, 17)).astype("float32")
     ref = f(X)
     got = gc.compile([x], outs, backend=backend)(X)
