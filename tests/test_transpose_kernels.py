@@ -269,3 +269,65 @@ def test_transposed_fill_is_a_fill(backend, quick_build):
     assert np.array_equal(ref[1], np.full(X.shape, 3.0, "float32"))
     for g, r in zip(got, ref):
         assert g.shape == r.shape and np.array_equal(g, r)
+
+
+# -- transposes folded into batched GEMMs -----------------------------------------------------
+
+def _bmm_program():
+    """q @ k^T (3-D and 4-D), a transposed 2-D weight broadcast over a batch, broadcast batch
+    axes, a transposed product, and their gradients (which transpose operands and products)."""
+    rng = np.random.default_rng(5)
+    shapes = [(3, 17, 33), (3, 5, 33), (2, 3, 17, 8), (2, 3, 5, 8), (4, 17, 33), (5, 33),
+              (2, 1, 17, 33), (3, 5, 33)]
+    phs = [gc.placeholder(s, name=f"m{i}") for i, s in enumerate(shapes)]
+    q, k, q4, k4, x, w, u, v = phs
+    outs = [q @ gc.transpose(k, (0, 2, 1)),                       # (3, 17, 5)
+            q4 @ gc.transpose(k4, (0, 1, 3, 2)),                  # (2, 3, 17, 5)
+            x @ gc.transpose(w),                                  # (4, 17, 5)
+            u @ gc.transpose(v, (0, 2, 1)),                       # (2, 3, 17, 5)
+            gc.transpose(gc.transpose(q, (0, 2, 1)) @ q, (0, 2, 1))]  # (3, 33, 33)^T
+    cost = sum(gc.sum(o * gc.constant(rng.standard_normal(o.shape).astype("float32")))
+               for o in outs)
+    outs += gc.grad(cost, phs)
+    arrays = [rng.standard_normal(s).astype("float32") for s in shapes]
+    return phs, outs, arrays
+
+
+def test_batched_transposes_fold_into_the_gemm():
+    """Every transpose of the last two axes of a batched operand or product is a trans flag of
+    a ``bmm``.  Left: the gradients of the operands broadcast over batch axes (w, v), a batch
+    sum of x^T g that is transposed (a reduction, not a product)."""
+    phs, outs, arrays = _bmm_program()
+    f = gc.compile(phs, outs, backend="numpy")
+    kernels = lower(f.program, [a.shape for a in arrays]).kernels
+    left = [(tuple(k.node.shape), k.node.inputs[0].op) for k in kernels if k.kind == "transpose"]
+    assert left == [((5, 33), "sum"), ((3, 5, 33), "sum")], left
+    flags = {(k.node.attrs["trans_a"], k.node.attrs["trans_b"]) for k in kernels
+             if k.node.op == "bmm"}
+    assert {(False, True), (True, False)} <= flags
+
+
+@pytest.mark.parametrize("backend", [C, OPENCL])
+def test_batched_transposed_gemms_match_numpy(backend, quick_build):
+    phs, outs, arrays = _bmm_program()
+    ref = gc.compile(phs, outs, backend="numpy")(*arrays)
+    got = gc.compile(phs, outs, backend=backend)(*arrays)
+    for i, (g, r) in enumerate(zip(got, ref)):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-4 * max(1, np.abs(r).max()),
+                                   err_msg=f"output {i}")
+
+
+@pytest.mark.skipif("not __import__('graphc.runtime.nvrtc', fromlist=['x'])"
+                    ".cubin_compiler_available()", reason="neither NVRTC nor nvcc found")
+def test_cuda_batched_transposed_gemms_compile():
+    from graphc.runtime import nvrtc
+    from graphc.runtime.gpu_common import expand_includes
+    phs, outs, arrays = _bmm_program()
+    f = gc.compile(phs, outs, backend="numpy")
+    text, launches = render_gpu(lower_gpu(f.program, [a.shape for a in arrays]))
+    cubin = nvrtc.compile_cubin(expand_includes(text), "graphc_bmm", arch="sm_90")
+    assert cubin[:4] == b"\x7fELF"
+    # (m, n, k, A, lda, trans_a, B, ldb, trans_b, ...): both flags are used
+    bmm = [launch for launch in launches if launch.function.endswith("_bmm")]
+    assert {(launch.args[5].value, launch.args[8].value) for launch in bmm} >= {(0, 1), (1, 0)}

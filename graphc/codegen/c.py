@@ -247,12 +247,14 @@ class CRenderer:
             f"gc_o[gc_u] = ({out_t})(a); }} }}"]
 
     def render_matmul(self, k: Kernel) -> None:
-        """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes."""
+        """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes;
+        a ``bmm`` reads transposed operands through the GEMM's trans flags."""
         node = k.node
         a, b = node.inputs
         batch = tuple(node.shape[:-2])
         m, n = node.shape[-2:]
-        kk = a.shape[-1]
+        ta, tb = bool(node.attrs.get("trans_a")), bool(node.attrs.get("trans_b"))
+        kk = a.shape[-2] if ta else a.shape[-1]
         mct = ctype(math_dtype(node.dtype))
         fn = f"{k.name}_gemm"
         self.functions.append("\n".join([
@@ -265,8 +267,8 @@ class CRenderer:
         off_b = " + ".join(f"{v}*{s * kk * n}L" for v, s in zip(ivars, sb) if s) or "0"
         off_c = " + ".join(f"{v}*{s * m * n}L" for v, s in
                            zip(ivars, strides_for(batch, batch)) if s) or "0"
-        inner = [f"{fn}({m}, {n}, {kk}, A + {off_a}, {kk}, 0, B + {off_b}, {n}, 0, "
-                 f"C + {off_c}, {n}, 0, 0);"]
+        inner = [f"{fn}({m}, {n}, {kk}, A + {off_a}, {m if ta else kk}, {int(ta)}, B + {off_b}, "
+                 f"{kk if tb else n}, {int(tb)}, C + {off_c}, {n}, 0, 0);"]
         body = []
         for d, (size, v) in enumerate(zip(batch, ivars)):
             body.append("    " * d + f"for (long {v} = 0; {v} < {size}L; {v}++) {{")

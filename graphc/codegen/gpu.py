@@ -323,12 +323,14 @@ class GPURenderer:
         self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args))
 
     def render_matmul(self, k: Kernel) -> None:
-        """Batched matmul (rank > 2): the batch index is the third grid dimension."""
+        """Batched matmul (rank > 2): the batch index is the third grid dimension; a ``bmm``
+        reads transposed operands through the GEMM's trans flags."""
         node = k.node
         a, b = node.inputs
         batch = tuple(node.shape[:-2])
         m, n = node.shape[-2:]
-        kk = a.shape[-1]
+        ta, tb = bool(node.attrs.get("trans_a")), bool(node.attrs.get("trans_b"))
+        kk = a.shape[-2] if ta else a.shape[-1]
         mdt = math_dtype(node.dtype)
         self._note_dtypes(mdt, node.dtype)
         mct = gtype(mdt)
@@ -356,8 +358,9 @@ class GPURenderer:
         gx, gy = -(-n // 128), -(-m // 128)
         if gy > MAX_GROUPS:
             raise NotImplementedError("batched GEMM with more than 65535*128 rows")
-        base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(kk), i32(0),
-                buf(k.srcs[1], b.dtype), i32(n), i32(0), buf(k.dst, node.dtype), i32(n), i32(0)]
+        base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(m if ta else kk), i32(ta),
+                buf(k.srcs[1], b.dtype), i32(kk if tb else n), i32(tb), buf(k.dst, node.dtype),
+                i32(n), i32(0)]
         for b0 in range(0, nb, MAX_GROUPS):
             self.launches.append(Launch(fn, k.name, (gx, gy, min(MAX_GROUPS, nb - b0)),
                                         (256, 1, 1), base + [i32(b0)]))
