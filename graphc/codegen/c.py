@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (BLOCK_BYTES, TILE_BYTES, Kernel, Lowered, collapse, comment, fused_plan, label_status,
-                     linear_update, plan_loop, reduction_groups, strides_for, transpose_plan,
-                     xent_parts)
+from ..lower import (BLOCK_BYTES, TILE_BYTES, Kernel, Lowered, collapse, comment, fused_plan,
+                     label_status, linear_update, plan_loop, reduction_groups, strides_for,
+                     transpose_plan, xent_parts)
 from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
