@@ -71,8 +71,8 @@ def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequen
 def _fold_uniform(node):
     """Uniform tensors (every element the same) folded into one ``fill_like``: the gradient
     seed of a mean, 1 broadcast to the losses' shape and divided by their count, was three
-    kernels (fill, broadcast, divide); now it is one fill of 1/N.  A transposed fill is a fill.  Only static shapes, the
-    fill's dtype, and finite values (the C literal)."""
+    kernels (fill, broadcast, divide); now it is one fill of 1/N.  A transposed fill is a
+    fill.  Only static shapes, the fill's dtype, and finite values (the C literal)."""
     if node.op == "broadcast_like":
         fill, ref = node.inputs
         while fill.op in ("reshape", "expand_dims", "squeeze", "identity"):  # views of it
