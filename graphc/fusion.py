@@ -6,7 +6,8 @@ generic pipeline (graphc.passes), before lowering.
 * ``fuse_elementwise``: an ``ew`` producer read by exactly one ``ew`` consumer of the same
   element count is substituted into the consumer's expression (f(g(x)) is one loop).
 * ``fuse_dense``: ``epilogue(matmul(a, b))`` -> ``dense(a, b, extras, expr)``, with transposes
-  of the operands folded into the GEMM's trans flags.
+  of the operands folded into the GEMM's trans flags; batched matmuls the same (``bmm``: a
+  transpose of the last two axes of an operand, or of the product, moves nothing).
 
 Every pass takes an optional ``trace`` dict that it fills with old node id -> new node.
 """
@@ -70,8 +71,8 @@ def concretize(roots: Sequence[Tensor], inputs: Sequence[Tensor], shapes: Sequen
 def _fold_uniform(node):
     """Uniform tensors (every element the same) folded into one ``fill_like``: the gradient
     seed of a mean, 1 broadcast to the losses' shape and divided by their count, was three
-    kernels (fill, broadcast, divide); now it is one fill of 1/N.  Only static shapes, the
-    fill's dtype, and finite values (the C literal)."""
+    kernels (fill, broadcast, divide); now it is one fill of 1/N.  A transposed fill is a
+    fill.  Only static shapes, the fill's dtype, and finite values (the C literal)."""
     if node.op == "broadcast_like":
         fill, ref = node.inputs
         while fill.op in ("reshape", "expand_dims", "squeeze", "identity"):  # views of it
@@ -79,6 +80,18 @@ def _fold_uniform(node):
         if fill.op == "fill_like" and ref.dtype == fill.dtype and None not in ref.shape:
             return make("fill_like", [ref], value=fill.attrs["value"])
         return None
+    if node.op == "transpose" and None not in node.shape:
+        # a fill has nothing to move: the backward of a transpose under a plain sum was a
+        # transpose kernel moving a tensor of ones.  The shape source is a reshape of the
+        # fill's (a view: a transpose there would be computed for its shape)
+        from .ops.core import reshape
+        fill = node.inputs[0]
+        while fill.op in ("reshape", "reshape_like", "expand_dims", "squeeze", "identity"):
+            fill = fill.inputs[0]  # views of it (merge heads' gradient is a reshaped fill)
+        if fill.op != "fill_like" or fill.dtype != node.dtype:
+            return None
+        return make("fill_like", [reshape(fill.inputs[0], node.shape)],
+                    value=fill.attrs["value"])
     if node.op != "ew" or not node.inputs:
         return None
     fills = [t for t in node.inputs if t.op == "fill_like" and t.shape == node.shape]
@@ -259,6 +272,25 @@ def _operand(t: Tensor) -> tuple[Tensor, bool]:
     return t, False
 
 
+def _batched_operand(t: Tensor) -> tuple[Tensor, bool]:
+    """(tensor, transposed): a transpose of only the last two axes folds into a batched GEMM's
+    trans flag (each batch's matrix is read in the other order, nothing is moved)."""
+    n = t.ndim
+    if t.op == "transpose" and t.attrs["perm"] == tuple(range(n - 2)) + (n - 1, n - 2):
+        return t.inputs[0], True
+    return t, False
+
+
+def _bmm_from(mm: Tensor) -> Tensor:
+    """A batched matmul reading transposed operands in place (``bmm``), else ``mm``."""
+    (a, ta), (b, tb) = _batched_operand(mm.inputs[0]), _batched_operand(mm.inputs[1])
+    if not (ta or tb):
+        return mm
+    new = make("bmm", [a, b], trans_a=ta, trans_b=tb)
+    new._name = mm._name
+    return new
+
+
 def _dense_from(mm: Tensor, expr, extras, label, dtype) -> Tensor:
     a, ta = _operand(mm.inputs[0])
     b, tb = _operand(mm.inputs[1])
@@ -292,6 +324,20 @@ def _fuse_dense(roots, trace):
         if node.op == "matmul" and node.ndim == 2:
             new = rebuild(node, inputs)
             mapping[node.id] = new if absorbable(node) else bare(new)
+            continue
+        if node.op == "matmul":  # batched: q @ k^T and every matmul's backward
+            mapping[node.id] = _bmm_from(rebuild(node, inputs))
+            continue
+        if node.op == "transpose" and counts.get(node.inputs[0].id, 0) == 1 \
+                and inputs[0].op in ("matmul", "bmm") and _batched_operand(node)[1]:
+            # (op(A) op(B))^T = op(B)^T op(A)^T: the gradient of k in q @ k^T was a GEMM
+            # into a temporary and a transpose of it
+            mm = inputs[0]
+            new = make("bmm", [mm.inputs[1], mm.inputs[0]],
+                       trans_a=not mm.attrs.get("trans_b", False),
+                       trans_b=not mm.attrs.get("trans_a", False))
+            new._name = node._name
+            mapping[node.id] = new
             continue
         if node.op == "ew":
             k = next((j for j, (old, new_in) in enumerate(zip(node.inputs, inputs))

@@ -275,6 +275,67 @@ def reduce_read(k: "Kernel") -> ReduceRead:
     return ReduceRead(groups, operands, strides, expr, e)
 
 
+TILE_BYTES = 64   # bytes a transpose tile row spans on the C backend (one cache line)
+ROW_BYTES = 64    # contiguous runs at least this long are copied as rows, not tiled
+BLOCK_BYTES = 32768  # a tiled transpose whose (b, a) block spans at most this much of
+                     # the source and of the destination is one tile (plain loops)
+
+
+@dataclass(frozen=True)
+class TransposePlan:
+    """How a transpose moves its elements, shared by the C and GPU renderers.
+
+    ``dims`` / ``src`` / ``dst``: the loop axes (in output order, size-1 axes dropped, axes
+    contiguous on both sides merged) and the element strides of each in the source and the
+    (contiguous) destination.  ``run``: elements contiguous on both sides that each index of
+    ``dims`` copies (the kept last axis, else 1).  Kinds:
+
+    * ``copy``: the permutation is the identity once merged (``dims`` empty): one block copy.
+    * ``rows``: the last axis stays, its runs are at least ``ROW_BYTES``: copy run after run.
+    * ``tiled``: axis ``a`` (the last of ``dims``) is contiguous in the destination and axis
+      ``b`` in the source (stride ``run``): walked in square tiles so that both the reads and
+      the writes of a tile stay within a few cache lines (a plain loop strides one side by a
+      whole row per element)."""
+    kind: str
+    dims: tuple
+    src: tuple
+    dst: tuple
+    run: int
+    a: int = -1
+    b: int = -1
+
+    @property
+    def outer(self) -> list[int]:
+        """Indices of the axes that are neither tiled axis (all of them for ``rows``)."""
+        return [d for d in range(len(self.dims)) if d not in (self.a, self.b)]
+
+
+def transpose_plan(in_shape: tuple, perm: tuple, itemsize: int) -> TransposePlan:
+    """The ``TransposePlan`` of ``transpose(x, perm)`` for a contiguous x of ``in_shape``."""
+    out_shape = tuple(in_shape[p] for p in perm)
+    if 0 in out_shape:
+        return TransposePlan("copy", (), (), (), 0)
+    in_st = strides_for(in_shape, in_shape)
+    keep = [d for d, n in enumerate(out_shape) if n != 1]  # size-1 axes never move data
+    out_st = strides_for(out_shape, out_shape)
+    dims, (src, dst) = collapse(tuple(out_shape[d] for d in keep),
+                                [[in_st[perm[d]] for d in keep], [out_st[d] for d in keep]])
+    if len(dims) <= 1:  # identity after merging: src and dst walk the same order
+        return TransposePlan("copy", (), (), (), int(dims[0]) if dims else 1)
+    run = 1
+    if src[-1] == 1:  # the last axis stays: both sides have runs of dims[-1]
+        run = dims.pop()
+        src.pop()
+        dst.pop()
+        if len(dims) == 1 or run * itemsize >= ROW_BYTES:
+            return TransposePlan("rows", tuple(dims), tuple(src), tuple(dst), run)
+    # the source is dense, so the smallest stride left is one run; merging made it not the
+    # destination's contiguous (last) axis
+    b = src.index(run)
+    assert b != len(dims) - 1 and dst[-1] == run, (in_shape, perm, dims, src, dst)
+    return TransposePlan("tiled", tuple(dims), tuple(src), tuple(dst), run, len(dims) - 1, b)
+
+
 def fused_plan(k: "Kernel") -> FusedPlan:
     """The per-element plan of an ``ew``, ``dense`` or ``reduce`` kernel including its
     members."""

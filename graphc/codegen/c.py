@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower import (FusedPlan, Kernel, Lowered, collapse, comment, fused_plan, label_status,
-                     linear_update, plan_loop, reduce_read, strides_for, xent_parts)
+from ..lower import (BLOCK_BYTES, TILE_BYTES, FusedPlan, Kernel, Lowered, collapse, comment,
+                     fused_plan, label_status, linear_update, plan_loop, reduce_read, strides_for,
+                     transpose_plan, xent_parts)
 from .cexpr import render_expr, render_plan
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -251,12 +252,14 @@ class CRenderer:
             f"gc_o[gc_u] = ({out_t})(a); }} }}"]
 
     def render_matmul(self, k: Kernel) -> None:
-        """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes."""
+        """Batched matmul (rank > 2): one GEMM per batch element, broadcasting batch axes;
+        a ``bmm`` reads transposed operands through the GEMM's trans flags."""
         node = k.node
         a, b = node.inputs
         batch = tuple(node.shape[:-2])
         m, n = node.shape[-2:]
-        kk = a.shape[-1]
+        ta, tb = bool(node.attrs.get("trans_a")), bool(node.attrs.get("trans_b"))
+        kk = a.shape[-2] if ta else a.shape[-1]
         mct = ctype(math_dtype(node.dtype))
         fn = f"{k.name}_gemm"
         self.functions.append("\n".join([
@@ -269,8 +272,8 @@ class CRenderer:
         off_b = " + ".join(f"{v}*{s * kk * n}L" for v, s in zip(ivars, sb) if s) or "0"
         off_c = " + ".join(f"{v}*{s * m * n}L" for v, s in
                            zip(ivars, strides_for(batch, batch)) if s) or "0"
-        inner = [f"{fn}({m}, {n}, {kk}, A + {off_a}, {kk}, 0, B + {off_b}, {n}, 0, "
-                 f"C + {off_c}, {n}, 0, 0);"]
+        inner = [f"{fn}({m}, {n}, {kk}, A + {off_a}, {m if ta else kk}, {int(ta)}, B + {off_b}, "
+                 f"{kk if tb else n}, {int(tb)}, C + {off_c}, {n}, 0, 0);"]
         body = []
         for d, (size, v) in enumerate(zip(batch, ivars)):
             body.append("    " * d + f"for (long {v} = 0; {v} < {size}L; {v}++) {{")
@@ -674,20 +677,110 @@ class CRenderer:
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:
+        """A transpose as ``lower.transpose_plan`` splits it: one block copy, contiguous runs
+        copied one after another, or square tiles (``_transpose_tiled``)."""
         node = k.node
         x = node.inputs[0]
-        perm = node.attrs["perm"]
-        in_st = strides_for(x.shape, x.shape)
-        st = [in_st[p] for p in perm]
-        dims, (src_st, dst_st) = collapse(tuple(node.shape),
-                                          [st, strides_for(node.shape, node.shape)])
-        ivars = [f"i{d}" for d in range(len(dims))]
-        idx = lambda s: " + ".join(f"{v}*{t}L" for v, t in zip(ivars, s) if t) or "0"  # noqa
-        body = self._loop_nest(dims, ivars, [f"out[{idx(dst_st)}] = x[{idx(src_st)}];"],
-                               parallel=True)
         t = ctype(node.dtype)
-        self._emit(k, [f"const {t}* x", f"{t}* out"], body,
+        size = np.dtype(node.dtype).itemsize
+        plan = transpose_plan(tuple(x.shape), tuple(node.attrs["perm"]), size)
+        if plan.kind == "copy":
+            body = [f"memcpy(out, x, {plan.run}UL * sizeof({t}));"]
+        elif plan.kind == "rows":
+            body = self._transpose_rows(plan, t)
+        else:
+            body = self._transpose_tiled(plan, t, size)
+        self._emit(k, [f"const {t}* restrict x", f"{t}* restrict out"], body,
                    [pointer(k.srcs[0], x.dtype), pointer(k.dst, node.dtype, const=False)])
+
+    @staticmethod
+    def _parallel_nest(loops: list[tuple[str, int]], total: int) -> list[str]:
+        """Perfectly nested loops (variable, trip count) shared out among the threads as one
+        collapsed range when the kernel moves at least GC_PAR_MIN elements."""
+        lines = []
+        if total >= GC_PAR_MIN:
+            c = f" collapse({len(loops)})" if len(loops) > 1 else ""
+            lines.append(f"#pragma omp parallel for{c} schedule(static) num_threads(gc_threads())")
+        lines += ["    " * d + f"for (long {v} = 0; {v} < {n}L; {v}++)"
+                  for d, (v, n) in enumerate(loops)]
+        return lines
+
+    @staticmethod
+    def _offset(terms: list[tuple[str, int]]) -> str:
+        return " + ".join(f"{v}*{s}L" if s != 1 else v for v, s in terms if s) or "0"
+
+    def _transpose_rows(self, plan, t: str) -> list[str]:
+        """The last axis stays in place: every index of the other axes copies one run of
+        ``plan.run`` elements that is contiguous on both sides (a vectorized loop: as fast as
+        an inlined memcpy, and no libc call per run for runs of a KB or more)."""
+        ivars = [f"i{d}" for d in range(len(plan.dims))]
+        loops = self._parallel_nest(list(zip(ivars, plan.dims)),
+                                     int(np.prod(plan.dims)) * plan.run)
+        src = self._offset(list(zip(ivars, plan.src)))
+        dst = self._offset(list(zip(ivars, plan.dst)))
+        pad = "    " * len(ivars)
+        return loops[:-1] + [loops[-1] + " {", pad + "#pragma omp simd",
+                             pad + f"for (long c = 0; c < {plan.run}L; c++) "
+                             f"out[{dst} + c] = x[{src} + c];", pad[4:] + "}"]
+
+    def _transpose_tiled(self, plan, t: str, size: int) -> list[str]:
+        """Tiles of TB x TA positions of the source-contiguous axis b and the
+        destination-contiguous axis a: each tile reads TA short runs of the source and writes
+        TB short runs of the destination, about one cache line each (TILE_BYTES), so every
+        line is fetched once instead of once per element.  The inner loop walks the
+        destination (contiguous stores, vectorized).  Tiles of the other axes and of (b, a)
+        are one collapsed parallel range."""
+        a, b, run = plan.a, plan.b, plan.run
+        na, nb = plan.dims[a], plan.dims[b]
+        edge = max(8, min(64, TILE_BYTES // (run * size)))
+        ta_n, tb_n = min(edge, na), min(edge, nb)  # a short axis is one (full) tile
+        if max(plan.src[a] * na, plan.dst[b] * nb) * size <= BLOCK_BYTES:
+            # the block's lines stay in L1 through a plain loop over it, whose long inner
+            # loop and sequential stores beat short tiles (1.3x, a batch of 128 x 64 float32)
+            ta_n, tb_n = na, nb
+        outer = [(f"i{d}", plan.dims[d]) for d in plan.outer]
+        ntb, nta = -(-nb // tb_n), -(-na // ta_n)
+        loops = self._parallel_nest(outer + [(v, n) for v, n in (("tb", ntb), ("ta", nta))
+                                             if n > 1], int(np.prod(plan.dims)) * run)
+        src = self._offset([(v, plan.src[d]) for (v, _), d in zip(outer, plan.outer)]
+                           + [("b0", plan.src[b]), ("a0", plan.src[a])])
+        dst = self._offset([(v, plan.dst[d]) for (v, _), d in zip(outer, plan.outer)]
+                           + [("b0", plan.dst[b]), ("a0", plan.dst[a])])
+
+        def tile(nb_: str, na_: str) -> list[str]:
+            # source offset of (ib, ia, c): ib*run + ia*src_a + c; destination: ib*dst_b +
+            # ia*run + c (the tiled axes' strides are one run on their contiguous side)
+            if run == 1:
+                return [f"for (long ib = 0; ib < {nb_}; ib++) {{",
+                        "    #pragma omp simd",
+                        f"    for (long ia = 0; ia < {na_}; ia++) "
+                        f"d[ib*{plan.dst[b]}L + ia] = s[ib + ia*{plan.src[a]}L];",
+                        "}"]
+            return [f"for (long ib = 0; ib < {nb_}; ib++)",
+                    f"    for (long ia = 0; ia < {na_}; ia++) {{",
+                    "        #pragma omp simd",
+                    f"        for (long c = 0; c < {run}L; c++) "
+                    f"d[ib*{plan.dst[b]}L + ia*{run}L + c] = s[ib*{run}L + ia*{plan.src[a]}L + c];",
+                    "    }"]
+
+        body = [f"const long b0 = {f'tb * {tb_n}L' if ntb > 1 else '0'}, "
+                f"a0 = {f'ta * {ta_n}L' if nta > 1 else '0'};",
+                f"const {t}* s = x + {src};",
+                f"{t}* d = out + {dst};"]
+        if nb % tb_n == 0 and na % ta_n == 0:
+            body += tile(f"{tb_n}L", f"{ta_n}L")
+        else:  # edge tiles take the loop with run-time bounds; full ones keep constant bounds
+            body += [f"if (b0 + {tb_n}L <= {nb}L && a0 + {ta_n}L <= {na}L) {{"]
+            body += ["    " + s for s in tile(f"{tb_n}L", f"{ta_n}L")]
+            body += ["} else {",
+                     f"    const long nb = {nb}L - b0 < {tb_n}L ? {nb}L - b0 : {tb_n}L;",
+                     f"    const long na = {na}L - a0 < {ta_n}L ? {na}L - a0 : {ta_n}L;"]
+            body += ["    " + s for s in tile("nb", "na")] + ["}"]
+        if not loops:  # one tile: the whole transpose
+            return body
+        depth = len(loops) - (loops[0].startswith("#pragma"))
+        return loops[:-1] + [loops[-1] + " {"] + ["    " * depth + s for s in body] + \
+            ["    " * (depth - 1) + "}"]
 
     def render_random(self, k: Kernel) -> None:
         node = k.node

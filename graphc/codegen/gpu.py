@@ -12,7 +12,8 @@ need device-specific offset alignment; a base plus an offset works everywhere.
 
 Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
 
-* ``ew``, ``transpose``, ``copy``, ``random``: one thread per output element, grid-stride loop.
+* ``ew``, ``copy``, ``random``: one thread per output element, grid-stride loop; ``transpose``
+  the same when the last axis stays, else 32 x 32 tiles through local memory.
 * ``dense``: the register-blocked GEMM template with the fused epilogue as an inline function of
   (acc, i, j) that reads the broadcast extras; ``matmul`` (batched): the same template with the
   batch index as the third grid dimension.
@@ -36,7 +37,8 @@ import sympy as sp
 
 from ..ir import Tensor
 from ..lower import (FusedPlan, Kernel, Lowered, Storage, collapse, comment, fused_plan,
-                     label_status, lower, plan_loop, reduce_read, strides_for, xent_parts)
+                     label_status, lower, plan_loop, reduce_read, strides_for, transpose_plan,
+                     xent_parts)
 from ..symbolic import A
 from .c import compute_type, math_dtype
 from .cexpr import render_plan
@@ -48,6 +50,8 @@ GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32"
 EW_THREADS = 256          # work-group size of elementwise-style kernels
 MAX_GROUPS = 65535        # cap of grid-stride launches (and of CUDA's grid y/z extents)
 RED_THREADS = 256         # work-group size of reductions / row kernels
+TILE = 32                 # edge of a tiled transpose's tile (one warp's width)
+TILE_THREADS = 256        # work-group size of a tiled transpose (32 x 8 threads)
 
 
 def gtype(dtype: str) -> str:
@@ -327,12 +331,14 @@ class GPURenderer:
         self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args))
 
     def render_matmul(self, k: Kernel) -> None:
-        """Batched matmul (rank > 2): the batch index is the third grid dimension."""
+        """Batched matmul (rank > 2): the batch index is the third grid dimension; a ``bmm``
+        reads transposed operands through the GEMM's trans flags."""
         node = k.node
         a, b = node.inputs
         batch = tuple(node.shape[:-2])
         m, n = node.shape[-2:]
-        kk = a.shape[-1]
+        ta, tb = bool(node.attrs.get("trans_a")), bool(node.attrs.get("trans_b"))
+        kk = a.shape[-2] if ta else a.shape[-1]
         mdt = math_dtype(node.dtype)
         self._note_dtypes(mdt, node.dtype)
         mct = gtype(mdt)
@@ -360,8 +366,9 @@ class GPURenderer:
         gx, gy = -(-n // 128), -(-m // 128)
         if gy > MAX_GROUPS:
             raise NotImplementedError("batched GEMM with more than 65535*128 rows")
-        base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(kk), i32(0),
-                buf(k.srcs[1], b.dtype), i32(n), i32(0), buf(k.dst, node.dtype), i32(n), i32(0)]
+        base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(m if ta else kk), i32(ta),
+                buf(k.srcs[1], b.dtype), i32(kk if tb else n), i32(tb), buf(k.dst, node.dtype),
+                i32(n), i32(0)]
         for b0 in range(0, nb, MAX_GROUPS):
             self.launches.append(Launch(fn, k.name, (gx, gy, min(MAX_GROUPS, nb - b0)),
                                         (256, 1, 1), base + [i32(b0)]))
@@ -734,17 +741,70 @@ class GPURenderer:
 
     # -- layout, random, copies ---------------------------------------------------------------
     def render_transpose(self, k: Kernel) -> None:
+        """A transpose as ``lower.transpose_plan`` splits it: moving the contiguous axis of
+        single elements goes through a local-memory tile (``_transpose_tiled``); a block copy
+        and runs kept contiguous on both sides are one thread per element, consecutive threads
+        on consecutive elements of a run (coalesced both ways when runs are long; short runs
+        of a tiled plan are correct but not coalesced)."""
         node = k.node
         x = node.inputs[0]
-        perm = node.attrs["perm"]
-        in_st = strides_for(x.shape, x.shape)
-        st = [in_st[p] for p in perm]
-        dims, (src_st, dst_st) = collapse(tuple(node.shape),
-                                          [st, strides_for(node.shape, node.shape)])
         self._note_dtypes(node.dtype)
+        plan = transpose_plan(tuple(x.shape), tuple(node.attrs["perm"]),
+                              np.dtype(node.dtype).itemsize)
+        if plan.kind == "tiled" and plan.run == 1:
+            self._transpose_tiled(k, plan)
+            return
+        dims, src, dst = list(plan.dims) + [plan.run], list(plan.src) + [1], list(plan.dst) + [1]
         self._map_kernel(k, [("x", x.dtype, k.srcs[0])], ("out", node.dtype, k.dst), dims,
-                         lambda w: [f"out[{self._index(dst_st, wide=w)}] = "
-                                    f"x[{self._index(src_st, wide=w)}];"])
+                         lambda w: [f"out[{self._index(dst, wide=w)}] = "
+                                    f"x[{self._index(src, wide=w)}];"])
+
+    def _transpose_tiled(self, k: Kernel, plan) -> None:
+        """The classic tiled transpose: a work-group of 32 x 8 threads (TILE_THREADS, one
+        dimension: tx = lane, ty = row of 8) moves a 32 x 32 tile of axes b (contiguous in the
+        source) and a (contiguous in the destination).  Reads walk b and writes walk a, so
+        both are coalesced; the tile goes through local memory padded to 33 columns, so the
+        column reads of the store phase hit 32 different banks.  Work-groups stride over the
+        tiles of every other axis and of (b, a); the loop is uniform within a group, so every
+        thread reaches every barrier."""
+        node = k.node
+        x = node.inputs[0]
+        t = gtype(node.dtype)
+        a, b = plan.a, plan.b
+        na, nb = plan.dims[a], plan.dims[b]
+        nta, ntb = -(-na // TILE), -(-nb // TILE)
+        outer = [plan.dims[d] for d in plan.outer]
+        tiles = _numel(outer) * ntb * nta
+        wide = self._wide(_numel(plan.dims))
+        it, sfx = ("gc_i64", "L") if wide else ("int", "")
+
+        def base(st) -> str:  # offset of the tile's outer index (o0, o1, ...) along ``st``
+            return " + ".join(f"o{j}*{st[d]}{sfx}" for j, d in enumerate(plan.outer)) or "0"
+        body = [f"GC_LOCAL {t} tile[{TILE}][{TILE + 1}];",
+                "const int tx = GC_LOCAL_ID(0) % 32, ty = GC_LOCAL_ID(0) / 32;",
+                f"for ({it} t = GC_GROUP_ID(0); t < {tiles}{sfx}; t += GC_NUM_GROUPS(0)) {{",
+                f"    const {it} a0 = (t % {nta}{sfx}) * {TILE}, "
+                f"b0 = ((t / {nta}{sfx}) % {ntb}{sfx}) * {TILE};",
+                *([f"    const {it} r = t / {nta * ntb}{sfx};"] if outer else [])]
+        body += ["    " + s for s in self._decompose(outer, "r", "o", wide)]
+        body += [f"    const {it} sb = {base(plan.src)}, db = {base(plan.dst)};",
+                 f"    for (int j = ty; j < {TILE}; j += {TILE_THREADS // TILE}) {{",
+                 f"        const {it} ia = a0 + j, ib = b0 + tx;",
+                 f"        if (ia < {na}{sfx} && ib < {nb}{sfx}) "
+                 f"tile[j][tx] = x[sb + ia*{plan.src[a]}{sfx} + ib];",
+                 "    }",
+                 "    GC_BARRIER();",
+                 f"    for (int j = ty; j < {TILE}; j += {TILE_THREADS // TILE}) {{",
+                 f"        const {it} ib = b0 + j, ia = a0 + tx;",
+                 f"        if (ib < {nb}{sfx} && ia < {na}{sfx}) "
+                 f"out[db + ib*{plan.dst[b]}{sfx} + ia] = tile[tx][j];",
+                 "    }",
+                 "    GC_BARRIER();  /* the next tile overwrites this one */",
+                 "}"]
+        params = [self._param("x", x.dtype, True), self._param("out", node.dtype, False)]
+        binds = [self._bind("x", x.dtype, True), self._bind("out", node.dtype, False)]
+        self._emit(k, params, binds, body, [buf(k.srcs[0], x.dtype), buf(k.dst, node.dtype)],
+                   (min(tiles, MAX_GROUPS), 1, 1), (TILE_THREADS, 1, 1), TILE_THREADS)
 
     def render_random(self, k: Kernel) -> None:
         node = k.node

@@ -1,4 +1,4 @@
-"""Fused ops created by the backend passes (never by users): ``dense``.
+"""Fused ops created by the backend passes (never by users): ``dense``, ``bmm``.
 
 They have numpy references like every op, so the interpreter can run a fused graph and the
 tests can check each fusion against the unfused graph.
@@ -44,3 +44,27 @@ def _no_grad(node, g):
 register(OpDef("dense", _dense_infer, _dense_ref, _no_grad, kind="matmul",
                doc="epilogue(op(a) @ op(b), extras...): matmul with fused elementwise epilogue "
                    "(A0 = accumulator, A1.. = extras broadcast to the output)"))
+
+
+def _bmm_infer(inputs, attrs):
+    a, b = inputs
+    if a.ndim < 2 or b.ndim < 2:
+        raise ShapeError(f"bmm: needs operands of rank >= 2, got {format_shape(a.shape)} and "
+                         f"{format_shape(b.shape)}")
+    m, k1 = a.shape[-2:][::-1] if attrs["trans_a"] else a.shape[-2:]
+    k2, n = b.shape[-2:][::-1] if attrs["trans_b"] else b.shape[-2:]
+    if k1 is not None and k2 is not None and k1 != k2:
+        raise ShapeError(f"bmm: inner dimensions differ: {format_shape(a.shape)} and "
+                         f"{format_shape(b.shape)}")
+    batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    return tuple(batch) + (m, n), a.dtype
+
+
+def _bmm_ref(node, a, b):
+    return np.matmul(np.swapaxes(a, -1, -2) if node.attrs["trans_a"] else a,
+                     np.swapaxes(b, -1, -2) if node.attrs["trans_b"] else b)
+
+
+register(OpDef("bmm", _bmm_infer, _bmm_ref, _no_grad, kind="matmul",
+               doc="batched matmul op(a) @ op(b), op transposing the last two axes when "
+                   "trans_a / trans_b (a transpose folded into the GEMM's operand order)"))
