@@ -116,6 +116,17 @@ class _NumPyPrinter(NumPyPrinter):
     def _print_sign(self, expr):
         return f"gc_sign({self._print(expr.args[0])})"
 
+    # A negative integer literal prints whole, in parentheses: the Add printer turned a0 + (-N)
+    # into a0 - N, and N is outside an integer dtype whose minimum is -N (int8 x - 128 raised
+    # OverflowError under numpy's NEP 50 rules; x + (-128) is in range).
+    def _print_Integer(self, expr):
+        return f"({expr.p})" if expr.p < 0 else str(expr.p)
+
+    def _print_Mul(self, expr):
+        c, _ = expr.as_coeff_Mul()
+        s = super()._print_Mul(expr)
+        return f"({s})" if c.is_Integer and c < -1 else s
+
     def _print_Piecewise(self, expr):
         if expr.args[-1].cond != sp.true:
             return super()._print_Piecewise(expr)
