@@ -5,6 +5,10 @@ bmm and review 8's changes): regressions.
   dtype's minimum: ``int8 x + (-128)`` (and ``x - 128``, ``-128 - x``, ``i32 + 2**31`` once
   review 8 wrapped 2**31 to -2**31) printed as ``a0 - 128``, and 128 is not an int8 (NumPy's
   NEP 50 rules).  The C backend gave the wrapped values.
+* F2 uint64 kernels computed in int64_t on C and OpenCL: values from 2**63 on compared (max,
+  min, <, ==, where, |x|, a max reduction) as negative numbers, against the numpy reference.
+  They compute in uint64_t now; the negative literals comparisons keep (x > -5 is true for
+  every unsigned x, as in numpy) compare as doubles.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from backends import C
+from backends import C, OPENCL
 
 
 @pytest.mark.parametrize("backend", ["numpy", C])
@@ -43,3 +47,27 @@ def test_f1_printed_form_keeps_negative_literals_whole():
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(f(a, a), a + np.int8(-128) * a + np.int8(-128))
     assert "- 128" not in inspect.getsource(f)
+
+
+@pytest.mark.parametrize("backend", [C, OPENCL])
+def test_f2_uint64_compares_unsigned(backend, monkeypatch):
+    monkeypatch.setenv("GRAPHC_OPENCL_OPTIONS", "-cl-opt-disable")
+    big = 2**64 - 5
+    xs = np.array([big, 5, 2**63, 2**63 - 1, 0, 7], "uint64")
+    ys = np.array([3, big, 1, 2**63, 9, 7], "uint64")
+    zs = np.array([1, 200, 3, 4, 5, 255], "uint8")
+    x = gc.placeholder((6,), "uint64", name="x")
+    y = gc.placeholder((6,), "uint64", name="y")
+    z = gc.placeholder((6,), "uint8", name="z")
+    outs = [gc.maximum(x, y), gc.minimum(x, z), gc.greater(x, y), gc.less(x, z),
+            gc.equal(x, y), gc.where(gc.greater(x, y), x, y), gc.abs(x), x - y, -x, x * z + 3,
+            gc.greater(x, -5), gc.less(x, -5), gc.equal(x, -1), gc.maximum(x, -1),
+            gc.max(x * 1), gc.sum(x + y), gc.cast(x, "float64"), x / y, gc.max(x + 2),
+            gc.greater(x * 1.0, y * 1.0)]
+    want = gc.compile([x, y, z], outs, backend="numpy")(xs, ys, zs)
+    got = gc.compile([x, y, z], outs, backend=backend)(xs, ys, zs)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.dtype == w.dtype, i
+        np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
+    np.testing.assert_array_equal(want[0], np.maximum(xs, ys))  # the reference is numpy's
+    np.testing.assert_array_equal(want[10], np.ones(6, bool))

@@ -23,12 +23,13 @@ _MATH = ("exp", "log", "sqrt", "fabs", "tanh", "pow", "erf", "log1p", "expm1", "
 
 
 class _Printer(C99CodePrinter):
-    def __init__(self, dtype: str, integer: bool = False):
+    def __init__(self, dtype: str, integer: bool = False, unsigned: bool = False):
         self.single = dtype == "float32"
         # integer kernels compute in 64-bit integers: |x|, max, min and sign must stay
         # integer operations (through fabs/gc_max2 in double, int64 values above 2**53 lost
         # their low bits; OpenCL rejects fabs of a long as ambiguous)
         self.integer = integer
+        self.unsigned = unsigned
         suffix = "f" if self.single else ""
         super().__init__(settings={
             "type_aliases": {real: float32 if self.single else float64},
@@ -46,6 +47,14 @@ class _Printer(C99CodePrinter):
             prod = "(" + "*".join([f"({self._print(base)})"] * abs(int(e))) + ")"
             return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"
         return super()._print_Pow(expr)
+
+    def _print_Integer(self, expr):
+        if self.unsigned and expr.p < 0:
+            # a uint64 kernel (compute_type): only comparisons keep negative literals (integer
+            # results wrap theirs, elementwise._wrap_integer_literals); as an unsigned literal
+            # x > -1 would be false.  Compared as a double, every unsigned value is above it
+            return f"({expr.p}.0)"
+        return super()._print_Integer(expr)
 
     def _print__Expm1(self, expr):
         return f"expm1{'f' if self.single else ''}({self._print(expr.args[0])})"
@@ -123,7 +132,8 @@ def render_expr(expr: sp.Expr, args: list[str], dtype: str, tmp_prefix: str = "t
     integers.  Returns (statements declaring CSE temporaries, final expression)."""
     default = "float" if dtype == "float32" else "double"
     ctype = ctype or default
-    printer = _Printer(dtype, integer=ctype not in ("float", "double"))
+    printer = _Printer(dtype, integer=ctype not in ("float", "double"),
+                       unsigned=ctype in ("uint64_t", "gc_u64"))
     syms = [sp.Symbol(f"__arg{i}") for i in range(len(args))]
     # rebuilding the expression (here and in cse) must not let SymPy simplify across the ops
     # that fusion composed: exp(log(x)) became x (-1 for x = -1, not NaN), exp(-x) * exp(x) 1

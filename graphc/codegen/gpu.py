@@ -256,7 +256,7 @@ class GPURenderer:
         # else 64-bit integers (exact integer arithmetic)
         dtypes = [n.dtype for n in outputs] + [t.dtype for t, _ in plan.operands]
         mdt, ctype_ = compute_type(dtypes)
-        mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
+        mct = {"double": "double", "float": "float", "uint64_t": "gc_u64"}.get(ctype_, "gc_i64")
         self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
         names = ["out"] if len(outputs) == 1 else [f"out{o}" for o in range(len(outputs))]
 
@@ -479,7 +479,7 @@ class GPURenderer:
         # float64, float if any is a float, else 64-bit integers
         dtypes = [n.dtype for n, _ in plan.outputs] + [t.dtype for t, _ in plan.operands]
         mdt, ctype_ = compute_type(dtypes)
-        mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
+        mct = {"double": "double", "float": "float", "uint64_t": "gc_u64"}.get(ctype_, "gc_i64")
         self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
         for j, (t, st) in enumerate(plan.operands):
             params.append(self._param(f"in{j}", t.dtype, True))
@@ -507,7 +507,7 @@ class GPURenderer:
             return lambda var: ([], f"({acc_t}){ptrs[0]}[{bases[0]} + {offset(0, var)}]")
         dtypes = [rd.node.dtype] + [t.dtype for t, _ in rd.operands]
         mdt, ctype_ = compute_type(dtypes)
-        mct = {"double": "double", "float": "float"}.get(ctype_, "gc_i64")
+        mct = {"double": "double", "float": "float", "uint64_t": "gc_u64"}.get(ctype_, "gc_i64")
         self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
         plan = FusedPlan(rd.operands, [(rd.node, None)],
                          [(rd.expr, [("in", j) for j in range(len(rd.operands))])])
