@@ -277,6 +277,12 @@ static void gc__parallel(void (*work)(const void *, int, int), const void *ctx, 
 #endif
 }
 
+#if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L
+/* C11's (glibc has it in every mode): under -std=c99 it was implicitly declared as returning
+ * int, and the truncated pointer crashed the interpreter */
+void *aligned_alloc(size_t alignment, size_t size);
+#endif
+
 static void *gc__grow(void **p, size_t *cap, size_t bytes)
 {
     if (bytes > *cap) {

@@ -83,6 +83,24 @@ int gc_get_threads(void) { return gc_threads(); }
 __attribute__((visibility("hidden"))) int gc__module_threads(void) { return gc_threads(); }
 #define GC_GEMM_MAX_THREADS() gc_threads()
 
+#ifdef GC_PROFILE
+/* wall-clock seconds for the per-kernel timers (GRAPHC_PROFILE=1), with or without OpenMP */
+#ifdef _OPENMP
+static inline double gc_wtime(void) { return omp_get_wtime(); }
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#include <time.h>
+static inline double gc_wtime(void)
+{
+    struct timespec t;
+    timespec_get(&t, TIME_UTC);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+#else
+#include <time.h>
+static inline double gc_wtime(void) { return (double)clock() / CLOCKS_PER_SEC; }
+#endif
+#endif
+
 /* Parallelize a loop only when it has enough work to pay for waking the threads. */
 #define GC_PAR_MIN 32768
 

@@ -9,14 +9,25 @@ bmm and review 8's changes): regressions.
   min, <, ==, where, |x|, a max reduction) as negative numbers, against the numpy reference.
   They compute in uint64_t now; the negative literals comparisons keep (x > -5 is true for
   every unsigned x, as in numpy) compare as doubles.
+* F3 GRAPHC_PROFILE=1 with GRAPHC_CFLAGS without -fopenmp: the per-kernel timers called
+  omp_get_wtime, undefined without OpenMP (now a link error under -z defs, before a load
+  error).  The timers call gc_runtime.h's gc_wtime.
+* F4 GRAPHC_CFLAGS with -std=c99: gc_gemm.h's C11 aligned_alloc was implicitly declared as
+  returning int, and the first GEMM crashed the interpreter (SIGSEGV).  gc_gemm.h declares
+  it before C11, and modules and the GEMM core compile with
+  -Werror=implicit-function-declaration (an error, not a crash, for the next such function).
 """
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import graphc as gc
-from backends import C, OPENCL
+from backends import C, OPENCL, c_available
 
 
 @pytest.mark.parametrize("backend", ["numpy", C])
@@ -71,3 +82,45 @@ def test_f2_uint64_compares_unsigned(backend, monkeypatch):
         np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
     np.testing.assert_array_equal(want[0], np.maximum(xs, ys))  # the reference is numpy's
     np.testing.assert_array_equal(want[10], np.ones(6, bool))
+
+
+_STEP = """
+import numpy as np, graphc as gc
+x = gc.placeholder((None, 64), name="x")
+W = gc.parameter(np.full((64, 64), 0.01, "float32"), name="W")
+W64 = gc.parameter(np.full((64, 8), 0.01), name="W64")
+f = gc.compile([x], [gc.sum(gc.tanh(x @ W)), gc.cast(x, "float64") @ W64], backend="c")
+xs = np.ones((256, 64), "float32")
+for _ in range(2):
+    s, y = f(xs)
+assert abs(float(s) - 256 * 64 * np.tanh(0.64)) < 1e-2 * 256 * 64, s
+np.testing.assert_allclose(y, np.full((256, 8), 0.64), rtol=1e-12)
+prof = f._exe.profile()
+print("profile", len(prof), all(t >= 0 for _, t in prof), sum(t for _, t in prof) > 0)
+"""
+
+
+def _run_step(tmp_path, cflags, profile):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(tmp_path / "cache"),
+               GRAPHC_CORE_DIR=str(tmp_path / "core"), GRAPHC_CFLAGS=cflags)
+    env.pop("GRAPHC_PROFILE", None)
+    if profile:
+        env["GRAPHC_PROFILE"] = "1"
+    return subprocess.run([sys.executable, "-c", _STEP], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_f3_profile_without_openmp(tmp_path):
+    p = _run_step(tmp_path, "-O1", profile=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert " True True" in p.stdout.split("profile")[1]  # timers ran and measured time
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+@pytest.mark.parametrize("cflags,profile", [("-O1 -std=c99", False),
+                                            ("-O1 -fopenmp -std=c99", True)])
+def test_f4_c99_does_not_crash(tmp_path, cflags, profile):
+    p = _run_step(tmp_path, cflags, profile)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    assert "profile" in p.stdout

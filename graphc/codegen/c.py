@@ -824,8 +824,8 @@ class CRenderer:
         n = len(self.calls)
         timed = []
         for i, call in enumerate(self.calls):  # per-kernel timers, compiled in with GC_PROFILE
-            timed.append("#ifdef GC_PROFILE\n    { double gc_t0 = omp_get_wtime();\n#endif\n"
-                         f"{call}\n#ifdef GC_PROFILE\n    gc_prof[{i}] += omp_get_wtime() - gc_t0; }}"
+            timed.append("#ifdef GC_PROFILE\n    { double gc_t0 = gc_wtime();\n#endif\n"
+                         f"{call}\n#ifdef GC_PROFILE\n    gc_prof[{i}] += gc_wtime() - gc_t0; }}"
                          "\n#endif")
         slots = "\n".join(f" *   slots[{i}]: {s.kind} {comment(self.lowered.name(s.node))} "
                           f"{tuple(s.node.shape)} {s.node.dtype}"

@@ -39,7 +39,10 @@ DEFAULT_FLAGS = "-O3 -march=native -fopenmp -std=gnu11 -fno-math-errno"
 # run its code, e.g. when the interpreter exits and cffi drops the library
 # -z defs: a module referring to a symbol nothing defines (a damaged GEMM core object) fails to
 # link, instead of failing when loaded or called
-LINK_FLAGS = ["-fPIC", "-shared", "-Wl,-z,nodelete", "-Wl,-z,defs"]
+# -Werror=implicit-function-declaration: a function some -std= mode leaves undeclared (C11's
+# aligned_alloc under -std=c99) is a compile error, not an int-returning call that crashes
+LINK_FLAGS = ["-fPIC", "-shared", "-Wl,-z,nodelete", "-Wl,-z,defs",
+              "-Werror=implicit-function-declaration"]
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,6 +24,9 @@ from .kernel_files import kernels_dir
 CORE_SOURCE = "gc_gemm_core.c"
 EXTERN_FLAG = "-DGC_GEMM_CORE_EXTERN"
 _ELEMENT_BITS = {"float": 32, "double": 64}
+# besides the user's flags (a function left undeclared by a -std= mode is an error: see
+# cpu.LINK_FLAGS)
+CORE_FLAGS = ["-fPIC", "-c", "-Werror=implicit-function-declaration"]
 
 
 def element_bits(source: str) -> list[int]:
@@ -35,7 +38,8 @@ def element_bits(source: str) -> list[int]:
 def core_key(cc_version: str, flags: list[str], bits: int) -> str:
     d = kernels_dir()
     return cache_key("gemm-core", str(bits), (d / CORE_SOURCE).read_text(),
-                     (d / "gc_gemm.h").read_text(), " ".join(flags), cc_version, __version__)
+                     (d / "gc_gemm.h").read_text(), " ".join(flags + CORE_FLAGS), cc_version,
+                     __version__)
 
 
 def check_object(p: Path, bits: int) -> Path:
@@ -64,7 +68,7 @@ def core_object(cc: str, cc_version: str, flags: list[str], bits: int, compile_e
 
     def build(tmp: Path) -> None:
         src = kernels_dir() / CORE_SOURCE
-        cmd = [cc, *flags, "-fPIC", "-c", f"-DGC_GEMM_CORE_ONLY={bits}", f"-I{kernels_dir()}",
+        cmd = [cc, *flags, *CORE_FLAGS, f"-DGC_GEMM_CORE_ONLY={bits}", f"-I{kernels_dir()}",
                str(src), "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
