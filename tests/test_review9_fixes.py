@@ -16,6 +16,8 @@ bmm and review 8's changes): regressions.
   returning int, and the first GEMM crashed the interpreter (SIGSEGV).  gc_gemm.h declares
   it before C11, and modules and the GEMM core compile with
   -Werror=implicit-function-declaration (an error, not a crash, for the next such function).
+* F5 ``graphc cache clear`` deleted every ``*.o`` in GRAPHC_CORE_DIR (a user pointing it at a
+  build directory lost its objects); it deletes the GEMM core objects only (named by a key).
 """
 from __future__ import annotations
 
@@ -124,3 +126,21 @@ def test_f4_c99_does_not_crash(tmp_path, cflags, profile):
     p = _run_step(tmp_path, cflags, profile)
     assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
     assert "profile" in p.stdout
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_f5_cache_clear_keeps_other_object_files(tmp_path, monkeypatch, capsys):
+    from graphc.cli import main
+    core = tmp_path / "build"
+    core.mkdir()
+    mine = core / "main.o"
+    mine.write_bytes(b"not graphc's")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRAPHC_CORE_DIR", str(core))
+    x = gc.placeholder((None, 3), name="x")
+    f = gc.compile([x], x @ gc.constant(np.ones((3, 2), "float32")), backend="c")
+    np.testing.assert_allclose(f(np.ones((2, 3), "float32")), np.full((2, 2), 3.0))
+    assert main(["cache", "list"]) == 0
+    assert f"1 compiled GEMM driver object(s) in {core}" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert sorted(core.glob("*.o")) == [mine] and mine.read_bytes() == b"not graphc's"

@@ -25,6 +25,6 @@ def run(args) -> int:
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["mtime"]))
         print(f"  {e['key'][:16]}  {e['bytes'] / 1024:8.1f} KiB  {when}")
-    cores = sorted(cache.core_dir().glob("*.o"))
+    cores = cache.core_objects()
     print(f"{len(cores)} compiled GEMM driver object(s) in {cache.core_dir()}")
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -120,6 +121,12 @@ def list_entries() -> list[dict]:
     return out
 
 
+def core_objects() -> list[Path]:
+    """The compiled GEMM driver objects in ``core_dir()``: the files named by a cache key
+    (GRAPHC_CORE_DIR may point at a directory holding other object files)."""
+    return sorted(p for p in core_dir().glob("*.o") if re.fullmatch(r"[0-9a-f]{64}", p.stem))
+
+
 def clear(core: bool = False) -> int:
     """Delete every cache entry, and with ``core`` the compiled GEMM driver objects too;
     returns how many modules were removed."""
@@ -128,6 +135,6 @@ def clear(core: bool = False) -> int:
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
     if core:
-        for p in core_dir().glob("*.o"):
+        for p in core_objects():
             p.unlink(missing_ok=True)
     return n
