@@ -18,6 +18,10 @@ bmm and review 8's changes): regressions.
   -Werror=implicit-function-declaration (an error, not a crash, for the next such function).
 * F5 ``graphc cache clear`` deleted every ``*.o`` in GRAPHC_CORE_DIR (a user pointing it at a
   build directory lost its objects); it deletes the GEMM core objects only (named by a key).
+* F6 the GEMM core lives outside GRAPHC_CACHE_DIR (~/.cache/graphc/core), keyed by compiler and
+  flags only: built with -march=native on one machine, it was linked into the modules of
+  another machine sharing the home directory (other CPU: illegal instructions), even with a
+  per-machine GRAPHC_CACHE_DIR.  A -march=native core's key has the host CPU in it.
 """
 from __future__ import annotations
 
@@ -144,3 +148,27 @@ def test_f5_cache_clear_keeps_other_object_files(tmp_path, monkeypatch, capsys):
     assert f"1 compiled GEMM driver object(s) in {core}" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
     assert sorted(core.glob("*.o")) == [mine] and mine.read_bytes() == b"not graphc's"
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_f6_native_core_is_per_cpu(tmp_path, monkeypatch):
+    from graphc.runtime import gemm_core
+    monkeypatch.setenv("GRAPHC_CORE_DIR", str(tmp_path / "core"))
+    key = gemm_core.core_key
+    native, fixed = ["-O2", "-march=native"], ["-O2", "-march=x86-64"]
+    here = key("cc", native, 32)
+    monkeypatch.setattr(gemm_core, "host_cpu", lambda: "another CPU")
+    assert key("cc", native, 32) != here
+    other = key("cc", fixed, 32)
+    monkeypatch.undo()
+    monkeypatch.setenv("GRAPHC_CORE_DIR", str(tmp_path / "core"))
+    assert key("cc", fixed, 32) == other  # no -march=native: the CPU does not matter
+    for cpu, scale in (("cpu a", 1.0), ("cpu b", 2.0)):
+        monkeypatch.setattr(gemm_core, "host_cpu", lambda cpu=cpu: cpu)
+        monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / cpu))
+        x = gc.placeholder((None, 3), name="x")
+        f = gc.compile([x], x @ gc.constant(np.full((3, 2), scale, "float32")), backend="c")
+        np.testing.assert_allclose(f(np.ones((2, 3), "float32")), np.full((2, 2), 3 * scale))
+    from graphc.runtime.cpu import flags
+    if any(f.endswith("=native") for f in flags()):
+        assert len(list((tmp_path / "core").glob("*.o"))) == 2

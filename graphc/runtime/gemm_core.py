@@ -4,7 +4,7 @@ gc_gemm.h's shared driver (packing, micro-kernels, the paths for few rows / colu
 float and double) does not depend on the graph: only the epilogues do.  Compiled into each
 module it was most of the compile time (the 784-256-256-10 training step: 2.3-3.0 s, then
 about 0.6 s without it).  So ``kernels/gc_gemm_core.c`` is compiled once per compiler, flags and
-kernel sources, one object per element type, into ``cache.core_dir()`` (same locking, atomic
+kernel sources (and CPU, with -march=native: ``host_cpu``), one object per element type, into ``cache.core_dir()`` (same locking, atomic
 writes and validation as the modules), and modules that include gc_gemm.h are compiled with
 ``GC_GEMM_CORE_EXTERN`` and linked with it.  The core is part of the installed library, not of
 any graph: it lives outside ``GRAPHC_CACHE_DIR`` (by default ``~/.cache/graphc/core``), so
@@ -12,6 +12,8 @@ pointing that at a fresh directory recompiles graphs, not the GEMM driver.
 """
 from __future__ import annotations
 
+import functools
+import platform
 import re
 import struct
 import subprocess
@@ -35,11 +37,26 @@ def element_bits(source: str) -> list[int]:
     return sorted(_ELEMENT_BITS[t] for t in types)
 
 
+@functools.lru_cache(maxsize=None)
+def host_cpu() -> str:
+    """This machine's CPU (vendor, model, feature flags from /proc/cpuinfo, else platform's
+    description), part of the key of a core built for it (-march=native): the core directory
+    is shared by every GRAPHC_CACHE_DIR, and a home directory by machines with other CPUs."""
+    keep = ("vendor_id", "model name", "flags", "Features", "CPU implementer", "CPU part")
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.splitlines() if ln.split(":")[0].strip() in keep]
+    return "\n".join(dict.fromkeys(lines)) or f"{platform.machine()} {platform.processor()}"
+
+
 def core_key(cc_version: str, flags: list[str], bits: int) -> str:
     d = kernels_dir()
+    native = host_cpu() if any(f.endswith("=native") for f in flags) else ""
     return cache_key("gemm-core", str(bits), (d / CORE_SOURCE).read_text(),
                      (d / "gc_gemm.h").read_text(), " ".join(flags + CORE_FLAGS), cc_version,
-                     __version__)
+                     __version__, native)
 
 
 def check_object(p: Path, bits: int) -> Path:
