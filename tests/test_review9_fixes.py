@@ -8,7 +8,7 @@ bmm and review 8's changes): regressions.
 * F2 uint64 kernels computed in int64_t on C and OpenCL: values from 2**63 on compared (max,
   min, <, ==, where, |x|, a max reduction) as negative numbers, against the numpy reference.
   They compute in uint64_t now; the negative literals comparisons keep (x > -5 is true for
-  every unsigned x, as in numpy) compare as doubles.
+  every unsigned x, as in numpy) compare as floats.
 * F3 GRAPHC_PROFILE=1 with GRAPHC_CFLAGS without -fopenmp: the per-kernel timers called
   omp_get_wtime, undefined without OpenMP (now a link error under -z defs, before a load
   error).  The timers call gc_runtime.h's gc_wtime.

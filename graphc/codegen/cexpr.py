@@ -52,8 +52,9 @@ class _Printer(C99CodePrinter):
         if self.unsigned and expr.p < 0:
             # a uint64 kernel (compute_type): only comparisons keep negative literals (integer
             # results wrap theirs, elementwise._wrap_integer_literals); as an unsigned literal
-            # x > -1 would be false.  Compared as a double, every unsigned value is above it
-            return f"({expr.p}.0)"
+            # x > -1 would be false.  Compared as a float (no double: GPUs without fp64), every
+            # unsigned value is above it
+            return f"({expr.p}.0f)"
         return super()._print_Integer(expr)
 
     def _print__Expm1(self, expr):
