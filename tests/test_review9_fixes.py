@@ -172,3 +172,19 @@ def test_f6_native_core_is_per_cpu(tmp_path, monkeypatch):
     from graphc.runtime.cpu import flags
     if any(f.endswith("=native") for f in flags()):
         assert len(list((tmp_path / "core").glob("*.o"))) == 2
+
+
+def test_f2_uint64_cuda_text_compiles():
+    from graphc.codegen.gpu import lower_gpu, render_gpu
+    from graphc.runtime import nvrtc
+    from graphc.runtime.gpu_common import expand_includes
+    if nvrtc.nvcc_path() is None:
+        pytest.skip("no nvcc")
+    x = gc.placeholder((6,), "uint64", name="x")
+    y = gc.placeholder((6,), "uint64", name="y")
+    outs = [gc.maximum(x, y), gc.greater(x, -5), gc.where(gc.less(x, y), x, y), gc.max(x * 3)]
+    f = gc.compile([x, y], outs, backend="numpy")
+    text, _ = render_gpu(lower_gpu(f.program, [(6,), (6,)]))
+    assert "gc_u64" in text
+    cubin = nvrtc.compile_cubin(expand_includes(text), "u64", arch="sm_90", backend="nvcc")
+    assert cubin[:4] == b"\x7fELF"
