@@ -22,6 +22,10 @@ bmm and review 8's changes): regressions.
   flags only: built with -march=native on one machine, it was linked into the modules of
   another machine sharing the home directory (other CPU: illegal instructions), even with a
   per-machine GRAPHC_CACHE_DIR.  A -march=native core's key has the host CPU in it.
+* F7 a module that failed to compile for its own reasons (GRAPHC_CFLAGS, a codegen bug) had the
+  shared GEMM core objects deleted and rebuilt before the error (seconds per failed compile,
+  and other processes linking them at that moment failed too): only a link error naming the
+  core rebuilds it.
 """
 from __future__ import annotations
 
@@ -188,3 +192,20 @@ def test_f2_uint64_cuda_text_compiles():
     assert "gc_u64" in text
     cubin = nvrtc.compile_cubin(expand_includes(text), "u64", arch="sm_90", backend="nvcc")
     assert cubin[:4] == b"\x7fELF"
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_f7_module_errors_keep_the_core(tmp_path, monkeypatch):
+    from graphc.runtime import cpu
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRAPHC_CORE_DIR", str(tmp_path / "core"))
+    x = gc.placeholder((None, 3), name="x")
+    f = gc.compile([x], x @ gc.constant(np.ones((3, 2), "float32")), backend="c")
+    f(np.ones((2, 3), "float32"))
+    (core,) = (tmp_path / "core").glob("*.o")
+    before = core.stat()
+    # a module of the same flags using the same core, with an error of its own
+    with pytest.raises(cpu.CompileError, match="broken module"):
+        cpu.build_module(f.source + '\n#error "broken module"\n')
+    after = core.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)

@@ -188,9 +188,11 @@ def build_module(source: str, ffi=None):
             return subprocess.run(cmd, capture_output=True, text=True), cores
 
         proc, cores = compile_once()
-        if proc.returncode != 0 and cores:
+        if proc.returncode != 0 and cores and (
+                "gc__gemm_run" in proc.stderr or any(c.name in proc.stderr for c in cores)):
             # a core object that passed the checks but does not link (damaged in the middle):
-            # build it again, once
+            # build it again, once.  Not for the module's own errors: the objects are shared
+            # (other processes link them), and rebuilding them would not help
             gemm_core.discard(cores)
             proc, cores = compile_once()
         if proc.returncode != 0:
