@@ -26,6 +26,11 @@ bmm and review 8's changes): regressions.
   shared GEMM core objects deleted and rebuilt before the error (seconds per failed compile,
   and other processes linking them at that moment failed too): only a link error naming the
   core rebuilds it.
+* F8 ``**`` of integer operands on the float path (an exponent above 64 or negative, an
+  integer tensor exponent, ``2 ** int_tensor``): float32 results, but the numpy reference took
+  numpy's integer power first (int32 3 ** 25 wrapped: 1.18e9 against C's 8.47e11; int8
+  x ** 1000 raised OverflowError).  The integer operands are cast to float32 first, as the
+  compiled backends compute.
 """
 from __future__ import annotations
 
@@ -209,3 +214,21 @@ def test_f7_module_errors_keep_the_core(tmp_path, monkeypatch):
         cpu.build_module(f.source + '\n#error "broken module"\n')
     after = core.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_f8_integer_operands_of_a_float_power(backend):
+    x = gc.placeholder((5,), "int8", name="x")
+    y = gc.placeholder((5,), "int32", name="y")
+    xs = np.array([3, 2, -7, 0, 1], "int8")
+    ys = np.array([25, 40, 3, 0, -2], "int32")
+    outs = [x ** 65, x ** 1000, x ** -1, x ** y, 2 ** y, y ** 3]
+    got = gc.compile([x, y], outs, backend=backend)(xs, ys)
+    f32, f64 = xs.astype("float64"), ys.astype("float64")
+    with np.errstate(all="ignore"):
+        want = [f32 ** 65, f32 ** 1000, f32 ** -1.0, f32 ** f64, 2.0 ** f64, ys ** 3]
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.dtype == ("int32" if i == 5 else "float32"), i
+        with np.errstate(over="ignore"):
+            w = w.astype(g.dtype)
+        np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=f"output {i}")

@@ -376,6 +376,15 @@ def pow(a, b):  # noqa: A001 - the op's public name
             and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))
             and 0 <= int(b) <= 64):
         return ew(A[0] ** int(b), [a], label="pow", dtype=a.dtype)
+    def floating(t):
+        return (np.dtype(t.dtype).kind == "f" if isinstance(t, Tensor)
+                else isinstance(t, (float, np.floating)))
+
+    if not (floating(a) or floating(b)):
+        # integer operands (a negative, > 64 or tensor exponent): float32, computed as the
+        # compiled backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
+        # OverflowError: int8 x ** 1000)
+        a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
     return _pow(a, b)
 
 
