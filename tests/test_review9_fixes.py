@@ -8,7 +8,8 @@ bmm and review 8's changes): regressions.
 * F2 uint64 kernels computed in int64_t on C and OpenCL: values from 2**63 on compared (max,
   min, <, ==, where, |x|, a max reduction) as negative numbers, against the numpy reference.
   They compute in uint64_t now; the negative literals comparisons keep (x > -5 is true for
-  every unsigned x, as in numpy) compare as floats.
+  every unsigned x, as in numpy) compare as floats; uint64 against signed operands compares
+  in double (by value, as numpy; was int64: 2**64 - 5 > -3 false).
 * F3 GRAPHC_PROFILE=1 with GRAPHC_CFLAGS without -fopenmp: the per-kernel timers called
   omp_get_wtime, undefined without OpenMP (now a link error under -z defs, before a load
   error).  The timers call gc_runtime.h's gc_wtime.
@@ -90,13 +91,17 @@ def test_f2_uint64_compares_unsigned(backend, monkeypatch):
             gc.greater(x, -5), gc.less(x, -5), gc.equal(x, -1), gc.maximum(x, -1),
             gc.max(x * 1), gc.sum(x + y), gc.cast(x, "float64"), x / y, gc.max(x + 2),
             gc.greater(x * 1.0, y * 1.0)]
-    want = gc.compile([x, y, z], outs, backend="numpy")(xs, ys, zs)
-    got = gc.compile([x, y, z], outs, backend=backend)(xs, ys, zs)
+    w = gc.placeholder((6,), "int64", name="w")  # signed: compared by value, as numpy does
+    ws = np.array([-3, 7, 1, -1, 0, 8], "int64")
+    outs += [gc.greater(x, w), gc.less(w, x), gc.sum(gc.greater(x, w) * 1)]
+    want = gc.compile([x, y, z, w], outs, backend="numpy")(xs, ys, zs, ws)
+    got = gc.compile([x, y, z, w], outs, backend=backend)(xs, ys, zs, ws)
     for i, (g, w) in enumerate(zip(got, want)):
         assert g.dtype == w.dtype, i
         np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
     np.testing.assert_array_equal(want[0], np.maximum(xs, ys))  # the reference is numpy's
     np.testing.assert_array_equal(want[10], np.ones(6, bool))
+    np.testing.assert_array_equal(want[-3], xs > ws)
 
 
 _STEP = """

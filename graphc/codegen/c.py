@@ -40,8 +40,12 @@ def compute_type(dtypes) -> tuple[str, str]:
         return "float64", "double"
     if any(d.startswith("float") for d in dtypes):
         return "float32", "float"
-    if "uint64" in dtypes and all(d.startswith("uint") or d == "bool" for d in dtypes):
-        # int64_t would compare (max, <, ==) values from 2**63 on as negative numbers
+    if "uint64" in dtypes:
+        # int64_t would compare (max, <, ==) values from 2**63 on as negative numbers; with
+        # signed operands (a comparison: arithmetic results are float64), numpy compares
+        # values, and so do doubles (up to their rounding)
+        if any(d.startswith("int") for d in dtypes):
+            return "float64", "double"
         return "float64", "uint64_t"
     return "float64", "int64_t"
 
