@@ -6,9 +6,10 @@ module it was most of the compile time (the 784-256-256-10 training step: 2.3-3.
 about 0.6 s without it).  So ``kernels/gc_gemm_core.c`` is compiled once per compiler, flags and
 kernel sources (and CPU, with -march=native: ``host_cpu``), one object per element type, into
 ``cache.core_dir()`` (same locking, atomic writes and validation as the modules), and modules
-that include gc_gemm.h are compiled with ``GC_GEMM_CORE_EXTERN`` and linked with it.  The core is part of the installed library, not of
-any graph: it lives outside ``GRAPHC_CACHE_DIR`` (by default ``~/.cache/graphc/core``), so
-pointing that at a fresh directory recompiles graphs, not the GEMM driver.
+that include gc_gemm.h are compiled with ``GC_GEMM_CORE_EXTERN`` and linked with it.  The core
+is part of the installed library, not of any graph: it lives outside ``GRAPHC_CACHE_DIR`` (by
+default ``~/.cache/graphc/core``), so pointing that at a fresh directory recompiles graphs, not
+the GEMM driver.
 """
 from __future__ import annotations
 
