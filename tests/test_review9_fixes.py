@@ -32,6 +32,10 @@ bmm and review 8's changes): regressions.
   numpy's integer power first (int32 3 ** 25 wrapped: 1.18e9 against C's 8.47e11; int8
   x ** 1000 raised OverflowError).  The integer operands are cast to float32 first, as the
   compiled backends compute.
+* F9 GRAPHC_CFLAGS with -flto: the GEMM core was a slim LTO object (GIMPLE, no driver symbol in
+  its string table), check_object rejected it after every build, and every module with a
+  matmul failed with "corrupt cache entry ... no gc__gemm_run_f32" (lead's modules compiled
+  in one step did not).  The core is compiled with -fno-lto after the user's flags.
 """
 from __future__ import annotations
 
@@ -142,6 +146,13 @@ def test_f3_profile_without_openmp(tmp_path):
                                             ("-O1 -fopenmp -std=c99", True)])
 def test_f4_c99_does_not_crash(tmp_path, cflags, profile):
     p = _run_step(tmp_path, cflags, profile)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    assert "profile" in p.stdout
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_f9_lto_flags(tmp_path):
+    p = _run_step(tmp_path, "-O1 -fopenmp -flto", profile=False)
     assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
     assert "profile" in p.stdout
 

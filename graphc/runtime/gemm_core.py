@@ -27,9 +27,10 @@ from .kernel_files import kernels_dir
 CORE_SOURCE = "gc_gemm_core.c"
 EXTERN_FLAG = "-DGC_GEMM_CORE_EXTERN"
 _ELEMENT_BITS = {"float": 32, "double": 64}
-# besides the user's flags (a function left undeclared by a -std= mode is an error: see
-# cpu.LINK_FLAGS)
-CORE_FLAGS = ["-fPIC", "-c", "-Werror=implicit-function-declaration"]
+# after the user's flags: a function left undeclared by a -std= mode is an error (see
+# cpu.LINK_FLAGS); machine code even under -flto (a slim LTO object holds GIMPLE: no driver
+# symbol for check_object, and only the same compiler's LTO plugin can link it)
+CORE_FLAGS = ["-fPIC", "-c", "-Werror=implicit-function-declaration", "-fno-lto"]
 
 
 def element_bits(source: str) -> list[int]:
