@@ -154,15 +154,21 @@ def test_abs_and_l1_gradient_at_nan(backend):
 
 # -- R4: label errors name the input on the numpy backend too ---------------------------------
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("labels", [[0, 1, 4, 0, 0], [0, -1, 1, 0, 0]])
-def test_out_of_range_labels_name_the_input(backend, labels):
+def _xent_sgd_step(backend):
+    """(compiled SGD step of cross_entropy(x @ W, labels) with inputs 'xin' / 'lab', W)."""
     x = gc.placeholder((None, 3), name="xin")
     y = gc.placeholder((None,), "int64", name="lab")
     W = gc.parameter(np.ones((3, 4), np.float32), name="W")
     J = gc.cross_entropy(x @ W, y)
     f = gc.compile([x, y], J, updates=gc.optim.SGD(0.1).updates([W], gc.grad(J, [W])),
                    backend=backend)
+    return f, W
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("labels", [[0, 1, 4, 0, 0], [0, -1, 1, 0, 0]])
+def test_out_of_range_labels_name_the_input(backend, labels):
+    f, W = _xent_sgd_step(backend)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 4\).*'lab'.*nothing was "
                                          r"updated"):
         f(np.ones((5, 3), np.float32), np.array(labels))
@@ -171,12 +177,7 @@ def test_out_of_range_labels_name_the_input(backend, labels):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_label_batch_mismatch_is_a_clear_error(backend):
-    x = gc.placeholder((None, 3), name="xin")
-    y = gc.placeholder((None,), "int64", name="lab")
-    W = gc.parameter(np.ones((3, 4), np.float32), name="W")
-    J = gc.cross_entropy(x @ W, y)
-    f = gc.compile([x, y], J, updates=gc.optim.SGD(0.1).updates([W], gc.grad(J, [W])),
-                   backend=backend)
+    f, W = _xent_sgd_step(backend)
     with pytest.raises(ValueError, match=r"cross_entropy: batch sizes differ: logits \(5, 4\) "
                                          r"and labels \(4,\)"):
         f(np.ones((5, 3), np.float32), np.zeros(4, np.int64))
