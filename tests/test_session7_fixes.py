@@ -71,3 +71,41 @@ def test_matches_torch():
     for got, want in zip(f(ROWS), [torch.softmax(t, -1), torch.log_softmax(t, -1),
                                    torch.logsumexp(t, -1)]):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -- the gradient of a matrix shared by a batch of products -------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+@pytest.mark.parametrize("shape", [(2, 5, 3), (None, 5, 3), (2, 1, 4, 3), (None, None, 3)])
+def test_shared_matrix_gradient_is_one_product(backend, shape):
+    """d/dW of x(batch.., K) @ W(K, N) is one (K, rows) x (rows, N) product, not a stack of
+    per-batch products summed afterwards: same values, no batched product, no stack buffer."""
+    rng = np.random.default_rng(7)
+    concrete = tuple(d if d is not None else 6 for d in shape)
+    xs = rng.standard_normal(concrete)
+    ws = rng.standard_normal((3, 4))
+    x = gc.placeholder(shape, "float64", name="x")
+    W = gc.parameter(ws, name="W")
+    y = gc.tanh(x @ W)
+    gx, gW = gc.grad(gc.sum(y * y), [x, W])
+    got = gc.compile([x], [gx, gW], backend=backend)(xs)
+    t = np.tanh(xs @ ws)
+    gy = 2 * t * (1 - t * t)
+    np.testing.assert_allclose(got[1], xs.reshape(-1, 3).T @ gy.reshape(-1, 4), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[0], gy @ ws.T, rtol=1e-10, atol=1e-12)
+    if backend == "c":
+        f = gc.compile([x], [gW], backend="c")
+        f(xs)
+        low = f._exe._current().lowered
+        stacks = [k for k in low.kernels if k.node.ndim > 2 and k.node.shape[-2:] == (3, 4)]
+        assert not stacks  # no (batch.., K, N) products to sum
+
+
+def test_shared_matrix_gradient_second_order():
+    rng = np.random.default_rng(8)
+    x = gc.placeholder((None, 4, 3), "float64", name="x")
+    W = gc.parameter(rng.standard_normal((3, 2)), name="W")
+    cost = gc.sum(gc.sigmoid(x @ W) ** 2)
+    gc.check_grad(cost, [W], {x: rng.standard_normal((2, 4, 3))})
+    (gW,) = gc.grad(cost, [W])
+    gc.check_grad(gc.sum(gW * gW), [W], {x: rng.standard_normal((2, 4, 3))})

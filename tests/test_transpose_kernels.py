@@ -295,13 +295,14 @@ def _bmm_program():
 
 def test_batched_transposes_fold_into_the_gemm():
     """Every transpose of the last two axes of a batched operand or product is a trans flag of
-    a ``bmm``.  Left: the gradients of the operands broadcast over batch axes (w, v), a batch
-    sum of x^T g that is transposed (a reduction, not a product)."""
+    a ``bmm``.  Left: the gradients of the operands broadcast over batch axes: w's, one 2-D
+    product over all rows (ops/core._matmul_grad) transposed back to w^T's layout, and v's, a
+    batch sum of x^T g that is transposed (a reduction, not a product)."""
     phs, outs, arrays = _bmm_program()
     f = gc.compile(phs, outs, backend="numpy")
     kernels = lower(f.program, [a.shape for a in arrays]).kernels
     left = [(tuple(k.node.shape), k.node.inputs[0].op) for k in kernels if k.kind == "transpose"]
-    assert left == [((5, 33), "sum"), ((3, 5, 33), "sum")], left
+    assert left == [((5, 33), "dense"), ((3, 5, 33), "sum")], left
     flags = {(k.node.attrs["trans_a"], k.node.attrs["trans_b"]) for k in kernels
              if k.node.op == "bmm"}
     assert {(False, True), (True, False)} <= flags

@@ -96,7 +96,14 @@ def swap_last(t: Tensor) -> Tensor:
 
 def _matmul_grad(node, g):
     a, b = node.inputs
-    return [matmul(g, swap_last(b)), matmul(swap_last(a), g)]
+    k, n = b.shape[-2:]
+    if b.ndim == 2 and a.ndim > 2 and k is not None and n is not None:
+        # b shared by a's batch: one (K, rows) x (rows, N) product over all the rows at once,
+        # not a (batch, K, N) stack of products summed afterwards (a batch times the memory)
+        gb = matmul(swap_last(reshape(a, (-1, k))), reshape(g, (-1, n)))
+    else:
+        gb = matmul(swap_last(a), g)
+    return [matmul(g, swap_last(b)), gb]
 
 
 register(OpDef("matmul", _matmul_infer, lambda node, a, b: np.matmul(a, b), _matmul_grad,
