@@ -291,6 +291,37 @@ def _bmm_from(mm: Tensor) -> Tensor:
     return new
 
 
+def _numel(shape) -> int:
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def _reshape(t: Tensor, shape: tuple) -> Tensor:
+    from .ops.core import reshape
+    return reshape(t, shape)
+
+
+def _rows_product(mm: Tensor) -> bool:
+    """x (batch.., K) @ W (K, N) with x not a transposed view: one 2-D GEMM over all the rows
+    of x (it is contiguous), so it becomes a dense and gets the dense's fused epilogue."""
+    a, b = mm.inputs
+    return (mm.op == "matmul" and a.ndim > 2 and b.ndim == 2 and a.op != "transpose"
+            and None not in a.shape and None not in b.shape)
+
+
+def _row_broadcast(shape: tuple, out_shape: tuple):
+    """The 2-D shape an epilogue input of ``shape`` is read as when ``out_shape`` (batch.., N)
+    is computed as (rows, N): itself full-size, (N,) along the last axis, () for one
+    element; None when it varies along a batch axis without being full-size."""
+    shape = tuple(shape)
+    if shape == tuple(out_shape):
+        return (_numel(out_shape[:-1]), out_shape[-1])
+    if _numel(shape) == 1:
+        return ()
+    if len(shape) >= 1 and shape[-1] == out_shape[-1] and _numel(shape[:-1]) == 1:
+        return (out_shape[-1],)
+    return None
+
+
 def _dense_from(mm: Tensor, expr, extras, label, dtype) -> Tensor:
     a, ta = _operand(mm.inputs[0])
     b, tb = _operand(mm.inputs[1])
@@ -318,13 +349,61 @@ def _fuse_dense(roots, trace):
     def bare(mm: Tensor) -> Tensor:
         return _dense_from(mm, A[0], [], "dense", mm.dtype)
 
+    def flat_absorbable(mm: Tensor) -> bool:
+        # a rows product (see _rows_product) whose one reader is an ew of its shape whose other
+        # inputs are full-shape, one element, or vary along the last axis only (a bias): that
+        # ew becomes the epilogue of the 2-D GEMM, its inputs read as (rows, N)
+        if not (absorbable_shape(mm) and _rows_product(mm)):
+            return False
+        ew = users[mm.id][0]
+        return all(t is mm or _row_broadcast(t.shape, mm.shape) is not None for t in ew.inputs)
+
+    def absorbable_shape(mm: Tensor) -> bool:
+        readers = users.get(mm.id, [])
+        return (counts.get(mm.id, 0) == 1 and len(readers) == 1 and readers[0].op == "ew"
+                and readers[0].shape == mm.shape and readers[0].dtype == mm.dtype)
+
+    def _materialized(old: Tensor, new: Tensor) -> Tensor:
+        """An epilogue input as a computed value: a GEMM left for an ew to absorb that this ew
+        does not absorb (it absorbs one) becomes a plain dense."""
+        if old.id in flat:
+            return _reshape(bare(flat[old.id]), old.shape)
+        return bare(new) if new.op == "matmul" else new
+
     mapping: dict[int, Tensor] = {}
+    flat: dict[int, Tensor] = {}  # rows product id -> its 2-D matmul, left for the ew to absorb
     for node in order:
         inputs = [mapping.get(i.id, i) for i in node.inputs]
         if node.op == "matmul" and node.ndim == 2:
             new = rebuild(node, inputs)
             mapping[node.id] = new if absorbable(node) else bare(new)
             continue
+        if node.op == "matmul" and _rows_product(node):
+            a, b = inputs
+            mm2 = make("matmul", [_reshape(a, (_numel(a.shape[:-1]), a.shape[-1])), b])
+            if flat_absorbable(node):
+                flat[node.id] = mm2
+                mapping[node.id] = _reshape(mm2, node.shape)  # read only by the ew, which absorbs it
+            else:
+                mapping[node.id] = _reshape(bare(mm2), node.shape)
+            continue
+        if node.op == "ew":
+            k = next((j for j, old in enumerate(node.inputs) if old.id in flat), None)
+            if k is not None:
+                mm2 = flat[node.inputs[k].id]
+                rows_n = tuple(mm2.shape)
+                extras = [_reshape(_materialized(old, t), _row_broadcast(t.shape, node.shape))
+                          for j, (old, t) in enumerate(zip(node.inputs, inputs)) if j != k]
+                remap = {A[k]: A[0]}
+                for pos, j in enumerate(j for j in range(len(inputs)) if j != k):
+                    remap[A[j]] = A[pos + 1]
+                expr = node.attrs["expr"].xreplace(remap)
+                new = _dense_from(mm2, expr, extras, "dense+" + node.attrs["label"], node.dtype)
+                assert tuple(new.shape) == rows_n
+                new = _reshape(new, node.shape)
+                new._name = node._name
+                mapping[node.id] = new
+                continue
         if node.op == "matmul":  # batched: q @ k^T and every matmul's backward
             mapping[node.id] = _bmm_from(rebuild(node, inputs))
             continue

@@ -109,3 +109,53 @@ def test_shared_matrix_gradient_second_order():
     gc.check_grad(cost, [W], {x: rng.standard_normal((2, 4, 3))})
     (gW,) = gc.grad(cost, [W])
     gc.check_grad(gc.sum(gW * gW), [W], {x: rng.standard_normal((2, 4, 3))})
+
+
+# -- x (batch.., K) @ W (K, N) + b, activation: one dense kernel over all the rows -------------
+
+def _rows_dense_program(extra_shape, act):
+    rng = np.random.default_rng(11)
+    x = gc.placeholder((2, 3, 5, 7), "float64", name="x")
+    W = gc.parameter(rng.standard_normal((7, 4)), name="W")
+    e = gc.placeholder(extra_shape, "float64", name="e")
+    y = act(x @ W + e)
+    gx, gW, ge = gc.grad(gc.sum(y * y), [x, W, e])
+    arrays = [rng.standard_normal((2, 3, 5, 7)), rng.standard_normal(extra_shape)]
+    return [x, e], [y, gx, gW, ge], arrays
+
+
+@pytest.mark.parametrize("backend", [C, OPENCL])
+@pytest.mark.parametrize("extra_shape", [(4,), (1, 1, 1, 4), (), (2, 3, 5, 4), (2, 1, 1, 4)])
+@pytest.mark.parametrize("act", [gc.relu, gc.tanh, gc.gelu], ids=["relu", "tanh", "gelu"])
+def test_batched_rows_dense_matches_numpy(backend, extra_shape, act):
+    phs, outs, arrays = _rows_dense_program(extra_shape, act)
+    want = gc.compile(phs, outs, backend="numpy")(*arrays)
+    got = gc.compile(phs, outs, backend=backend)(*arrays)
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10, err_msg=f"output {i}")
+
+
+@pytest.mark.parametrize("extra_shape,fused", [((4,), True), ((2, 3, 5, 4), True),
+                                               ((2, 1, 1, 4), False)])
+def test_batched_rows_product_takes_the_epilogue(extra_shape, fused):
+    """The forward product and its bias + activation are one dense kernel over the 30 rows
+    (an input varying along a batch axis without being full-size stays a separate kernel)."""
+    from graphc.lower import lower
+    phs, outs, arrays = _rows_dense_program(extra_shape, gc.tanh)
+    f = gc.compile(phs, outs[:1], backend="numpy")
+    kernels = lower(f.program, [a.shape for a in arrays]).kernels
+    dense = [k for k in kernels if k.node.op == "dense"]
+    assert dense and all(k.node.ndim == 2 and k.node.shape[0] == 30 for k in dense)
+    assert (len(kernels) == 1) == fused, [k.name for k in kernels]
+
+
+def test_two_batched_products_in_one_expression():
+    rng = np.random.default_rng(12)
+    x = gc.placeholder((3, 4, 5), "float64", name="x")
+    z = gc.placeholder((3, 4, 6), "float64", name="z")
+    W, V = gc.constant(rng.standard_normal((5, 2))), gc.constant(rng.standard_normal((6, 2)))
+    y = gc.sigmoid(x @ W + z @ V)
+    xs, zs = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 4, 6))
+    got = gc.compile([x, z], y, backend="c")(xs, zs)
+    want = 1 / (1 + np.exp(-(xs @ W.value + zs @ V.value)))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
