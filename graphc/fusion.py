@@ -291,10 +291,6 @@ def _bmm_from(mm: Tensor) -> Tensor:
     return new
 
 
-def _numel(shape) -> int:
-    return int(np.prod(shape)) if len(shape) else 1
-
-
 def _reshape(t: Tensor, shape: tuple) -> Tensor:
     from .ops.core import reshape
     return reshape(t, shape)
@@ -339,12 +335,15 @@ def _fuse_dense(roots, trace):
     counts = use_counts(roots)
     users = consumers(order)
 
-    def absorbable(mm: Tensor) -> bool:
-        # one reader, an ew of the same 2-D shape and dtype: it becomes the GEMM's epilogue
+    def absorbable_shape(mm: Tensor) -> bool:
+        # one reader, an ew of the same shape and dtype
         readers = users.get(mm.id, [])
-        return (mm.ndim == 2 and counts.get(mm.id, 0) == 1 and len(readers) == 1
-                and readers[0].op == "ew" and readers[0].shape == mm.shape
-                and readers[0].dtype == mm.dtype)
+        return (counts.get(mm.id, 0) == 1 and len(readers) == 1 and readers[0].op == "ew"
+                and readers[0].shape == mm.shape and readers[0].dtype == mm.dtype)
+
+    def absorbable(mm: Tensor) -> bool:
+        # ... of a 2-D product: the ew becomes the GEMM's epilogue
+        return mm.ndim == 2 and absorbable_shape(mm)
 
     def bare(mm: Tensor) -> Tensor:
         return _dense_from(mm, A[0], [], "dense", mm.dtype)
@@ -358,12 +357,7 @@ def _fuse_dense(roots, trace):
         ew = users[mm.id][0]
         return all(t is mm or _row_broadcast(t.shape, mm.shape) is not None for t in ew.inputs)
 
-    def absorbable_shape(mm: Tensor) -> bool:
-        readers = users.get(mm.id, [])
-        return (counts.get(mm.id, 0) == 1 and len(readers) == 1 and readers[0].op == "ew"
-                and readers[0].shape == mm.shape and readers[0].dtype == mm.dtype)
-
-    def _materialized(old: Tensor, new: Tensor) -> Tensor:
+    def materialized(old: Tensor, new: Tensor) -> Tensor:
         """An epilogue input as a computed value: a GEMM left for an ew to absorb that this ew
         does not absorb (it absorbs one) becomes a plain dense."""
         if old.id in flat:
@@ -391,16 +385,14 @@ def _fuse_dense(roots, trace):
             k = next((j for j, old in enumerate(node.inputs) if old.id in flat), None)
             if k is not None:
                 mm2 = flat[node.inputs[k].id]
-                rows_n = tuple(mm2.shape)
-                extras = [_reshape(_materialized(old, t), _row_broadcast(t.shape, node.shape))
+                extras = [_reshape(materialized(old, t), _row_broadcast(t.shape, node.shape))
                           for j, (old, t) in enumerate(zip(node.inputs, inputs)) if j != k]
                 remap = {A[k]: A[0]}
                 for pos, j in enumerate(j for j in range(len(inputs)) if j != k):
                     remap[A[j]] = A[pos + 1]
                 expr = node.attrs["expr"].xreplace(remap)
-                new = _dense_from(mm2, expr, extras, "dense+" + node.attrs["label"], node.dtype)
-                assert tuple(new.shape) == rows_n
-                new = _reshape(new, node.shape)
+                new = _reshape(_dense_from(mm2, expr, extras, "dense+" + node.attrs["label"],
+                                           node.dtype), node.shape)
                 new._name = node._name
                 mapping[node.id] = new
                 continue
