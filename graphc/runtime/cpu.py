@@ -181,7 +181,8 @@ def build_module(source: str, ffi=None):
 
         def compile_once():
             """(gcc's result, the GEMM core objects linked in)."""
-            cores = gemm_core.core_objects(cc, compiler_version(cc), fl, source, CompileError)
+            cores = gemm_core.objects_for_source(cc, compiler_version(cc), fl, source,
+                                                 CompileError)
             defines = [gemm_core.EXTERN_FLAG] if cores else []
             cmd = [cc, *fl, *defines, *LINK_FLAGS, f"-I{kernels_dir()}", str(src),
                    *map(str, cores), *libs, "-o", str(tmp)]

@@ -99,8 +99,8 @@ def core_object(cc: str, cc_version: str, flags: list[str], bits: int, compile_e
     return path
 
 
-def core_objects(cc: str, cc_version: str, flags: list[str], source: str,
-                 compile_error) -> list[Path]:
+def objects_for_source(cc: str, cc_version: str, flags: list[str], source: str,
+                       compile_error) -> list[Path]:
     """The core objects a module's source needs (none without a GEMM)."""
     return [core_object(cc, cc_version, flags, bits, compile_error)
             for bits in element_bits(source)]
