@@ -168,7 +168,7 @@ register(OpDef("softmax_cross_entropy", _xent_infer, _xent_ref, _xent_grad, kind
 # softmax_cross_entropy_grad(logits, labels, g) = (softmax(logits) - one_hot(labels)) * g[:, None]:
 # the cross-entropy's backward as one row op (as TensorFlow's SparseSoftmaxCrossEntropyWithLogits
 # returns it), so backends compute it in one pass over the logits, and with the forward in the
-# same kernel when the row weights g do not depend on the losses (lower.py).
+# same kernel when the row weights g do not depend on the losses (graphc/lower).
 def _xent_grad_infer(inputs, attrs):
     logits, labels, g = inputs
     _xent_infer([logits, labels], attrs)

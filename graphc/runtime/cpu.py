@@ -116,7 +116,8 @@ def _codegen_digest() -> str:
     """Hash of the code that turns a lowered program into C (a renderer change must not reuse
     an index entry written by an older renderer)."""
     here = Path(__file__).resolve().parent.parent
-    files = [here / "lower.py", here / "fusion.py", *sorted((here / "codegen").glob("*.py"))]
+    files = [here / "fusion.py", *sorted((here / "lower").glob("*.py")),
+             *sorted((here / "codegen").glob("*.py"))]
     return cache_key(*[f.read_text() for f in files])
 
 
