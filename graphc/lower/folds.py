@@ -15,6 +15,13 @@ from .plans import ew_parts
 EW_PRODUCERS = ("ew", "broadcast_like")  # ops whose kernel is an elementwise expression
 
 
+def schedules(order: list[Tensor], extra: dict, *hosts: dict) -> bool:
+    """Whether ``order`` still has a schedule with every node of the maps ``hosts`` (member
+    id -> host node; later maps win) run by its host's kernel."""
+    merged = {m: h.id for found in hosts for m, h in found.items()}
+    return schedule(order, extra, merged) is not None
+
+
 def kernel_kind(node: Tensor) -> str:
     if node.op in ("ew", "broadcast_like", "fill_like"):
         return "ew"
@@ -114,7 +121,7 @@ def fold_updates(order: list[Tensor], in_place: dict, extra: dict, base,
                 continue
             trial = dict(host_of)
             trial[v.id] = h
-            if schedule(order, extra, {m: hh.id for m, hh in trial.items()}) is None:
+            if not schedules(order, extra, trial):
                 continue
             host_of[v.id] = h
             w.add(mine_w)
@@ -143,8 +150,7 @@ def fold_activations(order: list[Tensor], in_place: dict, host_of: dict, extra: 
         h = hosts[0]
         if len(h.inputs) + len(v.inputs) + 2 > max_args:
             continue
-        merged = {m: hh.id for m, hh in {**host_of, **found, v.id: h}.items()}
-        if schedule(order, extra, merged) is None:
+        if not schedules(order, extra, host_of, found, {v.id: h}):
             continue  # an operand of the activation is computed after the GEMM's readers
         found[v.id] = h
         taken.add(h.id)
@@ -168,8 +174,7 @@ def fold_xent_grads(order: list[Tensor], extra: dict, host_of: dict, base
         for x in losses:
             if x.id in taken or [base(t).id for t in x.inputs] != key:
                 continue
-            merged = {m: hh.id for m, hh in {**host_of, **found, d.id: x}.items()}
-            if schedule(order, extra, merged) is not None:
+            if schedules(order, extra, host_of, found, {d.id: x}):
                 found[d.id] = x
                 taken.add(x.id)
                 break
@@ -222,8 +227,7 @@ def fold_group_max(order: list[Tensor], in_place: dict, host_of: dict, extra: di
         while t is not h:
             chain[t.id] = h
             t = t.inputs[0]
-        merged = {m: hh.id for m, hh in {**host_of, **found, **views, **chain, v.id: h}.items()}
-        if schedule(order, extra, merged) is None:
+        if not schedules(order, extra, host_of, found, views, chain, {v.id: h}):
             continue
         found[v.id] = h
         views.update(chain)
