@@ -531,7 +531,7 @@ class CRenderer:
         """For a reduction whose output also feeds in-place updates: a function of the final
         value of output ``o`` giving the statements that store it and every member's value
         computed from it (operands: same shape as the output, or one element).  Members never
-        write the reduction's input (lower._fold_updates), so outputs may finish in any order."""
+        write the reduction's input (lower.folds.fold_updates), so outputs may finish in any order."""
         plan = fused_plan(k)
         mdt, mct = compute_type([n.dtype for n, _ in plan.outputs] +
                                 [t.dtype for t, _ in plan.operands])
