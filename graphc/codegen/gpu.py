@@ -40,7 +40,7 @@ from ..lower import (FusedPlan, Kernel, Lowered, Storage, collapse, comment, fus
                      label_status, lower, plan_loop, reduce_read, strides_for, transpose_plan,
                      xent_parts)
 from ..symbolic import A
-from .c import compute_type, math_dtype
+from .c_types import compute_type, math_dtype
 from .cexpr import render_plan
 
 GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",

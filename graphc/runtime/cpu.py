@@ -347,7 +347,7 @@ class CExecutable(ShapeSpecializingExecutable):
 
     def __init__(self, program: Program):
         compiler()  # fail early, with install advice, when there is no C compiler
-        from ..codegen.c import CTYPES
+        from ..codegen.c_types import CTYPES
         check_dtypes(program, CTYPES, "C")
         super().__init__(program)
 
