@@ -6,6 +6,9 @@ fit / predict / evaluate, feeding errors): regressions.
   trained for a while by a step over [A, B], then by a step over [B] alone (A frozen), got
   the bias correction of a fresh counter (t = 1) on its warmed-up moments, a step about as
   large as lr where PyTorch's is much smaller.  Each parameter has its own counter now.
+* T2 ``gc.nn.load`` of a model.json nested thousands deep (``[[[[...``) raised RecursionError
+  from the JSON decoder, and one with an integer of 5000 digits a ValueError not naming the
+  file; both are ValueErrors naming model.json now (hostile files raise ValueError).
 """
 from __future__ import annotations
 
@@ -42,3 +45,15 @@ def test_t1_adam_step_counter_is_per_parameter(backend):
                                    err_msg=f"A after step {s}")
         np.testing.assert_allclose(B.value, tB.detach().numpy(), rtol=1e-5, atol=1e-6,
                                    err_msg=f"B after step {s}")
+
+
+@pytest.mark.parametrize("text", ["[" * 100000, '{"a": ' * 100000,
+                                  '{"format": "graphc.nn.Sequential", "seed": ' + "9" * 5000 + "}"],
+                         ids=["deep_array", "deep_object", "huge_int"])
+def test_t2_load_rejects_deeply_nested_or_huge_json_with_value_error(tmp_path, text):
+    m = gc.nn.Sequential([gc.nn.Dense(2)], input_dim=3)
+    path = tmp_path / "m"
+    m.save(path)
+    (path / "model.json").write_text(text)
+    with pytest.raises(ValueError, match="model.json: not valid JSON"):
+        gc.nn.load(path)
