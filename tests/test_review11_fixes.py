@@ -9,6 +9,12 @@ fit / predict / evaluate, feeding errors): regressions.
 * T2 ``gc.nn.load`` of a model.json nested thousands deep (``[[[[...``) raised RecursionError
   from the JSON decoder, and one with an integer of 5000 digits a ValueError not naming the
   file; both are ValueErrors naming model.json now (hostile files raise ValueError).
+* T3 implicit updates (batch norm's running statistics, dropout's counter) were not cast to
+  their parameter's dtype as explicit ``updates`` are: ``batch_norm`` of float64 data with
+  float32 running stats computed float64 statistics, and the C and OpenCL backends stored
+  those doubles' bytes into the float32 buffers (running_mean [-1.07e8, 1.72, -1.6e-23]
+  where numpy gave [0.45, 0.55, 0.65]).  ``gc.compile`` checks and casts them as it does the
+  explicit ones.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from backends import C
+from backends import C, OPENCL
 
 torch = pytest.importorskip("torch")
 
@@ -57,3 +63,18 @@ def test_t2_load_rejects_deeply_nested_or_huge_json_with_value_error(tmp_path, t
     (path / "model.json").write_text(text)
     with pytest.raises(ValueError, match="model.json: not valid JSON"):
         gc.nn.load(path)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+def test_t3_batch_norm_of_float64_data_updates_float32_running_stats(backend):
+    x = gc.placeholder((None, 3), "float64", name="x")
+    rm = gc.parameter(np.zeros(3, np.float32), name="rm", trainable=False)
+    rv = gc.parameter(np.ones(3, np.float32), name="rv", trainable=False)
+    f = gc.compile([x], gc.batch_norm(x, 1.0, 0.0, rm, rv, True), backend=backend)
+    xv = np.arange(12.0).reshape(4, 3) ** 1.5
+    out = f(xv)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, (xv - xv.mean(0)) / np.sqrt(xv.var(0) + 1e-5), rtol=1e-6)
+    assert rm.value.dtype == np.float32 and rv.value.dtype == np.float32
+    np.testing.assert_allclose(rm.value, 0.1 * xv.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(rv.value, 0.9 + 0.1 * xv.var(0, ddof=1), rtol=1e-6)
