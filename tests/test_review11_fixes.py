@@ -15,6 +15,11 @@ fit / predict / evaluate, feeding errors): regressions.
   those doubles' bytes into the float32 buffers (running_mean [-1.07e8, 1.72, -1.6e-23]
   where numpy gave [0.45, 0.55, 0.65]).  ``gc.compile`` checks and casts them as it does the
   explicit ones.
+* T4 ``Dense(k, "sigmoid")`` (or ``Activation("sigmoid")``) last with ``loss="cross_entropy"``
+  trained and evaluated the cross-entropy of the pre-sigmoid values (the logits kept for the
+  binary losses), neither PyTorch's ``cross_entropy(sigmoid(z), y)`` nor anything else: 0.992
+  where PyTorch gives 1.056.  Only a final softmax / log-softmax hands its logits to
+  cross-entropy now.
 """
 from __future__ import annotations
 
@@ -78,3 +83,30 @@ def test_t3_batch_norm_of_float64_data_updates_float32_running_stats(backend):
     assert rm.value.dtype == np.float32 and rv.value.dtype == np.float32
     np.testing.assert_allclose(rm.value, 0.1 * xv.mean(0), rtol=1e-6)
     np.testing.assert_allclose(rv.value, 0.9 + 0.1 * xv.var(0, ddof=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("last", [lambda: [gc.nn.Dense(3, "sigmoid")],
+                                  lambda: [gc.nn.Dense(3), gc.nn.Activation("sigmoid")]],
+                         ids=["dense", "activation"])
+def test_t4_cross_entropy_after_a_final_sigmoid_is_taken_on_its_output(last):
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    m = gc.nn.Sequential(last(), input_dim=4)
+    W, b = (torch.tensor(w, requires_grad=True) for w in m.get_weights())
+
+    def torch_loss():
+        return F.cross_entropy(torch.sigmoid(torch.tensor(X) @ W + b), torch.tensor(y))
+    ev = m.evaluate(X, y, loss="cross_entropy", backend="numpy")
+    np.testing.assert_allclose(ev["loss"], torch_loss().item(), rtol=1e-5)
+    hist = m.fit(X, y, loss="cross_entropy", optimizer=gc.optim.SGD(0.5), epochs=1,
+                 batch_size=12, backend="numpy", progress=False)
+    loss = torch_loss()
+    loss.backward()
+    np.testing.assert_allclose(hist["loss"][0], loss.item(), rtol=1e-5)
+    with torch.no_grad():
+        W -= 0.5 * W.grad
+        b -= 0.5 * b.grad
+    np.testing.assert_allclose(m.get_weights()[0], W.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.get_weights()[1], b.detach().numpy(), rtol=1e-5, atol=1e-6)
