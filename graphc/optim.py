@@ -42,9 +42,10 @@ class Optimizer:
     _fields: tuple[str, ...] = ("lr",)
 
     def __init__(self, lr: float, weight_decay: float = 0.0):
-        # NaN or inf would turn every weight into NaN at the first step
-        if not 0.0 < float(lr) < math.inf:
-            raise ValueError(f"{type(self).__name__}: lr must be finite and > 0, got {lr}")
+        # NaN or inf would turn every weight into NaN at the first step; 0 is allowed, as in
+        # PyTorch (a warm-up schedule's first value, parameters frozen with their state kept)
+        if not 0.0 <= float(lr) < math.inf:
+            raise ValueError(f"{type(self).__name__}: lr must be finite and >= 0, got {lr}")
         if not 0.0 <= float(weight_decay) < math.inf:
             raise ValueError(f"{type(self).__name__}: weight_decay must be finite and >= 0, "
                              f"got {weight_decay}")

@@ -20,6 +20,9 @@ fit / predict / evaluate, feeding errors): regressions.
   binary losses), neither PyTorch's ``cross_entropy(sigmoid(z), y)`` nor anything else: 0.992
   where PyTorch gives 1.056.  Only a final softmax / log-softmax hands its logits to
   cross-entropy now.
+* T5 ``lr=0`` raised ValueError in every optimizer; ``torch.optim`` accepts it (only lr < 0 is
+  invalid): the state still advances and the parameters stay put (a warm-up schedule's first
+  value).  lr must be finite and >= 0 now.
 """
 from __future__ import annotations
 
@@ -110,3 +113,33 @@ def test_t4_cross_entropy_after_a_final_sigmoid_is_taken_on_its_output(last):
         b -= 0.5 * b.grad
     np.testing.assert_allclose(m.get_weights()[0], W.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(m.get_weights()[1], b.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSProp"])
+def test_t5_zero_learning_rate_is_accepted_and_keeps_parameters(backend, name):
+    kw = {"SGD": dict(momentum=0.9, weight_decay=0.1), "Adam": {}, "RMSProp": {}}[name]
+    tkw = {"SGD": kw, "Adam": {}, "RMSProp": dict(alpha=0.9)}[name]
+    p0 = np.array([1.0, -2.0, 3.0], np.float32)
+    p = gc.parameter(p0.copy(), name="p")
+    opt = getattr(gc.optim, name)(0.0, **kw)
+    ups = opt.updates([p], gc.grad(gc.sum(gc.tanh(p) * p), [p]))
+    f = gc.compile([], gc.sum(p), ups, backend=backend)
+    tp = torch.tensor(p0, requires_grad=True)
+    topt = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam,
+            "RMSProp": torch.optim.RMSprop}[name]([tp], 0.0, **tkw)
+    for _ in range(3):
+        f()
+        topt.zero_grad()
+        (torch.tanh(tp) * tp).sum().backward()
+        topt.step()
+    np.testing.assert_array_equal(p.value, p0)
+    np.testing.assert_array_equal(tp.detach().numpy(), p0)
+    state = {q.name: q.value for q, _ in ups if q is not p}
+    want = {"SGD": {"p_momentum": "momentum_buffer"}, "Adam": {"p_m": "exp_avg", "p_v": "exp_avg_sq"},
+            "RMSProp": {"p_v": "square_avg"}}[name]
+    for ours, theirs in want.items():
+        # (1 - beta2) is rounded from float32 beta2 here, from the double in PyTorch: 1.3e-5
+        np.testing.assert_allclose(state[ours], topt.state[tp][theirs].numpy(), rtol=5e-5)
+    with pytest.raises(ValueError, match="lr must be finite and >= 0"):
+        getattr(gc.optim, name)(-1e-3)
