@@ -23,6 +23,9 @@ fit / predict / evaluate, feeding errors): regressions.
 * T5 ``lr=0`` raised ValueError in every optimizer; ``torch.optim`` accepts it (only lr < 0 is
   invalid): the state still advances and the parameters stay put (a warm-up schedule's first
   value).  lr must be finite and >= 0 now.
+* T6 ``dropout`` of an integer tensor in training cast the scale 1/(1-rate) to the integer
+  type (1 for rate < 0.5, so kept units were not scaled; [0, 0, 10, ...] for 10s at rate 0.3,
+  not 14.3): a ShapeError now, as softmax of an integer tensor (PyTorch raises too).
 """
 from __future__ import annotations
 
@@ -143,3 +146,13 @@ def test_t5_zero_learning_rate_is_accepted_and_keeps_parameters(backend, name):
         np.testing.assert_allclose(state[ours], topt.state[tp][theirs].numpy(), rtol=5e-5)
     with pytest.raises(ValueError, match="lr must be finite and >= 0"):
         getattr(gc.optim, name)(-1e-3)
+
+
+@pytest.mark.parametrize("training", [True, "placeholder"])
+def test_t6_dropout_of_an_integer_tensor_is_refused(training):
+    x = gc.placeholder((10,), "int32", name="x")
+    flag = gc.placeholder((), "bool", name="tr") if training == "placeholder" else training
+    with pytest.raises(gc.ShapeError, match="dropout: expects a float tensor, got int32"):
+        gc.dropout(x, 0.3, flag, seed=1)
+    assert gc.dropout(x, 0.3, False) is x      # the identity: nothing to scale
+    assert gc.dropout(x, 0.0, True) is x
