@@ -159,7 +159,9 @@ def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "num
     # implicit updates (batch norm statistics, dropout counters) of every reachable node
     updated = {p.id for p, _ in explicit}
     order = toposort(roots)
-    implicit = [(p, v) for p, v in collect_effects(order) if p.id not in updated]
+    # checked and cast to the parameter's dtype like the explicit ones: batch_norm of float64
+    # data computes float64 statistics for float32 running stats
+    implicit = _check_updates([(p, v) for p, v in collect_effects(order) if p.id not in updated])
     all_updates = explicit + implicit
     given = {p.id for p in inputs}
     lacking = [n.name for n in toposort(roots + [v for _, v in implicit])

@@ -35,16 +35,17 @@ def _const(value: float, like: Tensor) -> Tensor:
 
 
 class Optimizer:
-    """Base class: subclasses implement ``_update(p, g, step)`` returning the (parameter,
-    new value) pairs for one parameter, state parameters included."""
+    """Base class: subclasses implement ``_update(p, g)`` returning the (parameter, new value)
+    pairs for one parameter, state parameters included."""
 
     #: names of the hyper-parameters (constructor arguments) reported by ``config()``
     _fields: tuple[str, ...] = ("lr",)
 
     def __init__(self, lr: float, weight_decay: float = 0.0):
-        # NaN or inf would turn every weight into NaN at the first step
-        if not 0.0 < float(lr) < math.inf:
-            raise ValueError(f"{type(self).__name__}: lr must be finite and > 0, got {lr}")
+        # NaN or inf would turn every weight into NaN at the first step; 0 is allowed, as in
+        # PyTorch (a warm-up schedule's first value, parameters frozen with their state kept)
+        if not 0.0 <= float(lr) < math.inf:
+            raise ValueError(f"{type(self).__name__}: lr must be finite and >= 0, got {lr}")
         if not 0.0 <= float(weight_decay) < math.inf:
             raise ValueError(f"{type(self).__name__}: weight_decay must be finite and >= 0, "
                              f"got {weight_decay}")
@@ -76,20 +77,23 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.updates: gradient of {p.name} has "
                                  f"shape {g.shape}, parameter {p.shape}")
         out: list[tuple] = []
-        step = self._step_counter(params, out)
         for p, g in zip(params, grads):
             g = as_tensor(g, like=p)
             if self.weight_decay:
                 # coupled L2 (PyTorch's weight_decay): g <- g + wd * p
                 g = E.add(g, E.mul(_const(self.weight_decay, p), p))
-            out.extend(self._update(p, g, step))
+            out.extend(self._update(p, g))
         return out
 
-    def state(self, param: Tensor, kind: str, init: float = 0.0) -> Tensor:
-        """The optimizer's ``kind`` state parameter for ``param`` (created on first use)."""
+    def state(self, param: Tensor, kind: str, init: float = 0.0, shape=None,
+              dtype=None) -> Tensor:
+        """The optimizer's ``kind`` state parameter for ``param`` (created on first use), shaped
+        like ``param`` unless ``shape`` / ``dtype`` say otherwise."""
         key = (param.id, kind)
         if key not in self._state:
-            self._state[key] = parameter(np.full(param.shape, init, dtype=param.dtype),
+            shape = param.shape if shape is None else shape
+            dtype = param.dtype if dtype is None else dtype
+            self._state[key] = parameter(np.full(shape, init, dtype=dtype),
                                          name=f"{param.name}_{kind}", trainable=False)
         return self._state[key]
 
@@ -98,10 +102,7 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
     # -- for subclasses ---------------------------------------------------------------------
-    def _step_counter(self, params, out) -> Tensor | None:
-        return None
-
-    def _update(self, p: Tensor, g: Tensor, step) -> list[tuple]:
+    def _update(self, p: Tensor, g: Tensor) -> list[tuple]:
         raise NotImplementedError
 
 
@@ -126,7 +127,7 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def _update(self, p, g, step):
+    def _update(self, p, g):
         lr = _const(self.lr, p)
         if not self.momentum:
             return [(p, E.sub(p, E.mul(lr, g)))]
@@ -145,8 +146,10 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g^2
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    The step counter ``t`` is a float32 scalar parameter updated in the same ``updates`` list
-    (exact up to 2^24 steps); the bias corrections are computed in the graph from it.
+    Each parameter has its own step counter ``t`` (``state[p]["step"]`` in PyTorch), a float32
+    scalar parameter updated in the same ``updates`` list (exact up to 2^24 steps); the bias
+    corrections are computed in the graph from it.  A parameter left out of some steps (trained
+    by another compiled function, or frozen for a while) keeps its own count, as in PyTorch.
     """
 
     _fields = ("lr", "beta1", "beta2", "eps", "weight_decay")
@@ -160,31 +163,21 @@ class Adam(Optimizer):
         _check_eps("Adam", eps)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _step_counter(self, params, out):
-        # one counter per set of parameters (a PyTorch param group); all its params step together
-        key = (tuple(sorted(p.id for p in params)), "step")
-        if key not in self._state:
-            name = f"{params[0].name}_adam_step" if params else "adam_step"
-            self._state[key] = parameter(np.array(0.0, dtype=np.float32), name=name,
-                                         trainable=False)
-        t = self._state[key]
-        t_new = E.add(t, _const(1.0, t))
-        out.append((t, t_new))
-        return t_new
-
-    def _update(self, p, g, step):
+    def _update(self, p, g):
         m, v = self.state(p, "m"), self.state(p, "v")
+        t = self.state(p, "step", shape=(), dtype="float32")
+        t_new = E.add(t, _const(1.0, t))
         b1, b2 = _const(self.beta1, p), _const(self.beta2, p)
         one = _const(1.0, p)
         m_new = E.add(E.mul(b1, m), E.mul(E.sub(one, b1), g))
         v_new = E.add(E.mul(b2, v), E.mul(E.sub(one, b2), E.square(g)))
-        t = E.cast(step, p.dtype)
-        bc1 = E.sub(one, E.pow(b1, t))
-        bc2 = E.sub(one, E.pow(b2, t))
+        step = E.cast(t_new, p.dtype)
+        bc1 = E.sub(one, E.pow(b1, step))
+        bc2 = E.sub(one, E.pow(b2, step))
         denom = E.add(E.div(E.sqrt(v_new), E.sqrt(bc2)), _const(self.eps, p))
         step_size = E.div(_const(self.lr, p), bc1)
         p_new = E.sub(p, E.mul(step_size, E.div(m_new, denom)))
-        return [(m, m_new), (v, v_new), (p, p_new)]
+        return [(t, t_new), (m, m_new), (v, v_new), (p, p_new)]
 
 
 def _check_eps(owner: str, eps) -> None:
@@ -209,7 +202,7 @@ class RMSProp(Optimizer):
         _check_eps("RMSProp", eps)
         self.rho, self.eps = float(rho), float(eps)
 
-    def _update(self, p, g, step):
+    def _update(self, p, g):
         v = self.state(p, "v")
         rho = _const(self.rho, p)
         v_new = E.add(E.mul(rho, v), E.mul(E.sub(_const(1.0, p), rho), E.square(g)))

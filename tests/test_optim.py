@@ -140,7 +140,7 @@ def test_state_is_untrainable_parameters_and_reused():
 
 def test_bad_arguments():
     with pytest.raises(ValueError):
-        optim.SGD(lr=0)
+        optim.SGD(lr=-0.1)  # lr=0 is valid, as in torch.optim (test_review11_fixes T5)
     with pytest.raises(ValueError):
         optim.SGD(lr=0.1, nesterov=True)
     with pytest.raises(ValueError):

@@ -18,6 +18,7 @@ from ..ir import Tensor
 from ..ops import core as C
 from ..ops import elementwise as E
 from ..ops import nn as N
+from .activations import LOGIT_ACTIVATIONS
 
 NAMES = ("cross_entropy", "mse", "binary_cross_entropy", "binary_cross_entropy_with_logits")
 CLASSIFICATION = ("cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits")
@@ -76,11 +77,19 @@ def resolve(loss, last_activation: str | None) -> LossSpec:
         raise ValueError(f"unknown loss {loss!r}; choose one of {list(NAMES)} or pass a "
                          f"function (prediction, target) -> scalar tensor")
     if loss == "cross_entropy":
+        # the logits stand in for the output after a final softmax / log-softmax only; after a
+        # final sigmoid (whose logits serve the binary losses) the loss is taken on the output,
+        # as PyTorch's cross_entropy(sigmoid(z), labels)
+        on_logits = LOGIT_ACTIVATIONS.get(last_activation) == "cross_entropy"
+
+        def scores(out, logits):
+            return logits if on_logits and logits is not None else out
+
         def fn(out, logits, t):
-            return N.cross_entropy(logits if logits is not None else out, t)
+            return N.cross_entropy(scores(out, logits), t)
 
         def correct(out, logits, t):
-            return _argmax_correct(logits if logits is not None else out, t)
+            return _argmax_correct(scores(out, logits), t)
         return LossSpec(loss, fn, correct, loss)
     if loss == "mse":
         return LossSpec(loss, lambda out, logits, t: N.mse(out, t), None, loss)

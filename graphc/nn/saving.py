@@ -92,7 +92,9 @@ def _read_arch(file) -> dict:
             arch = json.load(f)
     except FileNotFoundError:
         raise _fail(file, "missing (not a saved graphc model directory)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:  # hostile nesting ("[[[[..."): the decoder runs out of stack
+        raise _fail(file, "not valid JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, an int of 5000 digits
         raise _fail(file, f"not valid JSON ({e})") from None
     if not isinstance(arch, dict):
         raise _fail(file, "expected a JSON object")

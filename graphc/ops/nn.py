@@ -348,6 +348,9 @@ def dropout(t, rate: float, training, seed=None) -> Tensor:
     flag = _training_flag("dropout", training)
     if flag is False or rate == 0.0:
         return t
+    if not is_float(t.dtype):
+        # scaling the kept units by 1/(1-rate) needs a float (an int32 cast of 1/0.7 is 1)
+        raise ShapeError(f"dropout: expects a float tensor, got {t.dtype}")
     seed = next(_seeds) if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
     counter = parameter(np.array(0, dtype=np.int64), name="dropout_counter", trainable=False)
     u = make("random_uniform", [counter, t], seed=seed)
