@@ -111,22 +111,56 @@ def _canonical(expr, inputs, merge=True):
     renaming = {a: b for a, b in subs.items() if a != b}
     if renaming:  # xreplace substitutes simultaneously, so renaming needs no temporaries
         merged = expr.xreplace(renaming)
-        if merge and len(kept) < len(used) and _cancelled(expr, merged, renaming):
-            # merging made SymPy cancel terms: x - x is 0 and x / x is 1, which IEEE (and
-            # PyTorch) make NaN for x = inf, NaN (and 0): keep the repeated input apart
+        if merge and len(kept) < len(used) and _cancelled(expr, merged, subs):
+            # merging made SymPy cancel terms: x - x is 0, x / x is 1 and x / x**2 is 1 / x,
+            # which IEEE (and PyTorch) make NaN for x = inf, NaN (and 0): keep the repeated
+            # input apart
             return _canonical(expr, inputs, merge=False)
         expr = merged
     return expr, kept, subs
 
 
-def _cancelled(expr, merged, renaming) -> bool:
-    """Whether merging repeated inputs made a symbol cancel out of ``merged`` (x - x -> 0,
-    x / x -> 1), rather than only combining occurrences (x * x -> x**2)."""
-    return len(merged.free_symbols & _ARGS) < len(set(renaming.values())
-                                                  | (expr.free_symbols - set(renaming)))
+# Values a merged input is probed at: IEEE's special values, where an algebraic cancellation
+# (x - x -> 0, x / x**2 -> 1 / x) changes the result, and ordinary ones
+_PROBES = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1.5, -2.5, 0.3])
 
 
-_ARGS = frozenset(A)
+def _cancelled(expr, merged, subs) -> bool:
+    """Whether merging repeated inputs changed what ``expr`` computes under IEEE arithmetic:
+    SymPy combines the occurrences of a merged symbol as real algebra does, which is exact
+    when they only add up (x * x -> x**2, x + x -> 2 x) but not when they cancel (x - x -> 0,
+    x / x -> 1, -g x / x**2 -> -g / x: NaN at x = inf in IEEE arithmetic and PyTorch, 0 or 1
+    after merging).  Each merged input is evaluated at special and ordinary values (the
+    other inputs at ordinary ones) through both expressions; any difference keeps it apart.
+    Unevaluated substitution (fusion's ``evaluate(False)``) combines nothing."""
+    from sympy.core.parameters import global_parameters
+
+    if not global_parameters.evaluate:
+        return False
+    groups: dict = {}
+    for old, new in subs.items():
+        groups.setdefault(new, []).append(old)
+    n_new = len(groups)
+    n_old = max(A.index(s) for s in subs) + 1
+    try:
+        f_old, f_new = numpy_function(expr, n_old), numpy_function(merged, n_new)
+        for new, olds in groups.items():
+            if len(olds) < 2:
+                continue
+            values = {s: np.full(len(_PROBES), 0.75 + 0.125 * A.index(s)) for s in groups}
+            values[new] = _PROBES
+            old_args = [np.zeros(len(_PROBES))] * n_old
+            for o, nw in subs.items():
+                old_args[A.index(o)] = values[nw]
+            with np.errstate(all="ignore"):
+                a = np.broadcast_to(np.asarray(f_old(*old_args), dtype=np.float64), _PROBES.shape)
+                b = np.broadcast_to(np.asarray(f_new(*[values[A[j]] for j in range(n_new)]),
+                                               dtype=np.float64), _PROBES.shape)
+            if not np.all(np.isclose(a, b, rtol=1e-9, atol=0.0, equal_nan=True)):
+                return True
+    except Exception:  # an expression numpy cannot probe: keep the inputs apart (exact)
+        return True
+    return False
 
 
 def _renumber_derivatives(dexpr, subs, n_kept):
