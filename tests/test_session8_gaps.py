@@ -3,6 +3,9 @@
 * G1 the gradient of ``x / x`` at x = +-inf was 0 (PyTorch: NaN): its term -g x / x**2 had its
   repeated input merged, which SymPy simplified to -g / x (0 at inf); merging is now checked
   numerically at IEEE special values and kept apart when it cancels anything.
+* G2 ``leaky_relu(-inf, alpha=0)`` was 0 (PyTorch: NaN, -inf * 0) and ``leaky_relu(x < 0)`` /
+  ``elu(x < 0)`` with alpha = 0 were +0 (PyTorch: -0): SymPy folded 0 * x to 0.  A zero
+  parameter is now a constant operand of the expression (kept symbolic).
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -71,3 +74,54 @@ def test_merges_that_cancel_nothing_still_merge():
     x = gc.placeholder((3,), name="x")
     for y in (x * x, x + x, gc.maximum(x, x), gc.minimum(x, x), gc.pow(x, x)):
         assert list(y.inputs) == [x], y.attrs["expr"]
+
+
+# -- G2: leaky_relu / elu / prelu with alpha = 0 at -inf --------------------------------------
+
+X2 = np.array([-INF, -2.0, -0.0, 0.0, 3.0, INF, NAN], np.float32)
+ZERO_ALPHA = {  # name -> (graphc, torch, forward, gradient of the sum) from PyTorch
+    "leaky_relu": (lambda x: gc.leaky_relu(x, alpha=0.0), "leaky_relu",
+                   [NAN, -0.0, -0.0, 0.0, 3.0, INF, NAN], [0, 0, 0, 0, 1, 1, 0]),
+    "leaky_relu_int0": (lambda x: gc.leaky_relu(x, 0), "leaky_relu",
+                        [NAN, -0.0, -0.0, 0.0, 3.0, INF, NAN], [0, 0, 0, 0, 1, 1, 0]),
+    "elu": (lambda x: gc.elu(x, alpha=0.0), "elu",
+            [-0.0, -0.0, -0.0, 0.0, 3.0, INF, NAN], [0, 0, 0, 0, 1, 1, 1]),
+    "prelu": (lambda x: gc.prelu(x, gc.parameter(np.zeros(1, np.float32))), "prelu",
+              [NAN, -0.0, -0.0, 0.0, 3.0, INF, NAN], [0, 0, 0, 0, 1, 1, 0]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(ZERO_ALPHA))
+def test_zero_alpha_at_minus_inf(backend, name):
+    build, _, want_y, want_g = ZERO_ALPHA[name]
+    x = gc.placeholder((7,), name="x")
+    y = build(x)
+    g = gc.grad(gc.sum(y), x)
+    out, grad = gc.compile([x], [y, g], backend=backend)(X2)
+    close(out, want_y)
+    close(grad, want_g)
+    # PyTorch computes alpha * x: -0 for negative x
+    np.testing.assert_array_equal(np.signbit(out[1:4]), np.signbit(np.array(want_y[1:4])))
+
+
+@pytest.mark.parametrize("name", list(ZERO_ALPHA))
+def test_zero_alpha_expected_match_torch(name):
+    torch = torch_or_skip()
+    F = torch.nn.functional
+    fn = {"leaky_relu": lambda t: F.leaky_relu(t, 0.0), "elu": lambda t: F.elu(t, 0.0),
+          "prelu": lambda t: F.prelu(t, torch.zeros(1))}[ZERO_ALPHA[name][1]]
+    t = torch.tensor(X2, requires_grad=True)
+    y = fn(t)
+    y.sum().backward()
+    close(y.detach().numpy(), ZERO_ALPHA[name][2])
+    np.testing.assert_array_equal(np.signbit(y.detach().numpy()[1:4]),
+                                  np.signbit(np.array(ZERO_ALPHA[name][2][1:4])))
+    close(t.grad.numpy(), ZERO_ALPHA[name][3])
+
+
+def test_nonzero_alpha_stays_a_literal():
+    # only a zero parameter becomes an operand: leaky_relu(x, 0.2) reads x alone
+    x = gc.placeholder((3,), name="x")
+    assert list(gc.leaky_relu(x, 0.2).inputs) == [x]
+    assert list(gc.elu(x).inputs) == [x]

@@ -205,6 +205,8 @@ def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None, dexpr=None) ->
 # -- operand handling ------------------------------------------------------------------------
 
 def _literal(v):
+    if isinstance(v, sp.Basic):  # a parameter passed as a tensor operand (_apply)
+        return v
     if isinstance(v, (bool, np.bool_)):
         return sp.Integer(int(v))
     if isinstance(v, (int, np.integer)):
@@ -287,10 +289,21 @@ ELEMENTWISE: dict[str, ElementwiseSpec] = {}
 
 
 def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
+    # a zero parameter (leaky_relu's or elu's alpha = 0) would let SymPy fold alpha * x to the
+    # constant 0, where IEEE arithmetic (and PyTorch) gives NaN at x = -inf and -0 for x < 0:
+    # it becomes a constant tensor operand, which SymPy keeps symbolic (as _folding does for
+    # the operands of binary ops); the op's function receives its symbol
+    zeros = [k for k, v in params.items() if isinstance(v, (int, float, np.integer, np.floating))
+             and not isinstance(v, (bool, np.bool_)) and v == 0]
+    params = dict(params)
+    n_args = len(args)
+    args = list(args) + [float(params.pop(k)) for k in zeros]
     atoms, inputs, dtypes = _prepare(spec.name, args)
     if spec.name in ("neg", "sub") and all(d == "bool" for d in dtypes):
         raise TypeError(f"{spec.name}: not supported on bool tensors (as in PyTorch); cast them "
                         f"first, e.g. gc.cast(t, 'float32')")
+    params.update(zip(zeros, atoms[n_args:]))
+    atoms = atoms[:n_args]
     expr = spec.fn(*atoms, **params)
     if spec.result == "bool":
         dtype = "bool"
