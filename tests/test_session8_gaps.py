@@ -6,6 +6,10 @@
 * G2 ``leaky_relu(-inf, alpha=0)`` was 0 (PyTorch: NaN, -inf * 0) and ``leaky_relu(x < 0)`` /
   ``elu(x < 0)`` with alpha = 0 were +0 (PyTorch: -0): SymPy folded 0 * x to 0.  A zero
   parameter is now a constant operand of the expression (kept symbolic).
+* G3 ``sum`` of int8/int16/int32/unsigned/bool tensors kept the input dtype (int32 sums wrapped
+  past 2**31); PyTorch sums every integer dtype to int64 (numpy too for signed ones).  ``max``
+  keeps the dtype; ``mean`` of integers stays float32 on every backend (PyTorch raises; graphc
+  keeps its documented int -> float32 math rule, as for exp and sqrt).
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -125,3 +129,75 @@ def test_nonzero_alpha_stays_a_literal():
     x = gc.placeholder((3,), name="x")
     assert list(gc.leaky_relu(x, 0.2).inputs) == [x]
     assert list(gc.elu(x).inputs) == [x]
+
+
+# -- G3: sums of integers are int64 -------------------------------------------------------------
+
+SUM_DTYPES = ["int8", "int16", "int32", "uint8", "uint16", "uint32", "uint64", "bool", "int64"]
+
+
+def _int_data(dtype, shape=(4, 3)):
+    if dtype == "bool":
+        return np.array([[1, 0, 1], [1, 1, 0], [0, 0, 1], [1, 1, 1]], bool)
+    info = np.iinfo(dtype)
+    # the largest values: their sums need more than the input's width
+    return np.full(shape, info.max, dtype) - np.arange(12, dtype=dtype).reshape(shape) % 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", SUM_DTYPES)
+def test_integer_sum_is_int64(backend, dtype):
+    x = gc.placeholder((None, 3), dtype=dtype, name="x")
+    outs = [gc.max(x, axis=0), gc.mean(x), gc.sum(x), gc.sum(x, axis=0),
+            gc.sum(x, axis=1, keepdims=True)]
+    # a sum over no axes is a cast to int64 (on C and OpenCL a cast from uint64 goes through
+    # double: values from 2**53 on are not exact, a limitation of cast, not of sum)
+    outs += [gc.sum(x, axis=())] if dtype != "uint64" else []
+    assert [o.dtype for o in outs] == [dtype, "float32"] + ["int64"] * (len(outs) - 2)
+    v = _int_data(dtype)
+    got = gc.compile([x], outs, backend=backend)(v)
+    assert got[0].dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got[0], v.max(0))
+    assert got[1].dtype == np.float32
+    np.testing.assert_allclose(got[1], v.astype(np.float64).mean(), rtol=1e-6)
+    # exact 64-bit sums (wrapping like PyTorch's int64 for uint64)
+    wide = v.astype(np.int64) if dtype != "uint64" else v.astype(np.uint64)
+    for g, w in zip(got[2:], [wide.sum(), wide.sum(0), wide.sum(1, keepdims=True), wide]):
+        assert g.dtype == np.int64
+        np.testing.assert_array_equal(g, np.asarray(w).astype(np.int64))
+
+
+def test_int32_sum_past_int32_range():
+    x = gc.placeholder((3,), dtype="int32", name="x")
+    v = np.array([2**31 - 1, 2**31 - 1, 5], np.int32)
+    assert int(gc.compile([x], gc.sum(x))(v)) == 2 * (2**31 - 1) + 5
+
+
+def test_integer_sum_of_a_scalar_is_int64():
+    x = gc.placeholder((), dtype="int16", name="x")
+    y = gc.sum(x)
+    assert y.dtype == "int64"
+    assert gc.compile([x], y)(np.int16(-7)) == -7
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "uint8", "bool", "int64"])
+def test_integer_sum_dtype_matches_torch(dtype):
+    torch = torch_or_skip()
+    t = torch.from_numpy(_int_data(dtype))
+    assert t.sum().dtype == torch.int64 and t.sum(0).dtype == torch.int64
+    x = gc.placeholder((4, 3), dtype=dtype, name="x")
+    got = gc.compile([x], [gc.sum(x), gc.sum(x, axis=0)])(_int_data(dtype))
+    np.testing.assert_array_equal(got[0], t.sum().numpy())
+    np.testing.assert_array_equal(got[1], t.sum(0).numpy())
+    assert t.amax(0).dtype == getattr(torch, dtype)  # max keeps the dtype, as graphc's
+
+
+def test_integer_sum_has_no_gradient_and_feeds_float_math():
+    x = gc.placeholder((3,), name="x")
+    labels = gc.placeholder((3,), dtype="int32", name="labels")
+    cost = gc.sum(x) * gc.cast(gc.sum(labels), "float32")
+    (g,) = gc.grad(cost, [x])
+    got = gc.compile([x, labels], g)(np.ones(3, np.float32), np.array([1, 2, 3], np.int32))
+    np.testing.assert_array_equal(got, [6, 6, 6])
+    with pytest.raises(gc.ShapeError):
+        gc.grad(gc.sum(labels), labels)
