@@ -10,6 +10,9 @@
   past 2**31); PyTorch sums every integer dtype to int64 (numpy too for signed ones).  ``max``
   keeps the dtype; ``mean`` of integers stays float32 on every backend (PyTorch raises; graphc
   keeps its documented int -> float32 math rule, as for exp and sqrt).
+* G6 a ``GRAPHC_KERNELS_DIR`` lacking a file (gc_gemm_core.c, gc_math.h, gc_gpu_gemm.h) made
+  compiling raise a raw FileNotFoundError (or a compiler error); it is ``gc.BackendUnavailable``
+  naming the file, the directory and the variable.
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -201,3 +204,49 @@ def test_integer_sum_has_no_gradient_and_feeds_float_math():
     np.testing.assert_array_equal(got, [6, 6, 6])
     with pytest.raises(gc.ShapeError):
         gc.grad(gc.sum(labels), labels)
+
+
+# -- G6: an incomplete GRAPHC_KERNELS_DIR ---------------------------------------------------------
+
+def _use_kernels_dir(monkeypatch, path):
+    from graphc.runtime import cpu, kernel_files
+    if path is None:
+        monkeypatch.delenv("GRAPHC_KERNELS_DIR", raising=False)
+    else:
+        monkeypatch.setenv("GRAPHC_KERNELS_DIR", str(path))
+    for f in (kernel_files.kernels_dir, kernel_files.read_kernel, cpu._headers_digest):
+        f.cache_clear()
+
+
+@pytest.mark.parametrize("backend,missing", [
+    pytest.param("c", "gc_gemm_core.c", marks=C.marks),
+    pytest.param("c", "gc_math.h", marks=C.marks),
+    pytest.param("opencl", "gc_gpu_gemm.h", marks=OPENCL.marks)])
+def test_incomplete_kernels_dir_is_backend_unavailable(backend, missing, tmp_path, monkeypatch):
+    import shutil
+
+    from graphc.runtime.kernel_files import kernels_dir
+    for p in kernels_dir().iterdir():
+        if p.is_file() and p.name != missing:
+            shutil.copy(p, tmp_path / p.name)
+    x = gc.placeholder((None, 37), name="x")
+    w = gc.parameter(np.ones((37, 41), np.float32))
+    try:
+        _use_kernels_dir(monkeypatch, tmp_path)
+        with pytest.raises(gc.BackendUnavailable) as info:
+            gc.compile([x], gc.relu(x @ w), backend=backend)(np.ones((64, 37), np.float32))
+        msg = str(info.value)
+        assert missing in msg and "GRAPHC_KERNELS_DIR" in msg and str(tmp_path) in msg
+    finally:
+        _use_kernels_dir(monkeypatch, None)
+
+
+def test_kernels_dir_that_does_not_exist_is_backend_unavailable(tmp_path, monkeypatch):
+    from graphc.runtime.kernel_files import kernels_dir
+    try:
+        _use_kernels_dir(monkeypatch, tmp_path / "nowhere")
+        with pytest.raises(gc.BackendUnavailable, match="GRAPHC_KERNELS_DIR=.*nowhere"):
+            kernels_dir()
+    finally:
+        _use_kernels_dir(monkeypatch, None)
+    assert (kernels_dir() / "gc_gemm_core.c").is_file()  # the default is back
