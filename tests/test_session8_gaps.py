@@ -13,6 +13,10 @@
 * G6 a ``GRAPHC_KERNELS_DIR`` lacking a file (gc_gemm_core.c, gc_math.h, gc_gpu_gemm.h) made
   compiling raise a raw FileNotFoundError (or a compiler error); it is ``gc.BackendUnavailable``
   naming the file, the directory and the variable.
+* G7 ``gc.export.from_json`` took any value for the trans flags of ``bmm`` / ``dense`` ("yes",
+  2), and any extra attribute on any node (a stray ``label`` reaches generated code as a
+  comment): the fused ops have schemas now, optional attributes are typed, and a node of one of
+  graphc's ops with an attribute outside its schema is a ValueError.
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -250,3 +254,93 @@ def test_kernels_dir_that_does_not_exist_is_backend_unavailable(tmp_path, monkey
     finally:
         _use_kernels_dir(monkeypatch, None)
     assert (kernels_dir() / "gc_gemm_core.c").is_file()  # the default is back
+
+
+# -- G7: from_json type-checks every attribute of graphc's ops -------------------------------------
+
+def _product_graph(op):
+    from graphc.ops.registry import make
+    from graphc.symbolic import A
+    if op == "bmm":
+        a = gc.placeholder((2, 3, 4), name="a")
+        b = gc.placeholder((2, 5, 4), name="b")
+        return [a, b], make("bmm", [a, b], trans_a=False, trans_b=True)
+    a = gc.placeholder((4, 3), name="a")
+    b = gc.placeholder((5, 4), name="b")
+    return [a, b], make("dense", [a, b], trans_a=True, trans_b=True,
+                        expr=A[0] * 2, label="dense", dtype="float32")
+
+
+@pytest.mark.parametrize("op", ["bmm", "dense"])
+@pytest.mark.parametrize("bad", ["yes", 2, 1, 0, None, [True], "true", {"$float": "nan"}])
+def test_from_json_rejects_non_bool_trans_flags(op, bad):
+    import json
+    inputs, y = _product_graph(op)
+    text = gc.export.to_json([y], inputs)
+    ins, outs = gc.export.from_json(text)  # the file as written loads
+    assert outs[0].attrs["trans_b"] is True
+    for flag in ("trans_a", "trans_b"):
+        doc = json.loads(text)
+        doc["nodes"][-1]["attrs"][flag] = bad
+        with pytest.raises(ValueError, match=flag):
+            gc.export.from_json(json.dumps(doc))
+
+
+def test_from_json_products_round_trip_values():
+    import json
+    for op in ("bmm", "dense"):
+        inputs, y = _product_graph(op)
+        ins, outs = gc.export.from_json(gc.export.to_json([y], inputs))
+        rng = np.random.RandomState(0)
+        feeds = [rng.randn(*p.shape).astype(np.float32) for p in inputs]
+        np.testing.assert_allclose(gc.compile(ins, outs[0])(*feeds),
+                                   gc.compile(inputs, y)(*feeds), rtol=1e-6)
+        assert json.loads(gc.export.to_json(outs, ins))["nodes"][-1]["attrs"]["trans_b"] is True
+
+
+def _simple_graph():
+    x = gc.placeholder((None, 3), name="x")
+    y = gc.sum(gc.relu(x) * 2.0, axis=1, keepdims=True)
+    g = gc.grad(gc.sum(y), x)
+    return x, [y, g]
+
+
+def test_from_json_rejects_unknown_attributes_of_graphc_ops():
+    import json
+    x, outs = _simple_graph()
+    text = gc.export.to_json(outs, [x])
+    gc.export.from_json(text)
+    doc = json.loads(text)
+    ops = {n["op"] for n in doc["nodes"]}
+    assert {"sum", "ew", "fill_like", "broadcast_like"} <= ops
+    for i, node in enumerate(doc["nodes"]):
+        if node["op"] in ("placeholder", "parameter", "constant"):
+            continue
+        for key, value in (("label", "x */ evil(); /*"), ("trans_a", True), ("dtype", "int8")):
+            if key in node["attrs"]:
+                continue
+            bad = json.loads(text)
+            bad["nodes"][i]["attrs"][key] = value
+            with pytest.raises(ValueError, match=f"has no attributes \\['{key}'\\]"):
+                gc.export.from_json(json.dumps(bad))
+
+
+@pytest.mark.parametrize("op,key,bad", [
+    ("sum", "keepdims", 1), ("sum", "keepdims", "true"), ("sum", "axes", [True]),
+    ("sum", "axes", ["1"]), ("fill_like", "value", "1.0"), ("fill_like", "value", True),
+    ("fill_like", "grad_seed", "yes"), ("fill_like", "grad_seed", 1),
+    ("ew", "label", 3), ("ew", "dtype", "complex64"), ("ew", "dexpr", "a0"),
+    ("ew", "dexpr", [1, 2]),
+])
+def test_from_json_type_checks_attributes(op, key, bad):
+    import json
+    x, outs = _simple_graph()
+    text = gc.export.to_json(outs, [x])
+    doc = json.loads(text)
+    idx = [i for i, n in enumerate(doc["nodes"]) if n["op"] == op]
+    assert idx
+    for i in idx:
+        bad_doc = json.loads(text)
+        bad_doc["nodes"][i]["attrs"][key] = bad
+        with pytest.raises(ValueError):
+            gc.export.from_json(json.dumps(bad_doc))
