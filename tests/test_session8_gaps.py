@@ -17,6 +17,9 @@
   2), and any extra attribute on any node (a stray ``label`` reaches generated code as a
   comment): the fused ops have schemas now, optional attributes are typed, and a node of one of
   graphc's ops with an attribute outside its schema is a ValueError.
+* G5 ``dropout(t, rate=1.0, training=True)`` (and ``nn.Dropout(1.0)``) raised ValueError;
+  PyTorch returns t * 0 (zeros, NaN at inf / NaN) with a zero gradient, and the identity when
+  not training.
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -344,3 +347,62 @@ def test_from_json_type_checks_attributes(op, key, bad):
         bad_doc["nodes"][i]["attrs"][key] = bad
         with pytest.raises(ValueError):
             gc.export.from_json(json.dumps(bad_doc))
+
+
+# -- G5: dropout with rate 1 ----------------------------------------------------------------------
+
+X5 = np.array([[1.0, -2.0, NAN, INF], [0.5, -0.0, 3.0, -INF]], np.float32)
+DROP_ALL_Y = [[0.0, -0.0, NAN, NAN], [0.0, -0.0, 0.0, NAN]]  # PyTorch: input * 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropout_rate_one(backend):
+    x = gc.placeholder((None, 4), name="x")
+    tr = gc.placeholder((), "bool", name="training")
+    y = gc.dropout(x, 1.0, training=True)
+    y_flag = gc.dropout(x, 1.0, training=tr)
+    y_eval = gc.dropout(x, 1.0, training=False)
+    assert y_eval is x
+    g = gc.grad(gc.sum(y), x)
+    g_flag = gc.grad(gc.sum(y_flag), x)
+    f = gc.compile([x, tr], [y, g, y_flag, g_flag], backend=backend)
+    out, grad, on, grad_on = f(X5, True)
+    for o in (out, on):
+        close(o, DROP_ALL_Y)
+    for gr in (grad, grad_on):
+        close(gr, np.zeros_like(X5))
+    _, _, off, grad_off = f(X5, False)
+    close(off, X5)
+    close(grad_off, np.ones_like(X5))
+
+
+def test_dropout_rate_one_matches_torch():
+    torch = torch_or_skip()
+    t = torch.tensor(X5, requires_grad=True)
+    y = torch.nn.functional.dropout(t, 1.0, True)
+    y.sum().backward()
+    close(y.detach().numpy(), DROP_ALL_Y)
+    close(t.grad.numpy(), np.zeros_like(X5))
+    close(torch.nn.Dropout(1.0).eval()(t).detach().numpy(), X5)
+
+
+def test_dropout_layer_rate_one():
+    model = gc.nn.Sequential([gc.nn.Dense(3), gc.nn.Dropout(1.0), gc.nn.Dense(1)], input_dim=2)
+    X = np.random.RandomState(0).randn(8, 2).astype(np.float32)
+    y = np.ones((8, 1), np.float32)
+    before = model.get_weights()
+    assert [w.shape for w in before] == [(2, 3), (3,), (3, 1), (1,)]
+    hist = model.fit(X, y, loss="mse", optimizer=gc.optim.SGD(lr=0.1), epochs=1, batch_size=8,
+                     backend="numpy", progress=False)
+    after = model.get_weights()
+    # training: the second layer sees zeros, so its output is its bias (0 at first): loss 1
+    close(hist["loss"][0], 1.0)
+    for b, a in zip(before[:3], after[:3]):  # no gradient through the dropped units
+        np.testing.assert_array_equal(a, b)
+    close(after[3], before[3] + 0.1 * 2.0)  # d mse / d bias = -2 (1 - 0)
+    # prediction: the identity
+    h = X @ after[0] + after[1]
+    close(model.predict(X), h @ after[2] + after[3], rtol=1e-5)
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError):
+            gc.nn.Dropout(bad)
