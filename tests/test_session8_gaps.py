@@ -20,6 +20,11 @@
 * G5 ``dropout(t, rate=1.0, training=True)`` (and ``nn.Dropout(1.0)``) raised ValueError;
   PyTorch returns t * 0 (zeros, NaN at inf / NaN) with a zero gradient, and the identity when
   not training.
+* G4 ``relu``, ``hard_tanh`` and ``step`` of an integer tensor returned float32; PyTorch's relu,
+  hardtanh and heaviside keep the integer dtype (relu and hardtanh refuse bools, hardtanh
+  unsigned types: TypeError here too).  sigmoid, tanh, softsign, exp... of integers stay float32,
+  as PyTorch's; leaky_relu, elu, selu, softplus, silu, mish, gelu (which PyTorch refuses for
+  integers) still give float32.
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -406,3 +411,76 @@ def test_dropout_layer_rate_one():
     for bad in (1.5, -0.1):
         with pytest.raises(ValueError):
             gc.nn.Dropout(bad)
+
+
+# -- G4: activations of integer tensors ---------------------------------------------------------
+
+X4 = np.array([-2, 0, 3, 100], np.int64)
+INT_KEEP = {  # graphc op -> (torch op name, expected values for X4 as the dtype)
+    "relu": ("relu", [0, 0, 3, 100]),
+    "hard_tanh": ("hardtanh", [-1, 0, 1, 1]),
+    "step": ("heaviside", [0, 0, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8"])
+@pytest.mark.parametrize("name", list(INT_KEEP))
+def test_integer_activations_keep_the_dtype(backend, dtype, name):
+    v = X4.astype(dtype)
+    x = gc.placeholder((4,), dtype=dtype, name="x")
+    if name == "hard_tanh" and dtype == "uint8":
+        with pytest.raises(TypeError, match="unsigned"):
+            gc.hard_tanh(x)
+        return
+    y = getattr(gc, name)(x)
+    assert y.dtype == dtype
+    got = gc.compile([x], y, backend=backend)(v)
+    assert got.dtype == np.dtype(dtype)
+    want = np.array(INT_KEEP[name][1], np.int64).astype(dtype)
+    if dtype == "uint8":  # -2 is 254: positive
+        want = {"relu": v, "step": (v > 0).astype(dtype)}[name]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_bool_activations_follow_torch():
+    b = gc.placeholder((3,), dtype="bool", name="b")
+    for op in (gc.relu, gc.hard_tanh):
+        with pytest.raises(TypeError, match="bool"):
+            op(b)
+    y = gc.step(b)
+    assert y.dtype == "bool"
+    np.testing.assert_array_equal(gc.compile([b], y)(np.array([True, False, True])),
+                                  [True, False, True])
+
+
+def test_float_activations_still_float():
+    x = gc.placeholder((4,), dtype="int32", name="x")
+    for name in ("sigmoid", "tanh", "softsign", "exp", "leaky_relu", "elu", "gelu"):
+        assert getattr(gc, name)(x).dtype == "float32", name
+    f = gc.placeholder((4,), name="f")
+    for name in INT_KEEP:
+        assert getattr(gc, name)(f).dtype == "float32"
+    g = gc.grad(gc.sum(gc.relu(f) + gc.hard_tanh(f)), f)
+    close(gc.compile([f], g)(np.array([-2, 0.5, 3, -0.5], np.float32)), [0, 2, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8", "bool"])
+def test_integer_activation_dtypes_match_torch(dtype):
+    torch = torch_or_skip()
+    v = X4.astype(dtype)
+    t = torch.from_numpy(v)
+    x = gc.placeholder((4,), dtype=dtype, name="x")
+    for name, (tname, _) in INT_KEEP.items():
+        tfn = {"relu": torch.relu, "hardtanh": torch.nn.functional.hardtanh,
+               "heaviside": lambda u: torch.heaviside(u, torch.zeros((), dtype=u.dtype))}[tname]
+        try:
+            want = tfn(t)
+        except (RuntimeError, NotImplementedError):
+            with pytest.raises(TypeError):
+                getattr(gc, name)(x)
+            continue
+        y = getattr(gc, name)(x)
+        assert y.dtype == str(want.dtype).replace("torch.", ""), name
+        np.testing.assert_array_equal(gc.compile([x], y)(v), want.numpy())
+

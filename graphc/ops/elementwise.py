@@ -283,6 +283,8 @@ class ElementwiseSpec:
     differentiable: bool = True
     dout: Callable | None = None  # derivative as a function of the output y (unary ops)
     grads: Callable | None = None  # fn's derivatives, one per argument (instead of SymPy's)
+    # dtype kinds PyTorch refuses for this op ("b" bool, "u" unsigned), of the promoted operands
+    rejects: str = ""
 
 
 ELEMENTWISE: dict[str, ElementwiseSpec] = {}
@@ -299,9 +301,11 @@ def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
     n_args = len(args)
     args = list(args) + [float(params.pop(k)) for k in zeros]
     atoms, inputs, dtypes = _prepare(spec.name, args)
-    if spec.name in ("neg", "sub") and all(d == "bool" for d in dtypes):
-        raise TypeError(f"{spec.name}: not supported on bool tensors (as in PyTorch); cast them "
-                        f"first, e.g. gc.cast(t, 'float32')")
+    kind = np.dtype(promote(spec.name, *dtypes)).kind
+    if kind in spec.rejects:
+        what = {"b": "bool", "u": "unsigned"}[kind]
+        raise TypeError(f"{spec.name}: not supported on {what} tensors (as in PyTorch); cast "
+                        f"them first, e.g. gc.cast(t, 'float32')")
     params.update(zip(zeros, atoms[n_args:]))
     atoms = atoms[:n_args]
     expr = spec.fn(*atoms, **params)
@@ -370,15 +374,17 @@ def _signature(fn, names, params) -> inspect.Signature:
 
 
 def define(name: str, arity: int, result: str = "float", domain=None, params=((),),
-           differentiable: bool = True, dout=None, names=None, grads=None):
+           differentiable: bool = True, dout=None, names=None, grads=None, rejects=""):
     """Decorator registering a named elementwise op and creating its public constructor.
 
     ``names``: the tensor arguments' names (default t; a, b; cond, a, b).  ``grads``: a
     function of the same arguments returning the derivative per argument, where SymPy's
-    derivative would not follow PyTorch."""
+    derivative would not follow PyTorch.  ``rejects``: dtype kinds the op refuses with a
+    TypeError, as PyTorch does ("b": bool operands, "u": unsigned)."""
     def wrap(fn):
         spec = ElementwiseSpec(name, arity, fn, result, tuple(domain or ("real",) * arity),
-                               tuple(dict(p) for p in params), differentiable, dout, grads)
+                               tuple(dict(p) for p in params), differentiable, dout, grads,
+                               rejects)
         ELEMENTWISE[name] = spec
         tensor_names = tuple(names or _DEFAULT_NAMES[arity])
         sig = _signature(fn, tensor_names, spec.params)
@@ -402,10 +408,10 @@ def define(name: str, arity: int, result: str = "float", domain=None, params=(()
 
 # arithmetic (numpy broadcasting, dtype promotion)
 add = define("add", 2, "promote")(lambda a, b: a + b)
-sub = define("sub", 2, "promote")(lambda a, b: a - b)
+sub = define("sub", 2, "promote", rejects="b")(lambda a, b: a - b)
 mul = define("mul", 2, "promote")(lambda a, b: a * b)
 div = define("div", 2, "float", ("real", "nonzero"))(lambda a, b: a / b)
-neg = define("neg", 1, "promote")(lambda a: -a)
+neg = define("neg", 1, "promote", rejects="b")(lambda a: -a)
 def _pow_grads(a, b):
     # PyTorch: d/da = b a^(b-1), 0 where b == 0 (SymPy's b a^b / a is 0/0 at a = 0);
     # d/db = a^b log(a), 0 where a == 0 and b >= 0 (else 0 * -inf)
@@ -467,8 +473,11 @@ equal = define("equal", 2, "bool", differentiable=False)(
 # activations (derivative 0 at kinks, as PyTorch)
 sigmoid = define("sigmoid", 1, dout=lambda y: y * (1 - y))(Sigmoid)
 tanh = define("tanh", 1, dout=lambda y: 1 - y ** 2)(sp.tanh)
-# x <= 0 as the test: relu(nan) is nan with gradient 1, as in PyTorch
-relu = define("relu", 1, dout=lambda y: sp.Piecewise((0, y <= 0), (1, True)))(
+# x <= 0 as the test: relu(nan) is nan with gradient 1, as in PyTorch; relu, hard_tanh and
+# step of an integer tensor keep its dtype (PyTorch's relu, hardtanh and heaviside), relu and
+# hard_tanh refuse bools, hard_tanh unsigned types (its -1 limit)
+relu = define("relu", 1, "promote", rejects="b",
+              dout=lambda y: sp.Piecewise((0, y <= 0), (1, True)))(
     lambda x: sp.Piecewise((0, x <= 0), (x, True)))
 
 
@@ -542,14 +551,15 @@ selu = define("selu", 1, dout=lambda y: sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
 # (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
-hard_tanh = define("hard_tanh", 1, dout=lambda y: sp.Piecewise(
+hard_tanh = define("hard_tanh", 1, "promote", rejects="bu", dout=lambda y: sp.Piecewise(
     (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
 softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
 silu = define("silu", 1)(lambda x: x * Sigmoid(x))
 swish = silu
 mish = define("mish", 1)(lambda x: x * sp.tanh(Softplus(x)))
-step = define("step", 1, differentiable=False)(lambda x: sp.Piecewise((1, x > 0), (0, True)))
+step = define("step", 1, "promote", differentiable=False)(
+    lambda x: sp.Piecewise((1, x > 0), (0, True)))
 
 
 def _gelu(x, approximate="none"):
