@@ -25,6 +25,10 @@
   unsigned types: TypeError here too).  sigmoid, tanh, softsign, exp... of integers stay float32,
   as PyTorch's; leaky_relu, elu, selu, softplus, silu, mish, gelu (which PyTorch refuses for
   integers) still give float32.
+* G4b the numpy reference computed float math of int8 / uint8 tensors in float16 (elu(int8 -2)
+  -0.86474609375) and negated unsigned values before converting them (sigmoid(uint8 3) was 0,
+  selu(uint8 254) 267); integer operands of a float op are converted to its dtype first, as
+  PyTorch and the compiled backends do.
 
 Expected values are hard-coded (taken from PyTorch); where torch is importable the tests also
 compare with it directly.
@@ -484,3 +488,45 @@ def test_integer_activation_dtypes_match_torch(dtype):
         assert y.dtype == str(want.dtype).replace("torch.", ""), name
         np.testing.assert_array_equal(gc.compile([x], y)(v), want.numpy())
 
+
+# -- G4b: float math of small integer types on the numpy reference -------------------------------
+
+SMALL_INT = {"int8": [-2, 0, 3, 100], "uint8": [254, 0, 3, 100], "int16": [-2, 0, 3, 1000]}
+FLOAT_OF_INT = {  # torch accepts these on integers (float32 results)
+    "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh,
+    "softsign": lambda v: v / (1 + np.abs(v)), "exp": np.exp,
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", list(SMALL_INT))
+def test_float_math_of_small_integers(backend, dtype):
+    v = np.array(SMALL_INT[dtype], dtype)
+    x = gc.placeholder((4,), dtype=dtype, name="x")
+    names = list(FLOAT_OF_INT) + ["elu", "silu", "selu"]
+    got = gc.compile([x], [getattr(gc, n)(x) for n in names], backend=backend)(v)
+    w = v.astype(np.float64)
+    with np.errstate(over="ignore"):
+        wants = [FLOAT_OF_INT[n](w) for n in FLOAT_OF_INT] + [
+            np.where(w > 0, w, np.expm1(w)), w / (1 + np.exp(-w)),
+            1.0507009873554805 * np.where(w > 0, w, 1.6732632423543772 * np.expm1(w))]
+    for n, g, want in zip(names, got, wants):
+        assert g.dtype == np.float32, n
+        with np.errstate(over="ignore"):
+            want = want.astype(np.float32)  # exp(100) is inf in float32
+        close(g, want, rtol=2e-6)  # float32 math (numpy computed int8 in float16, -uint8 wrapped)
+
+
+@pytest.mark.parametrize("dtype", list(SMALL_INT))
+def test_float_math_of_small_integers_matches_torch(dtype):
+    torch = torch_or_skip()
+    v = np.array(SMALL_INT[dtype], dtype)
+    t = torch.from_numpy(v)
+    x = gc.placeholder((4,), dtype=dtype, name="x")
+    fns = {"sigmoid": torch.sigmoid, "tanh": torch.tanh,
+           "softsign": torch.nn.functional.softsign, "exp": torch.exp}
+    got = gc.compile([x], [getattr(gc, n)(x) for n in fns])(v)
+    for (n, fn), g in zip(fns.items(), got):
+        want = fn(t)
+        assert want.dtype == torch.float32
+        close(g, want.numpy(), rtol=2e-6)

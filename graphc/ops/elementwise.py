@@ -35,11 +35,16 @@ def _infer(inputs, attrs):
 
 def _ref(node, *values):
     fn = numpy_function(node.attrs["expr"], len(values))
-    if node.dtype != "bool":
-        # bool operands of arithmetic compute in the result's type, as in the compiled backends
-        # (numpy would negate bools with a TypeError and exp them in float16)
-        work = node.dtype if np.dtype(node.dtype).kind == "f" else np.int64
-        values = [v.astype(work) if np.asarray(v).dtype == np.bool_ else v for v in values]
+    if np.dtype(node.dtype).kind == "f":
+        # integer and bool operands of float math compute in the result's type, as in PyTorch
+        # and the compiled backends (numpy computed int8 / uint8 math in float16, and wrapped
+        # -x of unsigned values first: sigmoid(uint8 3) was 0)
+        values = [v if np.asarray(v).dtype.kind == "f" else np.asarray(v).astype(node.dtype)
+                  for v in values]
+    elif node.dtype != "bool":
+        # bool operands of integer arithmetic compute in int64, as in the compiled backends
+        # (numpy would negate bools with a TypeError)
+        values = [v.astype(np.int64) if np.asarray(v).dtype == np.bool_ else v for v in values]
     if len({np.shape(v) for v in values}) > 1:
         # broadcast views: numpy's printing of And/Or (logical_and.reduce of a tuple) does
         # not broadcast operands of different shapes
