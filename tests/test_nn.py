@@ -57,7 +57,7 @@ def test_layer_argument_errors():
     with pytest.raises(ValueError):
         nn.Dense(3, init="bogus")
     with pytest.raises(ValueError):
-        nn.Dropout(1.0)
+        nn.Dropout(1.5)  # (rate 1 drops everything, as torch.nn.Dropout(1.0))
     with pytest.raises(ValueError):
         nn.Sequential([nn.Dense(3)], 0)
     layer = nn.Dense(3)

@@ -243,8 +243,9 @@ def test_dropout_training_placeholder():
     np.testing.assert_array_equal(f(xs, training=np.array(False)), xs)
     with pytest.raises(TypeError):
         gc.dropout(x, 0.5, training=gc.placeholder((), "float32"))
-    with pytest.raises(ValueError):
-        gc.dropout(x, 1.0, training=True)
+    for rate in (1.5, -0.1, float("nan")):  # (rate 1 drops everything, as PyTorch's)
+        with pytest.raises(ValueError):
+            gc.dropout(x, rate, training=True)
 
 
 # -- batch norm ---------------------------------------------------------------------------------

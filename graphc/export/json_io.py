@@ -59,10 +59,13 @@ _STR = "str"
 _DTYPE = "dtype"
 _INTS = "ints"
 _EXPR = "expr"
+_EXPRS = "exprs"
 
-# required attrs of the ops graphc defines: name -> kind.  Other attrs (optional ones such as
-# ew's "dout", or those of ops added later) are read with the generic rules below.
-OPTIONAL_ATTRS = {"ew": {"dout": _EXPR}}
+# the attrs of the ops graphc defines: name -> kind, required (OP_ATTRS) or optional.  A node
+# of one of these ops holding any other attribute is rejected (each is type-checked: a flag
+# "yes" or 2 is not a bool, a stray "label" would reach generated code); ops added later
+# without a schema here are read with the generic rules below.
+OPTIONAL_ATTRS = {"ew": {"dout": _EXPR, "dexpr": _EXPRS}, "fill_like": {"grad_seed": _BOOL}}
 OP_ATTRS = {
     "ew": {"expr": _EXPR, "label": _STR, "dtype": _DTYPE},
     "matmul": {},
@@ -85,6 +88,10 @@ OP_ATTRS = {
     "softmax_cross_entropy": {},
     "softmax_cross_entropy_grad": {},
     "random_uniform": {"seed": _INT},
+    "sum_like": {},
+    # fused ops (a compiled function's optimized graph)
+    "dense": {"trans_a": _BOOL, "trans_b": _BOOL, "expr": _EXPR, "label": _STR, "dtype": _DTYPE},
+    "bmm": {"trans_a": _BOOL, "trans_b": _BOOL},
 }
 
 
@@ -304,6 +311,10 @@ def _typed_attr(kind, v, what):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             _fail(f"{what}: expected a number, got {_short(v)}")
         return float(v)
+    if kind == _EXPRS:
+        if not isinstance(v, list) or len(v) > MAX_LIST:
+            _fail(f"{what}: expected a list of expressions")
+        return tuple(_typed_attr(_EXPR, x, what) for x in v)
     if kind == _INTS:
         if not isinstance(v, list) or len(v) > MAX_RANK:
             _fail(f"{what}: expected a list of at most {MAX_RANK} integers")
@@ -321,12 +332,17 @@ def _decode_attrs(op, attrs, what) -> dict:
     missing = sorted(set(schema) - set(attrs))
     if missing:
         _fail(f"{what}: op {op} needs attributes {missing}")
-    schema.update({k: v for k, v in OPTIONAL_ATTRS.get(op, {}).items() if k in attrs})
+    optional = OPTIONAL_ATTRS.get(op, {})
+    if op in OP_ATTRS:
+        unknown = sorted(set(attrs) - set(schema) - set(optional))
+        if unknown:
+            _fail(f"{what}: op {op} has no attributes {unknown}")
+    schema.update({k: v for k, v in optional.items() if k in attrs})
     out = {}
     for k, v in attrs.items():
         if k in schema:
             out[k] = _typed_attr(schema[k], v, f"{what} attribute {k}")
-        else:  # generic values only
+        else:  # generic values only (an op without a schema here)
             out[k] = _attr_from_json(v, f"{what} attribute {k}")
     return out
 

@@ -286,8 +286,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float):
         super().__init__()
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        if not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1], got {rate}")
         self.rate = float(rate)
 
     def forward(self, x, training, seed):

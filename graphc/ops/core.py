@@ -345,8 +345,8 @@ def _reduce_infer(op):
                     raise ShapeError(f"max: zero-size axis {a} of {format_shape(t.shape)}")
         shape = tuple((1 if i in axes else d) for i, d in enumerate(t.shape) if keep or i not in axes)
         dtype = t.dtype if op != "mean" or is_float(t.dtype) else "float32"
-        if op == "sum" and t.dtype == "bool":
-            dtype = "int64"
+        if op == "sum" and not is_float(t.dtype):
+            dtype = _SUM_INT  # accumulated in 64 bits by every backend
         return shape, dtype
     return infer
 
@@ -394,10 +394,18 @@ for _name, _np, _grad in (("sum", np.sum, _sum_grad), ("mean", _np_mean, _mean_g
                    _grad, kind="reduce"))
 
 
+# the dtype of a sum of integers or bools, whatever their width: int64, as PyTorch's (numpy's
+# too for signed types; it sums unsigned ones to uint64, the same bits)
+_SUM_INT = "int64"
+
+
 def _reduce(op, t, axis, keepdims):
     t = as_tensor(t)
     axes = normalize_axes(op, axis, t.ndim, t.shape)
     if not axes and op != "mean":
+        if op == "sum" and not is_float(t.dtype) and t.dtype != _SUM_INT:
+            from .elementwise import cast  # (a sum over no axes still promotes, as PyTorch's)
+            return cast(t, _SUM_INT)
         return t
     return make(op, [t], axes=axes, keepdims=bool(keepdims))
 

@@ -35,11 +35,16 @@ def _infer(inputs, attrs):
 
 def _ref(node, *values):
     fn = numpy_function(node.attrs["expr"], len(values))
-    if node.dtype != "bool":
-        # bool operands of arithmetic compute in the result's type, as in the compiled backends
-        # (numpy would negate bools with a TypeError and exp them in float16)
-        work = node.dtype if np.dtype(node.dtype).kind == "f" else np.int64
-        values = [v.astype(work) if np.asarray(v).dtype == np.bool_ else v for v in values]
+    if np.dtype(node.dtype).kind == "f":
+        # integer and bool operands of float math compute in the result's type, as in PyTorch
+        # and the compiled backends (numpy computed int8 / uint8 math in float16, and wrapped
+        # -x of unsigned values first: sigmoid(uint8 3) was 0)
+        values = [v if np.asarray(v).dtype.kind == "f" else np.asarray(v).astype(node.dtype)
+                  for v in values]
+    elif node.dtype != "bool":
+        # bool operands of integer arithmetic compute in int64, as in the compiled backends
+        # (numpy would negate bools with a TypeError)
+        values = [v.astype(np.int64) if np.asarray(v).dtype == np.bool_ else v for v in values]
     if len({np.shape(v) for v in values}) > 1:
         # broadcast views: numpy's printing of And/Or (logical_and.reduce of a tuple) does
         # not broadcast operands of different shapes
@@ -111,22 +116,56 @@ def _canonical(expr, inputs, merge=True):
     renaming = {a: b for a, b in subs.items() if a != b}
     if renaming:  # xreplace substitutes simultaneously, so renaming needs no temporaries
         merged = expr.xreplace(renaming)
-        if merge and len(kept) < len(used) and _cancelled(expr, merged, renaming):
-            # merging made SymPy cancel terms: x - x is 0 and x / x is 1, which IEEE (and
-            # PyTorch) make NaN for x = inf, NaN (and 0): keep the repeated input apart
+        if merge and len(kept) < len(used) and _cancelled(expr, merged, subs):
+            # merging made SymPy cancel terms: x - x is 0, x / x is 1 and x / x**2 is 1 / x,
+            # which IEEE (and PyTorch) make NaN for x = inf, NaN (and 0): keep the repeated
+            # input apart
             return _canonical(expr, inputs, merge=False)
         expr = merged
     return expr, kept, subs
 
 
-def _cancelled(expr, merged, renaming) -> bool:
-    """Whether merging repeated inputs made a symbol cancel out of ``merged`` (x - x -> 0,
-    x / x -> 1), rather than only combining occurrences (x * x -> x**2)."""
-    return len(merged.free_symbols & _ARGS) < len(set(renaming.values())
-                                                  | (expr.free_symbols - set(renaming)))
+# Values a merged input is probed at: IEEE's special values, where an algebraic cancellation
+# (x - x -> 0, x / x**2 -> 1 / x) changes the result, and ordinary ones
+_PROBES = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1.5, -2.5, 0.3])
 
 
-_ARGS = frozenset(A)
+def _cancelled(expr, merged, subs) -> bool:
+    """Whether merging repeated inputs changed what ``expr`` computes under IEEE arithmetic:
+    SymPy combines the occurrences of a merged symbol as real algebra does, which is exact
+    when they only add up (x * x -> x**2, x + x -> 2 x) but not when they cancel (x - x -> 0,
+    x / x -> 1, -g x / x**2 -> -g / x: NaN at x = inf in IEEE arithmetic and PyTorch, 0 or 1
+    after merging).  Each merged input is evaluated at special and ordinary values (the
+    other inputs at ordinary ones) through both expressions; any difference keeps it apart.
+    Unevaluated substitution (fusion's ``evaluate(False)``) combines nothing."""
+    from sympy.core.parameters import global_parameters
+
+    if not global_parameters.evaluate:
+        return False
+    groups: dict = {}
+    for old, new in subs.items():
+        groups.setdefault(new, []).append(old)
+    n_new = len(groups)
+    n_old = max(A.index(s) for s in subs) + 1
+    try:
+        f_old, f_new = numpy_function(expr, n_old), numpy_function(merged, n_new)
+        for new, olds in groups.items():
+            if len(olds) < 2:
+                continue
+            values = {s: np.full(len(_PROBES), 0.75 + 0.125 * A.index(s)) for s in groups}
+            values[new] = _PROBES
+            old_args = [np.zeros(len(_PROBES))] * n_old
+            for o, nw in subs.items():
+                old_args[A.index(o)] = values[nw]
+            with np.errstate(all="ignore"):
+                a = np.broadcast_to(np.asarray(f_old(*old_args), dtype=np.float64), _PROBES.shape)
+                b = np.broadcast_to(np.asarray(f_new(*[values[A[j]] for j in range(n_new)]),
+                                               dtype=np.float64), _PROBES.shape)
+            if not np.all(np.isclose(a, b, rtol=1e-9, atol=0.0, equal_nan=True)):
+                return True
+    except Exception:  # an expression numpy cannot probe: keep the inputs apart (exact)
+        return True
+    return False
 
 
 def _renumber_derivatives(dexpr, subs, n_kept):
@@ -171,6 +210,8 @@ def ew(expr: sp.Expr, inputs: list, label: str, dtype, dout=None, dexpr=None) ->
 # -- operand handling ------------------------------------------------------------------------
 
 def _literal(v):
+    if isinstance(v, sp.Basic):  # a parameter passed as a tensor operand (_apply)
+        return v
     if isinstance(v, (bool, np.bool_)):
         return sp.Integer(int(v))
     if isinstance(v, (int, np.integer)):
@@ -247,16 +288,31 @@ class ElementwiseSpec:
     differentiable: bool = True
     dout: Callable | None = None  # derivative as a function of the output y (unary ops)
     grads: Callable | None = None  # fn's derivatives, one per argument (instead of SymPy's)
+    # dtype kinds PyTorch refuses for this op ("b" bool, "u" unsigned), of the promoted operands
+    rejects: str = ""
 
 
 ELEMENTWISE: dict[str, ElementwiseSpec] = {}
 
 
 def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
+    # a zero parameter (leaky_relu's or elu's alpha = 0) would let SymPy fold alpha * x to the
+    # constant 0, where IEEE arithmetic (and PyTorch) gives NaN at x = -inf and -0 for x < 0:
+    # it becomes a constant tensor operand, which SymPy keeps symbolic (as _folding does for
+    # the operands of binary ops); the op's function receives its symbol
+    zeros = [k for k, v in params.items() if isinstance(v, (int, float, np.integer, np.floating))
+             and not isinstance(v, (bool, np.bool_)) and v == 0]
+    params = dict(params)
+    n_args = len(args)
+    args = list(args) + [float(params.pop(k)) for k in zeros]
     atoms, inputs, dtypes = _prepare(spec.name, args)
-    if spec.name in ("neg", "sub") and all(d == "bool" for d in dtypes):
-        raise TypeError(f"{spec.name}: not supported on bool tensors (as in PyTorch); cast them "
-                        f"first, e.g. gc.cast(t, 'float32')")
+    kind = np.dtype(promote(spec.name, *dtypes)).kind
+    if kind in spec.rejects:
+        what = {"b": "bool", "u": "unsigned"}[kind]
+        raise TypeError(f"{spec.name}: not supported on {what} tensors (as in PyTorch); cast "
+                        f"them first, e.g. gc.cast(t, 'float32')")
+    params.update(zip(zeros, atoms[n_args:]))
+    atoms = atoms[:n_args]
     expr = spec.fn(*atoms, **params)
     if spec.result == "bool":
         dtype = "bool"
@@ -323,15 +379,17 @@ def _signature(fn, names, params) -> inspect.Signature:
 
 
 def define(name: str, arity: int, result: str = "float", domain=None, params=((),),
-           differentiable: bool = True, dout=None, names=None, grads=None):
+           differentiable: bool = True, dout=None, names=None, grads=None, rejects=""):
     """Decorator registering a named elementwise op and creating its public constructor.
 
     ``names``: the tensor arguments' names (default t; a, b; cond, a, b).  ``grads``: a
     function of the same arguments returning the derivative per argument, where SymPy's
-    derivative would not follow PyTorch."""
+    derivative would not follow PyTorch.  ``rejects``: dtype kinds the op refuses with a
+    TypeError, as PyTorch does ("b": bool operands, "u": unsigned)."""
     def wrap(fn):
         spec = ElementwiseSpec(name, arity, fn, result, tuple(domain or ("real",) * arity),
-                               tuple(dict(p) for p in params), differentiable, dout, grads)
+                               tuple(dict(p) for p in params), differentiable, dout, grads,
+                               rejects)
         ELEMENTWISE[name] = spec
         tensor_names = tuple(names or _DEFAULT_NAMES[arity])
         sig = _signature(fn, tensor_names, spec.params)
@@ -355,10 +413,10 @@ def define(name: str, arity: int, result: str = "float", domain=None, params=(()
 
 # arithmetic (numpy broadcasting, dtype promotion)
 add = define("add", 2, "promote")(lambda a, b: a + b)
-sub = define("sub", 2, "promote")(lambda a, b: a - b)
+sub = define("sub", 2, "promote", rejects="b")(lambda a, b: a - b)
 mul = define("mul", 2, "promote")(lambda a, b: a * b)
 div = define("div", 2, "float", ("real", "nonzero"))(lambda a, b: a / b)
-neg = define("neg", 1, "promote")(lambda a: -a)
+neg = define("neg", 1, "promote", rejects="b")(lambda a: -a)
 def _pow_grads(a, b):
     # PyTorch: d/da = b a^(b-1), 0 where b == 0 (SymPy's b a^b / a is 0/0 at a = 0);
     # d/db = a^b log(a), 0 where a == 0 and b >= 0 (else 0 * -inf)
@@ -420,8 +478,11 @@ equal = define("equal", 2, "bool", differentiable=False)(
 # activations (derivative 0 at kinks, as PyTorch)
 sigmoid = define("sigmoid", 1, dout=lambda y: y * (1 - y))(Sigmoid)
 tanh = define("tanh", 1, dout=lambda y: 1 - y ** 2)(sp.tanh)
-# x <= 0 as the test: relu(nan) is nan with gradient 1, as in PyTorch
-relu = define("relu", 1, dout=lambda y: sp.Piecewise((0, y <= 0), (1, True)))(
+# x <= 0 as the test: relu(nan) is nan with gradient 1, as in PyTorch; relu, hard_tanh and
+# step of an integer tensor keep its dtype (PyTorch's relu, hardtanh and heaviside), relu and
+# hard_tanh refuse bools, hard_tanh unsigned types (its -1 limit)
+relu = define("relu", 1, "promote", rejects="b",
+              dout=lambda y: sp.Piecewise((0, y <= 0), (1, True)))(
     lambda x: sp.Piecewise((0, x <= 0), (x, True)))
 
 
@@ -495,14 +556,15 @@ selu = define("selu", 1, dout=lambda y: sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
 # (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
-hard_tanh = define("hard_tanh", 1, dout=lambda y: sp.Piecewise(
+hard_tanh = define("hard_tanh", 1, "promote", rejects="bu", dout=lambda y: sp.Piecewise(
     (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
 softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
 silu = define("silu", 1)(lambda x: x * Sigmoid(x))
 swish = silu
 mish = define("mish", 1)(lambda x: x * sp.tanh(Softplus(x)))
-step = define("step", 1, differentiable=False)(lambda x: sp.Piecewise((1, x > 0), (0, True)))
+step = define("step", 1, "promote", differentiable=False)(
+    lambda x: sp.Piecewise((1, x > 0), (0, True)))
 
 
 def _gelu(x, approximate="none"):

@@ -343,14 +343,19 @@ def dropout(t, rate: float, training, seed=None) -> Tensor:
     1/(1-rate); otherwise the identity.  Each call of a compiled function draws a new mask
     (a counter parameter advances); masks are identical on every backend."""
     t = as_tensor(t)
-    if not 0.0 <= float(rate) < 1.0:
-        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    if not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1], got {rate}")
     flag = _training_flag("dropout", training)
     if flag is False or rate == 0.0:
         return t
     if not is_float(t.dtype):
         # scaling the kept units by 1/(1-rate) needs a float (an int32 cast of 1/0.7 is 1)
         raise ShapeError(f"dropout: expects a float tensor, got {t.dtype}")
+    if float(rate) == 1.0:
+        # every unit dropped: t * 0 as PyTorch computes it (NaN for inf and NaN entries; the
+        # constant 0 stays an operand, mul does not fold it), gradient 0; no mask to draw
+        dropped = E.mul(t, 0.0)
+        return dropped if flag is True else E.where(flag, dropped, t)
     seed = next(_seeds) if seed is None else int(seed) & 0xFFFFFFFFFFFFFFFF
     counter = parameter(np.array(0, dtype=np.int64), name="dropout_counter", trainable=False)
     u = make("random_uniform", [counter, t], seed=seed)

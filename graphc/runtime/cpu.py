@@ -30,7 +30,7 @@ from ..errors import BackendUnavailable
 from ..lower import Lowered, label_error, lower
 from ..program import Program
 from .cache import cache_key, get_or_build, kernel_cache_dir
-from .kernel_files import kernels_dir
+from .kernel_files import C_FILES, kernels_dir, require
 from .specializing import ShapeSpecializingExecutable, check_dtypes
 from . import gemm_core, threads
 
@@ -171,6 +171,7 @@ def build_module(source: str, ffi=None):
     ``ffi``, default the step's ``gc_step`` declarations, its path)."""
     cc = compiler()
     fl = flags()
+    require(C_FILES)  # BackendUnavailable naming a missing one (and GRAPHC_KERNELS_DIR)
     key = module_key(source)
 
     def build(tmp: Path) -> None:

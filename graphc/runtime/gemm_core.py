@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import __version__
 from .cache import cache_key, core_dir, get_or_build
-from .kernel_files import kernels_dir
+from .kernel_files import kernel_file, kernels_dir
 
 CORE_SOURCE = "gc_gemm_core.c"
 EXTERN_FLAG = "-DGC_GEMM_CORE_EXTERN"
@@ -54,11 +54,10 @@ def host_cpu() -> str:
 
 
 def core_key(cc_version: str, flags: list[str], bits: int) -> str:
-    d = kernels_dir()
     native = host_cpu() if any(f.endswith("=native") for f in flags) else ""
-    return cache_key("gemm-core", str(bits), (d / CORE_SOURCE).read_text(),
-                     (d / "gc_gemm.h").read_text(), " ".join(flags + CORE_FLAGS), cc_version,
-                     __version__, native)
+    return cache_key("gemm-core", str(bits), kernel_file(CORE_SOURCE).read_text(),
+                     kernel_file("gc_gemm.h").read_text(), " ".join(flags + CORE_FLAGS),
+                     cc_version, __version__, native)
 
 
 def check_object(p: Path, bits: int) -> Path:
@@ -86,7 +85,7 @@ def core_object(cc: str, cc_version: str, flags: list[str], bits: int, compile_e
     key = core_key(cc_version, flags, bits)
 
     def build(tmp: Path) -> None:
-        src = kernels_dir() / CORE_SOURCE
+        src = kernel_file(CORE_SOURCE)
         cmd = [cc, *flags, *CORE_FLAGS, f"-DGC_GEMM_CORE_ONLY={bits}", f"-I{kernels_dir()}",
                str(src), "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
