@@ -41,8 +41,8 @@ from ..ops.registry import data_inputs
 from ..program import Program
 from .arena import plan_arena
 from .folds import (EW_PRODUCERS, arithmetic, fold_activations, fold_ew_into_reduce,
-                    fold_group_max, fold_updates, fold_xent_grads, group_max_pieces,
-                    kernel_kind, schedule)
+                    fold_group_max, fold_scalars, fold_updates, fold_xent_grads,
+                    group_max_pieces, kernel_kind, schedule)
 from .layout import (BLOCK_BYTES, ROW_BYTES, TILE_BYTES, TransposePlan,
                      collapse, merge_groups, strides_for, transpose_plan)
 from .model import (ALIGN, VIEW_OPS, view_base, XENT_OPS, FusedPlan, GroupMax, Kernel,
@@ -88,6 +88,10 @@ FOLD_GROUP_MAX = True
 # 7.9-10.1 ms (backward: 19 -> 15 kernels).  A logsumexp computes the expression in both of
 # its passes, so it folds plain arithmetic only (``arithmetic``).
 FOLD_EW_INTO_REDUCE = True
+# Compute the scalar elementwise nodes of a step (an optimizer's per-parameter step counters and
+# bias corrections: three per parameter for Adam) as members of one kernel per dtype: the
+# 784-256-256-10 Adam step had 26 kernels, 18 of them one-element ones (a launch each on a GPU).
+FOLD_SCALARS = True
 
 
 @dataclass
@@ -233,6 +237,10 @@ def _fold(order: list[Tensor], in_place: dict, extra: dict, pinned: set, gemm: b
     max_of, max_views = (fold_group_max(order, in_place, host_of, extra, view_base)
                          if group_max else ({}, {}))
     host_of.update(max_of)
+    if FOLD_SCALARS:
+        scalars = fold_scalars(order, host_of, extra, MAX_FOLDED_ARGS)
+        own_out_of.update({m: h for m, h in scalars.items() if m not in in_place})
+        host_of.update(scalars)
     # readers of values (broadcast_like's shape reference is not one)
     value_readers = _readers(order, data_inputs)
     prologue_group = (fold_ew_into_reduce(order, in_place, {**host_of, **max_views}, extra,
@@ -322,9 +330,11 @@ def _make_kernels(computed: list[Tensor], storage: dict, folds: Folds) -> list[K
                    for m in hosted if m.id not in folds.max_of]
         gmax = next((GroupMax(m, storage[m.id], group_max_pieces(m, view_base))
                      for m in hosted if m.id in folds.max_of), None)
+        own = [m for m in members if not m.in_place]
         suffix = "".join("_grad" if m.node.op == "softmax_cross_entropy_grad" else
                          "_" + sanitize(m.node.attrs.get("label", m.node.op), 16)
-                         for m in members if not m.in_place)
+                         for m in own[:2])
+        suffix += f"_and_{len(own) - 2}_more" if len(own) > 2 else ""
         suffix += "_maxout" if gmax is not None else ""
         suffix += "_updates" if any(m.in_place for m in members) else ""
         prologue = None

@@ -300,3 +300,37 @@ def fold_ew_into_reduce(order: list[Tensor], in_place: dict, host_of: dict, extr
         merged = trial
         found[r.id] = [e] + chain[::-1]
     return found
+
+
+def fold_scalars(order: list[Tensor], host_of: dict, extra: dict, max_args: int = 24
+                 ) -> dict[int, Tensor]:
+    """Scalar id -> host: elementwise nodes of shape () computed from shape-() operands of
+    their own dtype (an optimizer's per-parameter step counters and bias corrections, a
+    learning-rate schedule) run as members of one kernel per dtype instead of one kernel
+    each (on a GPU, one launch each).  In-place updates among them write their parameter:
+    every load of the single iteration precedes its stores, so a member reading a parameter
+    that another member writes sees the old value, as a kernel ordered before the write
+    would.  One dtype per kernel, so each computes in the type it would alone.  At most
+    ``max_args`` distinct operands + outputs per kernel; nodes already hosting or hosted are
+    left."""
+    found: dict[int, Tensor] = {}
+    hosting = {h.id for h in host_of.values()}
+    groups: dict[str, tuple[Tensor, set, set]] = {}  # dtype -> (host, outputs, operands)
+    for v in order:
+        if v.op != "ew" or tuple(v.shape) != () or v.id in host_of or v.id in hosting \
+                or any(tuple(i.shape) != () or i.dtype != v.dtype for i in v.inputs):
+            continue
+        group = groups.get(v.dtype)
+        if group is not None:
+            host, outs, operands = group
+            reads = {i.id for i in v.inputs} - outs
+            if len(outs) + 1 + len(operands | reads) <= max_args \
+                    and schedules(order, extra, host_of, found, {v.id: host}):
+                found[v.id] = host
+                outs.add(v.id)
+                operands |= reads
+                continue
+            if len(outs) + 1 + len(operands | reads) <= max_args:
+                continue  # a cycle through this group: v keeps its own kernel
+        groups[v.dtype] = (v, {v.id}, {i.id for i in v.inputs})
+    return found
