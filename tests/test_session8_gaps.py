@@ -169,9 +169,7 @@ def test_integer_sum_is_int64(backend, dtype):
     x = gc.placeholder((None, 3), dtype=dtype, name="x")
     outs = [gc.max(x, axis=0), gc.mean(x), gc.sum(x), gc.sum(x, axis=0),
             gc.sum(x, axis=1, keepdims=True)]
-    # a sum over no axes is a cast to int64 (on C and OpenCL a cast from uint64 goes through
-    # double: values from 2**53 on are not exact, a limitation of cast, not of sum)
-    outs += [gc.sum(x, axis=())] if dtype != "uint64" else []
+    outs += [gc.sum(x, axis=())]  # over no axes: a cast to int64 (exact for uint64 too)
     assert [o.dtype for o in outs] == [dtype, "float32"] + ["int64"] * (len(outs) - 2)
     v = _int_data(dtype)
     got = gc.compile([x], outs, backend=backend)(v)
@@ -530,3 +528,22 @@ def test_float_math_of_small_integers_matches_torch(dtype):
         want = fn(t)
         assert want.dtype == torch.float32
         close(g, want.numpy(), rtol=2e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_casts_between_64_bit_integers_are_exact(backend):
+    # a kernel that only converts computes in int64_t, not in double (which rounded values from
+    # 2**53 on: uint64 2**60 + 1 came out as 2**60)
+    u = gc.placeholder((None,), dtype="uint64", name="u")
+    i = gc.placeholder((None,), dtype="int64", name="i")
+    U = np.array([2**60 + 1, 2**63 + 5, 2**64 - 1, 7], np.uint64)
+    I = np.array([2**60 + 1, -(2**63), -3, 2**53 + 1], np.int64)
+    outs = [gc.cast(u, "int64"), gc.cast(i, "uint64"), gc.cast(u, "int32"), gc.cast(i, "uint8"),
+            gc.sum(u, axis=())]
+    got = gc.compile([u, i], outs, backend=backend)(U, I)
+    want = [U.astype(np.int64), I.astype(np.uint64), U.astype(np.int32), I.astype(np.uint8),
+            U.astype(np.int64)]
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+

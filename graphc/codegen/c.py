@@ -13,7 +13,7 @@ from ..lower import (BLOCK_BYTES, TILE_BYTES, Kernel, Lowered, collapse, comment
                      label_status, linear_update, plan_loop, strides_for, transpose_plan,
                      xent_parts)
 from .c_reduce import reduce_accumulator, reduce_kernel
-from .c_types import GC_PAR_MIN, compute_type, ctype, math_dtype, pointer
+from .c_types import GC_PAR_MIN, compute_type, converts_only, ctype, math_dtype, pointer
 from .cexpr import render_expr, render_plan
 
 
@@ -88,7 +88,7 @@ class CRenderer:
             return " + ".join(terms) or "0"
 
         mdt, mct = compute_type([n.dtype for n, _ in plan.outputs] +
-                                [t.dtype for t, _ in plan.operands])
+                                [t.dtype for t, _ in plan.operands], converts_only(plan))
         loads = [f"(({mct})in{j}[{index(st)}])" for j, st in enumerate(in_strides)]
         outs = ["out"] if len(plan.outputs) == 1 else [f"out{o}" for o in range(len(plan.outputs))]
         stmts, values = render_plan(plan, loads, mdt, mct, self._store)

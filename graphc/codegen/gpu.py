@@ -40,7 +40,7 @@ from ..lower import (FusedPlan, Kernel, Lowered, Storage, collapse, comment, fus
                      label_status, lower, plan_loop, reduce_read, strides_for, transpose_plan,
                      xent_parts)
 from ..symbolic import A
-from .c_types import compute_type, math_dtype
+from .c_types import compute_type, converts_only, math_dtype
 from .cexpr import render_plan
 
 GPU_TYPES = {"float32": "float", "float64": "double", "int64": "gc_i64", "int32": "gc_i32",
@@ -255,7 +255,7 @@ class GPURenderer:
         # the C backend's rule: double if any operand is float64, float if any is a float,
         # else 64-bit integers (exact integer arithmetic)
         dtypes = [n.dtype for n in outputs] + [t.dtype for t, _ in plan.operands]
-        mdt, ctype_ = compute_type(dtypes)
+        mdt, ctype_ = compute_type(dtypes, converts_only(plan))
         mct = {"double": "double", "float": "float", "uint64_t": "gc_u64"}.get(ctype_, "gc_i64")
         self._note_dtypes(*dtypes, "float64" if mct == "double" else "float32")
         names = ["out"] if len(outputs) == 1 else [f"out{o}" for o in range(len(outputs))]
