@@ -76,6 +76,12 @@ class Optimizer:
             if tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"{type(self).__name__}.updates: gradient of {p.name} has "
                                  f"shape {g.shape}, parameter {p.shape}")
+        seen: set[int] = set()
+        for p in params:
+            if p.id in seen:  # two updates of one parameter (and of its state) in one step
+                raise ValueError(f"{type(self).__name__}.updates: parameter {p.name} is listed "
+                                 f"more than once")
+            seen.add(p.id)
         out: list[tuple] = []
         for p, g in zip(params, grads):
             g = as_tensor(g, like=p)

@@ -156,3 +156,14 @@ def test_t6_dropout_of_an_integer_tensor_is_refused(training):
         gc.dropout(x, 0.3, flag, seed=1)
     assert gc.dropout(x, 0.3, False) is x      # the identity: nothing to scale
     assert gc.dropout(x, 0.0, True) is x
+
+
+@pytest.mark.parametrize("make", [lambda: gc.optim.SGD(0.1), lambda: gc.optim.Adam(),
+                                  lambda: gc.optim.RMSProp(0.01)])
+def test_parameter_listed_twice_is_named(make):
+    # was: "p_step is updated twice" (the optimizer state's name) from gc.compile
+    W = gc.parameter(np.ones((2, 2), "float32"), name="W")
+    g = gc.constant(np.ones((2, 2), "float32"))
+    with pytest.raises(ValueError, match=r"parameter W is listed more than once"):
+        make().updates([W, W], [g, g])
+
