@@ -10,10 +10,10 @@ from .ops import operators as _operators  # noqa: F401  (installs + - * / @ on T
 from .ops.core import (as_tensor, broadcast_like, constant, expand_dims, max, mean, matmul,
                        ones_like, parameter, placeholder, reshape, size_of, squeeze,
                        stop_gradient, sum, transpose, zeros_like)
-from .ops.elementwise import (abs, add, cast, cos, div, elu, equal, exp, gelu, greater,
-                              hard_tanh, leaky_relu, less, log, maximum, minimum, mish, mul, neg,
-                              pow, prelu, relu, selu, sigmoid, silu, sin, softplus, softsign, sqrt,
-                              square, step, sub, swish, tanh, where)
+from .ops.elementwise import (abs, add, cast, cos, div, elu, equal, exp, expm1, gelu, greater,
+                              hard_tanh, leaky_relu, less, log, log1p, maximum, minimum, mish,
+                              mul, neg, pow, prelu, relu, selu, sigmoid, silu, sin, softplus,
+                              softsign, sqrt, square, step, sub, swish, tanh, where)
 from .ops.nn import (batch_norm, binary_cross_entropy, binary_cross_entropy_with_logits,
                      cross_entropy, dropout, l1_penalty, l2_penalty, log_softmax, logsumexp,
                      maxout, mse, one_hot, softmax)

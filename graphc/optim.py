@@ -148,9 +148,10 @@ class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam`` (bias corrections in PyTorch's form, step t from 1)::
 
         t = t + 1
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g^2
+        m = m + (1 - beta1) * (g - m)         (PyTorch's lerp_)
+        v = beta2 * v + (1 - beta2) * g^2     (1 - beta rounded from double, as PyTorch's)
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+                                              (1 - beta^t as -expm1(t log beta), log in double)
 
     Each parameter has its own step counter ``t`` (``state[p]["step"]`` in PyTorch), a float32
     scalar parameter updated in the same ``updates`` list (exact up to 2^24 steps); the bias
@@ -173,17 +174,32 @@ class Adam(Optimizer):
         m, v = self.state(p, "m"), self.state(p, "v")
         t = self.state(p, "step", shape=(), dtype="float32")
         t_new = E.add(t, _const(1.0, t))
-        b1, b2 = _const(self.beta1, p), _const(self.beta2, p)
-        one = _const(1.0, p)
-        m_new = E.add(E.mul(b1, m), E.mul(E.sub(one, b1), g))
-        v_new = E.add(E.mul(b2, v), E.mul(E.sub(one, b2), E.square(g)))
+        m_new = _lerp(m, g, 1.0 - self.beta1)
+        v_new = E.add(E.mul(_const(self.beta2, p), v),
+                      E.mul(_const(1.0 - self.beta2, p), E.square(g)))
         step = E.cast(t_new, p.dtype)
-        bc1 = E.sub(one, E.pow(b1, step))
-        bc2 = E.sub(one, E.pow(b2, step))
+        bc1, bc2 = _bias_correction(self.beta1, step), _bias_correction(self.beta2, step)
         denom = E.add(E.div(E.sqrt(v_new), E.sqrt(bc2)), _const(self.eps, p))
         step_size = E.div(_const(self.lr, p), bc1)
         p_new = E.sub(p, E.mul(step_size, E.div(m_new, denom)))
         return [(t, t_new), (m, m_new), (v, v_new), (p, p_new)]
+
+
+def _bias_correction(beta: float, step: Tensor) -> Tensor:
+    """1 - beta^step as -expm1(step * log(beta)), log(beta) taken in double: 1 - pow(beta, t)
+    in float32 used beta rounded to float32 (0.999 -> 0.99900001), 1.3e-5 off at t = 1, where
+    PyTorch computes it in double."""
+    if beta == 0.0:
+        return _const(1.0, step)
+    return E.neg(E.expm1(E.mul(step, _const(math.log(beta), step))))
+
+
+def _lerp(a: Tensor, b: Tensor, w: float) -> Tensor:
+    """a + w (b - a) as PyTorch's ``lerp_`` rounds it (Adam's first moment): that form for
+    |w| < 0.5, else b - (b - a)(1 - w); weights are computed in double, then rounded."""
+    if abs(w) < 0.5:
+        return E.add(a, E.mul(_const(w, a), E.sub(b, a)))
+    return E.sub(b, E.mul(E.sub(b, a), _const(1.0 - w, a)))
 
 
 def _check_eps(owner: str, eps) -> None:
@@ -211,7 +227,7 @@ class RMSProp(Optimizer):
     def _update(self, p, g):
         v = self.state(p, "v")
         rho = _const(self.rho, p)
-        v_new = E.add(E.mul(rho, v), E.mul(E.sub(_const(1.0, p), rho), E.square(g)))
+        v_new = E.add(E.mul(rho, v), E.mul(_const(1.0 - self.rho, p), E.square(g)))
         denom = E.add(E.sqrt(v_new), _const(self.eps, p))
         return [(v, v_new), (p, E.sub(p, E.mul(_const(self.lr, p), E.div(g, denom))))]
 

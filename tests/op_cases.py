@@ -320,6 +320,8 @@ for _target in [(6, 4), (-1,), (4, -1), (2, 1, 12), (1, 24, 1), (3, 2, 4)]:
 add_case("exp", gc.exp, np.exp, UNARY_SHAPES, ("real",), torch=lambda a: a.exp())
 add_case("log", gc.log, np.log, UNARY_SHAPES, ("positive",), torch=lambda a: a.log())
 add_case("sqrt", gc.sqrt, np.sqrt, UNARY_SHAPES, ("positive",), torch=lambda a: a.sqrt())
+add_case("expm1", gc.expm1, np.expm1, UNARY_SHAPES, ("real",), torch=lambda a: a.expm1())
+add_case("log1p", gc.log1p, np.log1p, UNARY_SHAPES, ("positive",), torch=lambda a: a.log1p())
 add_case("abs", gc.abs, np.abs, UNARY_SHAPES, ("real",), torch=lambda a: a.abs())
 add_case("cos", gc.cos, np.cos, UNARY_SHAPES, ("real",), torch=lambda a: a.cos())
 add_case("sin", gc.sin, np.sin, UNARY_SHAPES, ("real",), torch=lambda a: a.sin())

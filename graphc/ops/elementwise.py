@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import expm1 as _Expm1
+from sympy.codegen.cfunctions import log1p as _Log1p
 
 from ..errors import ShapeError
 from ..ir import Tensor, is_float
@@ -453,6 +454,9 @@ pow.spec = _pow.spec  # the registry entry, as for the other named ops
 exp = define("exp", 1, dout=lambda y: y)(sp.exp)
 log = define("log", 1, domain=("positive",))(sp.log)
 sqrt = define("sqrt", 1, domain=("positive",), dout=lambda y: 1 / (2 * y))(sp.sqrt)
+# exp(x) - 1 and log(1 + x), exact near 0 where the plain forms cancel (PyTorch's expm1, log1p)
+expm1 = define("expm1", 1, dout=lambda y: y + 1)(_Expm1)
+log1p = define("log1p", 1, domain=("positive",))(_Log1p)
 abs = define("abs", 1, "promote")(sp.Abs)
 cos = define("cos", 1)(sp.cos)
 sin = define("sin", 1)(sp.sin)
@@ -547,14 +551,14 @@ elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
                  (y + _literal(a), y <= 0), (1, True))),
              grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x <= 0),
                                                       (1, True)),))(
-    lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * expm1(x), x <= 0), (x, True)))
+    lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * _Expm1(x), x <= 0), (x, True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 selu = define("selu", 1, dout=lambda y: sp.Piecewise(
     (y + _literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
-        (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
-softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
+        (x, x > 0), (_literal(_SELU_ALPHA) * _Expm1(x), True)))
+softplus = define("softplus", 1, dout=lambda y: -_Expm1(-y))(Softplus)
 # (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
 hard_tanh = define("hard_tanh", 1, "promote", rejects="bu", dout=lambda y: sp.Piecewise(
     (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
@@ -581,13 +585,13 @@ gelu = define("gelu", 1, params=({"approximate": "none"}, {"approximate": "tanh"
 def _bce_grads(p, t):
     # PyTorch's: d/dp = (p - t) / max(p (1 - p), 1e-12) (no 0 * inf NaN at p = 0 or 1),
     # d/dt = log(1 - p) - log(p) (+-inf there)
-    return ((p - t) / Max2(p * (1 - p), _literal(1e-12)), log1p(-p) - sp.log(p))
+    return ((p - t) / Max2(p * (1 - p), _literal(1e-12)), _Log1p(-p) - sp.log(p))
 
 
 binary_cross_entropy_elementwise = define(
     "binary_cross_entropy", 2, domain=("unit", "unit"), names=("prob", "target"),
     grads=_bce_grads)(
-    lambda p, t: -(t * Max2(sp.log(p), -100) + (1 - t) * Max2(log1p(-p), -100)))
+    lambda p, t: -(t * Max2(sp.log(p), -100) + (1 - t) * Max2(_Log1p(-p), -100)))
 # PyTorch's form (1 - t) x + softplus(-x) (= softplus(x) - x t), so that infinite logits give
 # its values: x = inf, t = 0 is inf (softplus(x) - x t gave inf - inf * 0 = NaN), x = -inf,
 # t > 0 NaN; the derivatives are PyTorch's sigmoid(x) - t and -x (no cancellation)
