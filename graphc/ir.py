@@ -76,6 +76,10 @@ class ParamStore:
         self._array = value
         self.version += 1
 
+    def __reduce__(self):
+        # a copy (pickle, copy.deepcopy) holds the current value, never the device owner
+        return ParamStore, (self.array.copy(),)
+
     def device_wrote(self, owner) -> None:
         """A device copy is now newer than the host copy."""
         self._device_owner = owner
@@ -186,7 +190,31 @@ class Tensor:
                              f"got {format_shape(arr.shape)}")
         self.attrs["store"].array = np.array(arr, dtype=self.dtype, copy=True)
 
+    # -- copies ---------------------------------------------------------------------------
+    # A node is known by its id (graph walks, CSE, compiled slots): a copy that kept it would be
+    # taken for the original, and two parameters holding different values merged into one.
+    # Pickling or copying makes new nodes (copy.deepcopy and pickle copy the whole graph below,
+    # shared nodes staying shared), like torch tensors; a copied parameter has its own value.
+    def __reduce_ex__(self, protocol):
+        return _rebuild, (self.op, self.inputs, self.attrs, self.shape, self.dtype, self._name,
+                          self.effects, self.where)
+
+    def __copy__(self):
+        attrs = dict(self.attrs)
+        if isinstance(attrs.get("store"), ParamStore):
+            attrs["store"] = ParamStore(attrs["store"].array.copy())
+        return _rebuild(self.op, self.inputs, attrs, self.shape, self.dtype, self._name,
+                        self.effects, self.where)
+
     # Operator overloads are attached in graphc.ops.api (they need the op constructors).
+
+
+def _rebuild(op, inputs, attrs, shape, dtype, name, effects, where) -> Tensor:
+    """A new node (new id) with these fields: the reconstructor of a pickled or copied Tensor."""
+    value = attrs.get("value")
+    if op == "constant" and isinstance(value, np.ndarray):
+        value.setflags(write=False)  # as gc.constant leaves it (a copy is writeable again)
+    return Tensor(op, inputs, attrs, shape, dtype, name=name, effects=effects, where=where)
 
 
 def leaf(op: str, shape: Shape, dtype, name=None, **attrs) -> Tensor:

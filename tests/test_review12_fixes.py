@@ -92,3 +92,46 @@ def test_flags_that_build_no_module_are_a_compile_error(tmp_path, monkeypatch, c
     with pytest.raises(CompileError, match="GRAPHC_CFLAGS") as info:
         gc.compile([x], gc.exp(x) * 2, backend="c")(np.ones(3, np.float32))
     assert cflags in str(info.value)
+
+
+# -- 2. copies of tensors are new nodes -----------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
+def test_copied_parameter_is_a_new_parameter(backend, how):
+    # a pickled or copied tensor kept its id, so the copy of W with another value was taken for
+    # W itself: W + W2 gave 2 instead of 6
+    import copy
+    import pickle
+    W = gc.parameter(np.ones(3, np.float32), name="W")
+    W2 = {"pickle": lambda t: pickle.loads(pickle.dumps(t)), "deepcopy": copy.deepcopy,
+          "copy": copy.copy}[how](W)
+    assert W2.id != W.id and W2.name == "W" and W2.shape == (3,)
+    W2.value = np.full(3, 5, np.float32)
+    np.testing.assert_array_equal(W.value, np.ones(3, np.float32))  # values are separate
+    f = gc.compile([], W + W2, updates=[(W2, W2 * 2)], backend=backend)
+    np.testing.assert_array_equal(f(), np.full(3, 6, np.float32))
+    np.testing.assert_array_equal(f(), np.full(3, 11, np.float32))
+    np.testing.assert_array_equal(W.value, np.ones(3, np.float32))
+
+
+def test_pickled_graph_is_a_whole_new_graph():
+    import pickle
+    x = gc.placeholder((None, 3), name="x")
+    W = gc.parameter(np.arange(6, dtype=np.float32).reshape(3, 2), name="W")
+    h = gc.tanh(x @ W)
+    loss = gc.sum(h * h)
+    x2, h2, loss2 = pickle.loads(pickle.dumps((x, h, loss)))
+    assert x2.id != x.id and h2.id != h.id and loss2.id != loss.id
+    order = gc.ir.toposort([loss2])
+    assert h2 in order and x2 in order  # shared nodes stay shared
+    assert len(order) == len(gc.ir.toposort([loss]))
+    X = np.random.RandomState(0).randn(4, 3).astype(np.float32)
+    W2 = next(t for t in gc.ir.toposort([loss2]) if t.op == "parameter")
+    g1 = gc.compile([x], [loss, gc.grad(loss, W)])(X)
+    g2 = gc.compile([x2], [loss2, gc.grad(loss2, W2)])(X)
+    for u, v in zip(g1, g2):
+        np.testing.assert_allclose(u, v, rtol=1e-6)
+    with pytest.raises(ValueError, match="placeholder"):
+        gc.compile([x], loss2)  # the copy reads its own placeholder
+
