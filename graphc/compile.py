@@ -104,6 +104,17 @@ class Function:
                                  f"fit the parameter's shape {format_shape(param.shape)}")
         self._updates_fit.add(key)
 
+    def __reduce_ex__(self, protocol):
+        # (pickle and copy.deepcopy otherwise fail deep inside cffi, pyopencl or a lock)
+        raise TypeError("a compiled graphc function cannot be pickled or deep-copied: it holds "
+                        "loaded machine code and device buffers; save the graph "
+                        "(gc.export.to_json, or model.save) and call gc.compile again")
+
+    def __copy__(self):  # a shallow copy shares the compiled code, as it always did
+        new = object.__new__(Function)
+        new.__dict__.update(self.__dict__)
+        return new
+
     def __repr__(self):
         return (f"<graphc.Function backend={self.backend} inputs={[p.name for p in self.inputs]}"
                 f" outputs={len(self.outputs)} updates={len(self.program.updates)}>")

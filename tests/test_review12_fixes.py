@@ -135,3 +135,21 @@ def test_pickled_graph_is_a_whole_new_graph():
     with pytest.raises(ValueError, match="placeholder"):
         gc.compile([x], loss2)  # the copy reads its own placeholder
 
+
+# -- 3. a compiled function says it cannot be pickled ----------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_compiled_function_pickling_is_a_clear_error(backend):
+    # pickle / deepcopy failed deep inside cffi ("Can't pickle local object
+    # '_make_ffi_library.<locals>.FFILibrary'") or on a lock
+    import copy
+    import pickle
+    x = gc.placeholder((None, 2), name="x")
+    f = gc.compile([x], x * 2, backend=backend)
+    f(np.ones((1, 2), np.float32))
+    with pytest.raises(TypeError, match="compiled graphc function cannot be pickled.*gc.compile"):
+        pickle.dumps(f)
+    with pytest.raises(TypeError, match="compiled graphc function cannot be pickled"):
+        copy.deepcopy(f)
+    g = copy.copy(f)  # a shallow copy still shares the compiled code
+    np.testing.assert_array_equal(g(np.ones((3, 2))), np.full((3, 2), 2, np.float32))
