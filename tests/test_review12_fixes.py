@@ -153,3 +153,36 @@ def test_compiled_function_pickling_is_a_clear_error(backend):
         copy.deepcopy(f)
     g = copy.copy(f)  # a shallow copy still shares the compiled code
     np.testing.assert_array_equal(g(np.ones((3, 2))), np.full((3, 2), 2, np.float32))
+
+
+# -- 4. absurd thread counts ------------------------------------------------------------------------
+
+THREADS_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np, graphc as gc
+    if len(sys.argv) > 1:
+        gc.set_num_threads(int(sys.argv[1]))
+    x = gc.placeholder((None, 64), name="x")
+    W = gc.parameter(np.full((64, 48), 0.01, np.float32), name="W")
+    f = gc.compile([x], [gc.sum(gc.tanh(x @ W), axis=0), gc.sum(x * x)], backend="c")
+    a, b = f(np.ones((4096, 64), np.float32))
+    print(round(float(a[0]), 1), float(b), gc.get_num_threads())
+""")
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+@pytest.mark.parametrize("omp,arg", [("99999", None), (None, "40000"), (None, str(2**40))])
+def test_absurd_thread_counts_do_not_kill_the_process(omp, arg):
+    # OMP_NUM_THREADS=99999 segfaulted in libgomp (its team start data is on the stack),
+    # set_num_threads(40000) ended the process ("libgomp: Thread creation failed"), and
+    # set_num_threads(2**40) raised OverflowError from cffi half-way through the modules
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    if omp:
+        env["OMP_NUM_THREADS"] = omp
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__)))
+    run = subprocess.run([sys.executable, "-c", THREADS_SCRIPT] + ([arg] if arg else []),
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    a, b, threads = run.stdout.split()
+    assert (float(a), float(b), int(threads)) == (round(4096 * np.tanh(0.64), 1), 4096 * 64.0, 1024)
