@@ -104,6 +104,17 @@ def check_int_range(arr: np.ndarray, dtype, what: str) -> None:
                          f"[{info.min}, {info.max}]")
 
 
+def numeric_dtype(dtype, what: str, error=TypeError) -> np.dtype:
+    """``dtype`` as a numpy dtype, unless it is not bool, integer or float (complex, object, str,
+    datetime, void): no op or backend computes those, and they failed far from where they were
+    given (a str parameter in the numpy backend, an object parameter holding a Tensor...)."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf":
+        raise error(f"{what}: dtype {dt} is not supported (graphc tensors hold bool, integer or "
+                    f"float numbers)")
+    return dt
+
+
 def _check_name(name):
     """A node name is a str or None: other objects would reach the backends' name sanitizers
     (and exported files) and fail there, far from where they were given."""
@@ -126,9 +137,9 @@ class Tensor:
         self.inputs = tuple(inputs)
         self.attrs = dict(attrs)
         self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = np.dtype(dtype).name
-        self.id = next(_ids)
         self._name = _check_name(name)
+        self.dtype = numeric_dtype(dtype, op if name is None else f"{op} {name!r}").name
+        self.id = next(_ids)
         self.where = where if where is not None else user_location()
         # Side effects that run whenever this node is computed by a compiled function:
         # (parameter, new_value) pairs, e.g. batch norm's running statistics.

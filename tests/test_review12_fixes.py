@@ -186,3 +186,40 @@ def test_absurd_thread_counts_do_not_kill_the_process(omp, arg):
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
     a, b, threads = run.stdout.split()
     assert (float(a), float(b), int(threads)) == (round(4096 * np.tanh(0.64), 1), 4096 * 64.0, 1024)
+
+
+# -- 5. tensors hold numbers ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [np.ones(2, complex), np.array([1.0, None], object), "abc",
+                                   np.array(["a", "b"]), np.array(["2020-01-01"], "datetime64[D]"),
+                                   None, {"a": 1}])
+def test_parameter_and_constant_of_non_numbers_are_rejected(value):
+    # accepted, then failing far away (numpy backend: "data type 'str96' not understood",
+    # complex results; C: at compile time) while p.value = the same raised ValueError
+    with pytest.raises(ValueError, match="'w'.*not supported"):
+        gc.parameter(value, name="w")
+    with pytest.raises(ValueError, match="constant.*not supported"):
+        gc.constant(value)
+
+
+def test_parameter_of_a_tensor_is_a_type_error():
+    # gc.parameter(t) made an object parameter holding the Tensor
+    with pytest.raises(TypeError, match="symbolic tensor"):
+        gc.parameter(gc.placeholder((2,)))
+
+
+@pytest.mark.parametrize("dtype", ["complex64", object, "datetime64[s]", "U3"])
+def test_placeholder_and_cast_of_non_number_dtypes_are_rejected(dtype):
+    with pytest.raises(TypeError, match="'x'.*not supported|not understood"):
+        gc.placeholder((2,), dtype=dtype, name="x")
+    if np.dtype(dtype).kind != "U":
+        with pytest.raises(TypeError, match="not supported"):
+            gc.cast(gc.placeholder((2,)), dtype)
+
+
+def test_float16_and_ordinary_values_still_work():
+    h = gc.placeholder((2,), "float16", name="h")
+    assert gc.compile([h], h * 2)(np.ones(2, np.float16)).dtype == np.float16
+    for v, dt in ((1, "int64"), (2.5, "float64"), (True, "bool"), ([1.0, 2.0], "float64"),
+                  (np.ones(2, np.float16), "float16")):
+        assert gc.parameter(v).dtype == dt and gc.constant(v, dtype=dt).dtype == dt
