@@ -223,3 +223,28 @@ def test_float16_and_ordinary_values_still_work():
     for v, dt in ((1, "int64"), (2.5, "float64"), (True, "bool"), ([1.0, 2.0], "float64"),
                   (np.ones(2, np.float16), "float16")):
         assert gc.parameter(v).dtype == dt and gc.constant(v, dtype=dt).dtype == dt
+
+
+# -- 6. GRAPHC_CFLAGS with AddressSanitizer ---------------------------------------------------------
+
+ASAN_SCRIPT = textwrap.dedent("""
+    import numpy as np, graphc as gc
+    x = gc.placeholder((3,), name="x")
+    try:
+        print(gc.compile([x], gc.exp(x) * 2, backend="c")(np.zeros(3, np.float32))[0])
+    except ValueError as e:
+        print("ValueError", e)
+""")
+
+
+@pytest.mark.skipif(not c_available() or not sys.platform.startswith("linux"), reason="gcc, Linux")
+def test_asan_flags_without_its_runtime_are_a_clear_error(tmp_path):
+    # the module was built and dlopen'ed, and ASan's runtime then ended the interpreter ("ASan
+    # runtime does not come first in initial library list")
+    env = _env(tmp_path, GRAPHC_CFLAGS="-O1 -fopenmp -fsanitize=address,undefined")
+    env.pop("LD_PRELOAD", None)
+    run = subprocess.run([sys.executable, "-c", ASAN_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("ValueError GRAPHC_CFLAGS has -fsanitize=address")
+    assert "LD_PRELOAD" in run.stdout

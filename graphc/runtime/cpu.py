@@ -67,8 +67,19 @@ def compiler() -> str:
     return path
 
 
+def _asan_runtime_loaded() -> bool:
+    import ctypes
+    return hasattr(ctypes.CDLL(None), "__asan_init")
+
+
 def flags() -> list[str]:
     out = shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS)) + _libmvec_flags()
+    if any(f.startswith("-fsanitize=") and "address" in f.split("=", 1)[1].split(",")
+           for f in out) and not _asan_runtime_loaded():
+        # loading such a module would end the process ("ASan runtime does not come first")
+        raise ValueError("GRAPHC_CFLAGS has -fsanitize=address, whose runtime must be loaded "
+                         "before the interpreter starts: run with LD_PRELOAD=$(gcc "
+                         "-print-file-name=libasan.so) (and ASAN_OPTIONS=detect_leaks=0)")
     if os.environ.get("GRAPHC_PROFILE"):
         out.append("-DGC_PROFILE")  # per-kernel timers: see CExecutable.profile()
     return out
