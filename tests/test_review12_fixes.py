@@ -248,3 +248,25 @@ def test_asan_flags_without_its_runtime_are_a_clear_error(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.startswith("ValueError GRAPHC_CFLAGS has -fsanitize=address")
     assert "LD_PRELOAD" in run.stdout
+
+
+# -- 7. steps of one function with updates take turns whatever the input shapes -------------------
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_concurrent_steps_with_different_shapes_lose_no_update():
+    # the lock was per specialization: threads feeding different batch sizes ran their steps at
+    # once, both read the old parameter, and updates were lost (P ended at 1197 of 1200)
+    import threading
+    x = gc.placeholder((None, 4), name="x")
+    P = gc.parameter(np.zeros((512, 512), np.float32), name="P", trainable=False)
+    f = gc.compile([x], gc.sum(x), updates=[(P, P + 1)], backend="c")
+    for n in range(1, 5):
+        f(np.ones((n, 4), np.float32))  # every specialization built
+    P.value = np.zeros((512, 512), np.float32)
+    threads = [threading.Thread(target=lambda n=n: [f(np.ones((n, 4), np.float32))
+                                                    for _ in range(150)]) for n in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(P.value, np.full((512, 512), 600, np.float32))

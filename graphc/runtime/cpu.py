@@ -335,7 +335,7 @@ def aligned_copy(arr: np.ndarray, dtype) -> np.ndarray:
 class _Specialization:
     """One compiled module for one set of concrete input shapes."""
 
-    def __init__(self, program: Program, shapes, pipeline=None):
+    def __init__(self, program: Program, shapes, pipeline=None, lock=None):
         self.lowered: Lowered = lower(program, shapes, pipeline=pipeline)
         self.lib, self.path, self._source = load_lowered(self.lowered)
         self.ffi = ffi = _ffi()
@@ -353,8 +353,9 @@ class _Specialization:
         self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
                        enumerate(self.lowered.slots) if s.kind == "param"]
         self._param_arrays: list = [None] * len(self.params)
-        # one arena and slot table per module: calls from several threads take turns
-        self._lock = threading.Lock()
+        # one arena and slot table per module: calls from several threads take turns (all the
+        # specializations of a program with updates share ``lock``: see CExecutable)
+        self._lock = lock or threading.Lock()
         self.outputs = [(i, node.shape, np.dtype(node.dtype)) for i, node in self.lowered.outputs]
 
     @property
@@ -402,9 +403,12 @@ class CExecutable(ShapeSpecializingExecutable):
         from ..codegen.c import CTYPES
         check_dtypes(program, CTYPES, "C")
         super().__init__(program)
+        # steps that update parameters in place take turns whatever their input shapes: two
+        # specializations running at once both read the old values, and one update was lost
+        self._step_lock = threading.Lock() if program.updates else None
 
     def _specialize(self, shapes) -> _Specialization:
-        return _Specialization(self.program, shapes)
+        return _Specialization(self.program, shapes, lock=self._step_lock)
 
     def profile(self) -> list[tuple[str, float]]:
         """(kernel, seconds) accumulated over all calls of the current specialization; only
