@@ -270,3 +270,28 @@ def test_concurrent_steps_with_different_shapes_lose_no_update():
     for t in threads:
         t.join()
     np.testing.assert_array_equal(P.value, np.full((512, 512), 600, np.float32))
+
+
+@pytest.mark.skipif(not c_available(), reason="no C compiler")
+def test_index_entry_of_another_graph_is_ignored(tmp_path, monkeypatch):
+    # the warm-load index (fingerprint -> module key) was trusted: another graph's index file
+    # copied under this graph's name loaded that graph's module (exp(x) + 1 gave 3 * x)
+    from graphc.runtime.cpu import lowered_fingerprint
+    x = gc.placeholder((4,), name="x")
+    ones = np.ones(4, np.float32)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "first"))
+    fa = gc.compile([x], gc.exp(x) + 1, backend="c")
+    fa(ones)
+    fb = gc.compile([x], x * 3, backend="c")
+    fb(ones)
+    ia, ib = (f._exe._current().path.parent / f"{lowered_fingerprint(f._exe._current().lowered)}.idx"
+              for f in (fa, fb))
+    shutil.copytree(ia.parent, tmp_path / "second" / "kernels")
+    shutil.copyfile(ib, tmp_path / "second" / "kernels" / ia.name)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "second"))
+    again = gc.compile([x], gc.exp(x) + 1, backend="c")
+    np.testing.assert_allclose(again(ones), np.full(4, np.e + 1), rtol=1e-6)
+    # and the rewritten index serves the next warm load, which renders nothing
+    warm = gc.compile([x], gc.exp(x) + 1, backend="c")
+    np.testing.assert_allclose(warm(ones), np.full(4, np.e + 1), rtol=1e-6)
+    assert warm._exe._current()._source is None

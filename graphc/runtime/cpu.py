@@ -296,11 +296,16 @@ def _load(p: Path, ffi=None):
 def load_lowered(low: Lowered):
     """(library, path, source or None): a warm load goes through the fingerprint index and
     never renders; otherwise render, compile, and record the index entry."""
-    index = kernel_cache_dir() / f"{lowered_fingerprint(low)}.idx"
+    fingerprint = lowered_fingerprint(low)
+    index = kernel_cache_dir() / f"{fingerprint}.idx"
     try:
-        key = index.read_text().strip()
-        if not re.fullmatch(r"[0-9a-f]{64}", key):  # a damaged index names no file
+        # "<module key> <fingerprint>": an index file copied over another graph's (or damaged)
+        # names no module, rather than the module of that other graph
+        entry = index.read_text().split()
+        if len(entry) != 2 or entry[1] != fingerprint or not re.fullmatch(r"[0-9a-f]{64}",
+                                                                          entry[0]):
             raise ValueError(f"bad index entry {index}")
+        key = entry[0]
         path = kernel_cache_dir() / f"{key}.so"
         return _load(path), path, None
     except (OSError, ValueError):
@@ -309,7 +314,7 @@ def load_lowered(low: Lowered):
     lib, path = build_module(source)
     # unique per thread too: threads of one process compiling the same graph race here
     tmp = index.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(path.stem)
+    tmp.write_text(f"{path.stem} {fingerprint}")
     os.replace(tmp, index)
     return lib, path, source
 
