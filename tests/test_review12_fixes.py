@@ -295,3 +295,28 @@ def test_index_entry_of_another_graph_is_ignored(tmp_path, monkeypatch):
     warm = gc.compile([x], gc.exp(x) + 1, backend="c")
     np.testing.assert_allclose(warm(ones), np.full(4, np.e + 1), rtol=1e-6)
     assert warm._exe._current()._source is None
+
+
+# -- 8. batch norm on an empty batch -----------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("training", [True, "placeholder"])
+def test_batch_norm_of_an_empty_batch_keeps_the_running_statistics(backend, training):
+    # the running mean and variance became NaN (the mean of no rows) and stayed NaN for every
+    # later step; torch leaves them as they are (F.batch_norm of a (0, 3) input: zeros, ones)
+    x = gc.placeholder((None, 3), name="x")
+    rm = gc.parameter(np.array([0.5, -1, 2], np.float32), name="rm", trainable=False)
+    rv = gc.parameter(np.array([1, 2, 3], np.float32), name="rv", trainable=False)
+    flag = gc.placeholder((), "bool", name="training") if training == "placeholder" else True
+    out = gc.batch_norm(x, np.ones(3, np.float32), np.zeros(3, np.float32), rm, rv, flag)
+    inputs = [x] + ([flag] if training == "placeholder" else [])
+    f = gc.compile(inputs, out, backend=backend)
+    extra = [np.bool_(True)] if training == "placeholder" else []
+    assert f(np.zeros((0, 3), np.float32), *extra).shape == (0, 3)
+    np.testing.assert_array_equal(rm.value, [0.5, -1, 2])
+    np.testing.assert_array_equal(rv.value, [1, 2, 3])
+    X = np.array([[1, 2, 3], [3, 2, 1]], np.float32)  # a non-empty batch still updates them
+    f(X, *extra)
+    np.testing.assert_allclose(rm.value, 0.9 * np.array([0.5, -1, 2]) + 0.1 * X.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(rv.value, 0.9 * np.array([1, 2, 3]) + 0.1 * X.var(0, ddof=1),
+                               rtol=1e-6)
