@@ -320,3 +320,13 @@ def test_batch_norm_of_an_empty_batch_keeps_the_running_statistics(backend, trai
     np.testing.assert_allclose(rm.value, 0.9 * np.array([0.5, -1, 2]) + 0.1 * X.mean(0), rtol=1e-6)
     np.testing.assert_allclose(rv.value, 0.9 * np.array([1, 2, 3]) + 0.1 * X.var(0, ddof=1),
                                rtol=1e-6)
+
+
+# -- 9. any placeholder name can be fed by keyword -------------------------------------------------
+
+def test_placeholder_named_self_is_fed_by_keyword():
+    # f(self=...) raised "Function.__call__() got multiple values for argument 'self'"
+    s, a = gc.placeholder((2,), name="self"), gc.placeholder((2,), name="args")
+    f = gc.compile([s, a], s - a)
+    np.testing.assert_array_equal(f(args=np.ones(2), self=np.full(2, 3.0)), [2, 2])
+    np.testing.assert_array_equal(f(np.full(2, 3.0), args=np.ones(2)), [2, 2])
