@@ -330,3 +330,25 @@ def test_placeholder_named_self_is_fed_by_keyword():
     f = gc.compile([s, a], s - a)
     np.testing.assert_array_equal(f(args=np.ones(2), self=np.full(2, 3.0)), [2, 2])
     np.testing.assert_array_equal(f(np.full(2, 3.0), args=np.ones(2)), [2, 2])
+
+
+# -- 10. an OpenCL buffer larger than the device allows -------------------------------------------
+
+def test_opencl_buffer_too_large_is_a_memory_error():
+    # pyopencl's "LogicError: create_buffer failed: INVALID_BUFFER_SIZE" named nothing
+    from backends import opencl_available
+    if not opencl_available():
+        pytest.skip("no OpenCL device")
+    from graphc.runtime.opencl import get_device
+    largest = get_device().device.max_mem_alloc_size
+    n = int(np.sqrt(largest / 4)) + 2  # (n, n) float32 is just over the largest buffer
+    x, y = gc.placeholder((None, 1), name="x"), gc.placeholder((1, None), name="y")
+    P = gc.parameter(np.zeros(2, np.float32), name="P", trainable=False)
+    z = gc.exp(x + y)  # two readers: stored
+    f = gc.compile([x, y], [gc.sum(z), gc.max(z)], updates=[(P, P + 1)], backend="opencl")
+    with pytest.raises(MemoryError, match="OpenCL device.*cannot allocate.*largest buffer"):
+        f(np.zeros((n, 1), np.float32), np.zeros((1, n), np.float32))
+    np.testing.assert_array_equal(P.value, [0, 0])  # nothing was updated
+    s, m = f(np.zeros((3, 1), np.float32), np.zeros((1, 2), np.float32))  # and it still works
+    assert (s, m) == (6.0, 1.0)
+    np.testing.assert_array_equal(P.value, [1, 1])
