@@ -352,3 +352,26 @@ def test_opencl_buffer_too_large_is_a_memory_error():
     s, m = f(np.zeros((3, 1), np.float32), np.zeros((1, 2), np.float32))  # and it still works
     assert (s, m) == (6.0, 1.0)
     np.testing.assert_array_equal(P.value, [1, 1])
+
+
+# -- 11. a snapshot of a trained model ------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_deepcopy_of_a_fitted_model_is_an_independent_model(backend):
+    # copy.deepcopy(model) after fit / predict failed on the cached compiled functions (a lock,
+    # cffi's library); torch users keep snapshots this way (the best epoch's weights)
+    import copy
+    import pickle
+    m = gc.nn.Sequential([gc.nn.Dense(4, activation="relu"), gc.nn.BatchNorm(),
+                          gc.nn.Dense(2)], input_dim=3)
+    X = np.random.RandomState(0).randn(8, 3).astype(np.float32)
+    y = np.array([0, 1] * 4)
+    m.fit(X, y, epochs=1, batch_size=4, progress=False, backend=backend)
+    before = m.predict(X)
+    snap = copy.deepcopy(m)
+    np.testing.assert_array_equal(snap.predict(X), before)
+    snap.fit(X, y, epochs=2, batch_size=4, progress=False, backend=backend)
+    assert not np.allclose(snap.predict(X), before)  # trained on its own weights
+    np.testing.assert_array_equal(m.predict(X), before)  # the original untouched
+    again = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(again.predict(X), before)
