@@ -75,7 +75,7 @@ class Function:
             raise TypeError(f"missing value for input(s) {missing}")
         return [check_feed(p, v) for p, v in zip(self.inputs, values)]
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):  # (/: a placeholder may be named "self")
         # everything is validated before anything runs
         if not kwargs and len(args) == len(self.inputs):
             feeds = [check_feed(p, v) for p, v in zip(self.inputs, args)]
@@ -103,6 +103,17 @@ class Function:
                                  f"value has shape {format_shape(value.shape)}, which does not "
                                  f"fit the parameter's shape {format_shape(param.shape)}")
         self._updates_fit.add(key)
+
+    def __reduce_ex__(self, protocol):
+        # (pickle and copy.deepcopy otherwise fail deep inside cffi, pyopencl or a lock)
+        raise TypeError("a compiled graphc function cannot be pickled or deep-copied: it holds "
+                        "loaded machine code and device buffers; save the graph "
+                        "(gc.export.to_json, or model.save) and call gc.compile again")
+
+    def __copy__(self):  # a shallow copy shares the compiled code, as it always did
+        new = object.__new__(Function)
+        new.__dict__.update(self.__dict__)
+        return new
 
     def __repr__(self):
         return (f"<graphc.Function backend={self.backend} inputs={[p.name for p in self.inputs]}"

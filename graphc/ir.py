@@ -76,6 +76,10 @@ class ParamStore:
         self._array = value
         self.version += 1
 
+    def __reduce__(self):
+        # a copy (pickle, copy.deepcopy) holds the current value, never the device owner
+        return ParamStore, (self.array.copy(),)
+
     def device_wrote(self, owner) -> None:
         """A device copy is now newer than the host copy."""
         self._device_owner = owner
@@ -100,6 +104,17 @@ def check_int_range(arr: np.ndarray, dtype, what: str) -> None:
                          f"[{info.min}, {info.max}]")
 
 
+def numeric_dtype(dtype, what: str, error=TypeError) -> np.dtype:
+    """``dtype`` as a numpy dtype, unless it is not bool, integer or float (complex, object, str,
+    datetime, void): no op or backend computes those, and they failed far from where they were
+    given (a str parameter in the numpy backend, an object parameter holding a Tensor...)."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf":
+        raise error(f"{what}: dtype {dt} is not supported (graphc tensors hold bool, integer or "
+                    f"float numbers)")
+    return dt
+
+
 def _check_name(name):
     """A node name is a str or None: other objects would reach the backends' name sanitizers
     (and exported files) and fail there, far from where they were given."""
@@ -122,9 +137,9 @@ class Tensor:
         self.inputs = tuple(inputs)
         self.attrs = dict(attrs)
         self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = np.dtype(dtype).name
-        self.id = next(_ids)
         self._name = _check_name(name)
+        self.dtype = numeric_dtype(dtype, op if name is None else f"{op} {name!r}").name
+        self.id = next(_ids)
         self.where = where if where is not None else user_location()
         # Side effects that run whenever this node is computed by a compiled function:
         # (parameter, new_value) pairs, e.g. batch norm's running statistics.
@@ -186,7 +201,31 @@ class Tensor:
                              f"got {format_shape(arr.shape)}")
         self.attrs["store"].array = np.array(arr, dtype=self.dtype, copy=True)
 
+    # -- copies ---------------------------------------------------------------------------
+    # A node is known by its id (graph walks, CSE, compiled slots): a copy that kept it would be
+    # taken for the original, and two parameters holding different values merged into one.
+    # Pickling or copying makes new nodes (copy.deepcopy and pickle copy the whole graph below,
+    # shared nodes staying shared), like torch tensors; a copied parameter has its own value.
+    def __reduce_ex__(self, protocol):
+        return _rebuild, (self.op, self.inputs, self.attrs, self.shape, self.dtype, self._name,
+                          self.effects, self.where)
+
+    def __copy__(self):
+        attrs = dict(self.attrs)
+        if isinstance(attrs.get("store"), ParamStore):
+            attrs["store"] = ParamStore(attrs["store"].array.copy())
+        return _rebuild(self.op, self.inputs, attrs, self.shape, self.dtype, self._name,
+                        self.effects, self.where)
+
     # Operator overloads are attached in graphc.ops.api (they need the op constructors).
+
+
+def _rebuild(op, inputs, attrs, shape, dtype, name, effects, where) -> Tensor:
+    """A new node (new id) with these fields: the reconstructor of a pickled or copied Tensor."""
+    value = attrs.get("value")
+    if op == "constant" and isinstance(value, np.ndarray):
+        value.setflags(write=False)  # as gc.constant leaves it (a copy is writeable again)
+    return Tensor(op, inputs, attrs, shape, dtype, name=name, effects=effects, where=where)
 
 
 def leaf(op: str, shape: Shape, dtype, name=None, **attrs) -> Tensor:

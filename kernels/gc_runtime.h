@@ -70,11 +70,18 @@ GC__SIMD_DECL(double, sin) GC__SIMD_DECL(double, cos)
 /* Thread count of every parallel region in this module: gc_set_threads(n) (called by
  * graphc.set_num_threads, and with 1 in a child process forked after OpenMP started: libgomp's
  * thread pool does not survive fork, and a parallel region there would wait forever).
- * 0: OpenMP's default. */
+ * 0: OpenMP's default.  At most GC_MAX_THREADS whatever was asked (set_num_threads or
+ * OMP_NUM_THREADS): libgomp allocates a team's start data on the stack (OMP_NUM_THREADS=99999
+ * overflowed it, a segfault) and ends the process when it cannot create a thread. */
+#define GC_MAX_THREADS 1024
 static int gc__threads_cap;
 void gc_set_threads(int n) { gc__threads_cap = n > 0 ? n : 0; }
 #ifdef _OPENMP
-static inline int gc_threads(void) { return gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads(); }
+static inline int gc_threads(void)
+{
+    int n = gc__threads_cap > 0 ? gc__threads_cap : omp_get_max_threads();
+    return n < GC_MAX_THREADS ? n : GC_MAX_THREADS;
+}
 #else
 static inline int gc_threads(void) { return 1; }
 #endif

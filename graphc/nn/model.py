@@ -86,6 +86,14 @@ class Sequential:
         self._predict_cache: dict = {}
         self.best_epoch: int | None = None
 
+    def __getstate__(self):
+        # copy.deepcopy(model) (a snapshot, as torch users keep) and pickle: without the
+        # compiled functions fit / evaluate / predict cached (machine code and device buffers
+        # cannot be copied); the copy compiles its own
+        state = dict(self.__dict__)
+        state.update(_train_cache={}, _eval_cache={}, _predict_cache={})
+        return state
+
     def _build_layers(self, shape) -> tuple:
         """Build every layer in turn; if one fails, the layers built here are reset, so that
         they can go into a corrected model (else they would count as part of this one)."""

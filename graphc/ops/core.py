@@ -10,7 +10,7 @@ import builtins
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir import ParamStore, Tensor, format_shape, is_float, leaf
+from ..ir import ParamStore, Tensor, format_shape, is_float, leaf, numeric_dtype
 from .registry import (OpDef, broadcast_shapes, make, normalize_axes, register, shape_error)
 
 
@@ -36,7 +36,10 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Tensor:
 
 def parameter(value, name: str | None = None, trainable: bool = True, dtype=None) -> Tensor:
     """A tensor holding a numpy array (a copy of ``value``); read and set it with ``.value``."""
+    if isinstance(value, Tensor):
+        raise TypeError("parameter: value is already a symbolic tensor")
     arr = np.array(value, dtype=dtype, copy=True)
+    numeric_dtype(arr.dtype, f"parameter {name!r}", ValueError)  # as p.value = ... does
     if dtype is None and arr.dtype.kind not in "fb" and arr.dtype != np.int64:
         arr = arr.astype(np.float32) if arr.dtype.kind in "iu" and trainable else arr
     return leaf("parameter", arr.shape, arr.dtype, name=name, store=ParamStore(arr),
@@ -52,6 +55,7 @@ def constant(value, dtype=None, name: str | None = None) -> Tensor:
         arr = arr.astype(dtype)
     elif not isinstance(value, np.ndarray) and arr.dtype == np.float64:
         arr = arr.astype(np.float32)
+    numeric_dtype(arr.dtype, f"constant {name!r}" if name else "constant", ValueError)
     arr = np.array(arr, copy=True)
     arr.setflags(write=False)
     return leaf("constant", arr.shape, arr.dtype, name=name, value=arr)

@@ -407,6 +407,11 @@ def batch_norm(t, gamma, beta, running_mean, running_var, training, momentum=0.1
     unbiased = E.div(E.mul(var, n), E.maximum(E.sub(n, 1.0), 1.0))
     new_mean = E.add(E.mul(running_mean, 1.0 - momentum), E.mul(mu, momentum))
     new_var = E.add(E.mul(running_var, 1.0 - momentum), E.mul(unbiased, momentum))
+    if t.shape[0] is None or t.shape[0] == 0:
+        # an empty batch has no statistics: the running ones stay as they are (PyTorch), not NaN
+        nonempty = E.greater(n, 0.0)
+        new_mean = E.where(nonempty, new_mean, running_mean)
+        new_var = E.where(nonempty, new_var, running_var)
     if flag is True:
         out = train
     else:

@@ -67,8 +67,19 @@ def compiler() -> str:
     return path
 
 
+def _asan_runtime_loaded() -> bool:
+    import ctypes
+    return hasattr(ctypes.CDLL(None), "__asan_init")
+
+
 def flags() -> list[str]:
     out = shlex.split(os.environ.get("GRAPHC_CFLAGS", DEFAULT_FLAGS)) + _libmvec_flags()
+    if any(f.startswith("-fsanitize=") and "address" in f.split("=", 1)[1].split(",")
+           for f in out) and not _asan_runtime_loaded():
+        # loading such a module would end the process ("ASan runtime does not come first")
+        raise ValueError("GRAPHC_CFLAGS has -fsanitize=address, whose runtime must be loaded "
+                         "before the interpreter starts: run with LD_PRELOAD=$(gcc "
+                         "-print-file-name=libasan.so) (and ASAN_OPTIONS=detect_leaks=0)")
     if os.environ.get("GRAPHC_PROFILE"):
         out.append("-DGC_PROFILE")  # per-kernel timers: see CExecutable.profile()
     return out
@@ -204,37 +215,77 @@ def build_module(source: str, ffi=None):
             first = "\n".join(proc.stderr.splitlines()[:20])
             raise CompileError(f"C compilation failed (source kept at {kept}):\n{first}")
         os.replace(src, kept)
+        try:  # flags such as -c, -E or -fsyntax-only "succeed" without building a module
+            check_elf(tmp)
+        except OSError as e:
+            raise CompileError(f"the C compiler gave no loadable module ({e}); compiler flags: "
+                               f"{' '.join(fl)} (GRAPHC_CFLAGS replaces the defaults "
+                               f"{DEFAULT_FLAGS!r}); source kept at {kept}") from None
+        seal(tmp, key)
 
     path, lib = get_or_build(key, ".so", build, lambda p: _load(p, ffi))
     return lib, path
 
 
 _REQUIRED_SYMBOLS = (b"gc_set_threads", b"gc_get_threads")
+_SEAL = b"\0graphc-module-seal\0"
+_SEAL_BYTES = len(_SEAL) + 64 + 64  # the marker, the cache key, the body's sha256 (hex)
 
 
-def check_module_file(p: Path) -> None:
-    """Raise OSError unless ``p`` looks like a whole shared object built by graphc.  Checked
-    before dlopen: a truncated file maps fine but kills the process with SIGBUS when the loader
-    touches the missing pages, and an object dlopen'ed once stays loaded under its path (a
-    rebuilt file at the same path would not be seen)."""
-    data = p.read_bytes()
-    if sys.platform.startswith(("darwin", "win")):
-        return
+def seal(p: Path, key: str) -> None:
+    """Append the cache key and the sha256 of the built module to its file (the dynamic loader
+    ignores bytes after the sections): loading checks both, so an entry damaged anywhere or
+    replaced by the module of another graph is rebuilt, never run."""
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    with open(p, "ab") as fh:
+        fh.write(_SEAL + key.encode() + digest.encode())
+
+
+def check_elf(p: Path, data: bytes | None = None) -> None:
+    """Raise OSError unless ``p`` (or ``data``, its contents) is a whole 64-bit ELF shared
+    object exporting graphc's module functions."""
+    data = p.read_bytes() if data is None else data
     if data[:4] != b"\x7fELF" or len(data) < 64 or data[4] != 2:  # ELF64 only (like the build)
-        raise OSError(f"corrupt cache entry {p}: not a 64-bit ELF file")
+        raise OSError(f"{p}: not a 64-bit ELF file")
     order = "<" if data[5] == 1 else ">"
     import struct
+    if struct.unpack_from(order + "H", data, 0x10)[0] != 3:  # ET_DYN
+        raise OSError(f"{p}: not a shared object")
     phoff, shoff = struct.unpack_from(order + "QQ", data, 0x20)
     phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", data, 0x36)
     if phoff + phentsize * phnum > len(data) or shoff + shentsize * shnum > len(data):
-        raise OSError(f"corrupt cache entry {p}: truncated ({len(data)} bytes)")
+        raise OSError(f"{p}: truncated ({len(data)} bytes)")
     for i in range(phnum):  # every segment's file bytes must be present
         _, _, offset, _, _, filesz = struct.unpack_from(order + "IIQQQQ", data, phoff + i * phentsize)
         if offset + filesz > len(data):
-            raise OSError(f"corrupt cache entry {p}: truncated ({len(data)} bytes)")
+            raise OSError(f"{p}: truncated ({len(data)} bytes)")
     for sym in _REQUIRED_SYMBOLS:
         if b"\0" + sym + b"\0" not in data:
-            raise OSError(f"corrupt cache entry {p}: not a graphc module (no {sym.decode()})")
+            raise OSError(f"{p}: not a graphc module (no {sym.decode()})")
+
+
+def check_module_file(p: Path) -> None:
+    """Raise OSError unless ``p`` is the whole module graphc built for cache key ``p.stem``.
+    Checked before dlopen: a truncated file maps fine but kills the process with SIGBUS when
+    the loader touches the missing pages, damaged code kills it with SIGILL or SIGSEGV, another
+    graph's module computes the wrong thing, and an object dlopen'ed once stays loaded under
+    its path (a rebuilt file at the same path would not be seen)."""
+    data = p.read_bytes()
+    if sys.platform.startswith(("darwin", "win")):
+        return
+    body, trailer = data[:-_SEAL_BYTES], data[-_SEAL_BYTES:]
+    if len(data) < _SEAL_BYTES or not trailer.startswith(_SEAL):
+        raise OSError(f"corrupt cache entry {p}: no graphc seal (truncated, or not built by "
+                      f"this version of graphc)")
+    key = trailer[len(_SEAL):len(_SEAL) + 64].decode("ascii", "replace")
+    if key != p.stem:
+        raise OSError(f"cache entry {p} holds the module of another graph (built for key {key})")
+    if hashlib.sha256(body).hexdigest().encode() != trailer[-64:]:
+        raise OSError(f"corrupt cache entry {p}: its contents do not match their sha256")
+    try:
+        check_elf(p, body)
+    except OSError as e:
+        raise OSError(f"corrupt cache entry {e}") from None
 
 
 def _load(p: Path, ffi=None):
@@ -247,9 +298,16 @@ def _load(p: Path, ffi=None):
 def load_lowered(low: Lowered):
     """(library, path, source or None): a warm load goes through the fingerprint index and
     never renders; otherwise render, compile, and record the index entry."""
-    index = kernel_cache_dir() / f"{lowered_fingerprint(low)}.idx"
+    fingerprint = lowered_fingerprint(low)
+    index = kernel_cache_dir() / f"{fingerprint}.idx"
     try:
-        key = index.read_text().strip()
+        # "<module key> <fingerprint>": an index file copied over another graph's (or damaged)
+        # names no module, rather than the module of that other graph
+        entry = index.read_text().split()
+        if len(entry) != 2 or entry[1] != fingerprint or not re.fullmatch(r"[0-9a-f]{64}",
+                                                                          entry[0]):
+            raise ValueError(f"bad index entry {index}")
+        key = entry[0]
         path = kernel_cache_dir() / f"{key}.so"
         return _load(path), path, None
     except (OSError, ValueError):
@@ -258,7 +316,7 @@ def load_lowered(low: Lowered):
     lib, path = build_module(source)
     # unique per thread too: threads of one process compiling the same graph race here
     tmp = index.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(path.stem)
+    tmp.write_text(f"{path.stem} {fingerprint}")
     os.replace(tmp, index)
     return lib, path, source
 
@@ -284,7 +342,7 @@ def aligned_copy(arr: np.ndarray, dtype) -> np.ndarray:
 class _Specialization:
     """One compiled module for one set of concrete input shapes."""
 
-    def __init__(self, program: Program, shapes, pipeline=None):
+    def __init__(self, program: Program, shapes, pipeline=None, lock=None):
         self.lowered: Lowered = lower(program, shapes, pipeline=pipeline)
         self.lib, self.path, self._source = load_lowered(self.lowered)
         self.ffi = ffi = _ffi()
@@ -302,8 +360,9 @@ class _Specialization:
         self.params = [(i, s.node, s.node.attrs["store"]) for i, s in
                        enumerate(self.lowered.slots) if s.kind == "param"]
         self._param_arrays: list = [None] * len(self.params)
-        # one arena and slot table per module: calls from several threads take turns
-        self._lock = threading.Lock()
+        # one arena and slot table per module: calls from several threads take turns (all the
+        # specializations of a program with updates share ``lock``: see CExecutable)
+        self._lock = lock or threading.Lock()
         self.outputs = [(i, node.shape, np.dtype(node.dtype)) for i, node in self.lowered.outputs]
 
     @property
@@ -351,9 +410,12 @@ class CExecutable(ShapeSpecializingExecutable):
         from ..codegen.c_types import CTYPES
         check_dtypes(program, CTYPES, "C")
         super().__init__(program)
+        # steps that update parameters in place take turns whatever their input shapes: two
+        # specializations running at once both read the old values, and one update was lost
+        self._step_lock = threading.Lock() if program.updates else None
 
     def _specialize(self, shapes) -> _Specialization:
-        return _Specialization(self.program, shapes)
+        return _Specialization(self.program, shapes, lock=self._step_lock)
 
     def profile(self) -> list[tuple[str, float]]:
         """(kernel, seconds) accumulated over all calls of the current specialization; only

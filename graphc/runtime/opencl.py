@@ -152,7 +152,17 @@ class OpenCLDevice:
     def empty(self, nbytes: int):
         """Uninitialised device buffer of ``nbytes`` (at least 1 byte is allocated)."""
         cl = self.cl
-        return cl.Buffer(self.context, cl.mem_flags.READ_WRITE, size=max(int(nbytes), 1))
+        nbytes = max(int(nbytes), 1)
+        # (pyopencl said "LogicError: create_buffer failed: INVALID_BUFFER_SIZE")
+        largest = self.device.max_mem_alloc_size
+        if nbytes > largest:
+            raise MemoryError(f"OpenCL device {self.name}: cannot allocate a buffer of {nbytes} "
+                              f"bytes (its largest buffer is {largest} bytes)")
+        try:
+            return cl.Buffer(self.context, cl.mem_flags.READ_WRITE, size=nbytes)
+        except cl.Error as e:
+            raise MemoryError(f"OpenCL device {self.name}: cannot allocate a buffer of {nbytes} "
+                              f"bytes ({e})") from None
 
     def to_device(self, array):
         """Upload a numpy array (made C-contiguous) to a new buffer."""

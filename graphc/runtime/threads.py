@@ -21,12 +21,13 @@ _lock = threading.Lock()
 _modules: list = []       # libraries exporting gc_set_threads (never unloaded: -z nodelete)
 _requested = 0            # 0: OpenMP's default
 _forked_after_openmp = False
+MAX_THREADS = 1024        # GC_MAX_THREADS of kernels/gc_runtime.h: the most a region uses
 
 
 def _default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), MAX_THREADS)
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -34,7 +35,7 @@ def _default_threads() -> int:
 
 
 def _effective() -> int:
-    return 1 if _forked_after_openmp else _requested
+    return 1 if _forked_after_openmp else min(_requested, MAX_THREADS)
 
 
 def register(lib) -> None:
@@ -47,8 +48,8 @@ def register(lib) -> None:
 
 def set_num_threads(n: int) -> None:
     """Threads for every parallel region of compiled CPU code (like ``torch.set_num_threads``);
-    ``0`` restores OpenMP's default.  In a process forked after graphc ran OpenMP code it stays
-    1, with a warning (see the module docstring)."""
+    ``0`` restores OpenMP's default; more than ``MAX_THREADS`` uses that many.  In a process
+    forked after graphc ran OpenMP code it stays 1, with a warning (see the module docstring)."""
     global _requested
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"set_num_threads: expected an int >= 0, got {n!r}")
