@@ -1,0 +1,57 @@
+"""Review 10 (adversarial conformance of the ops on backend "c" against PyTorch: float64
+graphs, axes, broadcasting, matmul shapes, pow edge cases, parameterized activations, losses
+and second derivatives): regressions.
+
+* F1 a negative Python scalar base with a tensor exponent, ``(-2.0) ** y``: SymPy evaluated the
+  log in the exponent's derivative (a^y log a) to the complex log 2 + i pi; the numpy reference
+  dropped the imaginary part (finite gradients, PyTorch NaN) and the C printer recursed until
+  RecursionError.  The base is a constant tensor now: its log is NaN, as in PyTorch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from backends import C
+
+torch = pytest.importorskip("torch")
+
+
+def _torch_grad(fn, *arrays, wrt=0, order=1):
+    """PyTorch's value of fn and the gradient (order 1) or second derivative (order 2:
+    d/dx sum(d/dx sum(fn))) with respect to arrays[wrt]."""
+    ts = [torch.tensor(a, requires_grad=(i == wrt)) for i, a in enumerate(arrays)]
+    out = fn(*ts)
+    (g,) = torch.autograd.grad(out.sum(), ts[wrt], create_graph=order > 1)
+    if order > 1:
+        (g,) = torch.autograd.grad(g.sum(), ts[wrt])
+    return out.detach().numpy(), g.detach().numpy()
+
+
+def _graphc_grad(fn, *arrays, wrt=0, order=1, backend="numpy"):
+    phs = [gc.placeholder(a.shape, str(a.dtype)) for a in arrays]
+    out = fn(*phs)
+    g = gc.grad(gc.sum(out), phs[wrt])
+    if order > 1:
+        g = gc.grad(gc.sum(g), phs[wrt])
+    return gc.compile(phs, [out, g], backend=backend)(*arrays)
+
+
+def _close(got, want, dtype):
+    rtol = 1e-6 if dtype == "float32" else 1e-12
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("base", [-2.0, -2, -0.5])
+def test_f1_negative_scalar_base_of_a_tensor_power(backend, dtype, base):
+    y = np.array([0.0, 1.0, 2.0, -1.0, 0.5, 3.0], dtype)
+    for order in (1, 2):
+        got = _graphc_grad(lambda t: base ** t, y, order=order, backend=backend)
+        want = _torch_grad(lambda t: base ** t, y, order=order)
+        _close(got, want, dtype)
+    assert np.isnan(got[1]).all()  # log(-2) is NaN: PyTorch's gradient is NaN everywhere
