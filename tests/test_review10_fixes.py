@@ -6,6 +6,9 @@ and second derivatives): regressions.
   log in the exponent's derivative (a^y log a) to the complex log 2 + i pi; the numpy reference
   dropped the imaginary part (finite gradients, PyTorch NaN) and the C printer recursed until
   RecursionError.  The base is a constant tensor now: its log is NaN, as in PyTorch.
+* F2 second derivatives of elu and selu at x = 0: alpha (scale * alpha), where PyTorch's
+  elu_double_backward (x < 0) gives 0.  The first derivative's slope at 0 is a constant piece of
+  its own now.
 """
 from __future__ import annotations
 
@@ -55,3 +58,20 @@ def test_f1_negative_scalar_base_of_a_tensor_power(backend, dtype, base):
         want = _torch_grad(lambda t: base ** t, y, order=order)
         _close(got, want, dtype)
     assert np.isnan(got[1]).all()  # log(-2) is NaN: PyTorch's gradient is NaN everywhere
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name, alpha", [("elu", 1.0), ("elu", 2.0), ("elu", 0.0), ("elu", -0.5),
+                                         ("selu", None)])
+def test_f2_elu_selu_second_derivative_at_zero(backend, dtype, name, alpha):
+    x = np.array([0.0, -0.0, 1e-3, -1e-3, -2.0, 3.0, -50.0], dtype)
+    if name == "elu":
+        ours, theirs = (lambda t: gc.elu(t, alpha)), (lambda t: torch.nn.functional.elu(t, alpha))
+    else:
+        ours, theirs = gc.selu, torch.nn.functional.selu
+    for order in (1, 2):
+        got = _graphc_grad(ours, x, order=order, backend=backend)
+        want = _torch_grad(theirs, x, order=order)
+        _close(got, want, dtype)
+    assert got[1][0] == 0.0 and got[1][1] == 0.0

@@ -486,17 +486,20 @@ def _prelu_channels(t, alpha):
 
 
 # the derivatives test y <= 0 / x <= 0 (not > 0): at NaN the gradient passes through (slope
-# 1), as in PyTorch's elu_backward
+# 1), as in PyTorch's elu_backward; the slope alpha e^x at 0 is a piece of its own, a constant,
+# so that the second derivative there is 0, as in PyTorch's elu_double_backward (x < 0)
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                 (y + _literal(a), y <= 0), (1, True))),
-             grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x <= 0),
+                 (y + _literal(a), y < 0), (_literal(a), y <= 0), (1, True))),
+             grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x < 0),
+                                                      (_literal(alpha), x <= 0),
                                                       (1, True)),))(
     lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * expm1(x), x <= 0), (x, True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 selu = define("selu", 1, dout=lambda y: sp.Piecewise(
-    (y + _literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
+    (y + _literal(_SELU_SCALE * _SELU_ALPHA), y < 0),
+    (_literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -expm1(-y))(Softplus)
