@@ -9,6 +9,9 @@ and second derivatives): regressions.
 * F2 second derivatives of elu and selu at x = 0: alpha (scale * alpha), where PyTorch's
   elu_double_backward (x < 0) gives 0.  The first derivative's slope at 0 is a constant piece of
   its own now.
+* F3 ``x ** -0.5`` at x = -0.0: the numpy reference printed numpy's power, +inf, where the C and
+  OpenCL backends (1/sqrt through sympy.cse) and PyTorch (rsqrt) give -inf; the gradient of
+  ``x ** 0.5`` likewise.  The numpy printer takes powers of +-0.5 through sqrt as C does.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from backends import C
+from backends import C, OPENCL
 
 torch = pytest.importorskip("torch")
 
@@ -75,3 +78,26 @@ def test_f2_elu_selu_second_derivative_at_zero(backend, dtype, name, alpha):
         want = _torch_grad(theirs, x, order=order)
         _close(got, want, dtype)
     assert got[1][0] == 0.0 and got[1][1] == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_f3_half_powers_at_negative_zero_agree(dtype):
+    x = np.array([-0.0, 0.0, 4.0, -1.0, np.inf], dtype)
+    for e in (0.5, -0.5):
+        got = _graphc_grad(lambda t: t ** e, x)
+        want = _torch_grad(lambda t: t ** e, x)
+        _close(got, want, dtype)
+        for g, w in zip(got, want):  # (the sign of a NaN is not compared)
+            np.testing.assert_array_equal(np.signbit(g[~np.isnan(w)]), np.signbit(w[~np.isnan(w)]))
+    assert got[0][0] == -np.inf
+
+
+@pytest.mark.parametrize("backend", [C, OPENCL])
+def test_f3_half_powers_match_the_numpy_reference(backend):
+    x = np.array([-0.0, 0.0, 4.0, -1.0, 2.0, np.inf, np.nan], "float32")
+    t = gc.placeholder(x.shape, "float32")
+    outs = [t ** 0.5, t ** -0.5, gc.grad(gc.sum(t ** 0.5), t), 3.0 * (t + 1.0) ** -0.5]
+    want = gc.compile([t], outs)(x)
+    for g, w in zip(gc.compile([t], outs, backend=backend)(x), want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, equal_nan=True)
+        np.testing.assert_array_equal(np.signbit(g[~np.isnan(w)]), np.signbit(w[~np.isnan(w)]))
