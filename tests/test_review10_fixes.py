@@ -101,3 +101,18 @@ def test_f3_half_powers_match_the_numpy_reference(backend):
     for g, w in zip(gc.compile([t], outs, backend=backend)(x), want):
         np.testing.assert_allclose(g, w, rtol=1e-6, equal_nan=True)
         np.testing.assert_array_equal(np.signbit(g[~np.isnan(w)]), np.signbit(w[~np.isnan(w)]))
+
+
+@pytest.mark.parametrize("which", ["gamma", "beta"])
+@pytest.mark.parametrize("bad", [(5,), (4, 1), (3, 4), (1, 1, 4)])
+def test_f4_batch_norm_checks_gamma_and_beta(which, bad):
+    t = gc.placeholder((None, 4), name="t")
+    stats = [gc.parameter(np.zeros(4, "float32"), trainable=False),
+             gc.parameter(np.ones(4, "float32"), trainable=False)]
+    args = {"gamma": np.ones(4, "float32"), "beta": np.zeros(4, "float32")}
+    args[which] = np.ones(bad, "float32")
+    with pytest.raises(gc.ShapeError, match=rf"batch_norm: {which} shape \({bad[0]},.*\(None, 4\)"):
+        gc.batch_norm(t, args["gamma"], args["beta"], *stats, True)
+    for good in [(4,), (1,), (), (1, 4)]:  # broadcast over the features, shape unchanged
+        args[which] = np.ones(good, "float32")
+        assert gc.batch_norm(t, args["gamma"], args["beta"], *stats, False).shape == (None, 4)

@@ -378,6 +378,15 @@ def batch_norm(t, gamma, beta, running_mean, running_var, training, momentum=0.1
     t = as_tensor(t)
     gamma, beta = as_tensor(gamma, like=t), as_tensor(beta, like=t)
     flag = _training_flag("batch_norm", training)
+    features = t.shape[1:]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        # one value per feature (or fewer, broadcast over them): a gamma (N, C) or (C, 1)
+        # changed the output's shape, a (5,) one for 4 features was reported as mul's error
+        padded = (1,) * (len(t.shape) - len(p.shape)) + p.shape
+        if len(padded) > len(t.shape) or padded[0] != 1 or any(
+                d not in (1, f) and f is not None for d, f in zip(padded[1:], features)):
+            raise ShapeError(f"batch_norm: {name} shape {format_shape(p.shape)} does not match "
+                             f"features {format_shape(features)} of {format_shape(t.shape)}")
     for name, p in (("running_mean", running_mean), ("running_var", running_var)):
         if not isinstance(p, Tensor) or p.op != "parameter":
             raise TypeError(f"batch_norm: {name} must be a parameter")
