@@ -116,3 +116,18 @@ def test_f4_batch_norm_checks_gamma_and_beta(which, bad):
     for good in [(4,), (1,), (), (1, 4)]:  # broadcast over the features, shape unchanged
         args[which] = np.ones(good, "float32")
         assert gc.batch_norm(t, args["gamma"], args["beta"], *stats, False).shape == (None, 4)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x", [-2.0, 3.0])
+def test_f5_prelu_of_a_0d_tensor_stays_0d(backend, dtype, x):
+    x = np.array(x, dtype)
+    a = np.array([0.25], dtype)
+    for alpha in (lambda: a, lambda: gc.parameter(a)):
+        got = _graphc_grad(lambda t: gc.prelu(t, alpha()), x, backend=backend)
+        want = _torch_grad(lambda t: torch.nn.functional.prelu(t, torch.tensor(a)), x)
+        _close(got, want, dtype)
+    t, al = gc.placeholder((), dtype), gc.placeholder((1,), dtype)
+    got = gc.compile([t, al], gc.prelu(t, al), backend=backend)(x, a)
+    _close([got], [want[0]], dtype)

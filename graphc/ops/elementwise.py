@@ -471,6 +471,9 @@ def _prelu_channels(t, alpha):
 
     t_shape = t.shape if isinstance(t, Tensor) else np.shape(t)
     a_shape = alpha.shape if isinstance(alpha, Tensor) else np.shape(alpha)
+    if len(t_shape) == 0 and a_shape == (1,):
+        # a one-element alpha (nn.PReLU's) of a 0-d t: PyTorch's result is 0-d, not (1,)
+        return reshape(alpha, ()) if isinstance(alpha, Tensor) else np.reshape(alpha, ())
     if len(t_shape) < 2 or len(a_shape) != 1 or a_shape[0] in (1, None):
         return alpha
     channels = t_shape[1]
