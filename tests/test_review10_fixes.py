@@ -131,3 +131,22 @@ def test_f5_prelu_of_a_0d_tensor_stays_0d(backend, dtype, x):
     t, al = gc.placeholder((), dtype), gc.placeholder((1,), dtype)
     got = gc.compile([t, al], gc.prelu(t, al), backend=backend)(x, a)
     _close([got], [want[0]], dtype)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_f6_penalties_of_mixed_lists_keep_the_tensors_dtype(backend, dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal(5).astype(dtype)
+    for ours, theirs in [(gc.l1_penalty, lambda t: t.abs().sum()),
+                         (gc.l2_penalty, lambda t: (t * t).sum())]:
+        def build(x, y):
+            return ours([x, y, -1.5, np.array([2.0, 0.5])])
+
+        def reference(x, y):
+            extra = torch.tensor([-1.5, 2.0, 0.5], dtype=x.dtype)
+            return theirs(x) + theirs(y) + theirs(extra)
+        got = _graphc_grad(build, a, b, backend=backend)
+        want = _torch_grad(reference, a, b)
+        _close(got, want, dtype)
+    assert gc.l2_penalty([2.0]).dtype == "float32"  # as gc.constant(2.0)

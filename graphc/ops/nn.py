@@ -260,7 +260,12 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor
 def _tensor_list(tensors):
     if isinstance(tensors, Tensor):
         return [tensors]
-    return [as_tensor(t) for t in tensors]
+    tensors = list(tensors)
+    # values mixed in take the float dtype of the tensors, as operands of any op do (a Python
+    # float made a float32 model's penalty float64); Python floats alone are float32 (constant)
+    like = next((t for t in tensors if isinstance(t, Tensor) and is_float(t.dtype)), None)
+    return [as_tensor(t, like=like) if like is not None else as_tensor(t)
+            if isinstance(t, (Tensor, np.ndarray)) else constant(t) for t in tensors]
 
 
 def l1_penalty(tensors) -> Tensor:
