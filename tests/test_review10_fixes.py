@@ -150,3 +150,21 @@ def test_f6_penalties_of_mixed_lists_keep_the_tensors_dtype(backend, dtype):
         want = _torch_grad(reference, a, b)
         _close(got, want, dtype)
     assert gc.l2_penalty([2.0]).dtype == "float32"  # as gc.constant(2.0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64"])
+def test_f7_integer_sums_are_int64(backend, dtype):
+    rng = np.random.default_rng(0)
+    hi = min(int(np.iinfo(dtype).max), 2**31 - 1)
+    x = rng.integers(0, hi, (37, 41), endpoint=True).astype(dtype)
+    t = gc.placeholder(x.shape, dtype)
+    outs = [gc.sum(t), gc.sum(t, axis=1), gc.sum(t, axis=0, keepdims=True), gc.sum(t * t, axis=-1)]
+    got = gc.compile([t], outs, backend=backend)(x)
+    # (PyTorch lacks most uint16 / uint32 kernels: their values, exactly, in int64; the product
+    # wraps in the operands' dtype first, as in PyTorch and numpy)
+    tx, square = torch.tensor(x.astype(np.int64)), torch.tensor((x * x).astype(np.int64))
+    want = [tx.sum(), tx.sum(1), tx.sum(0, keepdim=True), square.sum(-1)]
+    for g, w in zip(got, want):
+        assert g.dtype == np.int64
+        np.testing.assert_array_equal(g, w.numpy())

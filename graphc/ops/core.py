@@ -345,8 +345,9 @@ def _reduce_infer(op):
                     raise ShapeError(f"max: zero-size axis {a} of {format_shape(t.shape)}")
         shape = tuple((1 if i in axes else d) for i, d in enumerate(t.shape) if keep or i not in axes)
         dtype = t.dtype if op != "mean" or is_float(t.dtype) else "float32"
-        if op == "sum" and t.dtype == "bool":
-            dtype = "int64"
+        if op == "sum" and (t.dtype == "bool" or np.dtype(t.dtype).kind in "iu"
+                            and np.dtype(t.dtype).itemsize < 8):
+            dtype = "int64"  # as PyTorch (and numpy) sum integers: a uint8 sum wrapped at 256
         return shape, dtype
     return infer
 
