@@ -168,3 +168,20 @@ def test_f7_integer_sums_are_int64(backend, dtype):
     for g, w in zip(got, want):
         assert g.dtype == np.int64
         np.testing.assert_array_equal(g, w.numpy())
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "bool"])
+def test_f8_float_ops_of_small_integers_compute_in_float32(backend, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 100, (4, 5)).astype(dtype)
+    y = rng.integers(1, 7, (4, 5)).astype(dtype)
+    a, b = gc.placeholder(x.shape, dtype), gc.placeholder(x.shape, dtype)
+    outs = [gc.exp(a), gc.sqrt(a), gc.sigmoid(a), gc.log(b), gc.tanh(a * 0.01), a / b]
+    got = gc.compile([a, b], outs, backend=backend)(x, y)
+    tx, ty = torch.tensor(x), torch.tensor(y)
+    want = [torch.exp(tx), torch.sqrt(tx), torch.sigmoid(tx), torch.log(ty), torch.tanh(tx * 0.01),
+            tx / ty]
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-6, atol=0)  # float16: 1e-4

@@ -36,10 +36,13 @@ def _infer(inputs, attrs):
 def _ref(node, *values):
     fn = numpy_function(node.attrs["expr"], len(values))
     if node.dtype != "bool":
-        # bool operands of arithmetic compute in the result's type, as in the compiled backends
-        # (numpy would negate bools with a TypeError and exp them in float16)
+        # bool operands of arithmetic, and integer operands of float ops, compute in the result's
+        # type, as in the compiled backends (numpy would negate bools with a TypeError, and exp
+        # bools, int8 and uint8 in float16: exp(int8 1) was 2.71875)
         work = node.dtype if np.dtype(node.dtype).kind == "f" else np.int64
-        values = [v.astype(work) if np.asarray(v).dtype == np.bool_ else v for v in values]
+        values = [v.astype(work) if np.asarray(v).dtype == np.bool_
+                  or (work == node.dtype and np.asarray(v).dtype.kind in "iu") else v
+                  for v in values]
     if len({np.shape(v) for v in values}) > 1:
         # broadcast views: numpy's printing of And/Or (logical_and.reduce of a tuple) does
         # not broadcast operands of different shapes
