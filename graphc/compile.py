@@ -75,7 +75,8 @@ class Function:
             raise TypeError(f"missing value for input(s) {missing}")
         return [check_feed(p, v) for p, v in zip(self.inputs, values)]
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):
+        # (self positional-only: an input named "self" is fed by keyword like any other)
         # everything is validated before anything runs
         if not kwargs and len(args) == len(self.inputs):
             feeds = [check_feed(p, v) for p, v in zip(self.inputs, args)]

@@ -185,3 +185,14 @@ def test_f8_float_ops_of_small_integers_compute_in_float32(backend, dtype):
     for g, w in zip(got, want):
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-6, atol=0)  # float16: 1e-4
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_f9_an_input_named_self_is_fed_by_keyword(backend):
+    a, b = gc.placeholder((2,), name="self"), gc.placeholder((2,), name="args")
+    f = gc.compile([a, b], a - b, backend=backend)
+    x, y = np.array([3.0, 4.0], "float32"), np.array([1.0, 1.0], "float32")
+    np.testing.assert_array_equal(f(self=x, args=y), x - y)
+    np.testing.assert_array_equal(f(x, args=y), x - y)
+    with pytest.raises(TypeError, match="given twice"):
+        f(x, self=x, args=y)
