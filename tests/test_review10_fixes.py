@@ -196,3 +196,31 @@ def test_f9_an_input_named_self_is_fed_by_keyword(backend):
     np.testing.assert_array_equal(f(x, args=y), x - y)
     with pytest.raises(TypeError, match="given twice"):
         f(x, self=x, args=y)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shapes", [((4,), ()), ((2, 3, 4), (2, 4)), ((2, 3, 4, 5), (2, 4, 5))])
+def test_f10_cross_entropy_of_torch_shapes(backend, reduction, shapes):
+    rng = np.random.default_rng(0)
+    (ls, lbs), dtype = shapes, "float64"
+    logits = rng.standard_normal(ls)
+    labels = rng.integers(0, ls[0] if len(ls) == 1 else ls[1], lbs).astype("int32")
+
+    def ours(x):
+        return gc.cross_entropy(x, gc.constant(labels), reduction=reduction)
+
+    def theirs(x):
+        return torch.nn.functional.cross_entropy(x, torch.tensor(labels).long(),
+                                                 reduction=reduction)
+    for order in (1, 2):
+        _close(_graphc_grad(ours, logits, order=order, backend=backend),
+               _torch_grad(theirs, logits, order=order), dtype)
+
+
+def test_f10_cross_entropy_shape_errors_name_both():
+    for ls, lbs in [((2, 3, 4), (2, 5)), ((2, 3, 4), (3, 4)), ((4,), (1,)), ((2, 3), (2, 3))]:
+        x, y = gc.placeholder(ls), gc.placeholder(lbs, "int64")
+        with pytest.raises(gc.ShapeError, match=r"cross_entropy: .*\({}.*\({}".format(
+                ls[0], lbs[0])):
+            gc.cross_entropy(x, y)

@@ -214,10 +214,25 @@ def _reduce_loss(op: str, per_element: Tensor, reduction: str) -> Tensor:
 
 
 def cross_entropy(logits, labels, reduction="mean") -> Tensor:
-    """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,)."""
+    """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,).
+
+    As in PyTorch, also of (C,) logits against one label of shape (), and of (N, C, d1, ...)
+    logits against labels (N, d1, ...): one loss per position (the mean is over all of them)."""
+    from .core import reshape_like, transpose
     logits, labels = as_tensor(logits), as_tensor(labels)
     if labels.ndim == 1 and labels.dtype[0] not in "iu":
         raise ShapeError(f"cross_entropy: labels must be integers, got {labels.dtype}")
+    nd = logits.ndim
+    if (nd == 1 and labels.ndim == 0) or (nd > 2 and labels.ndim == nd - 1):
+        rest = (logits.shape[:1] + logits.shape[2:], labels.shape)
+        if nd > 2 and any(a is not None and b is not None and a != b for a, b in zip(*rest)):
+            raise ShapeError(f"cross_entropy: logits {format_shape(logits.shape)} (N, C, d1, ...)"
+                             f" need labels (N, d1, ...), got {format_shape(labels.shape)}")
+        # the classes' axis last, one row per position
+        rows = transpose(logits, (0,) + tuple(range(2, nd)) + (1,)) if nd > 2 else logits
+        rows = reshape(rows, (-1, logits.shape[-1] if nd == 1 else logits.shape[1]))
+        per = make("softmax_cross_entropy", [rows, reshape(labels, (-1,))])
+        return _reduce_loss("cross_entropy", reshape_like(per, labels), reduction)
     return _reduce_loss("cross_entropy", make("softmax_cross_entropy", [logits, labels]),
                         reduction)
 
