@@ -12,6 +12,33 @@ and second derivatives): regressions.
 * F3 ``x ** -0.5`` at x = -0.0: the numpy reference printed numpy's power, +inf, where the C and
   OpenCL backends (1/sqrt through sympy.cse) and PyTorch (rsqrt) give -inf; the gradient of
   ``x ** 0.5`` likewise.  The numpy printer takes powers of +-0.5 through sqrt as C does.
+* F4 batch_norm did not check gamma and beta: one of shape (N, C) or (C, 1) silently changed
+  the output's shape (a (4, 4) output for a (None, 4) input), and a (5,) one for 4 features
+  raised mul's ShapeError.  They must broadcast over the features (axis 0 excluded), else a
+  ShapeError naming batch_norm and both shapes.
+* F5 prelu of a 0-d t with a one-element alpha (nn.PReLU's shape (1,)) gave shape (1,); PyTorch
+  keeps t's shape ().
+* F6 l1_penalty / l2_penalty of a list mixing in a Python float (or a numpy array) were float64
+  for float32 tensors (the scalar became a float64 constant), so a float32 model's cost became
+  float64.  Values mixed in take the tensors' float dtype, as operands of every op do.
+* F7 ``sum`` of an integer tensor narrower than 64 bits kept its dtype and wrapped (a uint8
+  sum of 1781 came out 245, int32 sums overflowed at 2**31); PyTorch (and numpy) sum
+  integers in int64.  Such sums are int64 now, on every backend, as bool sums already were.
+* F8 the numpy reference computed float ops of int8 and uint8 operands in float16, as numpy
+  promotes them: ``exp(int8 1)`` was 2.71875, ``sigmoid``, ``sqrt``, ``a / b`` likewise off in
+  the fourth digit, against the compiled backends' float32 (and PyTorch's).  Integer operands
+  of a float op are converted to its dtype first, as the compiled backends do.
+* F9 a placeholder named ``self`` could not be fed by keyword: ``f(self=x)`` raised "got
+  multiple values for argument 'self'" (API.md: inputs are fed by placeholder name).
+* F10 cross_entropy took (N, C) logits only; PyTorch also takes (C,) logits with a label of
+  shape () and (N, C, d1, ...) logits with labels (N, d1, ...) (a loss per position, the mean
+  over all of them): both raised ShapeError.  They are rows of one (N * d, C) cross-entropy
+  now; other shapes still raise ShapeError naming both.
+
+Known differences left (see the review report): the mixed second derivative of prelu at
+exactly x = 0 (PyTorch's double backward tests x >= 0, its backward x > 0: graphc's derivatives
+are those of its backward); log(sigmoid(x)) composed in float32 at x = -100 (graphc keeps the
+denormal sigmoid, PyTorch flushes it to 0).
 """
 from __future__ import annotations
 
