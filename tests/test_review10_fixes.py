@@ -37,8 +37,8 @@ and second derivatives): regressions.
 
 Known differences left (see the review report): the mixed second derivative of prelu at
 exactly x = 0 (PyTorch's double backward tests x >= 0, its backward x > 0: graphc's derivatives
-are those of its backward); log(sigmoid(x)) composed in float32 at x = -100 (graphc keeps the
-denormal sigmoid, PyTorch flushes it to 0).
+are those of its backward); log(sigmoid(x)) composed in float32 at x = -100 (graphc's sigmoid
+is the denormal 3.7e-44, PyTorch's 1 / (1 + e^100) is 0: -99.98 against -inf).
 """
 from __future__ import annotations
 
