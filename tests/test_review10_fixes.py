@@ -5,7 +5,8 @@ and second derivatives): regressions.
 * F1 a negative Python scalar base with a tensor exponent, ``(-2.0) ** y``: SymPy evaluated the
   log in the exponent's derivative (a^y log a) to the complex log 2 + i pi; the numpy reference
   dropped the imaginary part (finite gradients, PyTorch NaN) and the C printer recursed until
-  RecursionError.  The base is a constant tensor now: its log is NaN, as in PyTorch.
+  RecursionError (a 0-d numpy array base likewise).  The base is a constant tensor now: its
+  log is NaN, as in PyTorch.
 * F2 second derivatives of elu and selu at x = 0: alpha (scale * alpha), where PyTorch's
   elu_double_backward (x < 0) gives 0.  The first derivative's slope at 0 is a constant piece of
   its own now.
@@ -80,12 +81,13 @@ def _close(got, want, dtype):
 
 @pytest.mark.parametrize("backend", ["numpy", C])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("base", [-2.0, -2, -0.5])
+@pytest.mark.parametrize("base", [-2.0, -2, -0.5, np.float32(-3.0), np.array(-2.0)],
+                         ids=["float", "int", "half", "np.float32", "0-d array"])
 def test_f1_negative_scalar_base_of_a_tensor_power(backend, dtype, base):
     y = np.array([0.0, 1.0, 2.0, -1.0, 0.5, 3.0], dtype)
     for order in (1, 2):
         got = _graphc_grad(lambda t: base ** t, y, order=order, backend=backend)
-        want = _torch_grad(lambda t: base ** t, y, order=order)
+        want = _torch_grad(lambda t: float(base) ** t, y, order=order)
         _close(got, want, dtype)
     assert np.isnan(got[1]).all()  # log(-2) is NaN: PyTorch's gradient is NaN everywhere
 

@@ -388,12 +388,13 @@ def pow(a, b):  # noqa: A001 - the op's public name
         # compiled backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
         # OverflowError: int8 x ** 1000)
         a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
-    if isinstance(b, Tensor) and isinstance(a, Scalar) and a < 0:
+    if (isinstance(b, Tensor) and (isinstance(a, Scalar) or isinstance(a, np.ndarray)
+                                   and a.ndim == 0 and a.dtype.kind in "iuf") and a < 0):
         # a negative literal base: SymPy evaluates the log in d/db (a^b log a) to the complex
         # log|a| + i pi (the numpy reference dropped the i pi, the C printer recursed forever);
         # as a constant tensor its log stays symbolic and is NaN, as in PyTorch
         from .core import constant  # late import: core builds on this module's ew()
-        a = constant(a, dtype=b.dtype if is_float(b.dtype) else "float32")
+        a = constant(np.asarray(a), dtype=b.dtype if is_float(b.dtype) else "float32")
     return _pow(a, b)
 
 
