@@ -35,6 +35,10 @@ and second derivatives): regressions.
   shape () and (N, C, d1, ...) logits with labels (N, d1, ...) (a loss per position, the mean
   over all of them): both raised ShapeError.  They are rows of one (N * d, C) cross-entropy
   now; other shapes still raise ShapeError naming both.
+* F11 an integer zero (``x * 0``, ``0 * x``, ``x * False``, ``0 / x``, numpy integer zeros) or a
+  numpy float32 zero mixed into an op on float tensors was a SymPy literal, and SymPy folded
+  the product to 0: 0 where PyTorch gives NaN (x = inf or NaN; ``0 / x`` at x = 0).  Such zeros
+  are constant tensors, as Python float zeros already were.
 
 Known differences left (see the review report): the mixed second derivative of prelu at
 exactly x = 0 (PyTorch's double backward tests x >= 0, its backward x > 0: graphc's derivatives
@@ -253,3 +257,21 @@ def test_f10_cross_entropy_shape_errors_name_both():
         with pytest.raises(gc.ShapeError, match=r"cross_entropy: .*\({}.*\({}".format(
                 ls[0], lbs[0])):
             gc.cross_entropy(x, y)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+@pytest.mark.parametrize("zero", [0, False, np.int64(0), np.float32(0.0), np.array(0)],
+                         ids=["int", "bool", "np.int64", "np.float32", "0-d array"])
+def test_f11_integer_zeros_do_not_fold(backend, zero):
+    x = np.array([np.inf, np.nan, 1.0, 0.0, -np.inf], "float32")
+    tz = float(zero)
+    for ours, theirs in [(lambda t: t * zero, lambda t: t * tz),
+                         (lambda t: zero * t, lambda t: tz * t),
+                         (lambda t: zero / t, lambda t: tz / t)]:
+        _close(_graphc_grad(ours, x, backend=backend), _torch_grad(theirs, x), "float32")
+    assert np.isnan(_graphc_grad(lambda t: t * zero, x, backend=backend)[0][:2]).all()
+
+
+def test_f11_integer_zeros_of_integer_ops_still_fold():
+    i = gc.placeholder((3,), "int32")
+    assert (i * 0).dtype == "int32" and not (i * 0).attrs["expr"].free_symbols

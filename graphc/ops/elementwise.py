@@ -181,12 +181,15 @@ def _literal(v):
     return sp.Float(float(v), 17)
 
 
-def _folding(a) -> bool:
-    """Whether a float scalar would let SymPy fold its expression at build time: ``0.0 * x`` is
+def _folding(a, float_op: bool = True) -> bool:
+    """Whether a scalar would let SymPy fold its expression at build time: ``0.0 * x`` is
     0 (IEEE: NaN for x = inf or NaN), ``nan * x`` is a constant NaN (its gradient then 0, not
-    NaN).  Such scalars become constant tensors, which SymPy keeps symbolic."""
-    v = a.item() if isinstance(a, np.ndarray) else a
-    return isinstance(v, float) and (v == 0.0 or not math.isfinite(v))
+    NaN).  Such scalars become constant tensors, which SymPy keeps symbolic.  In an op on float
+    tensors (``float_op``) an integer zero folds alike (``x * 0``, ``0 / x``: 0 for x = 0)."""
+    v = a.item() if isinstance(a, (np.ndarray, np.generic)) else a
+    if isinstance(v, float):
+        return v == 0.0 or not math.isfinite(v)
+    return float_op and isinstance(v, int) and v == 0
 
 
 def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
@@ -203,7 +206,8 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             inputs.append(a)
             dtypes.append(a.dtype)
         elif (isinstance(a, Scalar) or (isinstance(a, np.ndarray) and a.ndim == 0
-                                        and not tensor_dtypes == [])) and not _folding(a):
+                                        and not tensor_dtypes == [])) \
+                and not _folding(a, is_float(float_like) and bool(tensor_dtypes)):
             v = a.item() if isinstance(a, np.ndarray) else a
             atoms.append(_literal(v))
             if isinstance(v, float) and not is_float(float_like):
@@ -219,6 +223,8 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             # (a float scalar kept as a tensor by _folding makes an int op float32, as a literal)
             if arr.dtype.kind == "f" and (is_float(float_like) or arr.ndim == 0):
                 arr = arr.astype(float_like if is_float(float_like) else "float32")
+            elif arr.ndim == 0 and is_float(float_like):
+                arr = arr.astype(float_like)  # an integer zero kept by _folding, as 0.0 is
             t = constant(arr)
             atoms.append(A[len(inputs)])
             inputs.append(t)
