@@ -122,6 +122,14 @@ class _NumPyPrinter(NumPyPrinter):
     def _print_Integer(self, expr):
         return f"({expr.p})" if expr.p < 0 else str(expr.p)
 
+    # x**0.5 and x**-0.5 through sqrt, as the C printer (and PyTorch's pow: sqrt, rsqrt) compute
+    # them: at x = -0.0 numpy's power gave +0.0 and +inf, the compiled backends -0.0 and -inf
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp.is_Float and abs(float(expr.exp)) == 0.5:
+            root = f"{self._module_format(self._module + '.sqrt')}({self._print(expr.base)})"
+            return root if expr.exp > 0 else f"(1/{root})"
+        return super()._print_Pow(expr, rational)
+
     def _print_Mul(self, expr):
         c, _ = expr.as_coeff_Mul()
         s = super()._print_Mul(expr)

@@ -220,12 +220,15 @@ def _literal(v):
     return sp.Float(float(v), 17)
 
 
-def _folding(a) -> bool:
-    """Whether a float scalar would let SymPy fold its expression at build time: ``0.0 * x`` is
+def _folding(a, float_op: bool = True) -> bool:
+    """Whether a scalar would let SymPy fold its expression at build time: ``0.0 * x`` is
     0 (IEEE: NaN for x = inf or NaN), ``nan * x`` is a constant NaN (its gradient then 0, not
-    NaN).  Such scalars become constant tensors, which SymPy keeps symbolic."""
-    v = a.item() if isinstance(a, np.ndarray) else a
-    return isinstance(v, float) and (v == 0.0 or not math.isfinite(v))
+    NaN).  Such scalars become constant tensors, which SymPy keeps symbolic.  In an op on float
+    tensors (``float_op``) an integer zero folds alike (``x * 0``, ``0 / x``: 0 for x = 0)."""
+    v = a.item() if isinstance(a, (np.ndarray, np.generic)) else a
+    if isinstance(v, float):
+        return v == 0.0 or not math.isfinite(v)
+    return float_op and isinstance(v, int) and v == 0
 
 
 def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
@@ -242,7 +245,8 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             inputs.append(a)
             dtypes.append(a.dtype)
         elif (isinstance(a, Scalar) or (isinstance(a, np.ndarray) and a.ndim == 0
-                                        and not tensor_dtypes == [])) and not _folding(a):
+                                        and not tensor_dtypes == [])) \
+                and not _folding(a, is_float(float_like) and bool(tensor_dtypes)):
             v = a.item() if isinstance(a, np.ndarray) else a
             atoms.append(_literal(v))
             if isinstance(v, float) and not is_float(float_like):
@@ -258,6 +262,8 @@ def _prepare(op: str, args) -> tuple[list, list[Tensor], list]:
             # (a float scalar kept as a tensor by _folding makes an int op float32, as a literal)
             if arr.dtype.kind == "f" and (is_float(float_like) or arr.ndim == 0):
                 arr = arr.astype(float_like if is_float(float_like) else "float32")
+            elif arr.ndim == 0 and is_float(float_like):
+                arr = arr.astype(float_like)  # an integer zero kept by _folding, as 0.0 is
             t = constant(arr)
             atoms.append(A[len(inputs)])
             inputs.append(t)
@@ -444,6 +450,13 @@ def pow(a, b):  # noqa: A001 - the op's public name
         # compiled backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
         # OverflowError: int8 x ** 1000)
         a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
+    if (isinstance(b, Tensor) and (isinstance(a, Scalar) or isinstance(a, np.ndarray)
+                                   and a.ndim == 0 and a.dtype.kind in "iuf") and a < 0):
+        # a negative literal base: SymPy evaluates the log in d/db (a^b log a) to the complex
+        # log|a| + i pi (the numpy reference dropped the i pi, the C printer recursed forever);
+        # as a constant tensor its log stays symbolic and is NaN, as in PyTorch
+        from .core import constant  # late import: core builds on this module's ew()
+        a = constant(np.asarray(a), dtype=b.dtype if is_float(b.dtype) else "float32")
     return _pow(a, b)
 
 
@@ -530,6 +543,9 @@ def _prelu_channels(t, alpha):
 
     t_shape = t.shape if isinstance(t, Tensor) else np.shape(t)
     a_shape = alpha.shape if isinstance(alpha, Tensor) else np.shape(alpha)
+    if len(t_shape) == 0 and a_shape == (1,):
+        # a one-element alpha (nn.PReLU's) of a 0-d t: PyTorch's result is 0-d, not (1,)
+        return reshape(alpha, ()) if isinstance(alpha, Tensor) else np.reshape(alpha, ())
     if len(t_shape) < 2 or len(a_shape) != 1 or a_shape[0] in (1, None):
         return alpha
     channels = t_shape[1]
@@ -545,17 +561,20 @@ def _prelu_channels(t, alpha):
 
 
 # the derivatives test y <= 0 / x <= 0 (not > 0): at NaN the gradient passes through (slope
-# 1), as in PyTorch's elu_backward
+# 1), as in PyTorch's elu_backward; the slope alpha e^x at 0 is a piece of its own, a constant,
+# so that the second derivative there is 0, as in PyTorch's elu_double_backward (x < 0)
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
-                 (y + _literal(a), y <= 0), (1, True))),
-             grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x <= 0),
+                 (y + _literal(a), y < 0), (_literal(a), y <= 0), (1, True))),
+             grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x < 0),
+                                                      (_literal(alpha), x <= 0),
                                                       (1, True)),))(
     lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * _Expm1(x), x <= 0), (x, True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 selu = define("selu", 1, dout=lambda y: sp.Piecewise(
-    (y + _literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
+    (y + _literal(_SELU_SCALE * _SELU_ALPHA), y < 0),
+    (_literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * _Expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -_Expm1(-y))(Softplus)

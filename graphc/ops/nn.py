@@ -214,10 +214,25 @@ def _reduce_loss(op: str, per_element: Tensor, reduction: str) -> Tensor:
 
 
 def cross_entropy(logits, labels, reduction="mean") -> Tensor:
-    """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,)."""
+    """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,).
+
+    As in PyTorch, also of (C,) logits against one label of shape (), and of (N, C, d1, ...)
+    logits against labels (N, d1, ...): one loss per position (the mean is over all of them)."""
+    from .core import reshape_like, transpose
     logits, labels = as_tensor(logits), as_tensor(labels)
     if labels.ndim == 1 and labels.dtype[0] not in "iu":
         raise ShapeError(f"cross_entropy: labels must be integers, got {labels.dtype}")
+    nd = logits.ndim
+    if (nd == 1 and labels.ndim == 0) or (nd > 2 and labels.ndim == nd - 1):
+        rest = (logits.shape[:1] + logits.shape[2:], labels.shape)
+        if nd > 2 and any(a is not None and b is not None and a != b for a, b in zip(*rest)):
+            raise ShapeError(f"cross_entropy: logits {format_shape(logits.shape)} (N, C, d1, ...)"
+                             f" need labels (N, d1, ...), got {format_shape(labels.shape)}")
+        # the classes' axis last, one row per position
+        rows = transpose(logits, (0,) + tuple(range(2, nd)) + (1,)) if nd > 2 else logits
+        rows = reshape(rows, (-1, logits.shape[-1] if nd == 1 else logits.shape[1]))
+        per = make("softmax_cross_entropy", [rows, reshape(labels, (-1,))])
+        return _reduce_loss("cross_entropy", reshape_like(per, labels), reduction)
     return _reduce_loss("cross_entropy", make("softmax_cross_entropy", [logits, labels]),
                         reduction)
 
@@ -260,7 +275,12 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor
 def _tensor_list(tensors):
     if isinstance(tensors, Tensor):
         return [tensors]
-    return [as_tensor(t) for t in tensors]
+    tensors = list(tensors)
+    # values mixed in take the float dtype of the tensors, as operands of any op do (a Python
+    # float made a float32 model's penalty float64); Python floats alone are float32 (constant)
+    like = next((t for t in tensors if isinstance(t, Tensor) and is_float(t.dtype)), None)
+    return [as_tensor(t, like=like) if like is not None else as_tensor(t)
+            if isinstance(t, (Tensor, np.ndarray)) else constant(t) for t in tensors]
 
 
 def l1_penalty(tensors) -> Tensor:
@@ -386,6 +406,15 @@ def batch_norm(t, gamma, beta, running_mean, running_var, training, momentum=0.1
     t = as_tensor(t)
     gamma, beta = as_tensor(gamma, like=t), as_tensor(beta, like=t)
     flag = _training_flag("batch_norm", training)
+    features = t.shape[1:]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        # one value per feature (or fewer, broadcast over them): a gamma (N, C) or (C, 1)
+        # changed the output's shape, a (5,) one for 4 features was reported as mul's error
+        padded = (1,) * (len(t.shape) - len(p.shape)) + p.shape
+        if len(padded) > len(t.shape) or padded[0] != 1 or any(
+                d not in (1, f) and f is not None for d, f in zip(padded[1:], features)):
+            raise ShapeError(f"batch_norm: {name} shape {format_shape(p.shape)} does not match "
+                             f"features {format_shape(features)} of {format_shape(t.shape)}")
     for name, p in (("running_mean", running_mean), ("running_var", running_var)):
         if not isinstance(p, Tensor) or p.op != "parameter":
             raise TypeError(f"batch_norm: {name} must be a parameter")
