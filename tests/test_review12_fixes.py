@@ -38,12 +38,9 @@ def _text_section(path):
     raise AssertionError("no .text")
 
 
-@pytest.mark.skipif(not c_available() or not sys.platform.startswith("linux"),
-                    reason="C compiler and ELF modules")
-def test_cache_entry_of_another_graph_or_damaged_code_is_rebuilt(tmp_path, monkeypatch):
-    # a valid graphc module copied over another graph's entry was loaded and run (exp(x) + 1
-    # returned 3 * x), and an entry with damaged code passed every check and killed the process
-    # in dlopen (SIGILL): the entry now carries its key and a digest, checked before dlopen
+def _two_graphs_built(tmp_path, monkeypatch):
+    """(x, ones, f_a, f_b): exp(x) + 1 and x * 3 compiled and run once, cached under
+    tmp_path/first."""
     x = gc.placeholder((4,), name="x")
     ones = np.ones(4, np.float32)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "first"))
@@ -51,6 +48,16 @@ def test_cache_entry_of_another_graph_or_damaged_code_is_rebuilt(tmp_path, monke
     fa(ones)
     fb = gc.compile([x], x * 3, backend="c")
     fb(ones)
+    return x, ones, fa, fb
+
+
+@pytest.mark.skipif(not c_available() or not sys.platform.startswith("linux"),
+                    reason="C compiler and ELF modules")
+def test_cache_entry_of_another_graph_or_damaged_code_is_rebuilt(tmp_path, monkeypatch):
+    # a valid graphc module copied over another graph's entry was loaded and run (exp(x) + 1
+    # returned 3 * x), and an entry with damaged code passed every check and killed the process
+    # in dlopen (SIGILL): the entry now carries its key and a digest, checked before dlopen
+    x, ones, fa, fb = _two_graphs_built(tmp_path, monkeypatch)
     a, b = fa._exe._current().path, fb._exe._current().path
     # a second cache directory (a path not loaded yet in this process) with A's entry replaced
     swapped = tmp_path / "swapped"
@@ -277,13 +284,7 @@ def test_index_entry_of_another_graph_is_ignored(tmp_path, monkeypatch):
     # the warm-load index (fingerprint -> module key) was trusted: another graph's index file
     # copied under this graph's name loaded that graph's module (exp(x) + 1 gave 3 * x)
     from graphc.runtime.cpu import lowered_fingerprint
-    x = gc.placeholder((4,), name="x")
-    ones = np.ones(4, np.float32)
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "first"))
-    fa = gc.compile([x], gc.exp(x) + 1, backend="c")
-    fa(ones)
-    fb = gc.compile([x], x * 3, backend="c")
-    fb(ones)
+    x, ones, fa, fb = _two_graphs_built(tmp_path, monkeypatch)
     ia, ib = (f._exe._current().path.parent / f"{lowered_fingerprint(f._exe._current().lowered)}.idx"
               for f in (fa, fb))
     shutil.copytree(ia.parent, tmp_path / "second" / "kernels")
