@@ -152,7 +152,17 @@ def numpy_function(expr: sp.Expr, nargs: int):
     printer = _NumPyPrinter({"fully_qualified_modules": False, "inline": True,
                              "allow_unknown_functions": True,
                              "user_functions": {k: k for k in NUMPY_FUNCTIONS}})
-    return sp.lambdify(A[:nargs], expr, modules=[NUMPY_FUNCTIONS, "numpy"], printer=printer)
+    return sp.lambdify(A[:nargs], expr, modules=[NUMPY_FUNCTIONS, _numpy_namespace()],
+                       printer=printer)
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_namespace() -> dict:
+    """numpy's loaded names, for the printed functions.  (lambdify's modules="numpy" builds
+    its namespace with ``from numpy import *``, whose lookups import numpy's lazy submodules,
+    f2py and testing among them: 130 ms in the first graph of every process, a warm module
+    load included.)"""
+    return {k: v for k, v in vars(np).items() if not k.startswith("__")}
 
 
 def free_args(expr: sp.Expr) -> set[int]:
