@@ -304,8 +304,9 @@ class Sequential:
     # -- training, saving (in their own modules) --------------------------------------------
     def fit(self, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             batch_size: int = 128, backend: str = "c", validation_data=None,
-            validation_split: float = 0.0, early_stopping=None, weight_decay: float = 0.0,
-            seed: int = 0, progress: bool = True, shuffle: bool = True, callback=None) -> dict:
+            early_stopping=None, weight_decay: float = 0.0, seed: int = 0,
+            progress: bool = True, validation_split: float = 0.0, shuffle: bool = True,
+            callback=None) -> dict:
         """Train the model; see ``graphc.nn.training.fit`` (same arguments) for the details."""
         from .training import fit
         return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,

@@ -1,0 +1,35 @@
+"""Regressions for deviations from /work/shared/API.md found by the fourteenth review (an
+outside conformance suite's reading of the contract, sentence by sentence)."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+import graphc as gc
+
+
+def _data(n=40, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    return X, X[:, :1] * 2.0 + 1.0
+
+
+# -- 1. fit's parameters in the order API.md lists them ------------------------------------------
+
+def test_fit_signature_matches_api_order():
+    """API.md: fit(X, y, loss, optimizer, epochs, batch_size, backend, validation_data,
+    early_stopping, weight_decay, seed, progress); extra parameters come after those, so a
+    call passing them positionally means what the contract says."""
+    listed = ["X", "y", "loss", "optimizer", "epochs", "batch_size", "backend",
+              "validation_data", "early_stopping", "weight_decay", "seed", "progress"]
+    for fn in (gc.nn.Sequential.fit, gc.nn.training.fit):
+        names = [p for p in inspect.signature(fn).parameters if p not in ("self", "model")]
+        assert names[:len(listed)] == listed, names
+
+
+def test_fit_positional_early_stopping_is_early_stopping():
+    X, y = _data()
+    m = gc.nn.Sequential([gc.nn.Dense(1)], input_dim=4)
+    # early_stopping=1 given positionally (9th argument after X, y)
+    h = m.fit(X, y, "mse", gc.optim.SGD(lr=50.0), 20, 40, "numpy", (X, y), 1, 0.0, 0, False)
