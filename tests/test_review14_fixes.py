@@ -33,3 +33,25 @@ def test_fit_positional_early_stopping_is_early_stopping():
     m = gc.nn.Sequential([gc.nn.Dense(1)], input_dim=4)
     # early_stopping=1 given positionally (9th argument after X, y)
     h = m.fit(X, y, "mse", gc.optim.SGD(lr=50.0), 20, 40, "numpy", (X, y), 1, 0.0, 0, False)
+    assert len(h["loss"]) < 20 and m.best_epoch is not None
+
+
+# -- 2. evaluate(X, y) computes the loss the model was trained with ------------------------------
+
+def test_evaluate_defaults_to_the_fit_loss():
+    X, y = _data()
+    m = gc.nn.Sequential([gc.nn.Dense(1)], input_dim=4)
+    m.fit(X, y, loss="mse", epochs=2, batch_size=8, backend="numpy", progress=False)
+    r = m.evaluate(X, y, backend="numpy")
+    pred = m.predict(X, backend="numpy")
+    assert set(r) == {"loss"}
+    np.testing.assert_allclose(r["loss"], np.mean((pred - y) ** 2), rtol=1e-5)
+    assert r == m.evaluate(X, y, loss="mse", backend="numpy")
+
+
+def test_evaluate_unfitted_model_is_cross_entropy():
+    X, _ = _data()
+    labels = (X[:, 0] > 0).astype(np.int64)
+    m = gc.nn.Sequential([gc.nn.Dense(2)], input_dim=4)
+    r = m.evaluate(X, labels, backend="numpy")
+    assert set(r) == {"loss", "accuracy"}

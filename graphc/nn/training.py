@@ -210,6 +210,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
     stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None, history)
 
     step = _train_step(model, spec, y, optimizer, weight_decay, seed, backend)
+    model.loss = loss
     rng = np.random.default_rng(seed)
     model.best_epoch = None
     n_batches = -(-len(X) // int(batch_size))
