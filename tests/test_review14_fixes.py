@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -55,3 +56,16 @@ def test_evaluate_unfitted_model_is_cross_entropy():
     m = gc.nn.Sequential([gc.nn.Dense(2)], input_dim=4)
     r = m.evaluate(X, labels, backend="numpy")
     assert set(r) == {"loss", "accuracy"}
+
+
+# -- 3. check_grad's feed, like explain's and compile's, may name the placeholders ----------------
+
+def test_check_grad_feed_by_placeholder_name():
+    x = gc.placeholder((3,), name="x")
+    W = gc.parameter(np.arange(6, dtype=np.float32).reshape(2, 3) / 5, name="W")
+    cost = gc.sum(gc.tanh(W @ x))
+    gc.check_grad(cost, [W, x], {"x": np.array([0.1, -0.2, 0.3])})
+    # and a wrong gradient is still caught when fed by name
+    bad = gc.sum(gc.where(gc.greater(x, 0.5), x * 10.0, x))
+    with pytest.raises(AssertionError, match="differs at index"):
+        gc.check_grad(bad, x, {"x": np.array([0.5, 0.2, 0.3])})
