@@ -3,6 +3,9 @@ outside conformance suite's reading of the contract, sentence by sentence)."""
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +72,15 @@ def test_check_grad_feed_by_placeholder_name():
     bad = gc.sum(gc.where(gc.greater(x, 0.5), x * 10.0, x))
     with pytest.raises(AssertionError, match="differs at index"):
         gc.check_grad(bad, x, {"x": np.array([0.5, 0.2, 0.3])})
+
+
+# -- 4. `python -m graphc` is the command line, as `graphc` and `python -m graphc.cli` -------------
+
+@pytest.mark.parametrize("sub", ["train", "bench", "viz", "cache"])
+def test_python_m_graphc_subcommand_help(sub):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gc.__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    r = subprocess.run([sys.executable, "-m", "graphc", sub, "--help"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: graphc {sub}")
