@@ -84,3 +84,17 @@ def test_python_m_graphc_subcommand_help(sub):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"usage: graphc {sub}")
+
+
+# -- 5. a Dense layer's output_shape is its activation function's ---------------------------------
+
+def test_dense_output_shape_follows_function_activation():
+    X = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    m = gc.nn.Sequential([gc.nn.Dense(4, activation=lambda t: gc.maxout(t, 2)),
+                          gc.nn.Dense(3, activation=gc.tanh)], input_dim=3)
+    assert m.layers[0].output_shape == (2,) and m.output_shape == (3,)
+    assert m.layers[1].parameters[0].shape == (2, 3)
+    single = gc.nn.Sequential([gc.nn.Dense(4, activation=lambda t: gc.maxout(t, 2))], input_dim=3)
+    assert single.output_shape == (2,)
+    assert single.predict(X, backend="numpy").shape == (6, 2)
+    assert single.predict(X[:0], backend="numpy").shape == (0, 2)
