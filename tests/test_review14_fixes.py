@@ -98,3 +98,22 @@ def test_dense_output_shape_follows_function_activation():
     assert single.output_shape == (2,)
     assert single.predict(X, backend="numpy").shape == (6, 2)
     assert single.predict(X[:0], backend="numpy").shape == (0, 2)
+
+
+# -- 6. load_mnist(path=None) finds ../shared/data from the project root, graphc installed --------
+
+def test_default_data_dirs_include_the_working_directorys_shared_data(monkeypatch, tmp_path):
+    from graphc import data
+    project, shared = tmp_path / "project", tmp_path / "shared" / "data"
+    (shared / "mnist").mkdir(parents=True)
+    project.mkdir()
+    for name in data._FILES.values():
+        (shared / "mnist" / name).write_bytes(b"")
+    # graphc installed elsewhere (no checkout beside it), run from the project root
+    monkeypatch.setattr(data, "__file__", str(tmp_path / "venv" / "site-packages" / "graphc" / "data.py"))
+    monkeypatch.delenv("GRAPHC_DATA", raising=False)
+    monkeypatch.chdir(project)
+    assert data.default_data_dirs() == [str(shared.resolve())]
+    paths, from_cache = data._locate("mnist", None)
+    assert not from_cache
+    assert paths["train_images"].startswith(str(shared.resolve() / "mnist"))
