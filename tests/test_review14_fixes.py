@@ -117,3 +117,16 @@ def test_default_data_dirs_include_the_working_directorys_shared_data(monkeypatc
     paths, from_cache = data._locate("mnist", None)
     assert not from_cache
     assert paths["train_images"].startswith(str(shared.resolve() / "mnist"))
+
+
+# -- 7. compile takes one placeholder as inputs, as it takes one tensor as outputs ----------------
+
+def test_compile_single_placeholder_inputs():
+    x = gc.placeholder((None, 3), name="x")
+    for backend in ("numpy", "c"):
+        f = gc.compile(x, gc.sum(x * 2.0), backend=backend)
+        assert f.inputs == [x]
+        np.testing.assert_allclose(f(np.ones((2, 3))), 12.0)
+        np.testing.assert_allclose(f(x=np.ones((1, 3))), 6.0)
+    with pytest.raises(TypeError, match="inputs must be placeholders"):
+        gc.compile(gc.parameter(np.ones(2, np.float32)), gc.constant(1.0))
