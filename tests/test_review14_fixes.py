@@ -130,3 +130,16 @@ def test_compile_single_placeholder_inputs():
         np.testing.assert_allclose(f(x=np.ones((1, 3))), 6.0)
     with pytest.raises(TypeError, match="inputs must be placeholders"):
         gc.compile(gc.parameter(np.ones(2, np.float32)), gc.constant(1.0))
+
+
+# -- 8. to_json(outputs, inputs) with some placeholders left out still gives a callable graph -----
+
+def test_to_json_partial_inputs_keeps_every_needed_placeholder():
+    a = gc.placeholder((2,), name="a")
+    b = gc.placeholder((2,), name="b")
+    c = gc.placeholder((2,), name="c")
+    out = a * b + c
+    ins, outs = gc.export.from_json(gc.export.to_json(out, inputs=[c]))
+    assert [p.name for p in ins] == ["c", "a", "b"]
+    f = gc.compile(ins, outs, backend="numpy")
+    np.testing.assert_allclose(f(np.full(2, 1.0), np.full(2, 2.0), np.full(2, 3.0))[0], [7.0, 7.0])
