@@ -153,7 +153,9 @@ def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
 def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "numpy") -> Function:
     """Compile ``outputs`` (a tensor or a list) as a function of the placeholders ``inputs``,
     applying ``updates`` (parameter, new value) after all outputs are computed."""
-    inputs = list(inputs or [])
+    # one placeholder alone is taken as [placeholder], as one output tensor is for outputs
+    # (bool() of a tensor, which `inputs or []` asked for, is an error)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs if inputs is not None else [])
     for p in inputs:
         if not isinstance(p, Tensor) or p.op != "placeholder":
             raise TypeError(f"compile: inputs must be placeholders, got {p!r}")

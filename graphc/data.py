@@ -12,6 +12,8 @@ files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
    gzip'd or not: ``train-images-idx3-ubyte.gz`` or ``train-images-idx3-ubyte``; the dotted
    names ``train-images.idx3-ubyte[.gz]`` are accepted too);
 2. the ``GRAPHC_DATA`` environment variable, same layout as ``path``;
+   then ``data/`` and ``../shared/data`` beside the source checkout and beside the working
+   directory (see ``default_data_dirs``);
 3. the user cache: ``$GRAPHC_CACHE_DIR/data``, else ``$XDG_CACHE_HOME/graphc/data``,
    else ``~/.cache/graphc/data``, with ``mnist/`` and ``fashion-mnist/`` subdirectories;
 4. a download from the official mirrors into the cache, checked against the
@@ -290,10 +292,17 @@ def _has_files(directory: str) -> bool:
 def default_data_dirs() -> list[str]:
     """Data directories searched after $GRAPHC_DATA and before the cache: ``data/`` in a source
     checkout, and the ``shared/data`` directory beside it (where this project's team keeps
-    MNIST and Fashion-MNIST), when they exist."""
+    MNIST and Fashion-MNIST), then the same two relative to the working directory (``data/``
+    and ``../shared/data`` from the project root, for an installed graphc), when they exist."""
     checkout = Path(__file__).resolve().parent.parent
-    dirs = [checkout / "data", checkout.parent / "shared" / "data"]
-    return [str(d) for d in dirs if d.is_dir()]
+    cwd = Path.cwd()
+    dirs = [checkout / "data", checkout.parent / "shared" / "data",
+            cwd / "data", cwd.parent / "shared" / "data"]
+    out: list[str] = []
+    for d in dirs:
+        if d.is_dir() and str(d.resolve()) not in out:
+            out.append(str(d.resolve()))
+    return out
 
 
 def _candidates(root: str, subdir: str) -> list[str]:

@@ -26,15 +26,17 @@ def as_float64(roots: Sequence[Tensor], feeds: dict) -> tuple[list[Tensor], dict
     placeholder (fed with its value), constants become float64 constants.  Returns the new roots,
     the map old id -> new leaf, and the float64 feeds keyed by new placeholder."""
     leaf_map, new_feeds = {}, {}
+    by_name = {k: v for k, v in feeds.items() if isinstance(k, str)}  # as gc.explain's feed
     # leaves reached only through effects (batch norm's running statistics in training) become
     # placeholders too, so the copy updates no parameter of the original graph
     for n in order_with_effects(list(roots)):
         if not n.is_leaf:
             continue
         if n.op == "placeholder" or n.op == "parameter":
-            if n.op == "placeholder" and n not in feeds:
+            if n.op == "placeholder" and n not in feeds and n.name not in by_name:
                 raise ValueError(f"check_grad: no value fed for placeholder {n.name!r}")
-            value = np.asarray(feeds[n] if n.op == "placeholder" else n.attrs["store"].array)
+            value = np.asarray((feeds[n] if n in feeds else by_name[n.name])
+                               if n.op == "placeholder" else n.attrs["store"].array)
             dtype = "float64" if is_float(n.dtype) else n.dtype
             p = placeholder(value.shape, dtype, name=n.name)
             leaf_map[n.id] = p
@@ -50,7 +52,8 @@ def check_grad(cost: Tensor, wrt, feed: dict, eps: float = 1e-3, rtol: float = 1
     """Compare ``gc.grad(cost, wrt)`` with central finite differences, in float64.
 
     ``wrt`` is a tensor or a list (placeholders or parameters); ``feed`` maps placeholders to
-    arrays.  Raises AssertionError naming the worst entry when they differ."""
+    arrays (keys may also be placeholder names, as in ``gc.explain``).  Raises AssertionError
+    naming the worst entry when they differ."""
     from .compile import compile as gc_compile
 
     targets = [wrt] if isinstance(wrt, Tensor) else list(wrt)

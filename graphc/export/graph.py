@@ -147,6 +147,11 @@ def collect(outputs, inputs=None, updates=None, kernels=None) -> GraphView:
                 raise TypeError(f"export: inputs must be placeholders, got {p!r}")
         known = {n.id for n in nodes}
         nodes = nodes + [p for p in ins if p.id not in known]
+        # every placeholder the graph needs is an input (a graph read back must be callable):
+        # those not given follow the given ones, in creation order
+        given = {p.id for p in ins}
+        ins = ins + sorted((n for n in nodes if n.op == "placeholder" and n.id not in given),
+                           key=lambda n: n.id)
     all_updates = list(ups)
     done = {p.id for p, _ in ups}
     for n in nodes:

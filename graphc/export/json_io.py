@@ -144,7 +144,8 @@ def to_json(outputs, inputs=None, updates=None, indent=None) -> str:
     """The graph of ``outputs`` (a tensor, a list, or a compiled function) as JSON text.
 
     ``inputs``: the placeholders in call order (default: every placeholder, in creation
-    order); ``updates``: optional (parameter, new value) pairs stored with the graph
+    order; placeholders the graph needs that ``inputs`` omits follow, in creation order);
+    ``updates``: optional (parameter, new value) pairs stored with the graph
     (``load_graph`` gives them back)."""
     view = collect(outputs, inputs, updates)
     index = {}

@@ -218,6 +218,13 @@ class Dense(Layer):
         _build_affine(self, input_shape, rng, self.units * (self.pieces or 1))
         if self.activation_name == "prelu":
             self._add("alpha", np.full(self.units, 0.25))
+        if self.activation_name is None:  # a function may change the width (e.g. a maxout)
+            out = self.activation(C.placeholder((None, self.units), name="activation_probe"))
+            if not isinstance(out, Tensor) or len(out.shape) != 2 or out.shape[1] is None:
+                raise ValueError(f"Dense: activation {self.activation!r} must map a batch of "
+                                 f"shape (n, {self.units}) to a tensor of shape (n, k), got "
+                                 f"{out!r}")
+            return (out.shape[1],)
         return (self.units,)
 
     def preactivation(self, x: Tensor) -> Tensor:

@@ -85,6 +85,8 @@ class Sequential:
         self._eval_cache: dict = {}    # loss key -> (graph, {backend: fn})
         self._predict_cache: dict = {}
         self.best_epoch: int | None = None
+        # the loss of the last ``fit``: what ``evaluate(X, y)`` computes when given no loss
+        self.loss = None
 
     def __getstate__(self):
         # copy.deepcopy(model) (a snapshot, as torch users keep) and pickle: without the
@@ -273,10 +275,13 @@ class Sequential:
         return np.concatenate([np.asarray(f(X[i:i + batch_size]))
                                for i in range(0, len(X), batch_size)])
 
-    def evaluate(self, X, y, loss="cross_entropy", batch_size: int = 256,
+    def evaluate(self, X, y, loss=None, batch_size: int = 256,
                  backend: str = "c") -> dict:
         """``{"loss": mean loss, "accuracy": fraction correct}`` over ``(X, y)`` in evaluation
-        mode (``accuracy`` only for classification losses)."""
+        mode (``accuracy`` only for classification losses).  ``loss`` defaults to the one the
+        last ``fit`` trained with, else ``"cross_entropy"``."""
+        if loss is None:
+            loss = getattr(self, "loss", None) or "cross_entropy"
         X = self._check_X(X)
         batch_size = int(batch_size)
         if batch_size < 1:
@@ -304,8 +309,9 @@ class Sequential:
     # -- training, saving (in their own modules) --------------------------------------------
     def fit(self, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             batch_size: int = 128, backend: str = "c", validation_data=None,
-            validation_split: float = 0.0, early_stopping=None, weight_decay: float = 0.0,
-            seed: int = 0, progress: bool = True, shuffle: bool = True, callback=None) -> dict:
+            early_stopping=None, weight_decay: float = 0.0, seed: int = 0,
+            progress: bool = True, validation_split: float = 0.0, shuffle: bool = True,
+            callback=None) -> dict:
         """Train the model; see ``graphc.nn.training.fit`` (same arguments) for the details."""
         from .training import fit
         return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,

@@ -124,8 +124,9 @@ def _train_step(model, spec, y, optimizer, weight_decay, seed, backend):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         batch_size: int = 128, backend: str = "c", validation_data=None,
-        validation_split: float = 0.0, early_stopping=None, weight_decay: float = 0.0,
-        seed: int = 0, progress: bool = True, shuffle: bool = True, callback=None) -> dict:
+        early_stopping=None, weight_decay: float = 0.0, seed: int = 0,
+        progress: bool = True, validation_split: float = 0.0, shuffle: bool = True,
+        callback=None) -> dict:
     """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
 
     One training step (forward, backward and the optimizer's update, fused by the backend) is
@@ -209,6 +210,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
     stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None, history)
 
     step = _train_step(model, spec, y, optimizer, weight_decay, seed, backend)
+    model.loss = loss
     rng = np.random.default_rng(seed)
     model.best_epoch = None
     n_batches = -(-len(X) // int(batch_size))
