@@ -60,3 +60,22 @@ def test_fuzz_opencl_slow(seed):
         _check(seed, "opencl")
     except gc.BackendUnavailable as e:  # pragma: no cover - no pyopencl/PoCL on this machine
         pytest.skip(str(e))
+
+
+def test_rows_product_epilogue_reading_a_batched_matmul():
+    # seed 1387: the ew epilogue of a rows product x (b, t, K) @ W (K, N) also read a batched
+    # product x @ B (b, K, N); fuse_dense made that batched matmul a 2-D dense (ShapeError
+    # "dense: needs 2-D operands" at the first call on backend c)
+    rng = np.random.default_rng(0)
+    x = gc.placeholder((2, 3, 4), name="x")
+    W = gc.parameter(rng.standard_normal((4, 5)).astype(np.float32))
+    B = gc.parameter(rng.standard_normal((2, 4, 5)).astype(np.float32))
+    out = gc.tanh(x @ W + x @ B)
+    gW, gB = gc.grad(gc.sum(out * out), [W, B])
+    xv = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    ref = gc.compile([x], [out, gW, gB], backend="numpy")(xv)
+    got = gc.compile([x], [out, gW, gB], backend="c")(xv)
+    xt = np.tanh(xv @ W.value + xv @ B.value)
+    np.testing.assert_allclose(ref[0], xt, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
