@@ -73,9 +73,11 @@ def build_case(seed: int, calls: int = 3) -> Case:
     free = bool(rng.integers(2))
     K = g.choice((1, 3, 17, 33))
     N = g.choice((1, 3, 17, 130)) if rng.random() < 0.2 else g.choice((1, 3, 17))
-    x = gc.placeholder((None if free else B, K), name="x")
+    T = g.choice((1, 3, 5)) if rng.random() < 0.3 else None   # rank-3 input: x(b, t, K) @ W
+    x = gc.placeholder((None if free else B, K) if T is None else (None if free else B, T, K),
+                       name="x")
     inputs = [x]
-    g.desc.append(f"B={B} free={free} K={K} N={N}")
+    g.desc.append(f"B={B} free={free} T={T} K={K} N={N}")
     W = g.param((K, N))
     b = g.param((N,))
     pool = [x]          # tensors of rank 2 (batch, something) or other shapes
@@ -92,7 +94,7 @@ def build_case(seed: int, calls: int = 3) -> Case:
     nsteps = int(rng.integers(4, 12))
     for _ in range(nsteps):
         kind = g.choice(["unary", "unary", "binary", "dense", "dense", "reduce", "softmax",
-                         "transpose", "reshape", "bcast", "maxout", "bmm", "where"])
+                         "transpose", "reshape", "bcast", "maxout", "bmm", "where", "bmm3", "bmm3"])
         t = pick()
         if kind == "unary":
             name = g.choice(list(UNARY))
@@ -148,6 +150,25 @@ def build_case(seed: int, calls: int = 3) -> Case:
                 y = gc.sum(y, axis=0)                    # (m, batch)
                 y = gc.transpose(y)                      # (batch, m)
             pool.append(y); g.desc.append(f"bmm m={m}")
+        elif kind == "bmm3":
+            t = pick(lambda s: len(s.shape) == 3 and None not in s.shape)
+            if t is None:
+                continue
+            bb, m, k = t.shape
+            n = g.choice((1, 3, 17))
+            ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
+            lhs = gc.transpose(t, (0, 2, 1)) if ta else t                 # (b, k, m) or (b, m, k)
+            P = g.param((bb, n, m if ta else k) if tb else (bb, m if ta else k, n))
+            extra_params.append(P)
+            rhs = gc.transpose(P, (0, 2, 1)) if tb else P
+            y = gc.matmul(lhs, rhs)                                       # (b, m|k, n)
+            eshape = g.choice([(n,), (), tuple(y.shape[1:]), tuple(y.shape), None])
+            if eshape is not None:
+                e = g.param(eshape); extra_params.append(e)
+                y = y + e
+            act = g.choice(ACTS)
+            pool.append(UNARY[act](y) if act else y)
+            g.desc.append(f"bmm3 ta={ta} tb={tb} {tuple(y.shape)} epi={eshape} act={act}")
         elif kind == "reduce":
             if len(t.shape) == 0:
                 continue
@@ -163,7 +184,8 @@ def build_case(seed: int, calls: int = 3) -> Case:
             if len(t.shape) == 0:
                 continue
             f = g.choice(["softmax", "log_softmax"])
-            pool.append(getattr(gc, f)(t, axis=-1)); g.desc.append(f)
+            ax = g.choice([-1, -1, 0])
+            pool.append(getattr(gc, f)(t, axis=ax)); g.desc.append(f"{f} axis={ax}")
         elif kind == "transpose":
             if len(t.shape) != 2:
                 continue
@@ -172,7 +194,7 @@ def build_case(seed: int, calls: int = 3) -> Case:
             if len(t.shape) != 2 or None in t.shape:
                 continue
             a, c = t.shape
-            shp = g.choice([(a * c,), (c, a), (a, c, 1), (1, a * c)])
+            shp = g.choice([(a * c,), (c, a), (a, c, 1), (1, a * c), (1, a, c), (a, 1, c)])
             pool.append(gc.reshape(t, shp)); g.desc.append(f"reshape {shp}")
         elif kind == "maxout":
             if len(t.shape) != 2 or t.shape[-1] is None:
@@ -285,8 +307,19 @@ def build_case(seed: int, calls: int = 3) -> Case:
                     newv = p * 0.9 - 0.05 * gr
                     updates.append((p, newv)); used.add(id(p))
                     outputs.append(newv); g.desc.append("  update is output")
+                elif r < 0.68:
+                    updates.append((p, gr)); used.add(id(p))        # the gradient itself
+                    g.desc.append("  p <- grad")
+                elif r < 0.76:
+                    newv = p - 0.05 * gr
+                    updates.append((p, newv - gc.mean(newv, keepdims=True) * 0.1
+                                    if len(p.shape) else newv)); used.add(id(p))
+                    g.desc.append("  recentered")
                 else:
                     updates.append((p, p - 0.05 * gr)); used.add(id(p))
+                if rng.random() < 0.2:
+                    outputs.append(p)                                # the old value is returned
+                    g.desc.append("  param is output")
 
     # feeds
     feeds = []
@@ -356,7 +389,9 @@ def _scale(a):
 
 
 def diverged(ref):
-    """The reference overflowed (a random graph can blow up): not comparable."""
+    """The reference overflowed or grew past 1e4 (a random graph can blow up; sin of such a
+    value or an update step from it is ill-conditioned in float32): not comparable."""
     outs, final = ref
-    return not all(np.isfinite(a).all() for row in outs for a in row) or \
-        not all(np.isfinite(a).all() for a in final)
+    arrays = [a for row in outs for a in row] + list(final)
+    return not all(np.isfinite(a).all() and np.abs(a).max(initial=0) < 1e4 for a in arrays
+                   if a.dtype.kind == "f")
