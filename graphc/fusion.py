@@ -359,10 +359,11 @@ def _fuse_dense(roots, trace):
 
     def materialized(old: Tensor, new: Tensor) -> Tensor:
         """An epilogue input as a computed value: a GEMM left for an ew to absorb that this ew
-        does not absorb (it absorbs one) becomes a plain dense."""
+        does not absorb (it absorbs one) becomes a plain dense; a batched product (a matmul
+        of more than two dimensions that is not a rows product) stays the batched matmul."""
         if old.id in flat:
             return _reshape(bare(flat[old.id]), old.shape)
-        return bare(new) if new.op == "matmul" else new
+        return bare(new) if new.op == "matmul" and new.ndim == 2 else new
 
     mapping: dict[int, Tensor] = {}
     flat: dict[int, Tensor] = {}  # rows product id -> its 2-D matmul, left for the ew to absorb
