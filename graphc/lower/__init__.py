@@ -33,6 +33,7 @@ this one drives them (``lower``) and holds the switches of the folds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional, Sequence
 
 from ..fusion import BACKEND_PIPELINE, concretize
@@ -105,7 +106,7 @@ class Folds:
     members_of: dict       # host id -> members, in topological order
     views_of: dict         # host id -> views of its output its folded maxout reads
 
-    @property
+    @cached_property
     def prologue_of(self) -> dict:
         return {rid: group[0] for rid, group in self.prologue_group.items()}
 
@@ -113,7 +114,7 @@ class Folds:
         """Whether ``n`` has no kernel of its own."""
         return n.id in self.host_of or n.id in self.folded_ew
 
-    @property
+    @cached_property  # (asked once per computed node)
     def folded_ew(self) -> set:
         return {group[0].id for group in self.prologue_group.values()}
 
