@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib
+import threading
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +21,22 @@ BACKENDS = {
     "cuda": "graphc.runtime.cuda_backend:CudaExecutable",
     "opencl": "graphc.runtime.opencl_backend:OpenCLExecutable",
 }
+
+
+# one lock per parameter storage, shared by every compiled function that updates it: two
+# different functions stepping the same parameter from two threads take turns (each would
+# otherwise read the old value and one update would be lost)
+_UPDATE_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_UPDATE_LOCKS_GUARD = threading.Lock()
+
+
+def _update_locks(updates) -> tuple:
+    """The locks of the parameters ``updates`` writes, in one global order (id of the storage)
+    so that functions updating overlapping sets of parameters never deadlock."""
+    stores = {id(p.attrs["store"]): p.attrs["store"] for p, _ in updates}
+    with _UPDATE_LOCKS_GUARD:
+        return tuple(_UPDATE_LOCKS.setdefault(stores[k], threading.Lock())
+                     for k in sorted(stores))
 
 
 def _backend_factory(name: str):
@@ -49,6 +67,7 @@ class Function:
         # once the inputs' shapes are (checked per input shapes, before anything runs)
         self._free_updates = [(p, v) for p, v in program.updates if None in v.shape]
         self._updates_fit: set = set()  # input shapes already checked
+        self._update_locks = _update_locks(program.updates)
 
     @property
     def source(self):
@@ -83,8 +102,22 @@ class Function:
             feeds = self._bind(args, kwargs)
         if self._free_updates:
             self._check_update_shapes(feeds)
-        outs = self._exe.run(feeds)
+        if self._update_locks:
+            outs = self._run_locked(feeds)
+        else:
+            outs = self._exe.run(feeds)
         return outs[0] if self._single else list(outs)
+
+    def _run_locked(self, feeds):
+        taken = []
+        try:
+            for lock in self._update_locks:
+                lock.acquire()
+                taken.append(lock)
+            return self._exe.run(feeds)
+        finally:
+            for lock in reversed(taken):
+                lock.release()
 
     def _check_update_shapes(self, feeds) -> None:
         """ValueError when an update value, at these inputs' shapes, does not fit its parameter
