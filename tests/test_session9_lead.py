@@ -51,3 +51,34 @@ def test_functions_with_overlapping_updates_do_not_deadlock():
     assert not any(t.is_alive() for t in threads)
     np.testing.assert_array_equal(a.value, np.full(3, 3 * 201, np.float32))
     np.testing.assert_array_equal(b.value, np.full(3, 3 * 201, np.float32))
+
+
+def test_modules_load_through_the_pre_parsed_ffi_with_the_declared_types():
+    # _gc_ffi.py is CDEF pre-parsed (no pycparser on a process's first C call); it must load
+    # with the installed cffi and declare exactly what parsing CDEF declares
+    from graphc.runtime import cpu
+    from graphc.runtime._gc_ffi import ffi as pre_parsed
+    assert cpu._ffi() is pre_parsed
+    x = gc.placeholder((3,), name="x")
+    f = gc.compile([x], gc.exp(x), backend="c")
+    np.testing.assert_allclose(f(np.zeros(3, np.float32)), np.ones(3))
+    path = str(f._exe._current().path)
+    lib_pre, lib_parsed = pre_parsed.dlopen(path), cpu._parsed_ffi().dlopen(path)
+    names = ["gc_step", "gc_profile", "gc_set_threads", "gc_get_threads"]
+    assert all(name in cpu.CDEF for name in names)
+    for name in names:
+        assert str(pre_parsed.typeof(getattr(lib_pre, name))) == \
+            str(cpu._parsed_ffi().typeof(getattr(lib_parsed, name)))
+
+
+def test_emit_ffi_module_reproduces_the_committed_module(tmp_path):
+    from pathlib import Path
+    from graphc.runtime import cpu
+    out = tmp_path / "_gc_ffi.py"
+    cpu.emit_ffi_module(out)
+    committed = Path(cpu.__file__).with_name("_gc_ffi.py").read_text()
+    import cffi
+    if cffi.__version__.split(".")[0] != "2":
+        pytest.skip("the committed module was emitted by cffi 2.x; other versions may format it "
+                    "differently (the type test above still checks it loads and matches)")
+    assert out.read_text() == committed

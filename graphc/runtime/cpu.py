@@ -98,13 +98,38 @@ class CompileError(RuntimeError):
     """The C compiler rejected generated code (a graphc bug): names the kept source file."""
 
 
+# the entry points every generated module exports (codegen/c.py renders them)
+CDEF = ("int gc_step(void **slots, char *arena); double *gc_profile(int *n);\n"
+        "void gc_set_threads(int n); int gc_get_threads(void);")
+
+
 @functools.lru_cache(maxsize=None)
 def _ffi():
+    """The FFI the modules are dlopen'ed with.  ``_gc_ffi`` is CDEF pre-parsed by cffi's
+    out-of-line ABI mode (``python -m graphc.runtime.cpu --emit-ffi`` writes it): parsing CDEF
+    imports pycparser, about 20 ms of every process's first C call.  Parsed here when that
+    module does not load (a cffi whose backend refuses its format)."""
+    try:
+        from ._gc_ffi import ffi
+        return ffi
+    except Exception:  # any failure of the pre-parsed form: parse the declarations instead
+        return _parsed_ffi()
+
+
+def _parsed_ffi():
     import cffi
     ffi = cffi.FFI()
-    ffi.cdef("int gc_step(void **slots, char *arena); double *gc_profile(int *n);\n"
-             "void gc_set_threads(int n); int gc_get_threads(void);")
+    ffi.cdef(CDEF)
     return ffi
+
+
+def emit_ffi_module(path) -> None:
+    """Write CDEF pre-parsed (cffi's out-of-line ABI mode) as the module ``_gc_ffi``."""
+    import cffi
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source("graphc.runtime._gc_ffi", None)
+    builder.emit_python_code(str(path))
 
 
 @functools.lru_cache(maxsize=None)
@@ -425,3 +450,9 @@ class CExecutable(ShapeSpecializingExecutable):
         data = spec.lib.gc_profile(n)
         names = [k.name for k in spec.lowered.kernels]
         return [(names[i] if i < len(names) else f"k{i}", data[i]) for i in range(n[0])]
+
+
+if __name__ == "__main__":  # python -m graphc.runtime.cpu --emit-ffi: regenerate _gc_ffi.py
+    if sys.argv[1:] != ["--emit-ffi"]:
+        sys.exit("usage: python -m graphc.runtime.cpu --emit-ffi")
+    emit_ffi_module(Path(__file__).with_name("_gc_ffi.py"))
