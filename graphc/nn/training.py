@@ -204,6 +204,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         if len(Xv) != len(yv):
             raise ValueError(f"validation_data: X and y have different lengths: "
                              f"{len(Xv)} != {len(yv)}")
+        if len(Xv) == 0:
+            # else the first epoch trains, then evaluate() refuses the empty set
+            raise ValueError("validation_data: no samples")
         require_finite("validation_data: X", Xv)
         require_finite("validation_data: y", yv)
     history = _empty_history(spec.classification, validation_data is not None)

@@ -1,0 +1,35 @@
+"""Review 18: conformance of the Keras-like model API (graphc.nn, graphc.optim, fit / evaluate /
+predict / save / load) against what a Keras (tf.keras 2.x) or PyTorch user expects."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import nn, optim
+
+B = "numpy"
+
+
+def _data(n=37, d=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)).astype(np.float32),
+            rng.integers(0, classes, n).astype(np.int64))
+
+
+def _model(seed=1, bn=True):
+    layers = [nn.Dense(8, "relu")] + ([nn.BatchNorm()] if bn else []) + \
+        [nn.Dropout(0.3), nn.Dense(3, "softmax")]
+    return nn.Sequential(layers, 4, seed=seed)
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_empty_validation_data_refused_before_training():
+    # was: one epoch trained (weights changed), then evaluate() raised "no samples"
+    X, y = _data()
+    m = _model()
+    w = m.get_weights()
+    with pytest.raises(ValueError, match="validation_data: no samples"):
+        m.fit(X, y, epochs=1, backend=B, progress=False, validation_data=(X[:0], y[:0]))
+    assert _same(w, m.get_weights())
