@@ -33,3 +33,20 @@ def test_empty_validation_data_refused_before_training():
     with pytest.raises(ValueError, match="validation_data: no samples"):
         m.fit(X, y, epochs=1, backend=B, progress=False, validation_data=(X[:0], y[:0]))
     assert _same(w, m.get_weights())
+
+
+@pytest.mark.parametrize("opt", [None, "adam", "RMSProp"])
+def test_second_fit_continues_the_default_or_named_optimizer(opt):
+    # was: fit(optimizer=None or a name) built a fresh optimizer each call, so a second fit
+    # restarted Adam's moments and step count (Keras keeps the compiled optimizer's state;
+    # PyTorch users keep their optimizer); now two fits of one epoch == one instance reused
+    X, y = _data()
+    kw = dict(epochs=1, backend=B, progress=False, shuffle=False)
+    m1 = _model()
+    m1.fit(X, y, optimizer=opt, **kw)
+    m1.fit(X, y, optimizer=opt, **kw)
+    inst = optim.get(opt or "adam")
+    m2 = _model()
+    m2.fit(X, y, optimizer=inst, **kw)
+    m2.fit(X, y, optimizer=inst, **kw)
+    assert _same(m1.get_weights(), m2.get_weights())

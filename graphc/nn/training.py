@@ -144,7 +144,10 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             ``"binary_cross_entropy_with_logits"``, or a function ``(prediction, target) ->
             scalar tensor``.
         optimizer: a ``graphc.optim`` optimizer or a name (``"adam"``, ``"sgd"``,
-            ``"rmsprop"``); default ``Adam(lr=1e-3)``.  Its state persists across ``fit`` calls.
+            ``"rmsprop"``); default ``Adam(lr=1e-3)``.  Its state persists across ``fit`` calls:
+            an instance's as long as the same instance is passed, and the one a name (or the
+            default) creates is kept by the model for its next ``fit`` with that name (as Keras
+            keeps the compiled optimizer); pass a new instance to start afresh.
         epochs, batch_size: passes over the data and samples per step (the last batch of an
             epoch may be smaller).
         backend: ``"c"`` (falls back to ``"numpy"`` with a warning where it cannot run),
@@ -173,7 +176,17 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         ``accuracy`` (classification losses), ``val_loss`` / ``val_accuracy`` (with
         validation data) and ``time`` (seconds of training per epoch).
     """
-    optimizer = optim.Adam(lr=1e-3) if optimizer is None else optim.get(optimizer)
+    if optimizer is None or isinstance(optimizer, str):
+        # the optimizer a name (or the default) makes is the model's, kept for its next fit as
+        # Keras keeps the compiled optimizer: a second fit continues Adam's moments and step
+        # count instead of restarting them (a fresh Adam's first steps are full-size)
+        key = "adam" if optimizer is None else optimizer.lower()
+        owned = model.__dict__.setdefault("_optimizers", {})
+        if key not in owned:
+            owned[key] = optim.Adam(lr=1e-3) if optimizer is None else optim.get(optimizer)
+        optimizer = owned[key]
+    else:
+        optimizer = optim.get(optimizer)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
