@@ -50,3 +50,24 @@ def test_second_fit_continues_the_default_or_named_optimizer(opt):
     m2.fit(X, y, optimizer=inst, **kw)
     m2.fit(X, y, optimizer=inst, **kw)
     assert _same(m1.get_weights(), m2.get_weights())
+
+
+@pytest.mark.parametrize("n, batch_size", [(33, 32), (5, 1), (1, 128)])
+def test_batchnorm_refuses_a_training_batch_of_one_sample(n, batch_size):
+    # was: a 1-sample batch trained silently: variance 0 and the running variance pulled 10%
+    # towards 0 per such step (torch.nn.functional.batch_norm raises "Expected more than 1
+    # value per channel when training"); refused before any weight changes
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="more than 1 value"):
+        torch.nn.BatchNorm1d(8).train()(torch.zeros(1, 8))
+    X, y = _data(n)
+    m = _model()
+    w = m.get_weights()
+    with pytest.raises(ValueError, match="BatchNorm needs more than 1 sample"):
+        m.fit(X, y, epochs=1, batch_size=batch_size, backend=B, progress=False)
+    assert _same(w, m.get_weights())
+    # without batch norm the same data trains; with a batch of 2 left over too
+    _model(bn=False).fit(X, y, epochs=1, batch_size=batch_size, backend=B, progress=False)
+    if n > 2:
+        _model().fit(X[:-1], y[:-1], epochs=1, batch_size=max(batch_size, 2), backend=B,
+                     progress=False)

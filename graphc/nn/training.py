@@ -10,6 +10,7 @@ import numpy as np
 from .. import data as gdata
 from .. import optim
 from . import losses as L
+from .layers import BatchNorm
 from .model import check_weight_decay, compile_with_fallback, require_finite
 
 
@@ -204,6 +205,14 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         (X, y), validation_data = gdata.train_val_split(X, y, validation_split, seed=seed)
     if len(X) == 0:
         raise ValueError("fit: no training samples")
+    if (batch_size == 1 or len(X) % batch_size == 1) and \
+            any(isinstance(layer, BatchNorm) for layer in model.layers):
+        # batch statistics of one sample: variance 0, the output beta whatever the input, and
+        # every such step pulls the running variance 10% towards 0 (a 1-sample last batch each
+        # epoch left it at about half the data's); PyTorch's batch_norm raises here too
+        raise ValueError(f"fit: BatchNorm needs more than 1 sample per training batch, but "
+                         f"{len(X)} samples in batches of {batch_size} leave a batch of 1; "
+                         f"choose another batch_size")
     # NaN / inf data would make every weight NaN without any error: refuse it up front
     require_finite("fit: X", X)
     require_finite("fit: y", y)
