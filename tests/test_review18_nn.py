@@ -71,3 +71,26 @@ def test_batchnorm_refuses_a_training_batch_of_one_sample(n, batch_size):
     if n > 2:
         _model().fit(X[:-1], y[:-1], epochs=1, batch_size=max(batch_size, 2), backend=B,
                      progress=False)
+
+
+def test_early_stopping_negative_min_delta_is_its_magnitude_as_keras():
+    # was: min_delta=-0.5 made every worse epoch an "improvement" (score > best - 0.5), so
+    # training never stopped and restore_best brought back the worst weights; Keras takes
+    # abs(min_delta)
+    from graphc.nn.training import EarlyStopping
+
+    class NoWeights:
+        def get_weights(self):
+            return []
+
+    def run(min_delta):
+        es = EarlyStopping.from_arg({"patience": 2, "min_delta": min_delta}, False)
+        for epoch, v in enumerate([1.0, 1.3, 1.6, 0.2]):
+            if es.update(epoch, {"loss": v}, NoWeights()):
+                return epoch, es.best_epoch
+        return None, es.best_epoch
+
+    assert run(-0.5) == run(0.5) == (2, 0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="min_delta"):
+            EarlyStopping(min_delta=bad)

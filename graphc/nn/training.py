@@ -15,8 +15,10 @@ from .model import check_weight_decay, compile_with_fallback, require_finite
 
 
 class EarlyStopping:
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best`` the model gets the weights of its best epoch back."""
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` (its magnitude, as
+    Keras) for ``patience`` epochs; with ``restore_best`` the model gets the weights of its best
+    epoch back (``get_weights()``: batch-norm running statistics included, optimizer state
+    not), also when the epochs run out without stopping early."""
 
     def __init__(self, patience: int = 5, restore_best: bool = True, monitor: str | None = None,
                  min_delta: float = 0.0):
@@ -27,7 +29,14 @@ class EarlyStopping:
         self.restore_best = bool(restore_best)
         self.monitor = monitor          # as given: None picks a default per fit
         self.active = monitor or "loss"  # the metric of the current fit
-        self.min_delta = float(min_delta)
+        # the size of a change that counts as an improvement, whichever way is better: a
+        # negative one is taken by its magnitude, as Keras' EarlyStopping does (as given it
+        # made every worse epoch an "improvement", then restored the worst weights)
+        min_delta = float(min_delta)
+        if not abs(min_delta) < float("inf"):
+            raise ValueError(f"early_stopping: min_delta must be a finite number, got "
+                             f"{min_delta!r}")
+        self.min_delta = abs(min_delta)
         self.reset()
 
     def reset(self) -> None:
