@@ -94,3 +94,26 @@ def test_early_stopping_negative_min_delta_is_its_magnitude_as_keras():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="min_delta"):
             EarlyStopping(min_delta=bad)
+
+
+@pytest.mark.parametrize("act", [None, "relu", "tanh", "log_softmax"])
+def test_binary_cross_entropy_on_outputs_that_are_no_probabilities_is_refused(act):
+    # was: Dense(1) + "binary_cross_entropy" trained on log(negative outputs): NaN loss and
+    # weights, no message (torch.nn.functional.binary_cross_entropy raises for inputs outside
+    # [0, 1]); refused with a pointer to the logits form
+    X, y = gc.data.xor()
+    m = nn.Sequential([nn.Dense(8, "tanh"), nn.Dense(1, act)], 2)
+    w = m.get_weights()
+    with pytest.raises(ValueError, match="binary_cross_entropy_with_logits"):
+        m.fit(X, y, loss="binary_cross_entropy", optimizer=optim.SGD(0.5), epochs=5,
+              batch_size=4, backend=B, progress=False)
+    with pytest.raises(ValueError, match="probabilities"):
+        m.evaluate(X, y, loss="binary_cross_entropy", backend=B)
+    assert _same(w, m.get_weights())
+    h = m.fit(X, y, loss="binary_cross_entropy_with_logits", optimizer=optim.SGD(0.5),
+              epochs=5, batch_size=4, backend=B, progress=False)
+    assert np.isfinite(h["loss"]).all()
+    # outputs of unknown range (a final batch norm, a function) stay accepted, as a sigmoid does
+    for last in ([nn.Dense(1, "sigmoid")], [nn.Dense(1, "sigmoid"), nn.Dropout(0.1)]):
+        m = nn.Sequential([nn.Dense(8, "tanh")] + last, 2)
+        m.fit(X, y, loss="binary_cross_entropy", epochs=1, backend=B, progress=False)

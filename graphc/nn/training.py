@@ -150,7 +150,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             binary losses (``(n,)`` is accepted for a one-unit output).
         loss: ``"cross_entropy"`` (softmax cross-entropy on integer labels; computed on the
             logits when the last layer applies softmax), ``"mse"``, ``"binary_cross_entropy"``
-            (on the logits when the last layer applies sigmoid),
+            (on the logits when the last layer applies sigmoid; refused after a named activation
+            that can leave [0, 1], e.g. a linear last layer),
             ``"binary_cross_entropy_with_logits"``, or a function ``(prediction, target) ->
             scalar tensor``.
         optimizer: a ``graphc.optim`` optimizer or a name (``"adam"``, ``"sgd"``,
