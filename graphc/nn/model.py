@@ -118,7 +118,10 @@ class Sequential:
     # -- parameters -------------------------------------------------------------------------
     @property
     def parameters(self) -> list[Tensor]:
-        """The trainable parameters, layer by layer."""
+        """The trainable parameters, layer by layer (what the optimizer updates).  Batch-norm
+        running statistics are parameters too, ``trainable=False``: ``all_parameters`` lists
+        them with these, and ``get_weights`` / ``set_weights`` / ``save`` cover all of them,
+        as Keras' ``get_weights`` includes the non-trainable moving mean and variance."""
         return [p for layer in self.layers for p in layer.parameters]
 
     @property
@@ -141,8 +144,10 @@ class Sequential:
         return [p.value for p in self.all_parameters]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Set ``all_parameters`` from a list like ``get_weights()`` returns; ValueError (and
-        nothing changed) if the count or a shape differs."""
+        """Set ``all_parameters`` from a list like ``get_weights()`` returns (the same count and
+        order: batch-norm running statistics included); ValueError (and nothing changed) if the
+        count or a shape differs or an array is not numeric.  Values are cast to the
+        parameters' float32."""
         params = self.all_parameters
         weights = list(weights)
         if len(weights) != len(params):
