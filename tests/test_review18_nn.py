@@ -117,3 +117,14 @@ def test_binary_cross_entropy_on_outputs_that_are_no_probabilities_is_refused(ac
     for last in ([nn.Dense(1, "sigmoid")], [nn.Dense(1, "sigmoid"), nn.Dropout(0.1)]):
         m = nn.Sequential([nn.Dense(8, "tanh")] + last, 2)
         m.fit(X, y, loss="binary_cross_entropy", epochs=1, backend=B, progress=False)
+
+
+def test_validation_split_of_no_sample_refused_before_training():
+    # 1% of 37 samples rounds to no validation sample: was an epoch trained, then evaluate()'s
+    # "no samples"; Keras raises up front too
+    X, y = _data()
+    m = _model()
+    w = m.get_weights()
+    with pytest.raises(ValueError, match="validation_split=0.01 leaves no validation sample"):
+        m.fit(X, y, epochs=1, backend=B, progress=False, validation_split=0.01)
+    assert _same(w, m.get_weights())

@@ -238,7 +238,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
                              f"{len(Xv)} != {len(yv)}")
         if len(Xv) == 0:
             # else the first epoch trains, then evaluate() refuses the empty set
-            raise ValueError("validation_data: no samples")
+            raise ValueError(f"validation_split={validation_split} leaves no validation "
+                             f"sample out of {len(X) + len(Xv)}" if validation_split
+                             else "validation_data: no samples")
         require_finite("validation_data: X", Xv)
         require_finite("validation_data: y", yv)
     history = _empty_history(spec.classification, validation_data is not None)
