@@ -128,3 +128,104 @@ def test_validation_split_of_no_sample_refused_before_training():
     with pytest.raises(ValueError, match="validation_split=0.01 leaves no validation sample"):
         m.fit(X, y, epochs=1, backend=B, progress=False, validation_split=0.01)
     assert _same(w, m.get_weights())
+
+
+# -- contracts that already hold, kept from regressing ------------------------------------------
+
+from tests.backends import C  # noqa: E402
+
+
+@pytest.mark.parametrize("backend", ["numpy", C])
+def test_same_seed_gives_bit_identical_weights_and_history(backend, capsys):
+    X, y = _data(53)
+    runs = []
+    for _ in range(2):
+        m = _model()
+        h = m.fit(X, y, epochs=3, batch_size=10, backend=backend, seed=5, progress=False,
+                  validation_data=(X[:20], y[:20]))
+        runs.append((h, m.get_weights()))
+    (h1, w1), (h2, w2) = runs
+    assert _same(w1, w2)
+    assert sorted(h1) == ["accuracy", "loss", "time", "val_accuracy", "val_loss"]
+    assert all(len(v) == 3 for v in h1.values())
+    assert {k: h1[k] for k in h1 if k != "time"} == {k: h2[k] for k in h2 if k != "time"}
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""  # progress=False prints nothing
+
+
+def test_get_weights_covers_running_statistics_and_set_weights_is_atomic():
+    m = nn.Sequential([nn.Dense(5, "relu"), nn.BatchNorm(), nn.Dense(4, "relu"),
+                       nn.BatchNorm(), nn.Dense(3)], 4)
+    assert len(m.parameters) == 10 and len(m.get_weights()) == 14  # 2 x (mean, var) more
+    names = [p.name for p in m.all_parameters]
+    assert "batch_norm_0_running_mean" in names and "batch_norm_1_running_var" in names
+    w = m.get_weights()
+    new = [a + 1.0 for a in w]
+    m.set_weights(new)
+    assert _same(new, m.get_weights())
+    for bad, msg in ((new[:-1], "expected 14 arrays"),
+                     (new[:-1] + [np.zeros((4,), np.float32)], "shape"),
+                     (new[:-1] + [np.array(["a"] * 3)], "numbers")):
+        bad = [a * 5 for a in bad[:5]] + bad[5:]  # the first arrays are valid: none may stick
+        with pytest.raises(ValueError, match=msg):
+            m.set_weights(bad)
+        assert _same(new, m.get_weights())
+
+
+def test_predict_and_evaluate_batching_and_evaluation_mode():
+    X, y = _data(300)
+    m = _model()
+    m.fit(X, y, epochs=1, batch_size=16, backend=B, progress=False)
+    full = m.predict(X, backend=B, batch_size=300)
+    for bs in (1, 7, 256):
+        np.testing.assert_allclose(m.predict(X, backend=B, batch_size=bs), full, atol=1e-6)
+    assert m.predict(X[:0], backend=B).shape == (0, 3)
+    np.testing.assert_allclose(m.predict(X[:1], backend=B), full[:1], atol=1e-6)
+    np.testing.assert_allclose(m.predict(X[0], backend=B), full[0], atol=1e-6)
+    np.testing.assert_array_equal(m.predict(X, backend=B), m.predict(X, backend=B))  # no dropout
+    e = m.evaluate(X, y, backend=B, batch_size=7)
+    assert e["loss"] == pytest.approx(float(-np.log(full[np.arange(300), y]).mean()), rel=1e-5)
+    assert e["accuracy"] == pytest.approx(float((full.argmax(1) == y).mean()))
+
+
+def test_save_load_every_layer_type_unicode_path_and_hostile_files(tmp_path):
+    import json
+    import shutil
+    X, y = _data()
+    m = nn.Sequential([nn.Dense(8, "prelu"), nn.BatchNorm(), nn.Dropout(0.2), nn.Maxout(5, 3),
+                       nn.Dense(6, "maxout", pieces=3), nn.Activation("tanh"),
+                       nn.Dense(3, "softmax", init="glorot", use_bias=False)], 4)
+    m.fit(X, y, epochs=1, batch_size=8, backend=B, progress=False)
+    path = tmp_path / "mödel ünï 😀"
+    m.save(path)
+    loaded = nn.load(path)
+    assert repr(loaded) == repr(m) and _same(loaded.get_weights(), m.get_weights())
+    np.testing.assert_array_equal(loaded.predict(X, backend=B), m.predict(X, backend=B))
+    with pytest.raises(ValueError, match="Python function"):
+        nn.Sequential([nn.Dense(3, activation=lambda t: t)], 4).save(tmp_path / "fn")
+
+    def hostile(name, edit):
+        q = tmp_path / name
+        shutil.copytree(path, q)
+        edit(q)
+        with pytest.raises(ValueError) as e:
+            nn.load(q)
+        return str(e.value)
+
+    def truncate(q):
+        b = (q / "weights.npz").read_bytes()
+        (q / "weights.npz").write_bytes(b[:len(b) // 2])
+
+    def version(q):
+        a = json.loads((q / "model.json").read_text())
+        a["version"] = 2
+        (q / "model.json").write_text(json.dumps(a))
+
+    def shape(q):
+        w = dict(np.load(q / "weights.npz"))
+        w["dense_0_W"] = w["dense_0_W"][:2]
+        np.savez(q / "weights.npz", **w)
+
+    assert "weights.npz" in hostile("t", truncate)
+    assert "unsupported version 2" in hostile("v", version)
+    assert "dense_0_W has shape (2, 8)" in hostile("s", shape)
