@@ -229,3 +229,27 @@ def test_save_load_every_layer_type_unicode_path_and_hostile_files(tmp_path):
     assert "weights.npz" in hostile("t", truncate)
     assert "unsupported version 2" in hostile("v", version)
     assert "dense_0_W has shape (2, 8)" in hostile("s", shape)
+
+
+def test_graphc_activation_functions_act_as_their_names(tmp_path):
+    # was: Dense(3, activation=gc.softmax) was an opaque function: "cross_entropy" took the
+    # softmax output for logits (a double softmax: evaluate gave 1.18 where the same weights
+    # with activation="softmax" give the true 2.54) and save() refused it; Keras treats
+    # tf.nn.softmax as "softmax" (from_logits=False) and saves it by name
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(40, 4)) * 3).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    by_name = nn.Sequential([nn.Dense(3, activation="softmax")], 4, seed=0)
+    by_fn = nn.Sequential([nn.Dense(3, activation=gc.softmax)], 4, seed=0)
+    p = by_name.predict(X, backend=B)
+    assert by_fn.evaluate(X, y, backend=B)["loss"] == pytest.approx(
+        float(-np.log(p[np.arange(40), y]).mean()), rel=1e-5)
+    assert by_fn.layers[0].activation == "softmax"
+    by_fn.save(tmp_path / "m")
+    np.testing.assert_array_equal(nn.load(tmp_path / "m").predict(X, backend=B), p)
+    for fn, name in ((gc.relu, "relu"), (gc.sigmoid, "sigmoid"), (gc.silu, "silu"),
+                     (gc.leaky_relu, "leaky_relu"), (gc.gelu, "gelu"), (gc.elu, "elu")):
+        assert nn.Dense(2, activation=fn).activation == name
+        assert nn.Activation(fn).activation == name
+    own = lambda t: gc.tanh(t)  # noqa: E731  (a user function stays a function)
+    assert nn.Dense(2, activation=own).activation is own
