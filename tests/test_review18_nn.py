@@ -253,3 +253,22 @@ def test_graphc_activation_functions_act_as_their_names(tmp_path):
         assert nn.Activation(fn).activation == name
     own = lambda t: gc.tanh(t)  # noqa: E731  (a user function stays a function)
     assert nn.Dense(2, activation=own).activation is own
+
+
+@pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("bad", [np.array(["0", "1", "1", "0"]), np.array([0, 1, 1, 0], complex),
+                                 np.array([0, 1, None, 0], object)])
+def test_float_losses_refuse_targets_that_are_not_numbers(loss, bad):
+    # was: numeric strings parsed silently, complex targets cast with a ComplexWarning only,
+    # None read as NaN ("y contains NaN"); now the same "numbers" rule as X, naming the loss
+    X, _ = gc.data.xor()
+    m = nn.Sequential([nn.Dense(1, "sigmoid" if loss == "binary_cross_entropy" else None)], 2)
+    w = m.get_weights()
+    with pytest.raises(ValueError, match=f"{loss}: targets must be numbers"):
+        m.fit(X, bad, loss=loss, epochs=1, backend=B, progress=False)
+    with pytest.raises(ValueError, match=f"{loss}: targets must be numbers"):
+        m.evaluate(X, bad, loss=loss, backend=B)
+    assert _same(w, m.get_weights())
+    m.fit(X, np.array([0, 1, 1, 0], np.int64), loss=loss, epochs=1, backend=B, progress=False)
+    m.fit(X, np.array([False, True, True, False]), loss=loss, epochs=1, backend=B,
+          progress=False)

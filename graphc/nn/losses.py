@@ -147,6 +147,10 @@ def prepare_targets(spec: LossSpec, output_shape: tuple, y) -> np.ndarray:
         return y
     if spec.name is None:
         return y
+    if y.dtype.kind not in "fiub":
+        # strings ('0', '1') were parsed as numbers, complex values lost their imaginary part
+        # (a warning only), objects (None) became NaN: refused as X is, naming the loss
+        raise ValueError(f"{spec.name}: targets must be numbers, got dtype {y.dtype}")
     want = tuple(output_shape)
     if y.shape[1:] != want:
         if y.ndim == 1 and want == (1,):
