@@ -310,7 +310,10 @@ class BatchNorm(Layer):
     """Batch normalization over the batch axis (Ioffe & Szegedy 2015), as PyTorch's
     ``BatchNorm1d``: trainable ``gamma`` (ones) and ``beta`` (zeros); the running mean and
     variance are ``trainable=False`` parameters updated by every training step and used in
-    evaluation."""
+    evaluation.  ``momentum`` is PyTorch's: ``running = (1 - momentum) * running + momentum *
+    batch statistic`` (the variance unbiased), so Keras' ``momentum=0.99`` is ``0.01`` here;
+    ``eps`` (default 1e-5, Keras' is 1e-3) is added to the variance.  ``fit`` refuses a training
+    batch of one sample, as PyTorch does."""
 
     kind = "batch_norm"
 
