@@ -272,3 +272,21 @@ def test_float_losses_refuse_targets_that_are_not_numbers(loss, bad):
     m.fit(X, np.array([0, 1, 1, 0], np.int64), loss=loss, epochs=1, backend=B, progress=False)
     m.fit(X, np.array([False, True, True, False]), loss=loss, epochs=1, backend=B,
           progress=False)
+
+
+def test_copy_of_a_model_does_not_carry_the_optimizer_fit_made():
+    # the optimizer a name creates is the model's (previous fix); its state is keyed by the
+    # parameters' ids, which a copy's parameters do not share: the copy starts its own
+    import copy
+    import pickle
+    X, y = _data()
+    m = _model()
+    m.fit(X, y, epochs=1, backend=B, progress=False)
+    assert "adam" in m._optimizers
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert "_optimizers" not in c.__dict__
+        fresh = copy.deepcopy(c)
+        c.fit(X, y, epochs=1, backend=B, progress=False, shuffle=False)
+        fresh.fit(X, y, epochs=1, backend=B, progress=False, shuffle=False,
+                  optimizer=optim.Adam(lr=1e-3))
+        assert _same(c.get_weights(), fresh.get_weights())

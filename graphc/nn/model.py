@@ -94,6 +94,9 @@ class Sequential:
         # cannot be copied); the copy compiles its own
         state = dict(self.__dict__)
         state.update(_train_cache={}, _eval_cache={}, _predict_cache={})
+        # nor the optimizers fit made from a name: their state is keyed by the ids of these
+        # parameters, which the copy's do not have (and a new process may reuse for others)
+        state.pop("_optimizers", None)
         return state
 
     def _build_layers(self, shape) -> tuple:
