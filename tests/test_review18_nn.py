@@ -290,3 +290,12 @@ def test_copy_of_a_model_does_not_carry_the_optimizer_fit_made():
         fresh.fit(X, y, epochs=1, backend=B, progress=False, shuffle=False,
                   optimizer=optim.Adam(lr=1e-3))
         assert _same(c.get_weights(), fresh.get_weights())
+
+
+@pytest.mark.parametrize("dim", [None, 4.0, object()])
+def test_sequential_input_dim_of_another_type_has_a_clear_error(dim):
+    # was: TypeError "'NoneType' object is not iterable" / "'float' object is not iterable"
+    layer = nn.Dense(3)
+    with pytest.raises(ValueError, match="input_dim must be a positive int or a tuple"):
+        nn.Sequential([layer], dim)
+    assert nn.Sequential([layer], 4).output_shape == (3,)  # the layer is still free

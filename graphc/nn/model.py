@@ -72,7 +72,11 @@ class Sequential:
         for layer in layers:
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: {layer!r} is not a graphc.nn layer")
-        shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+        try:
+            shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) \
+                else tuple(input_dim)
+        except TypeError:  # None, 4.0: "'NoneType' object is not iterable" said nothing
+            shape = ()
         if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
                             for d in shape):
             raise ValueError(f"Sequential: input_dim must be a positive int or a tuple of them, "
