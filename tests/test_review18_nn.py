@@ -299,3 +299,18 @@ def test_sequential_input_dim_of_another_type_has_a_clear_error(dim):
     with pytest.raises(ValueError, match="input_dim must be a positive int or a tuple"):
         nn.Sequential([layer], dim)
     assert nn.Sequential([layer], 4).output_shape == (3,)  # the layer is still free
+
+
+def test_validation_predict_evaluate_leave_weights_and_running_statistics_alone():
+    # evaluation mode everywhere but the training step: the same fit with or without
+    # validation data (of another distribution), then predict / evaluate, ends with the same
+    # weights, batch-norm running statistics included
+    X, y = _data()
+    ws = []
+    for val in (None, (X * 3 + 1, y)):
+        m = _model()
+        m.fit(X, y, epochs=2, backend=B, progress=False, validation_data=val)
+        m.predict(X * 5, backend=B)
+        m.evaluate(X * 5, y, backend=B)
+        ws.append(m.get_weights())
+    assert _same(*ws)
