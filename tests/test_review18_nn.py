@@ -314,3 +314,19 @@ def test_validation_predict_evaluate_leave_weights_and_running_statistics_alone(
         m.evaluate(X * 5, y, backend=B)
         ws.append(m.get_weights())
     assert _same(*ws)
+
+
+@pytest.mark.parametrize("bad", [lambda r, fi, fo, s: np.zeros(3),
+                                 lambda r, fi, fo, s: np.zeros(s, complex),
+                                 lambda r, fi, fo, s: "x"])
+@pytest.mark.parametrize("make", [lambda init: nn.Dense(3, init=init),
+                                  lambda init: nn.Maxout(3, 2, init=init)])
+def test_custom_init_of_wrong_shape_or_type_fails_at_build(bad, make):
+    # was: shape (3,) for W (4, 3) built, then predict raised a matmul ShapeError; complex
+    # weights lost their imaginary part with a warning; "x" gave numpy's conversion error
+    layer = make(bad)
+    with pytest.raises(ValueError, match=r"init .* must return real numbers of shape \(4, "):
+        nn.Sequential([layer], 4)
+    assert layer.input_shape is None  # unbuilt, reusable
+    ok = make(lambda r, fi, fo, s: np.ones(s, np.float64))
+    assert nn.Sequential([ok], 4).get_weights()[0].dtype == np.float32

@@ -81,7 +81,13 @@ def _build_affine(layer, input_shape, rng, width: int) -> None:
                          f"sample shape {input_shape}; put a Flatten() first")
     fan_in = input_shape[0]
     init = INITS[layer.init] if isinstance(layer.init, str) else layer.init
-    layer._add("W", init(rng, fan_in, width, (fan_in, width)), regularized=True)
+    W = np.asarray(init(rng, fan_in, width, (fan_in, width)))
+    if W.shape != (fan_in, width) or W.dtype.kind not in "fiub":
+        # a custom initializer's mistake surfaced later as a matmul ShapeError at the first
+        # predict, a ComplexWarning, or numpy's "could not convert string to float"
+        raise ValueError(f"{type(layer).__name__}: init {layer.init!r} must return real numbers "
+                         f"of shape {(fan_in, width)}, got {W.dtype} of shape {W.shape}")
+    layer._add("W", W, regularized=True)
     if layer.use_bias:
         layer._add("b", np.zeros(width))
 
