@@ -48,11 +48,29 @@ LAYER_ACTIVATIONS = ("maxout", "prelu")
 NAMES = tuple(sorted([*ACTIVATIONS, *LAYER_ACTIVATIONS]))
 
 
+#: graphc's own activation functions -> their names: ``Dense(10, activation=gc.softmax)`` is
+#: ``Dense(10, activation="softmax")`` (as Keras serializes ``tf.nn.relu`` by name), so that it
+#: can be saved and its losses take the logits (a function passed as such was an opaque one: a
+#: double softmax under "cross_entropy", "cannot save").  Only functions whose defaults are the
+#: name's parameters (softmax over the last axis, leaky_relu 0.01, elu 1.0, exact gelu).
+FUNCTION_NAMES: dict[Callable, str] = {
+    N.softmax: "softmax", N.log_softmax: "log_softmax", E.leaky_relu: "leaky_relu",
+    E.elu: "elu", E.gelu: "gelu"}
+for _name, _fn in ACTIVATIONS.items():
+    if _fn.__name__ != "<lambda>" and _fn is not _identity:
+        FUNCTION_NAMES.setdefault(_fn, _name)  # silu before its alias swish
+
+
 def normalize(activation) -> str | Callable[[Tensor], Tensor]:
-    """A name of ``NAMES`` (``None`` becomes ``"linear"``) or the callable itself; ValueError
-    for an unknown name."""
+    """A name of ``NAMES`` (``None`` becomes ``"linear"``; one of graphc's activation functions
+    its name, see ``FUNCTION_NAMES``) or the callable itself; ValueError for an unknown name."""
     if activation is None:
         return "linear"
+    try:
+        if activation in FUNCTION_NAMES:
+            return FUNCTION_NAMES[activation]
+    except TypeError:  # unhashable callable
+        pass
     if isinstance(activation, str):
         key = activation.strip().lower().replace("-", "_")
         if key not in NAMES:

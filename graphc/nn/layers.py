@@ -81,7 +81,13 @@ def _build_affine(layer, input_shape, rng, width: int) -> None:
                          f"sample shape {input_shape}; put a Flatten() first")
     fan_in = input_shape[0]
     init = INITS[layer.init] if isinstance(layer.init, str) else layer.init
-    layer._add("W", init(rng, fan_in, width, (fan_in, width)), regularized=True)
+    W = np.asarray(init(rng, fan_in, width, (fan_in, width)))
+    if W.shape != (fan_in, width) or W.dtype.kind not in "fiub":
+        # a custom initializer's mistake surfaced later as a matmul ShapeError at the first
+        # predict, a ComplexWarning, or numpy's "could not convert string to float"
+        raise ValueError(f"{type(layer).__name__}: init {layer.init!r} must return real numbers "
+                         f"of shape {(fan_in, width)}, got {W.dtype} of shape {W.shape}")
+    layer._add("W", W, regularized=True)
     if layer.use_bias:
         layer._add("b", np.zeros(width))
 
@@ -310,7 +316,10 @@ class BatchNorm(Layer):
     """Batch normalization over the batch axis (Ioffe & Szegedy 2015), as PyTorch's
     ``BatchNorm1d``: trainable ``gamma`` (ones) and ``beta`` (zeros); the running mean and
     variance are ``trainable=False`` parameters updated by every training step and used in
-    evaluation."""
+    evaluation.  ``momentum`` is PyTorch's: ``running = (1 - momentum) * running + momentum *
+    batch statistic`` (the variance unbiased), so Keras' ``momentum=0.99`` is ``0.01`` here;
+    ``eps`` (default 1e-5, Keras' is 1e-3) is added to the variance.  ``fit`` refuses a training
+    batch of one sample, as PyTorch does."""
 
     kind = "batch_norm"
 

@@ -21,6 +21,8 @@ from ..ops import nn as N
 from .activations import LOGIT_ACTIVATIONS
 
 NAMES = ("cross_entropy", "mse", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+#: named activations whose outputs are probabilities (what ``binary_cross_entropy`` takes)
+PROBABILITY_ACTIVATIONS = ("sigmoid", "softmax", "step")
 CLASSIFICATION = ("cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits")
 
 
@@ -94,6 +96,14 @@ def resolve(loss, last_activation: str | None) -> LossSpec:
     if loss == "mse":
         return LossSpec(loss, lambda out, logits, t: N.mse(out, t), None, loss)
     if loss == "binary_cross_entropy":
+        if isinstance(last_activation, str) and last_activation not in PROBABILITY_ACTIVATIONS:
+            # log of a negative output: NaN losses and weights without any message (PyTorch's
+            # binary_cross_entropy raises on inputs outside [0, 1]; Keras clips them)
+            raise ValueError(f"binary_cross_entropy needs probabilities in [0, 1], but the "
+                             f"last layer's activation {last_activation!r} can give values "
+                             f"outside; end with a sigmoid, or use "
+                             f"loss='binary_cross_entropy_with_logits' on the raw outputs")
+
         def fn(out, logits, t):
             if logits is not None and last_activation == "sigmoid":
                 return N.binary_cross_entropy_with_logits(logits, t)
@@ -137,6 +147,10 @@ def prepare_targets(spec: LossSpec, output_shape: tuple, y) -> np.ndarray:
         return y
     if spec.name is None:
         return y
+    if y.dtype.kind not in "fiub":
+        # strings ('0', '1') were parsed as numbers, complex values lost their imaginary part
+        # (a warning only), objects (None) became NaN: refused as X is, naming the loss
+        raise ValueError(f"{spec.name}: targets must be numbers, got dtype {y.dtype}")
     want = tuple(output_shape)
     if y.shape[1:] != want:
         if y.ndim == 1 and want == (1,):

@@ -72,7 +72,11 @@ class Sequential:
         for layer in layers:
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: {layer!r} is not a graphc.nn layer")
-        shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+        try:
+            shape = (input_dim,) if isinstance(input_dim, (int, np.integer)) \
+                else tuple(input_dim)
+        except TypeError:  # None, 4.0: "'NoneType' object is not iterable" said nothing
+            shape = ()
         if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
                             for d in shape):
             raise ValueError(f"Sequential: input_dim must be a positive int or a tuple of them, "
@@ -94,6 +98,9 @@ class Sequential:
         # cannot be copied); the copy compiles its own
         state = dict(self.__dict__)
         state.update(_train_cache={}, _eval_cache={}, _predict_cache={})
+        # nor the optimizers fit made from a name: their state is keyed by the ids of these
+        # parameters, which the copy's do not have (and a new process may reuse for others)
+        state.pop("_optimizers", None)
         return state
 
     def _build_layers(self, shape) -> tuple:
@@ -118,7 +125,10 @@ class Sequential:
     # -- parameters -------------------------------------------------------------------------
     @property
     def parameters(self) -> list[Tensor]:
-        """The trainable parameters, layer by layer."""
+        """The trainable parameters, layer by layer (what the optimizer updates).  Batch-norm
+        running statistics are parameters too, ``trainable=False``: ``all_parameters`` lists
+        them with these, and ``get_weights`` / ``set_weights`` / ``save`` cover all of them,
+        as Keras' ``get_weights`` includes the non-trainable moving mean and variance."""
         return [p for layer in self.layers for p in layer.parameters]
 
     @property
@@ -141,8 +151,10 @@ class Sequential:
         return [p.value for p in self.all_parameters]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Set ``all_parameters`` from a list like ``get_weights()`` returns; ValueError (and
-        nothing changed) if the count or a shape differs."""
+        """Set ``all_parameters`` from a list like ``get_weights()`` returns (the same count and
+        order: batch-norm running statistics included); ValueError (and nothing changed) if the
+        count or a shape differs or an array is not numeric.  Values are cast to the
+        parameters' float32."""
         params = self.all_parameters
         weights = list(weights)
         if len(weights) != len(params):

@@ -8,6 +8,12 @@ A saved model is a directory holding two files:
 - ``weights.npz``: one array per parameter (running statistics included), named like the
   parameter (``dense_0_W``, ``dense_0_b``, ...), read back with ``allow_pickle=False``.
 
+What is saved is what ``get_weights()`` covers (trainable weights and batch-norm running
+statistics) and the architecture.  Not saved: the optimizer and its state (Keras' ``model.save``
+keeps it; here a loaded model's ``fit`` starts with a fresh optimizer, as a PyTorch
+``state_dict`` of the model alone does) and the loss of the last ``fit`` (pass ``loss=`` to a
+loaded model's ``evaluate`` when it is not ``"cross_entropy"``).
+
 ``save`` writes both files into a fresh temporary directory next to ``path`` and then moves it
 into place, so a reader never sees a half-written model; an existing model directory at
 ``path`` is replaced.  ``load`` checks everything (JSON structure, layer types and arguments,

@@ -10,12 +10,15 @@ import numpy as np
 from .. import data as gdata
 from .. import optim
 from . import losses as L
+from .layers import BatchNorm
 from .model import check_weight_decay, compile_with_fallback, require_finite
 
 
 class EarlyStopping:
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best`` the model gets the weights of its best epoch back."""
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` (its magnitude, as
+    Keras) for ``patience`` epochs; with ``restore_best`` the model gets the weights of its best
+    epoch back (``get_weights()``: batch-norm running statistics included, optimizer state
+    not), also when the epochs run out without stopping early."""
 
     def __init__(self, patience: int = 5, restore_best: bool = True, monitor: str | None = None,
                  min_delta: float = 0.0):
@@ -26,7 +29,14 @@ class EarlyStopping:
         self.restore_best = bool(restore_best)
         self.monitor = monitor          # as given: None picks a default per fit
         self.active = monitor or "loss"  # the metric of the current fit
-        self.min_delta = float(min_delta)
+        # the size of a change that counts as an improvement, whichever way is better: a
+        # negative one is taken by its magnitude, as Keras' EarlyStopping does (as given it
+        # made every worse epoch an "improvement", then restored the worst weights)
+        min_delta = float(min_delta)
+        if not abs(min_delta) < float("inf"):
+            raise ValueError(f"early_stopping: min_delta must be a finite number, got "
+                             f"{min_delta!r}")
+        self.min_delta = abs(min_delta)
         self.reset()
 
     def reset(self) -> None:
@@ -140,11 +150,15 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
             binary losses (``(n,)`` is accepted for a one-unit output).
         loss: ``"cross_entropy"`` (softmax cross-entropy on integer labels; computed on the
             logits when the last layer applies softmax), ``"mse"``, ``"binary_cross_entropy"``
-            (on the logits when the last layer applies sigmoid),
+            (on the logits when the last layer applies sigmoid; refused after a named activation
+            that can leave [0, 1], e.g. a linear last layer),
             ``"binary_cross_entropy_with_logits"``, or a function ``(prediction, target) ->
             scalar tensor``.
         optimizer: a ``graphc.optim`` optimizer or a name (``"adam"``, ``"sgd"``,
-            ``"rmsprop"``); default ``Adam(lr=1e-3)``.  Its state persists across ``fit`` calls.
+            ``"rmsprop"``); default ``Adam(lr=1e-3)``.  Its state persists across ``fit`` calls:
+            an instance's as long as the same instance is passed, and the one a name (or the
+            default) creates is kept by the model for its next ``fit`` with that name (as Keras
+            keeps the compiled optimizer); pass a new instance to start afresh.
         epochs, batch_size: passes over the data and samples per step (the last batch of an
             epoch may be smaller).
         backend: ``"c"`` (falls back to ``"numpy"`` with a warning where it cannot run),
@@ -173,7 +187,17 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         ``accuracy`` (classification losses), ``val_loss`` / ``val_accuracy`` (with
         validation data) and ``time`` (seconds of training per epoch).
     """
-    optimizer = optim.Adam(lr=1e-3) if optimizer is None else optim.get(optimizer)
+    if optimizer is None or isinstance(optimizer, str):
+        # the optimizer a name (or the default) makes is the model's, kept for its next fit as
+        # Keras keeps the compiled optimizer: a second fit continues Adam's moments and step
+        # count instead of restarting them (a fresh Adam's first steps are full-size)
+        key = "adam" if optimizer is None else optimizer.lower()
+        owned = model.__dict__.setdefault("_optimizers", {})
+        if key not in owned:
+            owned[key] = optim.Adam(lr=1e-3) if optimizer is None else optim.get(optimizer)
+        optimizer = owned[key]
+    else:
+        optimizer = optim.get(optimizer)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
@@ -191,6 +215,14 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         (X, y), validation_data = gdata.train_val_split(X, y, validation_split, seed=seed)
     if len(X) == 0:
         raise ValueError("fit: no training samples")
+    if (batch_size == 1 or len(X) % batch_size == 1) and \
+            any(isinstance(layer, BatchNorm) for layer in model.layers):
+        # batch statistics of one sample: variance 0, the output beta whatever the input, and
+        # every such step pulls the running variance 10% towards 0 (a 1-sample last batch each
+        # epoch left it at about half the data's); PyTorch's batch_norm raises here too
+        raise ValueError(f"fit: BatchNorm needs more than 1 sample per training batch, but "
+                         f"{len(X)} samples in batches of {batch_size} leave a batch of 1; "
+                         f"choose another batch_size")
     # NaN / inf data would make every weight NaN without any error: refuse it up front
     require_finite("fit: X", X)
     require_finite("fit: y", y)
@@ -204,6 +236,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         if len(Xv) != len(yv):
             raise ValueError(f"validation_data: X and y have different lengths: "
                              f"{len(Xv)} != {len(yv)}")
+        if len(Xv) == 0:
+            # else the first epoch trains, then evaluate() refuses the empty set
+            raise ValueError(f"validation_split={validation_split} leaves no validation "
+                             f"sample out of {len(X) + len(Xv)}" if validation_split
+                             else "validation_data: no samples")
         require_finite("validation_data: X", Xv)
         require_finite("validation_data: y", yv)
     history = _empty_history(spec.classification, validation_data is not None)
