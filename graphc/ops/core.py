@@ -429,18 +429,38 @@ def max(t, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - numpy's name
     return _reduce("max", t, axis, keepdims)
 
 
-register(OpDef(
-    "size_of", lambda inputs, attrs: ((), attrs["dtype"]),
-    lambda node, x: np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]),
-                               dtype=node.dtype),
-    lambda node, g: [None], kind="shape", differentiable=False, shape_only=(0,)))
+def _check_batch_stats(attrs, shape):
+    """``batch_stats``: the count is a training batch norm's number of samples, which must be
+    more than 1 (PyTorch raises ValueError; the unbiased variance would be 0/0).  Checked when
+    the shape is static (at build time), else by every backend once the batch is fed: compiled
+    ones re-infer the graph for each input shape, the interpreter in the reference."""
+    if attrs.get("batch_stats") and None not in shape \
+            and int(np.prod([shape[a] for a in attrs["axes"]])) == 1:
+        raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input shape {format_shape(tuple(shape))}")
 
 
-def size_of(x: Tensor, axes=None, dtype=None) -> Tensor:
-    """Number of elements of ``x`` along ``axes`` at run time, as a scalar of ``dtype``."""
+def _size_of_infer(inputs, attrs):
+    _check_batch_stats(attrs, inputs[0].shape)
+    return (), attrs["dtype"]
+
+
+def _size_of_ref(node, x):
+    _check_batch_stats(node.attrs, np.shape(x))
+    return np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]), dtype=node.dtype)
+
+
+register(OpDef("size_of", _size_of_infer, _size_of_ref, lambda node, g: [None], kind="shape",
+               differentiable=False, shape_only=(0,)))
+
+
+def size_of(x: Tensor, axes=None, dtype=None, batch_stats=False) -> Tensor:
+    """Number of elements of ``x`` along ``axes`` at run time, as a scalar of ``dtype``
+    (``batch_stats``: a ValueError when it is 1, see ``_check_batch_stats``)."""
     axes = normalize_axes("size_of", axes, x.ndim, x.shape)
     dtype = dtype or (x.dtype if is_float(x.dtype) else "float32")
-    return make("size_of", [x], axes=axes, dtype=np.dtype(dtype).name)
+    extra = {"batch_stats": True} if batch_stats else {}
+    return make("size_of", [x], axes=axes, dtype=np.dtype(dtype).name, **extra)
 
 
 # -- gradient plumbing ------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Regressions for op gaps against PyTorch found by the seventeenth review (session 9): batch
+norm on one sample, the softmax family on 0-d tensors, and an edge-case sweep of the ops with
+attributes (axes, keepdims, reshape, transpose, matmul, NaN handling) on numpy and C."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+
+from backends import C, OPENCL
+
+BACKENDS = ["numpy", C]
+
+
+# -- 1. batch norm in training on a batch of one sample ------------------------------------------
+
+def _bn(shape, training=True):
+    x = gc.placeholder(shape)
+    rm = gc.parameter(np.zeros(3, np.float32), trainable=False)
+    rv = gc.parameter(np.ones(3, np.float32), trainable=False)
+    y = gc.batch_norm(x, np.ones(3, np.float32), np.zeros(3, np.float32), rm, rv, training)
+    return x, rv, y
+
+
+def test_batch_norm_training_one_sample_static_raises_like_torch():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        torch.nn.functional.batch_norm(torch.ones(1, 3), torch.zeros(3), torch.ones(3),
+                                       training=True)
+    with pytest.raises(gc.ShapeError, match=r"batch_norm: .*more than 1 value per channel.*"
+                                             r"\(1, 3\)"):
+        _bn((1, 3))
+    _bn((1, 3), training=False)  # inference on one sample is fine (torch too)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + [OPENCL])
+def test_batch_norm_training_one_sample_fed_raises_and_updates_nothing(backend):
+    # the batch comes from the fed input: every backend raises at the call (the running
+    # variance used to decay toward 0: the unbiased variance of one sample taken as 0)
+    x, rv, y = _bn((None, 3))
+    f = gc.compile([x], y, backend=backend)
+    f(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32))
+    before = rv.value
+    with pytest.raises(ValueError, match=r"batch_norm: .*more than 1 value per channel.*"
+                                         r"\(1, 3\)"):
+        f(np.ones((1, 3), np.float32))
+    np.testing.assert_array_equal(rv.value, before)
+    assert f(np.ones((2, 3), np.float32)).shape == (2, 3)  # other batches still run
+
+
+def test_batch_norm_one_sample_check_survives_json_round_trip():
+    x, _, y = _bn((None, 3))
+    ins, outs = gc.export.from_json(gc.export.to_json([y], [x]))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        gc.compile(ins, outs)(np.ones((1, 3), np.float32))
+
+
+def test_fit_batch_norm_last_batch_of_one_is_skipped_with_warning():
+    """Choice: PyTorch raises on a training batch of one (DataLoader users set drop_last=True);
+    Keras trains on it.  fit leaves such a last batch out of each epoch with a warning (rather
+    than failing at the end of the first epoch), and refuses up front data that only makes
+    batches of one.  Models without batch norm train on every batch as before."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(9, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 9)
+    m = gc.nn.Sequential([gc.nn.Dense(5), gc.nn.BatchNorm(), gc.nn.Dense(3)], input_dim=4)
+    with pytest.warns(UserWarning, match="last batch of 1 sample"):
+        h = m.fit(X, y, epochs=2, batch_size=4, backend="numpy", progress=False)
+    assert np.all(np.isfinite(h["loss"]))
+    with pytest.raises(ValueError, match="BatchNorm needs more than 1 sample per batch"):
+        m.fit(X, y, epochs=1, batch_size=1, backend="numpy", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(X[:8], y[:8], epochs=1, batch_size=4, backend="numpy", progress=False)
+        plain = gc.nn.Sequential([gc.nn.Dense(3)], input_dim=4)
+        plain.fit(X, y, epochs=1, batch_size=4, backend="numpy", progress=False)
