@@ -77,3 +77,65 @@ def test_fit_batch_norm_last_batch_of_one_is_skipped_with_warning():
         m.fit(X[:8], y[:8], epochs=1, batch_size=4, backend="numpy", progress=False)
         plain = gc.nn.Sequential([gc.nn.Dense(3)], input_dim=4)
         plain.fit(X, y, epochs=1, batch_size=4, backend="numpy", progress=False)
+
+
+# -- 2. softmax, log_softmax, logsumexp of a 0-d tensor ---------------------------------------
+
+_ROWWISE = [("softmax", gc.softmax, torch.softmax), ("log_softmax", gc.log_softmax,
+                                                     torch.log_softmax),
+            ("logsumexp", gc.logsumexp, torch.logsumexp)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op,gfn,tfn", _ROWWISE, ids=[r[0] for r in _ROWWISE])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_rowwise_ops_of_0d_tensor_match_torch(backend, op, gfn, tfn, axis):
+    """PyTorch reads dim 0 / -1 of a 0-d tensor as its one element (softmax 1, log_softmax 0,
+    logsumexp x; NaN at +-inf for the first two, and a NaN gradient at +-inf for logsumexp);
+    graphc raised ShapeError 'axis out of range for shape ()'."""
+    s = gc.placeholder(())
+    out = gfn(s, axis)
+    assert out.shape == ()
+    f = gc.compile([s], [out, gc.grad(out, s)], backend=backend)
+    for v in (2.0, -3.5, np.inf, -np.inf, np.nan):
+        tx = torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        ty = tfn(tx, axis)
+        tg, = torch.autograd.grad(ty, tx)
+        y, g = f(np.float32(v))
+        assert y.shape == () and g.shape == ()
+        np.testing.assert_allclose([float(y), float(g)], [ty.item(), tg.item()], rtol=1e-6,
+                                   err_msg=f"{op} at {v}")
+
+
+def test_rowwise_ops_of_0d_tensor_default_axis_and_bad_axis():
+    s = gc.placeholder(())
+    assert float(gc.compile([s], gc.softmax(s))(np.float32(5.0))) == 1.0
+    assert float(gc.compile([s], gc.log_softmax(s))(np.float32(5.0))) == 0.0
+    for fn in (gc.softmax, gc.log_softmax, gc.logsumexp):
+        with pytest.raises(gc.ShapeError, match=r"axis 1 out of range for shape \(\)"):
+            fn(s, 1)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        torch.softmax(torch.tensor(1.0), 1)
+
+
+# -- 3. logsumexp over no axes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_logsumexp_over_no_axes_matches_torch_where_torch_defines_it(backend):
+    """axis=() reduces nothing (API.md: axis follows numpy; scipy.special.logsumexp agrees):
+    the value is x and the gradient exp(x - lse(x)), NaN at +-inf.  PyTorch defines dim=() only
+    for 0-d tensors (on others it raises 'output with shape [] doesn't match the broadcast
+    shape') and there gives the same NaN gradient at +-inf, as over any one-element axis: no
+    change, this pins it."""
+    with pytest.raises(RuntimeError):
+        torch.logsumexp(torch.ones(2, 2), dim=())
+    vals = np.array([2.0, np.inf, -np.inf], np.float32)
+    x = gc.placeholder((3,))
+    out = gc.logsumexp(x, axis=())
+    f = gc.compile([x], [out, gc.grad(gc.sum(out), x)], backend=backend)
+    y, g = f(vals)
+    for v, yv, gv in zip(vals, y, g):
+        tx = torch.tensor(float(v), dtype=torch.float64, requires_grad=True)
+        ty = torch.logsumexp(tx, dim=())
+        tg, = torch.autograd.grad(ty, tx)
+        np.testing.assert_allclose([yv, gv], [ty.item(), tg.item()])

@@ -79,14 +79,33 @@ register(OpDef("softmax", _same_infer, _softmax_ref, _softmax_grad, kind="rowwis
 register(OpDef("log_softmax", _same_infer, _log_softmax_ref, _log_softmax_grad, kind="rowwise"))
 
 
-def softmax(t, axis=-1) -> Tensor:
+def _scalar_axes(op: str, t: Tensor, axis):
+    """A 0-d tensor's axis as PyTorch reads it: 0 and -1 (or None) name its one implicit
+    dimension, anything else is out of range."""
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else () if axis is None else tuple(axis)
+    for a in axes:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) \
+                or a not in (0, -1):
+            raise ShapeError(f"{op}: axis {a} out of range for shape () (0 or -1 name the "
+                             f"only dimension of a 0-d tensor)")
+
+
+def _rowwise(op: str, t, axis) -> Tensor:
     t = as_tensor(t)
-    return make("softmax", [t], axis=normalize_axes("softmax", axis, t.ndim, t.shape)[0])
+    if t.ndim == 0:
+        # a 0-d tensor is one row of one element (PyTorch: softmax 1, log_softmax 0; NaN for
+        # +-inf and NaN), computed as that row so the values and gradients are the row's
+        _scalar_axes(op, t, axis)
+        return reshape(make(op, [reshape(t, (1,))], axis=0), ())
+    return make(op, [t], axis=normalize_axes(op, axis, t.ndim, t.shape)[0])
+
+
+def softmax(t, axis=-1) -> Tensor:
+    return _rowwise("softmax", t, axis)
 
 
 def log_softmax(t, axis=-1) -> Tensor:
-    t = as_tensor(t)
-    return make("log_softmax", [t], axis=normalize_axes("log_softmax", axis, t.ndim, t.shape)[0])
+    return _rowwise("log_softmax", t, axis)
 
 
 def _lse_infer(inputs, attrs):
@@ -113,7 +132,11 @@ register(OpDef("logsumexp", _lse_infer,
 def logsumexp(t, axis=None, keepdims=False) -> Tensor:
     """log(sum(exp(t))) over ``axis``, computed stably."""
     t = as_tensor(t)
-    axes = normalize_axes("logsumexp", axis, t.ndim, t.shape)
+    if t.ndim == 0:
+        _scalar_axes("logsumexp", t, axis)  # (PyTorch's dim 0 / -1 of a 0-d tensor)
+        axes = ()
+    else:
+        axes = normalize_axes("logsumexp", axis, t.ndim, t.shape)
     return make("logsumexp", [t], axes=axes, keepdims=bool(keepdims))
 
 
