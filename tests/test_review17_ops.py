@@ -139,3 +139,30 @@ def test_logsumexp_over_no_axes_matches_torch_where_torch_defines_it(backend):
         ty = torch.logsumexp(tx, dim=())
         tg, = torch.autograd.grad(ty, tx)
         np.testing.assert_allclose([yv, gv], [ty.item(), tg.item()])
+
+
+# -- axis out of range: ShapeError (API.md) and IndexError (PyTorch) ---------------------------
+
+_AXIS_CASES = [
+    ("sum", lambda x: gc.sum(x, 2), lambda t: torch.sum(t, 2)),
+    ("mean", lambda x: gc.mean(x, -3), lambda t: torch.mean(t, -3)),
+    ("max", lambda x: gc.max(x, (0, 5)), lambda t: torch.amax(t, (0, 5))),
+    ("logsumexp", lambda x: gc.logsumexp(x, 2), lambda t: torch.logsumexp(t, 2)),
+    ("softmax", lambda x: gc.softmax(x, 2), lambda t: torch.softmax(t, 2)),
+    ("log_softmax", lambda x: gc.log_softmax(x, -3), lambda t: torch.log_softmax(t, -3)),
+    ("transpose", lambda x: gc.transpose(x, (0, 2)), lambda t: t.permute(0, 2)),
+    ("squeeze", lambda x: gc.squeeze(x, 3), lambda t: torch.squeeze(t, 3)),
+    ("expand_dims", lambda x: gc.expand_dims(x, 4), lambda t: torch.unsqueeze(t, 4)),
+]
+
+
+@pytest.mark.parametrize("op,gfn,tfn", _AXIS_CASES, ids=[c[0] for c in _AXIS_CASES])
+def test_axis_out_of_range_is_index_error_as_in_torch(op, gfn, tfn):
+    """PyTorch raises IndexError ('Dimension out of range'); graphc raised a ShapeError that
+    was not one, so `except IndexError` code ported from torch missed it.  Now AxisError is both
+    (numpy's AxisError is a ValueError and an IndexError too)."""
+    with pytest.raises(IndexError):
+        tfn(torch.ones(2, 3))
+    with pytest.raises(IndexError, match=rf"{op}: ax[ie]s .*out of range for shape \(2, 3\)") as e:
+        gfn(gc.placeholder((2, 3)))
+    assert isinstance(e.value, gc.ShapeError)

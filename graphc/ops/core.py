@@ -9,7 +9,7 @@ import builtins
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, ShapeError
 from ..ir import ParamStore, Tensor, format_shape, is_float, leaf, numeric_dtype
 from .registry import (OpDef, broadcast_shapes, make, normalize_axes, register, shape_error)
 
@@ -166,7 +166,7 @@ def transpose(t: Tensor, axes=None) -> Tensor:
     t = as_tensor(t)
     if axes is not None and any(not -t.ndim <= int(a) < t.ndim for a in axes):
         # (a plain modulo would silently turn axis 3 of a matrix into axis 1)
-        raise ShapeError(f"transpose: axes {tuple(axes)} out of range for shape "
+        raise AxisError(f"transpose: axes {tuple(axes)} out of range for shape "
                          f"{format_shape(t.shape)}")
     perm = tuple(reversed(range(t.ndim))) if axes is None else tuple(int(a) % builtins.max(t.ndim, 1)
                                                                          for a in axes)

@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, ShapeError
 from ..ir import Tensor, format_shape, is_float
 from . import elementwise as E
 from .core import (as_tensor, broadcast_like, constant, expand_dims, make, max, mean, parameter,
@@ -86,7 +86,7 @@ def _scalar_axes(op: str, t: Tensor, axis):
     for a in axes:
         if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) \
                 or a not in (0, -1):
-            raise ShapeError(f"{op}: axis {a} out of range for shape () (0 or -1 name the "
+            raise AxisError(f"{op}: axis {a} out of range for shape () (0 or -1 name the "
                              f"only dimension of a 0-d tensor)")
 
 

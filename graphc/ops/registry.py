@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, ShapeError
 from ..ir import Tensor, format_shape
 
 
@@ -77,7 +77,7 @@ def make(op: str, inputs: Sequence[Tensor], name: str | None = None, effects=(),
     try:
         shape, dtype = opdef.infer(list(inputs), attrs)
     except ShapeError as e:
-        raise ShapeError(str(e)) from None  # the message already says where (ShapeError)
+        raise type(e)(str(e)) from None  # the message already says where (ShapeError)
     return Tensor(op, inputs, attrs, shape, dtype, name=name, effects=effects)
 
 
@@ -114,7 +114,7 @@ def normalize_axes(op: str, axis, ndim: int, shape=()) -> tuple:
     for a in axes:
         a = int(a)
         if not -ndim <= a < ndim:
-            raise ShapeError(f"{op}: axis {a} out of range for shape {format_shape(tuple(shape))}")
+            raise AxisError(f"{op}: axis {a} out of range for shape {format_shape(tuple(shape))}")
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: repeated axis in {axis}")
