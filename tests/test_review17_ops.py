@@ -166,3 +166,33 @@ def test_axis_out_of_range_is_index_error_as_in_torch(op, gfn, tfn):
     with pytest.raises(IndexError, match=rf"{op}: ax[ie]s .*out of range for shape \(2, 3\)") as e:
         gfn(gc.placeholder((2, 3)))
     assert isinstance(e.value, gc.ShapeError)
+
+
+# -- axes and shapes that are not ints ---------------------------------------------------------
+
+def test_bool_or_float_axis_is_type_error_as_in_numpy_and_torch():
+    """sum(x, True) reduced axis 1 (bool is an int subclass) and sum(x, 1.0) failed with
+    "'float' object is not iterable"; numpy and PyTorch raise TypeError for both."""
+    x = gc.placeholder((2, 3))
+    for axis in (True, 1.0, (0, 1.5), np.bool_(False)):
+        with pytest.raises(TypeError):
+            np.sum(np.ones((2, 3)), axis=axis)
+        with pytest.raises(TypeError, match=r"sum: axis must be None, an int or a tuple of ints"):
+            gc.sum(x, axis)
+    with pytest.raises(TypeError, match="logsumexp: axis must be"):
+        gc.logsumexp(x, True)
+    assert gc.sum(x, np.int64(1)).shape == (2,) and gc.max(x, (np.int32(0),)).shape == (3,)
+
+
+def test_reshape_float_or_bool_dims_are_type_error():
+    """reshape(x, (2.7, 3)) truncated 2.7 to 2 (int()) and True to 1; numpy and PyTorch raise
+    TypeError."""
+    x = gc.placeholder((2, 3))
+    for shape in ((3.0, 2), (2.7, 3), (True, 6), True):
+        with pytest.raises(TypeError):
+            np.ones((2, 3)).reshape(shape)
+        with pytest.raises(TypeError, match="reshape: shape must be an int or a tuple of ints"):
+            gc.reshape(x, shape)
+    assert gc.reshape(x, (np.int64(3), None)).shape == (3, 2)
+    assert gc.reshape(x, np.array([3, 2])).shape == (3, 2)
+

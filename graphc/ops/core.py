@@ -6,6 +6,7 @@ graph ops) and defines the public constructor next to it.
 from __future__ import annotations
 
 import builtins
+import operator
 
 import numpy as np
 
@@ -214,8 +215,15 @@ register(OpDef("reshape", _reshape_infer, _reshape_ref,
 def reshape(t: Tensor, shape) -> Tensor:
     """numpy reshape; one entry may be -1 (or None)."""
     t = as_tensor(t)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(
-        -1 if d is None else int(d) for d in shape)
+    try:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        # entries are ints (int() turned 2.7 into 2 and True into 1; numpy and PyTorch raise)
+        if any(isinstance(d, (bool, np.bool_)) for d in shape):
+            raise TypeError
+        shape = tuple(-1 if d is None else operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"reshape: shape must be an int or a tuple of ints (-1 or None for one "
+                        f"inferred dimension), got {shape!r}") from None
     if shape == t.shape:
         return t
     return make("reshape", [t], shape=shape)

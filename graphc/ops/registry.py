@@ -5,6 +5,7 @@ dispatch through ``lookup(node.op)``.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -109,10 +110,18 @@ def normalize_axes(op: str, axis, ndim: int, shape=()) -> tuple:
     """Axis argument (None, int, or sequence; negatives allowed) -> sorted tuple of axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    try:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        # (a bool is not an axis: True read as axis 1, 1.0 and 1.7 as axis 1; numpy and PyTorch
+        # raise TypeError for both)
+        if any(isinstance(a, (bool, np.bool_)) for a in axes):
+            raise TypeError
+        axes = tuple(operator.index(a) for a in axes)
+    except TypeError:
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}") \
+            from None
     out = []
     for a in axes:
-        a = int(a)
         if not -ndim <= a < ndim:
             raise AxisError(f"{op}: axis {a} out of range for shape {format_shape(tuple(shape))}")
         out.append(a % ndim)
