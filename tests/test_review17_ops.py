@@ -196,3 +196,18 @@ def test_reshape_float_or_bool_dims_are_type_error():
     assert gc.reshape(x, (np.int64(3), None)).shape == (3, 2)
     assert gc.reshape(x, np.array([3, 2])).shape == (3, 2)
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_axis_none_or_tuple_is_type_error(backend):
+    """softmax(x, None) normalized over axis 0 (the first of 'all axes'), and softmax(x, (1, 0))
+    over axis 0 too; PyTorch raises TypeError: softmax takes one int dim."""
+    with pytest.raises(TypeError):
+        torch.softmax(torch.ones(2, 3), None)
+    x = gc.placeholder((2, 3))
+    for fn in (gc.softmax, gc.log_softmax):
+        for axis in (None, (1, 0), 1.0, True):
+            with pytest.raises(TypeError, match=rf"{fn.__name__}: axis must be an int"):
+                fn(x, axis)
+    xv = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = gc.compile([x], gc.softmax(x, np.int64(1)), backend=backend)(xv)
+    np.testing.assert_allclose(got, torch.softmax(torch.tensor(xv), 1).numpy(), rtol=1e-6)

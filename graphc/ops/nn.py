@@ -92,6 +92,10 @@ def _scalar_axes(op: str, t: Tensor, axis):
 
 def _rowwise(op: str, t, axis) -> Tensor:
     t = as_tensor(t)
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        # one axis (as PyTorch's dim): None or a tuple took the first of the axes they name,
+        # softmax(x, None) of a matrix normalized its columns
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
     if t.ndim == 0:
         # a 0-d tensor is one row of one element (PyTorch: softmax 1, log_softmax 0; NaN for
         # +-inf and NaN), computed as that row so the values and gradients are the row's
