@@ -211,3 +211,26 @@ def test_softmax_axis_none_or_tuple_is_type_error(backend):
     xv = np.arange(6, dtype=np.float32).reshape(2, 3)
     got = gc.compile([x], gc.softmax(x, np.int64(1)), backend=backend)(xv)
     np.testing.assert_allclose(got, torch.softmax(torch.tensor(xv), 1).numpy(), rtol=1e-6)
+
+
+# -- 4. denormals: kept, as PyTorch on CPU keeps them -------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_denormal_results_are_not_flushed(backend):
+    """PyTorch's CPU default keeps denormals (torch.set_flush_denormal(False)); so do numpy and
+    graphc's C flags (no -ffast-math, no FTZ/DAZ).  log(sigmoid(-100)) in float32 is still not
+    torch's: torch.sigmoid computes 1 / (1 + exp(100)) = 1 / inf = 0 (log: -inf) for x < -88.7,
+    while graphc returns the correctly rounded denormal 3.8e-44 (log: -99.98, torch float64:
+    -100); a difference of formula, not of flushing, and graphc's is the closer one."""
+    vals = np.array([1e-39, -1e-40, 3e-38, 1e-45], np.float32)
+    x = gc.placeholder((4,))
+    outs = [x * 0.5, x / 3.0, gc.exp(x * 0.0 - 100.0), gc.sigmoid(x * 0.0 - 100.0),
+            gc.sigmoid(x * 0.0 - 88.0)]
+    got = gc.compile([x], outs, backend=backend)(vals)
+    t = torch.tensor(vals)
+    want = [t * 0.5, t / 3.0, torch.exp(t * 0 - 100), torch.sigmoid(t.double() * 0 - 100).float(),
+            torch.sigmoid(t * 0 - 88)]
+    for g, w in zip(got, want):
+        w = w.numpy()
+        assert np.any((w != 0) & (np.abs(w) < np.finfo(np.float32).tiny))  # denormals
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=0)
