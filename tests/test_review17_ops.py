@@ -51,6 +51,25 @@ def test_batch_norm_training_one_sample_fed_raises_and_updates_nothing(backend):
     assert f(np.ones((2, 3), np.float32)).shape == (2, 3)  # other batches still run
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_time_shape_error_says_where_the_node_was_built(backend):
+    """A compiled backend re-infers the graph for the fed shapes; its ShapeError said 'built at'
+    the line calling f (where the rebuild ran), not the line that built the failing node."""
+    x, _, y = _bn((None, 3)); built = _line_of("y = gc.batch_norm")
+    f = gc.compile([x], y, backend=backend)
+    with pytest.raises(ValueError, match="more than 1 value per channel") as e:
+        f(np.ones((1, 3), np.float32))
+    assert f"test_review17_ops.py:{built}" in str(e.value)
+    assert str(e.value).count("built at") == 1
+
+
+def _line_of(text):
+    import inspect
+    lines = inspect.getsource(_bn).splitlines()
+    start = inspect.getsourcelines(_bn)[1]
+    return next(start + i for i, ln in enumerate(lines) if text in ln)
+
+
 def test_batch_norm_one_sample_check_survives_json_round_trip():
     x, _, y = _bn((None, 3))
     ins, outs = gc.export.from_json(gc.export.to_json([y], [x]))

@@ -437,14 +437,14 @@ def max(t, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - numpy's name
     return _reduce("max", t, axis, keepdims)
 
 
-def _check_batch_stats(attrs, shape):
+def _check_batch_stats(attrs, shape, error=ShapeError):
     """``batch_stats``: the count is a training batch norm's number of samples, which must be
     more than 1 (PyTorch raises ValueError; the unbiased variance would be 0/0).  Checked when
     the shape is static (at build time), else by every backend once the batch is fed: compiled
     ones re-infer the graph for each input shape, the interpreter in the reference."""
     if attrs.get("batch_stats") and None not in shape \
             and int(np.prod([shape[a] for a in attrs["axes"]])) == 1:
-        raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, "
+        raise error(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input shape {format_shape(tuple(shape))}")
 
 
@@ -454,7 +454,7 @@ def _size_of_infer(inputs, attrs):
 
 
 def _size_of_ref(node, x):
-    _check_batch_stats(node.attrs, np.shape(x))
+    _check_batch_stats(node.attrs, np.shape(x), ValueError)  # (the interpreter says where)
     return np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]), dtype=node.dtype)
 
 
