@@ -253,3 +253,21 @@ def test_denormal_results_are_not_flushed(backend):
         w = w.numpy()
         assert np.any((w != 0) & (np.abs(w) < np.finfo(np.float32).tiny))  # denormals
         np.testing.assert_allclose(g, w, rtol=2e-6, atol=0)
+
+
+def test_activation_parameters_must_be_numbers():
+    """elu(t, "1") ran with alpha 1 (float("1")); a tensor alpha failed with "float() argument
+    must be a string or a real number, not 'Tensor'", naming no op.  PyTorch: TypeError
+    "argument 'alpha' must be Number, not str"."""
+    with pytest.raises(TypeError, match="must be Number"):
+        torch.nn.functional.elu(torch.ones(2), "1")
+    x = gc.placeholder((3,))
+    with pytest.raises(TypeError, match=r"elu: alpha must be a real number, got '1'"):
+        gc.elu(x, "1")
+    with pytest.raises(TypeError, match=r"leaky_relu: alpha must be a real number, got <Tensor"):
+        gc.leaky_relu(x, gc.constant(0.1))
+    xv = np.array([-1.0, 0.0, 2.0], np.float32)
+    for alpha in (np.float32(0.5), np.array(0.5), 0.5):
+        np.testing.assert_allclose(gc.compile([x], gc.elu(x, alpha))(xv),
+                                   torch.nn.functional.elu(torch.tensor(xv), 0.5).numpy(),
+                                   rtol=1e-6)
