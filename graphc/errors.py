@@ -15,5 +15,11 @@ class ShapeError(ValueError):
         super().__init__(message, *args)
 
 
+class AxisError(ShapeError, IndexError):
+    """An axis argument out of range for the tensor's rank: a ``ShapeError`` (so a
+    ``ValueError``, as API.md says of build errors) that is also the ``IndexError`` PyTorch
+    raises ("Dimension out of range"), as numpy's ``AxisError`` is both."""
+
+
 class BackendUnavailable(RuntimeError):
     """A backend cannot run on this machine (no compiler, no GPU, a missing package)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional, Sequence
 
+from .errors import ShapeError
 from .ir import Tensor, toposort
 from .ops.registry import make
 
@@ -26,7 +27,14 @@ def rebuild(node: Tensor, inputs: Sequence[Tensor], mapping: Optional[dict] = No
             and all(a is b for e, f in zip(effects, node.effects) for a, b in zip(e, f)):
         return node
     attrs = dict(node.attrs)
-    new = make(node.op, list(inputs), name=node._name, effects=effects, **attrs)
+    try:
+        new = make(node.op, list(inputs), name=node._name, effects=effects, **attrs)
+    except ShapeError as e:
+        # re-inferred for other shapes (a compiled backend's fed ones): the node was built
+        # where node.where says, not where this rebuild was called from (the call of f)
+        msg = str(e)
+        cut = msg.rfind(" (built at ")
+        raise type(e)(f"{msg[:cut] if cut >= 0 else msg} (built at {node.where})") from None
     new.where = node.where
     return new
 

@@ -52,8 +52,10 @@ def test_second_fit_continues_the_default_or_named_optimizer(opt):
     assert _same(m1.get_weights(), m2.get_weights())
 
 
-@pytest.mark.parametrize("n, batch_size", [(33, 32), (5, 1), (1, 128)])
+@pytest.mark.parametrize("n, batch_size", [(5, 1), (1, 128)])
 def test_batchnorm_refuses_a_training_batch_of_one_sample(n, batch_size):
+    # (a last batch of one after larger ones is skipped with a warning instead: see
+    # tests/test_review17_ops.py)
     # was: a 1-sample batch trained silently: variance 0 and the running variance pulled 10%
     # towards 0 per such step (torch.nn.functional.batch_norm raises "Expected more than 1
     # value per channel when training"); refused before any weight changes

@@ -65,7 +65,8 @@ _EXPRS = "exprs"
 # of one of these ops holding any other attribute is rejected (each is type-checked: a flag
 # "yes" or 2 is not a bool, a stray "label" would reach generated code); ops added later
 # without a schema here are read with the generic rules below.
-OPTIONAL_ATTRS = {"ew": {"dout": _EXPR, "dexpr": _EXPRS}, "fill_like": {"grad_seed": _BOOL}}
+OPTIONAL_ATTRS = {"ew": {"dout": _EXPR, "dexpr": _EXPRS}, "fill_like": {"grad_seed": _BOOL},
+                  "size_of": {"batch_stats": _BOOL}}
 OP_ATTRS = {
     "ew": {"expr": _EXPR, "label": _STR, "dtype": _DTYPE},
     "matmul": {},

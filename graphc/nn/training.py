@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from .. import data as gdata
 from .. import optim
 from . import losses as L
-from .layers import BatchNorm
 from .model import check_weight_decay, compile_with_fallback, require_finite
 
 
@@ -215,14 +215,20 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         (X, y), validation_data = gdata.train_val_split(X, y, validation_split, seed=seed)
     if len(X) == 0:
         raise ValueError("fit: no training samples")
-    if (batch_size == 1 or len(X) % batch_size == 1) and \
-            any(isinstance(layer, BatchNorm) for layer in model.layers):
-        # batch statistics of one sample: variance 0, the output beta whatever the input, and
-        # every such step pulls the running variance 10% towards 0 (a 1-sample last batch each
-        # epoch left it at about half the data's); PyTorch's batch_norm raises here too
-        raise ValueError(f"fit: BatchNorm needs more than 1 sample per training batch, but "
-                         f"{len(X)} samples in batches of {batch_size} leave a batch of 1; "
-                         f"choose another batch_size")
+    # a training batch norm needs more than one sample per batch (PyTorch raises ValueError, see
+    # ops.batch_norm).  Batches of one only: an error now, not after compiling.  A last batch
+    # of one: left out of each epoch, with a warning, as PyTorch users drop it (DataLoader's
+    # drop_last) rather than stop training at the end of the first epoch on it
+    drop_single = False
+    if any(getattr(layer, "kind", None) == "batch_norm" for layer in model.layers):
+        if min(int(batch_size), len(X)) == 1:
+            raise ValueError(f"fit: BatchNorm needs more than 1 sample per batch when training, "
+                             f"got batch_size={batch_size} with {len(X)} samples")
+        if len(X) % int(batch_size) == 1:
+            drop_single = True
+            warnings.warn(f"fit: {len(X)} samples in batches of {batch_size} leave a last batch "
+                          f"of 1 sample, which BatchNorm cannot train on: it is skipped in "
+                          f"each epoch", stacklevel=3)
     # NaN / inf data would make every weight NaN without any error: refuse it up front
     require_finite("fit: X", X)
     require_finite("fit: y", y)
@@ -250,7 +256,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
     model.loss = loss
     rng = np.random.default_rng(seed)
     model.best_epoch = None
-    n_batches = -(-len(X) // int(batch_size))
+    n_batches = -(-len(X) // int(batch_size)) - drop_single
 
     for epoch in range(int(epochs)):
         start = time.perf_counter()
@@ -262,8 +268,10 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         # and only the compiled step (which reads them during the call) ever sees them
         for xb, yb in gdata._reused_batches(X, y, int(batch_size), shuffle=shuffle,
                                             seed=order_seed):
-            outs = step(xb, yb)
             n = len(xb)
+            if drop_single and n == 1:
+                continue
+            outs = step(xb, yb)
             total += float(outs[0]) * n
             seen += n
             if spec.classification:

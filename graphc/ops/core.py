@@ -6,10 +6,11 @@ graph ops) and defines the public constructor next to it.
 from __future__ import annotations
 
 import builtins
+import operator
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, ShapeError
 from ..ir import ParamStore, Tensor, format_shape, is_float, leaf, numeric_dtype
 from .registry import (OpDef, broadcast_shapes, make, normalize_axes, register, shape_error)
 
@@ -166,7 +167,7 @@ def transpose(t: Tensor, axes=None) -> Tensor:
     t = as_tensor(t)
     if axes is not None and any(not -t.ndim <= int(a) < t.ndim for a in axes):
         # (a plain modulo would silently turn axis 3 of a matrix into axis 1)
-        raise ShapeError(f"transpose: axes {tuple(axes)} out of range for shape "
+        raise AxisError(f"transpose: axes {tuple(axes)} out of range for shape "
                          f"{format_shape(t.shape)}")
     perm = tuple(reversed(range(t.ndim))) if axes is None else tuple(int(a) % builtins.max(t.ndim, 1)
                                                                          for a in axes)
@@ -214,8 +215,15 @@ register(OpDef("reshape", _reshape_infer, _reshape_ref,
 def reshape(t: Tensor, shape) -> Tensor:
     """numpy reshape; one entry may be -1 (or None)."""
     t = as_tensor(t)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(
-        -1 if d is None else int(d) for d in shape)
+    try:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        # entries are ints (int() turned 2.7 into 2 and True into 1; numpy and PyTorch raise)
+        if any(isinstance(d, (bool, np.bool_)) for d in shape):
+            raise TypeError
+        shape = tuple(-1 if d is None else operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"reshape: shape must be an int or a tuple of ints (-1 or None for one "
+                        f"inferred dimension), got {shape!r}") from None
     if shape == t.shape:
         return t
     return make("reshape", [t], shape=shape)
@@ -429,18 +437,38 @@ def max(t, axis=None, keepdims=False) -> Tensor:  # noqa: A001 - numpy's name
     return _reduce("max", t, axis, keepdims)
 
 
-register(OpDef(
-    "size_of", lambda inputs, attrs: ((), attrs["dtype"]),
-    lambda node, x: np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]),
-                               dtype=node.dtype),
-    lambda node, g: [None], kind="shape", differentiable=False, shape_only=(0,)))
+def _check_batch_stats(attrs, shape, error=ShapeError):
+    """``batch_stats``: the count is a training batch norm's number of samples, which must be
+    more than 1 (PyTorch raises ValueError; the unbiased variance would be 0/0).  Checked when
+    the shape is static (at build time), else by every backend once the batch is fed: compiled
+    ones re-infer the graph for each input shape, the interpreter in the reference."""
+    if attrs.get("batch_stats") and None not in shape \
+            and int(np.prod([shape[a] for a in attrs["axes"]])) == 1:
+        raise error(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input shape {format_shape(tuple(shape))}")
 
 
-def size_of(x: Tensor, axes=None, dtype=None) -> Tensor:
-    """Number of elements of ``x`` along ``axes`` at run time, as a scalar of ``dtype``."""
+def _size_of_infer(inputs, attrs):
+    _check_batch_stats(attrs, inputs[0].shape)
+    return (), attrs["dtype"]
+
+
+def _size_of_ref(node, x):
+    _check_batch_stats(node.attrs, np.shape(x), ValueError)  # (the interpreter says where)
+    return np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]), dtype=node.dtype)
+
+
+register(OpDef("size_of", _size_of_infer, _size_of_ref, lambda node, g: [None], kind="shape",
+               differentiable=False, shape_only=(0,)))
+
+
+def size_of(x: Tensor, axes=None, dtype=None, batch_stats=False) -> Tensor:
+    """Number of elements of ``x`` along ``axes`` at run time, as a scalar of ``dtype``
+    (``batch_stats``: a ValueError when it is 1, see ``_check_batch_stats``)."""
     axes = normalize_axes("size_of", axes, x.ndim, x.shape)
     dtype = dtype or (x.dtype if is_float(x.dtype) else "float32")
-    return make("size_of", [x], axes=axes, dtype=np.dtype(dtype).name)
+    extra = {"batch_stats": True} if batch_stats else {}
+    return make("size_of", [x], axes=axes, dtype=np.dtype(dtype).name, **extra)
 
 
 # -- gradient plumbing ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -303,6 +304,13 @@ ELEMENTWISE: dict[str, ElementwiseSpec] = {}
 
 
 def _apply(spec: ElementwiseSpec, args, params) -> Tensor:
+    for k, v in params.items():
+        # a numeric parameter is a number: float() read elu(t, "1") as alpha 1 and failed on a
+        # tensor alpha with "float() argument must be ... not 'Tensor'", naming no op
+        if isinstance(spec.params[0].get(k), (int, float)) and not (
+                isinstance(v, (numbers.Real, np.bool_)) or isinstance(v, np.ndarray)
+                and v.ndim == 0 and v.dtype.kind in "biuf"):
+            raise TypeError(f"{spec.name}: {k} must be a real number, got {v!r}")
     # a zero parameter (leaky_relu's or elu's alpha = 0) would let SymPy fold alpha * x to the
     # constant 0, where IEEE arithmetic (and PyTorch) gives NaN at x = -inf and -0 for x < 0:
     # it becomes a constant tensor operand, which SymPy keeps symbolic (as _folding does for

@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, ShapeError
 from ..ir import Tensor, format_shape, is_float
 from . import elementwise as E
 from .core import (as_tensor, broadcast_like, constant, expand_dims, make, max, mean, parameter,
@@ -79,14 +79,37 @@ register(OpDef("softmax", _same_infer, _softmax_ref, _softmax_grad, kind="rowwis
 register(OpDef("log_softmax", _same_infer, _log_softmax_ref, _log_softmax_grad, kind="rowwise"))
 
 
-def softmax(t, axis=-1) -> Tensor:
+def _scalar_axes(op: str, t: Tensor, axis):
+    """A 0-d tensor's axis as PyTorch reads it: 0 and -1 (or None) name its one implicit
+    dimension, anything else is out of range."""
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else () if axis is None else tuple(axis)
+    for a in axes:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) \
+                or a not in (0, -1):
+            raise AxisError(f"{op}: axis {a} out of range for shape () (0 or -1 name the "
+                             f"only dimension of a 0-d tensor)")
+
+
+def _rowwise(op: str, t, axis) -> Tensor:
     t = as_tensor(t)
-    return make("softmax", [t], axis=normalize_axes("softmax", axis, t.ndim, t.shape)[0])
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        # one axis (as PyTorch's dim): None or a tuple took the first of the axes they name,
+        # softmax(x, None) of a matrix normalized its columns
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    if t.ndim == 0:
+        # a 0-d tensor is one row of one element (PyTorch: softmax 1, log_softmax 0; NaN for
+        # +-inf and NaN), computed as that row so the values and gradients are the row's
+        _scalar_axes(op, t, axis)
+        return reshape(make(op, [reshape(t, (1,))], axis=0), ())
+    return make(op, [t], axis=normalize_axes(op, axis, t.ndim, t.shape)[0])
+
+
+def softmax(t, axis=-1) -> Tensor:
+    return _rowwise("softmax", t, axis)
 
 
 def log_softmax(t, axis=-1) -> Tensor:
-    t = as_tensor(t)
-    return make("log_softmax", [t], axis=normalize_axes("log_softmax", axis, t.ndim, t.shape)[0])
+    return _rowwise("log_softmax", t, axis)
 
 
 def _lse_infer(inputs, attrs):
@@ -113,7 +136,11 @@ register(OpDef("logsumexp", _lse_infer,
 def logsumexp(t, axis=None, keepdims=False) -> Tensor:
     """log(sum(exp(t))) over ``axis``, computed stably."""
     t = as_tensor(t)
-    axes = normalize_axes("logsumexp", axis, t.ndim, t.shape)
+    if t.ndim == 0:
+        _scalar_axes("logsumexp", t, axis)  # (PyTorch's dim 0 / -1 of a 0-d tensor)
+        axes = ()
+    else:
+        axes = normalize_axes("logsumexp", axis, t.ndim, t.shape)
     return make("logsumexp", [t], axes=axes, keepdims=bool(keepdims))
 
 
@@ -432,7 +459,9 @@ def batch_norm(t, gamma, beta, running_mean, running_var, training, momentum=0.1
     var = mean(E.square(E.sub(t, mu)), axis=0)
     train = normalize(mu, var)
     from .core import size_of
-    n = size_of(t, 0, dtype=t.dtype)
+    # (a batch of one sample is an error when training is known to be on, as in PyTorch; with a
+    # boolean placeholder flag the count is read in evaluation too, so it cannot check)
+    n = size_of(t, 0, dtype=t.dtype, batch_stats=flag is True)
     unbiased = E.div(E.mul(var, n), E.maximum(E.sub(n, 1.0), 1.0))
     new_mean = E.add(E.mul(running_mean, 1.0 - momentum), E.mul(mu, momentum))
     new_var = E.add(E.mul(running_var, 1.0 - momentum), E.mul(unbiased, momentum))

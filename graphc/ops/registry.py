@@ -5,12 +5,13 @@ dispatch through ``lookup(node.op)``.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import AxisError, ShapeError
 from ..ir import Tensor, format_shape
 
 
@@ -77,7 +78,7 @@ def make(op: str, inputs: Sequence[Tensor], name: str | None = None, effects=(),
     try:
         shape, dtype = opdef.infer(list(inputs), attrs)
     except ShapeError as e:
-        raise ShapeError(str(e)) from None  # the message already says where (ShapeError)
+        raise type(e)(str(e)) from None  # the message already says where (ShapeError)
     return Tensor(op, inputs, attrs, shape, dtype, name=name, effects=effects)
 
 
@@ -109,12 +110,20 @@ def normalize_axes(op: str, axis, ndim: int, shape=()) -> tuple:
     """Axis argument (None, int, or sequence; negatives allowed) -> sorted tuple of axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    try:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        # (a bool is not an axis: True read as axis 1, 1.0 and 1.7 as axis 1; numpy and PyTorch
+        # raise TypeError for both)
+        if any(isinstance(a, (bool, np.bool_)) for a in axes):
+            raise TypeError
+        axes = tuple(operator.index(a) for a in axes)
+    except TypeError:
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}") \
+            from None
     out = []
     for a in axes:
-        a = int(a)
         if not -ndim <= a < ndim:
-            raise ShapeError(f"{op}: axis {a} out of range for shape {format_shape(tuple(shape))}")
+            raise AxisError(f"{op}: axis {a} out of range for shape {format_shape(tuple(shape))}")
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: repeated axis in {axis}")
