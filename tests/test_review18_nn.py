@@ -220,7 +220,7 @@ def test_save_load_every_layer_type_unicode_path_and_hostile_files(tmp_path):
 
     def version(q):
         a = json.loads((q / "model.json").read_text())
-        a["version"] = 2
+        a["version"] = 3
         (q / "model.json").write_text(json.dumps(a))
 
     def shape(q):
@@ -229,7 +229,7 @@ def test_save_load_every_layer_type_unicode_path_and_hostile_files(tmp_path):
         np.savez(q / "weights.npz", **w)
 
     assert "weights.npz" in hostile("t", truncate)
-    assert "unsupported version 2" in hostile("v", version)
+    assert "unsupported version 3" in hostile("v", version)
     assert "dense_0_W has shape (2, 8)" in hostile("s", shape)
 
 

@@ -82,3 +82,43 @@ def test_emit_ffi_module_reproduces_the_committed_module(tmp_path):
         pytest.skip("the committed module was emitted by cffi 2.x; other versions may format it "
                     "differently (the type test above still checks it loads and matches)")
     assert out.read_text() == committed
+
+
+def test_a_saved_model_keeps_the_loss_it_was_fit_with(tmp_path):
+    # was: the loss was not saved: a loaded model's evaluate computed cross-entropy for a model
+    # fit with mse (Keras keeps the compiled loss)
+    import json
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 3), dtype=np.float32)
+    y = rng.random((40, 2), dtype=np.float32)
+    m = gc.nn.Sequential([gc.nn.Dense(4, "tanh"), gc.nn.Dense(2)], input_dim=3)
+    m.fit(X, y, loss="mse", epochs=1, batch_size=8, backend="numpy", progress=False)
+    m.save(tmp_path / "m")
+    arch = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert (arch["version"], arch["loss"]) == (2, "mse")
+    loaded = gc.nn.load(tmp_path / "m")
+    assert loaded.loss == "mse"
+    assert loaded.evaluate(X, y, backend="numpy") == pytest.approx(m.evaluate(X, y, backend="numpy"))
+    # a model never fit is still written as version 1 (readable by older graphc), loss None
+    fresh = gc.nn.Sequential([gc.nn.Dense(2)], input_dim=3)
+    fresh.save(tmp_path / "f")
+    arch = json.loads((tmp_path / "f" / "model.json").read_text())
+    assert arch["version"] == 1 and "loss" not in arch
+    assert gc.nn.load(tmp_path / "f").loss is None
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"version": 1, "loss": "mse"}, "unknown key(s) ['loss']"),
+    ({"version": 2, "loss": "hinge"}, "'loss' must be one of"),
+    ({"version": 2, "loss": ["mse"]}, "'loss' must be one of"),
+    ({"version": True}, "unsupported version True"),
+])
+def test_a_saved_loss_is_checked_on_load(tmp_path, edit, message):
+    import json
+    m = gc.nn.Sequential([gc.nn.Dense(2)], input_dim=3)
+    m.save(tmp_path / "m")
+    arch = json.loads((tmp_path / "m" / "model.json").read_text())
+    arch.update(edit)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(arch))
+    with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        gc.nn.load(tmp_path / "m")

@@ -4,15 +4,18 @@ A saved model is a directory holding two files:
 
 - ``model.json``: the architecture: ``{"format": "graphc.nn.Sequential", "version": 1,
   "input_dim": [...], "seed": ..., "layers": [{"type": "Dense", "config": {...}}, ...],
-  "weights": [names of the arrays in weights.npz, in get_weights() order]}``;
+  "weights": [names of the arrays in weights.npz, in get_weights() order]}``, and, for a
+  model fit with a named loss, ``"loss": name`` with ``"version": 2`` (a model without one is
+  still written as version 1, which older graphc reads);
 - ``weights.npz``: one array per parameter (running statistics included), named like the
   parameter (``dense_0_W``, ``dense_0_b``, ...), read back with ``allow_pickle=False``.
 
 What is saved is what ``get_weights()`` covers (trainable weights and batch-norm running
-statistics) and the architecture.  Not saved: the optimizer and its state (Keras' ``model.save``
-keeps it; here a loaded model's ``fit`` starts with a fresh optimizer, as a PyTorch
-``state_dict`` of the model alone does) and the loss of the last ``fit`` (pass ``loss=`` to a
-loaded model's ``evaluate`` when it is not ``"cross_entropy"``).
+statistics), the architecture and the loss of the last ``fit`` when it was given by name
+(``model.loss``: what a loaded model's ``evaluate`` computes by default, as Keras keeps the
+compiled loss).  Not saved: the optimizer and its state (Keras' ``model.save`` keeps it; here a
+loaded model's ``fit`` starts with a fresh optimizer, as a PyTorch ``state_dict`` of the model
+alone does) and a loss given as a Python function.
 
 ``save`` writes both files into a fresh temporary directory next to ``path`` and then moves it
 into place, so a reader never sees a half-written model; an existing model directory at
@@ -30,10 +33,12 @@ import zipfile
 import numpy as np
 
 from .layers import LAYER_TYPES
+from .losses import NAMES as LOSS_NAMES
 from .model import Sequential
 
 FORMAT = "graphc.nn.Sequential"
-VERSION = 1
+VERSION = 2       # written when the file holds a loss; version 1 files have none
+VERSIONS = (1, 2)  # read
 ARCH_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 _OURS = {ARCH_FILE, WEIGHTS_FILE}
@@ -41,8 +46,9 @@ _OURS = {ARCH_FILE, WEIGHTS_FILE}
 
 def save(model: Sequential, path) -> str:
     """Write ``model`` to the directory ``path`` (created, or replaced if it holds a saved
-    model); returns ``path``.  Models with a Python-function activation or loss cannot be
-    saved (ValueError)."""
+    model); returns ``path``.  Models with a Python-function activation cannot be
+    saved (ValueError); a loss given as a function is not saved (``evaluate`` of the loaded
+    model then needs ``loss=``)."""
     path = os.fspath(path)
     for layer in model.layers:
         act = getattr(layer, "activation", "linear")
@@ -63,7 +69,9 @@ def save(model: Sequential, path) -> str:
     names = [p.name for p in params]
     if len(set(names)) != len(names):  # cannot happen with Sequential's naming; be safe
         raise ValueError(f"parameter names are not unique: {names}")
-    arch = {"format": FORMAT, "version": VERSION, **model.config(), "weights": names}
+    arch = {"format": FORMAT, "version": 1, **model.config(), "weights": names}
+    if isinstance(model.loss, str) and model.loss in LOSS_NAMES:
+        arch.update(version=VERSION, loss=model.loss)
 
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -107,12 +115,16 @@ def _read_arch(file) -> dict:
     if arch.get("format") != FORMAT:
         raise _fail(file, f"not a graphc model (format {arch.get('format')!r}, expected "
                           f"{FORMAT!r})")
-    if arch.get("version") != VERSION:
-        raise _fail(file, f"unsupported version {arch.get('version')!r} (this graphc reads "
-                          f"version {VERSION})")
-    unknown = set(arch) - {"format", "version", "input_dim", "seed", "layers", "weights"}
+    version = arch.get("version")
+    if type(version) is not int or version not in VERSIONS:
+        raise _fail(file, f"unsupported version {version!r} (this graphc reads versions "
+                          f"{', '.join(map(str, VERSIONS))})")
+    known = {"format", "version", "input_dim", "seed", "layers", "weights"}
+    unknown = set(arch) - (known | {"loss"} if version >= 2 else known)
     if unknown:
         raise _fail(file, f"unknown key(s) {sorted(unknown)}")
+    if "loss" in arch and arch["loss"] not in LOSS_NAMES:
+        raise _fail(file, f"'loss' must be one of {list(LOSS_NAMES)}, got {arch['loss']!r}")
     for key in ("input_dim", "layers", "weights"):
         if not isinstance(arch.get(key), list):
             raise _fail(file, f"{key!r} must be a list")
@@ -240,4 +252,5 @@ def load(path) -> Sequential:
     model = _build(arch, arch_file, limit)
     arrays = _read_weights(os.path.join(path, WEIGHTS_FILE), model, arch["weights"])
     model.set_weights(arrays)
+    model.loss = arch.get("loss")
     return model
