@@ -1,0 +1,40 @@
+"""Review 15: graph export (DOT, GraphML, JSON, HTML), the ``graphc viz`` command, and what
+the export round trips turned up elsewhere.  Each test is a regression test of a bug found."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+# -- lower.folds: an update-hosting elementwise node folded into a GEMM epilogue --------------
+
+def _adam_wd_step(backend):
+    x = gc.placeholder((None, 3), name="x")
+    W = gc.parameter(np.arange(6, dtype="float32").reshape(3, 2) / 7, name="W")
+    loss = gc.sum(gc.tanh(x @ W))
+    (g,) = gc.grad(loss, [W])
+    ups = gc.optim.Adam(0.1, weight_decay=0.01).updates([W], [g])
+    f = gc.compile([x], [loss, g], updates=ups, backend=backend)
+    X = np.linspace(-1, 1, 12).astype("float32").reshape(4, 3)
+    return [f(X) for _ in range(3)], W.value.copy()
+
+
+def test_adam_weight_decay_with_gradient_output_compiles_on_c():
+    # g + wd * W reads the gradient's GEMM at the same index and hosts Adam's folded m/v
+    # updates; fold_activations also moved it into the GEMM's epilogue, leaving its members
+    # pointing at a host that no longer had a kernel: KeyError in lower.folds.schedule
+    torch = pytest.importorskip("torch")
+    want, w_np = _adam_wd_step("numpy")
+    got, w_c = _adam_wd_step("c")
+    for s1, s2 in zip(want, got):
+        for u, v in zip(s1, s2):
+            np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_c, w_np, rtol=1e-5, atol=1e-6)
+    Wt = torch.tensor(np.arange(6, dtype="float32").reshape(3, 2) / 7, requires_grad=True)
+    opt = torch.optim.Adam([Wt], lr=0.1, weight_decay=0.01)
+    X = torch.tensor(np.linspace(-1, 1, 12).astype("float32").reshape(4, 3))
+    for _ in range(3):
+        opt.zero_grad()
+        torch.tanh(X @ Wt).sum().backward()
+        opt.step()
+    np.testing.assert_allclose(w_c, Wt.detach().numpy(), rtol=1e-5, atol=1e-6)
