@@ -38,3 +38,20 @@ def test_adam_weight_decay_with_gradient_output_compiles_on_c():
         torch.tanh(X @ Wt).sum().backward()
         opt.step()
     np.testing.assert_allclose(w_c, Wt.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -- codegen.cexpr: integer literals beyond int64 ----------------------------------------------
+
+@pytest.mark.parametrize("k", [10 ** 30, -2 ** 64, 2 ** 70])
+def test_huge_integer_literal_in_float_kernel(k):
+    # the C printer wrote the digits as a C integer literal, which gcc wraps: x * 10**30 was
+    # x * 5.1e18, x * -2**64 and x + 2**70 lost the literal entirely (numpy and torch's float
+    # scalars compute with the value)
+    x = gc.placeholder((4,), "float64", name="x")
+    X = np.array([-1.5, 0.0, 0.5, 2.0])
+    for y in (x * k, x + k):
+        got = gc.compile([x], [y], backend="c")(X)[0]
+        want = gc.compile([x], [y], backend="numpy")(X)[0]
+        np.testing.assert_allclose(got, want, rtol=1e-15)
+    np.testing.assert_allclose(gc.compile([x], [x * k], backend="c")(X)[0], X * float(k),
+                               rtol=1e-15)
