@@ -55,3 +55,40 @@ def test_huge_integer_literal_in_float_kernel(k):
         np.testing.assert_allclose(got, want, rtol=1e-15)
     np.testing.assert_allclose(gc.compile([x], [x * k], backend="c")(X)[0], X * float(k),
                                rtol=1e-15)
+
+
+# -- from_json: expressions every backend can compile, or ValueError ----------------------------
+
+def _ew_doc(tree, dtype="float32"):
+    """A graph file whose last node is an ``ew`` of x (float32) and k (int32) computing
+    ``tree`` (an exprcodec JSON tree)."""
+    import json
+
+    from graphc import export
+    x = gc.placeholder((5,), name="x")
+    k = gc.placeholder((5,), "int32", name="k")
+    doc = json.loads(export.to_json([gc.relu(x) + k], inputs=[x, k]))
+    node = [n for n in doc["nodes"] if n["op"] == "ew"][-1]
+    node["attrs"] = {"expr": {"$expr": tree}, "label": "h", "dtype": dtype}
+    node["dtype"] = dtype
+    return json.dumps(doc)
+
+
+def _f(name, *args):
+    return {"f": name, "args": list(args)}
+
+
+S0, S1 = {"sym": 0}, {"sym": 1}
+_X = np.array([-1.5, -0.5, 0.0, 0.5, 2.0], "float32")
+_K = np.array([-2, -1, 0, 1, 3], "int32")
+
+
+@pytest.mark.parametrize("tree", [_f("Heaviside", S0), _f("Heaviside", S0, {"int": "1"}),
+                                  _f("sinh", S0), _f("cosh", S1)],
+                         ids=["heaviside", "heaviside2", "sinh", "cosh"])
+def test_expression_functions_no_backend_compiles_are_rejected(tree):
+    # Heaviside loaded, ran on numpy and failed to compile on c and opencl (no such C
+    # function); sinh/cosh failed on opencl (printed sinhf).  No graphc op builds them.
+    from graphc import export
+    with pytest.raises(ValueError, match="not an allowed function"):
+        export.from_json(_ew_doc(tree))

@@ -30,7 +30,8 @@ MAX_DIGITS = 400         # digits of one integer
 MAX_FLOAT_EXP = 1 << 20  # |binary exponent| of a Float
 MAX_PREC = 2000          # bits of precision of a Float
 
-# name -> (class, min args, max args or None)
+# name -> (class, min args, max args or None): what graphc's ops build and every backend prints
+# (no Heaviside: C and OpenCL have none; no sinh/cosh: OpenCL printed sinhf)
 FUNCTIONS = {
     "Add": (sp.Add, 1, None),
     "Mul": (sp.Mul, 1, None),
@@ -42,13 +43,10 @@ FUNCTIONS = {
     "sin": (sp.sin, 1, 1),
     "cos": (sp.cos, 1, 1),
     "tan": (sp.tan, 1, 1),
-    "sinh": (sp.sinh, 1, 1),
-    "cosh": (sp.cosh, 1, 1),
     "tanh": (sp.tanh, 1, 1),
     "erf": (sp.erf, 1, 1),
     "floor": (sp.floor, 1, 1),
     "ceiling": (sp.ceiling, 1, 1),
-    "Heaviside": (sp.Heaviside, 1, 2),
     "Max": (sp.Max, 1, None),
     "Min": (sp.Min, 1, None),
     "expm1": (expm1, 1, 1),
