@@ -60,7 +60,7 @@ def test_huge_integer_literal_in_float_kernel(k):
 # -- from_json: expressions every backend can compile, or ValueError ----------------------------
 
 def _ew_doc(tree, dtype="float32"):
-    """A graph file whose last node is an ``ew`` of x (float32) and k (int32) computing
+    """A graph file whose last node is an ``ew`` of relu(x) (float32) and k (int32) computing
     ``tree`` (an exprcodec JSON tree)."""
     import json
 
@@ -92,3 +92,25 @@ def test_expression_functions_no_backend_compiles_are_rejected(tree):
     from graphc import export
     with pytest.raises(ValueError, match="not an allowed function"):
         export.from_json(_ew_doc(tree))
+
+
+@pytest.mark.parametrize("tree", [{"const": "true"}, {"const": "false"},
+                                  _f("Not", {"const": "true"})], ids=["true", "false", "not"])
+def test_expression_boolean_constant_as_value_is_rejected(tree):
+    # a node computing the constant true (or !true) loaded, ran on numpy and failed to compile
+    # on c (C has no `true`)
+    from graphc import export
+    with pytest.raises(ValueError, match="constant"):
+        export.from_json(_ew_doc(tree, "bool"))
+
+
+def test_expression_boolean_constants_as_conditions_still_load_and_run():
+    from graphc import export
+    tree = _f("Piecewise", _f("ExprCondPair", S0, _f("And", {"const": "true"},
+                                                      _f("StrictGreaterThan", S0, S1))),
+              _f("ExprCondPair", S1, {"const": "true"}))
+    ins, outs = export.from_json(_ew_doc(tree))
+    r = np.maximum(_X, 0)  # a0 is relu(x)
+    want = np.where(r > _K, r, _K).astype("float32")
+    for backend in ("numpy", "c"):
+        np.testing.assert_array_equal(gc.compile(ins, outs, backend=backend)(_X, _K)[0], want)

@@ -121,13 +121,17 @@ def decode(tree) -> sp.Basic:
     """Rebuild an expression from its JSON tree; ``ValueError`` on anything unexpected."""
     budget = [MAX_NODES]
     try:
-        return _decode(tree, 0, budget)
+        out = _decode(tree, 0, budget)
     except ValueError:
         raise
     except RecursionError:
         raise ValueError("expression nested too deeply") from None
     except Exception as e:  # sympy rejecting a combination of args (TypeError, ...)
         raise ValueError(f"invalid expression: {type(e).__name__}: {e}") from None
+    if isinstance(out, sp.logic.boolalg.BooleanAtom):
+        # C has no true/false (the kernel failed to compile); the ops write 1 and 0
+        raise ValueError(f"expression: the constant {out} is not a value")
+    return out
 
 
 def _int(s, what="integer") -> int:
@@ -172,6 +176,8 @@ def _check_truth_values(name, vals) -> None:
     when the compiled function runs)."""
     if name == "Piecewise":
         return  # its arguments are ExprCondPairs (checked by the caller)
+    if name == "Not" and isinstance(vals[0], sp.logic.boolalg.BooleanAtom):
+        raise ValueError(f"expression: Not of the constant {vals[0]}")  # C: !true, no true
     for k, v in enumerate(vals):
         want = name in _LOGIC or (name == "ExprCondPair" and k == 1)
         if want and not isinstance(v, BOOLEAN):
