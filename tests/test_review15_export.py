@@ -114,3 +114,26 @@ def test_expression_boolean_constants_as_conditions_still_load_and_run():
     want = np.where(r > _K, r, _K).astype("float32")
     for backend in ("numpy", "c"):
         np.testing.assert_array_equal(gc.compile(ins, outs, backend=backend)(_X, _K)[0], want)
+
+
+@pytest.mark.parametrize("base,exp", [({"int": "0"}, {"int": "-1"}),
+                                      ({"int": "-8"}, {"rat": ["1", "3"]}),
+                                      ({"const": "E"}, {"int": "2000"})],
+                         ids=["zero-negative", "complex", "overflow"])
+def test_expression_power_of_constants_without_real_value_is_rejected(base, exp):
+    # loaded, then numpy raised ZeroDivisionError / cast a complex to real with a warning /
+    # raised OverflowError, and the c printer failed (TypeError on zoo, RecursionError)
+    from graphc import export
+    tree = _f("Add", S0, _f("Pow", base, exp))
+    with pytest.raises(ValueError, match="finite real value"):
+        export.from_json(_ew_doc(tree))
+
+
+def test_expression_power_of_constants_in_range_still_runs():
+    from graphc import export
+    tree = _f("Add", S0, _f("Mul", _f("Pow", {"int": "-2"}, {"int": "3"}),
+                            _f("Pow", {"int": "2"}, {"int": "-3"})))
+    ins, outs = export.from_json(_ew_doc(tree))
+    want = np.maximum(_X, 0) - 1.0
+    for backend in ("numpy", "c"):
+        np.testing.assert_allclose(gc.compile(ins, outs, backend=backend)(_X, _K)[0], want)

@@ -169,6 +169,16 @@ def _check_const_pow(base, exponent) -> None:
     if not exponent.is_finite or abs(float(exponent)) * bits > MAX_CONST_POW_BITS:
         raise ValueError(f"expression: power of constants too large to evaluate "
                          f"({str(base)[:20]} ** {str(exponent)[:20]})")
+    # and its value a finite real double: numpy computes it in Python numbers (0 ** -1:
+    # ZeroDivisionError, e ** 2000: OverflowError, (-8) ** (1/3): a complex number cast to
+    # real), the C printer recursed forever on the last and failed on zoo
+    try:
+        value = complex(sp.Pow(base, exponent, evaluate=False).evalf(20))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        value = complex("nan")
+    if value.imag != 0 or not abs(value.real) < 1.7976931348623157e308:
+        raise ValueError(f"expression: power of constants without a finite real value "
+                         f"({str(base)[:20]} ** {str(exponent)[:20]})")
 
 
 def _check_truth_values(name, vals) -> None:
