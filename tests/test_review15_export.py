@@ -137,3 +137,59 @@ def test_expression_power_of_constants_in_range_still_runs():
     want = np.maximum(_X, 0) - 1.0
     for backend in ("numpy", "c"):
         np.testing.assert_allclose(gc.compile(ins, outs, backend=backend)(_X, _K)[0], want)
+
+
+# -- reshape_like / sum_like: shape rules that a graph file could get around --------------------
+
+def _edit(doc, op, shape):
+    next(n for n in doc["nodes"] if n["op"] == op)["shape"] = shape
+
+
+def _two_input_doc(op, g_shape, x_shape, new_x_shape):
+    """A graph file of ``op``(g, x) over placeholders g and x, then x's declared shape (and the
+    node's) edited to ``new_x_shape``."""
+    import json
+
+    from graphc import export
+    from graphc.ops.registry import make
+    g = gc.placeholder(g_shape, name="g")
+    x = gc.placeholder(x_shape, name="x")
+    doc = json.loads(export.to_json([make(op, [g, x])], inputs=[g, x]))
+    doc["nodes"][1]["shape"] = new_x_shape
+    _edit(doc, op, new_x_shape)
+    return json.dumps(doc)
+
+
+def test_reshape_like_of_another_size_is_rejected():
+    # reshape_like's shape rule took x's shape without looking at g: a file with g (2, 3) and x
+    # (5, 5) loaded, numpy failed at run time and c read 25 floats from a 6-float buffer
+    from graphc import export
+    with pytest.raises(ValueError, match="reshape_like"):
+        export.from_json(_two_input_doc("reshape_like", (2, 3), (6,), [5, 5]))
+
+
+def test_reshape_like_free_dims_checked_when_c_specializes():
+    # the same with free dimensions: c read past g's buffer (garbage values, or a crash)
+    from graphc import export
+    ins, outs = export.from_json(_two_input_doc("reshape_like", (None, 3), (None, 3),
+                                                [None, 5]))
+    f = gc.compile(ins, [outs[0] * 2.0], backend="c")
+    with pytest.raises(ValueError, match="reshape_like"):
+        f(np.ones((2, 3), "float32"), np.zeros((400, 5), "float32"))
+    g = np.arange(30, dtype="float32").reshape(10, 3)
+    np.testing.assert_array_equal(f(g, np.zeros((6, 5), "float32"))[0], 2 * g.reshape(6, 5))
+
+
+def test_sum_like_to_a_shape_that_does_not_broadcast_is_rejected():
+    # sum_like's shape rule took x's shape as well: g (2, 3) summed "to" x (None, 7) loaded
+    # and both numpy and c returned g unchanged, (2, 3) for a node declared (None, 7)
+    from graphc import export
+    with pytest.raises(ValueError, match="sum_like"):
+        export.from_json(_two_input_doc("sum_like", (2, 3), (None, 3), [None, 7]))
+    with pytest.raises(ValueError, match="sum_like"):
+        export.from_json(_two_input_doc("sum_like", (1, 3), (None, 3), [2, 3]))
+    ins, outs = export.from_json(_two_input_doc("sum_like", (4, 3), (None, 3), [None, 1]))
+    g = np.arange(12, dtype="float32").reshape(4, 3)
+    for backend in ("numpy", "c"):
+        got = gc.compile(ins, outs, backend=backend)(g, np.zeros((4, 1), "float32"))[0]
+        np.testing.assert_array_equal(got, g.sum(axis=1, keepdims=True))
