@@ -193,3 +193,37 @@ def test_sum_like_to_a_shape_that_does_not_broadcast_is_rejected():
     for backend in ("numpy", "c"):
         got = gc.compile(ins, outs, backend=backend)(g, np.zeros((4, 1), "float32"))[0]
         np.testing.assert_array_equal(got, g.sum(axis=1, keepdims=True))
+
+
+# -- from_json: fill_like values an integer tensor cannot hold --------------------------------
+
+def _fill_doc(dtype, value):
+    import json
+
+    from graphc import export
+    from graphc.ops.registry import make
+    x = gc.placeholder((4,), dtype, name="x")
+    doc = json.loads(export.to_json([make("fill_like", [x], value=0.0)], inputs=[x]))
+    doc["nodes"][1]["attrs"]["value"] = value
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("dtype,value", [("int32", {"$float": "nan"}), ("int32", 1e300),
+                                         ("int64", {"$float": "-inf"}), ("uint8", -1.0),
+                                         ("int8", 128)])
+def test_fill_like_integer_value_out_of_range_is_rejected(dtype, value):
+    # loaded, then numpy gave INT_MIN where c gave 0 / INT_MAX (a C conversion of NaN or of an
+    # out-of-range double is undefined)
+    from graphc import export
+    with pytest.raises(ValueError, match="does not fit"):
+        export.from_json(_fill_doc(dtype, value))
+
+
+def test_fill_like_integer_value_in_range_loads():
+    from graphc import export
+    ins, outs = export.from_json(_fill_doc("int32", -3.7))
+    for backend in ("numpy", "c"):
+        got = gc.compile(ins, outs, backend=backend)(np.zeros(4, "int32"))[0]
+        np.testing.assert_array_equal(got, np.full(4, -3, "int32"))
+    export.from_json(_fill_doc("uint8", 255.0))
+    export.from_json(_fill_doc("bool", {"$float": "nan"}))
