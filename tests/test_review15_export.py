@@ -227,3 +227,79 @@ def test_fill_like_integer_value_in_range_loads():
         np.testing.assert_array_equal(got, np.full(4, -3, "int32"))
     export.from_json(_fill_doc("uint8", 255.0))
     export.from_json(_fill_doc("bool", {"$float": "nan"}))
+
+
+# -- dense / bmm (fused ops a compiled program's graph file holds) -----------------------------
+
+def _fused_doc(ins, outs, edits):
+    """to_json of the graph, then ``edits``: (node op or placeholder name, key, value)."""
+    import json
+
+    from graphc import export
+    doc = json.loads(export.to_json(outs, inputs=ins))
+    for who, key, value in edits:
+        for n in doc["nodes"]:
+            if n["op"] == who or n["name"] == who:
+                if key == "attr_dtype":
+                    n["attrs"]["dtype"] = value
+                else:
+                    n[key] = value
+    return json.dumps(doc)
+
+
+def _dense(inputs, dtype, expr=None):
+    from graphc.ops.registry import make
+    from graphc.symbolic import A
+    return make("dense", inputs, trans_a=False, trans_b=False,
+                expr=A[0] + A[1] if expr is None and len(inputs) > 2 else A[0], label="d",
+                dtype=dtype)
+
+
+def _bmm(a, b):
+    from graphc.ops.registry import make
+    return make("bmm", [a, b], trans_a=False, trans_b=False)
+
+
+def _ph(shape, dtype="float32", name="a"):
+    return gc.placeholder(shape, dtype, name=name)
+
+
+@pytest.mark.parametrize("case", ["dense-mixed", "dense-result", "dense-int", "dense-extra",
+                                  "bmm-mixed", "bmm-int"])
+def test_fused_gemm_nodes_with_bad_dtypes_or_epilogue_shapes_are_rejected(case):
+    # each loaded; c then read a float64 operand as float32 (3.75 for 4), float32 operands
+    # into a float64 result (1.2e-4 for 4), gave 0 for int GEMMs, and read an epilogue input
+    # of shape (7,) or (300, 5) as if it were (5,) / (3, 5) (numpy raised at run time)
+    from graphc import export
+    a, b, e = _ph((3, 4)), _ph((4, 5), name="b"), _ph((5,), name="e")
+    a3, b3 = _ph((2, 3, 4)), _ph((2, 4, 5), name="b")
+    dense = ([a, b], [_dense([a, b], "float32")])
+    bmm = ([a3, b3], [_bmm(a3, b3)])
+    to_int = [("a", "dtype", "int32"), ("b", "dtype", "int32")]
+    doc = {"dense-mixed": dense + ([("b", "dtype", "float64")],),
+           "dense-result": dense + ([("dense", "dtype", "float64"),
+                                     ("dense", "attr_dtype", "float64")],),
+           "dense-int": dense + (to_int + [("dense", "dtype", "int32"),
+                                           ("dense", "attr_dtype", "int32")],),
+           "dense-extra": ([a, b, e], [_dense([a, b, e], "float32")], [("e", "shape", [7])]),
+           "bmm-mixed": bmm + ([("b", "dtype", "float64")],),
+           "bmm-int": bmm + (to_int + [("bmm", "dtype", "int32")],)}[case]
+    with pytest.raises(ValueError, match="dense|bmm"):
+        export.from_json(_fused_doc(*doc))
+
+
+def test_fused_gemm_nodes_that_fit_still_load_and_run():
+    from graphc import export
+    a, b, e = _ph((3, 4)), _ph((4, 5), name="b"), _ph((5,), name="e")
+    aN, b3 = _ph((None, 3, 4)), _ph((2, 4, 5), name="b")
+    ins, outs = export.from_json(export.to_json([_dense([a, b, e], "float32")],
+                                                inputs=[a, b, e]))
+    A_ = np.arange(12, dtype="float32").reshape(3, 4)
+    B_ = np.ones((4, 5), "float32")
+    E_ = np.arange(5, dtype="float32")
+    for backend in ("numpy", "c"):
+        np.testing.assert_array_equal(gc.compile(ins, outs, backend=backend)(A_, B_, E_)[0],
+                                      A_ @ B_ + E_)
+    # bmm of a free batch dimension (np.broadcast_shapes raised TypeError on None)
+    out = _bmm(aN, b3)
+    assert out.shape == (2, 3, 5)
