@@ -303,3 +303,49 @@ def test_fused_gemm_nodes_that_fit_still_load_and_run():
     # bmm of a free batch dimension (np.broadcast_shapes raised TypeError on None)
     out = _bmm(aN, b3)
     assert out.shape == (2, 3, 5)
+
+
+# -- to_html: lone surrogates ------------------------------------------------------------------
+
+def _surrogate_page(tmp_path):
+    from graphc import export
+    q = gc.placeholder((2,), name="sur\ud800x")
+    out = gc.sum(gc.relu(q))
+    out.name = "\udfff"
+    page = tmp_path / "s.html"
+    export.to_html([out], page)
+    return page
+
+
+def test_html_data_has_no_lone_surrogates(tmp_path):
+    # they were written as \ud800 JSON escapes, which JSON.parse turns back into lone
+    # surrogates in the DOM (see the Chromium test below); shown as U+FFFD, as in GraphML
+    import json
+    import re
+    text = _surrogate_page(tmp_path).read_text(encoding="utf-8")
+    data = re.search(r'id="graph-data">(.*?)</script>', text, re.S).group(1)
+    assert not re.search(r"\\u[dD][89a-fA-F]", data)
+    names = {n["name"] for n in json.loads(data)["nodes"]}
+    assert {"sur\ufffdx", "\ufffd"} <= names
+
+
+def _chromium():
+    import shutil
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed")
+def test_html_lone_surrogate_name_does_not_crash_chromium(tmp_path):
+    # chromium --dump-dom of the page died with SIGILL (exit 132) serializing the DOM
+    import os
+    import subprocess
+    page = _surrogate_page(tmp_path)
+    proc = subprocess.run(
+        [_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+         "--disable-extensions", "--disable-dev-shm-usage", "--mute-audio",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+         "--dump-dom", page.resolve().as_uri() + "#selftest"],
+        capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-2000:]
+    assert '"ok":true' in proc.stdout.decode("utf-8", "replace").replace(" ", "")
