@@ -349,3 +349,75 @@ def test_html_lone_surrogate_name_does_not_crash_chromium(tmp_path):
         capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-2000:]
     assert '"ok":true' in proc.stdout.decode("utf-8", "replace").replace(" ", "")
+
+
+# -- round trips on c ----------------------------------------------------------------------------
+
+def _mlp_training(opt, seed=0):
+    rng = np.random.default_rng(seed)
+    x = gc.placeholder((None, 12), name="x")
+    y = gc.placeholder((None,), "int64", name="y")
+    params, h = [], x
+    for i, (a, b) in enumerate([(12, 16), (16, 8), (8, 5)]):
+        W = gc.parameter(rng.standard_normal((a, b)).astype("float32") * 0.3, name=f"W{i}")
+        bias = gc.parameter(np.zeros(b, "float32"), name=f"b{i}")
+        params += [W, bias]
+        h = h @ W + bias
+        if i < 2:
+            h = gc.gelu(h)
+    loss = gc.cross_entropy(h, y)
+    grads = gc.grad(loss, params)
+    return x, y, loss, grads, opt.updates(params, grads)
+
+
+@pytest.mark.parametrize("opt", [lambda: gc.optim.Adam(1e-2, weight_decay=0.01),
+                                 lambda: gc.optim.SGD(0.1, momentum=0.9, nesterov=True),
+                                 lambda: gc.optim.RMSProp(0.01)], ids=["adam", "sgd", "rmsprop"])
+def test_mlp_training_graph_round_trip_on_c(opt):
+    # (the Adam case crashed on c before the fold_activations fix, with or without JSON)
+    from graphc import export
+    x, y, loss, grads, ups = _mlp_training(opt())
+    g = export.load_graph(export.to_json([loss] + grads, inputs=[x, y], updates=ups))
+    assert [(p.name, p.trainable, p.dtype, p.shape) for p, _ in g.updates] == \
+        [(p.name, p.trainable, p.dtype, p.shape) for p, _ in ups]
+    f1 = gc.compile([x, y], [loss] + grads, updates=ups, backend="c")
+    f2 = gc.compile(g.inputs, g.outputs, updates=g.updates, backend="c")
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((7, 12)).astype("float32"), rng.integers(0, 5, 7)
+    for _ in range(3):
+        for a, b in zip(f1(X, Y), f2(X, Y)):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+    for (p, _), (q, _) in zip(ups, g.updates):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+@pytest.mark.slow
+def test_every_op_case_round_trips_on_c():
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from op_cases import CASES, placeholders_for, sample_inputs, weighted_cost
+
+    from graphc import export
+    phs_all, arrays, outs = [], [], []
+    for ci, c in enumerate(CASES):
+        for si, shapes in enumerate(c.shapes[:2]):
+            vals = sample_inputs(c, shapes, "float32", seed=ci)
+            phs = placeholders_for(vals)
+            for p in phs:
+                p.name = f"{c.id}_{si}_{p.name}"
+            out = c.build(*phs)
+            outs.append(out)
+            if c.grad_inputs():
+                cost, _ = weighted_cost(out, np.random.default_rng(ci))
+                outs += gc.grad(cost, [phs[i] for i in c.grad_inputs()])
+            phs_all += phs
+            arrays += vals
+    ins, outs2 = export.from_json(export.to_json(outs, inputs=phs_all))
+    assert [p.name for p in ins] == [p.name for p in phs_all]
+    r1 = gc.compile(phs_all, outs, backend="c")(*arrays)
+    r2 = gc.compile(ins, outs2, backend="c")(*arrays)
+    for a, b in zip(r1, r2):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
