@@ -55,6 +55,10 @@ class _Printer(C99CodePrinter):
             # x > -1 would be false.  Compared as a float (no double: GPUs without fp64), every
             # unsigned value is above it
             return f"({expr.p}.0f)"
+        if not self.integer and abs(expr.p) >= 1 << 63:
+            # no C integer literal holds it (gcc wrapped 10**30 to 5e18, 2**70 to 0): a float
+            # kernel reads it as the floating value numpy computes with
+            return self._print(sp.Float(expr.p, 17))
         return super()._print_Integer(expr)
 
     def _print__Expm1(self, expr):

@@ -30,7 +30,8 @@ MAX_DIGITS = 400         # digits of one integer
 MAX_FLOAT_EXP = 1 << 20  # |binary exponent| of a Float
 MAX_PREC = 2000          # bits of precision of a Float
 
-# name -> (class, min args, max args or None)
+# name -> (class, min args, max args or None): what graphc's ops build and every backend prints
+# (no Heaviside: C and OpenCL have none; no sinh/cosh: OpenCL printed sinhf)
 FUNCTIONS = {
     "Add": (sp.Add, 1, None),
     "Mul": (sp.Mul, 1, None),
@@ -42,13 +43,10 @@ FUNCTIONS = {
     "sin": (sp.sin, 1, 1),
     "cos": (sp.cos, 1, 1),
     "tan": (sp.tan, 1, 1),
-    "sinh": (sp.sinh, 1, 1),
-    "cosh": (sp.cosh, 1, 1),
     "tanh": (sp.tanh, 1, 1),
     "erf": (sp.erf, 1, 1),
     "floor": (sp.floor, 1, 1),
     "ceiling": (sp.ceiling, 1, 1),
-    "Heaviside": (sp.Heaviside, 1, 2),
     "Max": (sp.Max, 1, None),
     "Min": (sp.Min, 1, None),
     "expm1": (expm1, 1, 1),
@@ -123,13 +121,17 @@ def decode(tree) -> sp.Basic:
     """Rebuild an expression from its JSON tree; ``ValueError`` on anything unexpected."""
     budget = [MAX_NODES]
     try:
-        return _decode(tree, 0, budget)
+        out = _decode(tree, 0, budget)
     except ValueError:
         raise
     except RecursionError:
         raise ValueError("expression nested too deeply") from None
     except Exception as e:  # sympy rejecting a combination of args (TypeError, ...)
         raise ValueError(f"invalid expression: {type(e).__name__}: {e}") from None
+    if isinstance(out, sp.logic.boolalg.BooleanAtom):
+        # C has no true/false (the kernel failed to compile); the ops write 1 and 0
+        raise ValueError(f"expression: the constant {out} is not a value")
+    return out
 
 
 def _int(s, what="integer") -> int:
@@ -167,6 +169,16 @@ def _check_const_pow(base, exponent) -> None:
     if not exponent.is_finite or abs(float(exponent)) * bits > MAX_CONST_POW_BITS:
         raise ValueError(f"expression: power of constants too large to evaluate "
                          f"({str(base)[:20]} ** {str(exponent)[:20]})")
+    # and its value a finite real double: numpy computes it in Python numbers (0 ** -1:
+    # ZeroDivisionError, e ** 2000: OverflowError, (-8) ** (1/3): a complex number cast to
+    # real), the C printer recursed forever on the last and failed on zoo
+    try:
+        value = complex(sp.Pow(base, exponent, evaluate=False).evalf(20))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        value = complex("nan")
+    if value.imag != 0 or not abs(value.real) < 1.7976931348623157e308:
+        raise ValueError(f"expression: power of constants without a finite real value "
+                         f"({str(base)[:20]} ** {str(exponent)[:20]})")
 
 
 def _check_truth_values(name, vals) -> None:
@@ -174,6 +186,8 @@ def _check_truth_values(name, vals) -> None:
     when the compiled function runs)."""
     if name == "Piecewise":
         return  # its arguments are ExprCondPairs (checked by the caller)
+    if name == "Not" and isinstance(vals[0], sp.logic.boolalg.BooleanAtom):
+        raise ValueError(f"expression: Not of the constant {vals[0]}")  # C: !true, no true
     for k, v in enumerate(vals):
         want = name in _LOGIC or (name == "ExprCondPair" and k == 1)
         if want and not isinstance(v, BOOLEAN):

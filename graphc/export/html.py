@@ -9,6 +9,7 @@ from __future__ import annotations
 import html as _html
 import json
 import os
+import re
 
 from ..ir import format_shape
 from . import viewer_assets
@@ -92,8 +93,10 @@ def script_json(obj) -> str:
     """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` and the JS
     line separators escaped as \\uXXXX (valid JSON, cannot close the script element)."""
     text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    # lone surrogates (inside strings only) as \udXXX escapes, so the page encodes as UTF-8
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    # lone surrogates (inside strings only; a name decoded with surrogateescape) as U+FFFD, as
+    # in GraphML: the page only shows text, and a lone surrogate in the DOM crashed Chromium
+    # when it serialized the page (--dump-dom: SIGILL)
+    text = re.sub("[\ud800-\udfff]", "\ufffd", text)
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 

@@ -549,6 +549,13 @@ def _check_op_specific(op, attrs, inputs, what):
                 or int(counter.attrs["store"].array) < 0):
             _fail(f"{what}: the first input must be a non-negative int64 scalar parameter "
                   f"(the counter), got {counter.op} {list(counter.shape)} {counter.dtype}")
+    elif op == "fill_like" and inputs[0].dtype != "bool" and \
+            np.dtype(inputs[0].dtype).kind in "iu":
+        # an integer fill must be representable: numpy and C convert NaN, inf and out of range
+        # values differently (INT_MIN vs 0 or INT_MAX; in C it is undefined)
+        v, info = attrs["value"], np.iinfo(inputs[0].dtype)
+        if not math.isfinite(v) or not info.min <= math.trunc(v) <= info.max:
+            _fail(f"{what}: value {v} does not fit {inputs[0].dtype}")
     # axes must be normalized (0 <= axis < rank) and distinct, as the constructors make them
     rank = inputs[0].ndim if inputs else 0
     if op in ("sum", "mean", "max", "logsumexp", "size_of", "squeeze", "expand_dims"):

@@ -141,8 +141,8 @@ def fold_activations(order: list[Tensor], in_place: dict, host_of: dict, extra: 
     found: dict[int, Tensor] = {}
     taken = {h.id for h in host_of.values()}
     for v in order:
-        if v.op != "ew" or v.id in in_place or v.id in host_of:
-            continue
+        if v.op != "ew" or v.id in in_place or v.id in host_of or v.id in taken:
+            continue  # (a host of folded updates stays a kernel: its members run in it)
         hosts = [t for t in v.inputs if t.op == "dense" and t.shape == v.shape
                  and t.id not in in_place and t.id not in host_of]
         if len(hosts) != 1 or hosts[0].id in taken:

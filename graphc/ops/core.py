@@ -229,9 +229,18 @@ def reshape(t: Tensor, shape) -> Tensor:
     return make("reshape", [t], shape=shape)
 
 
+def _reshape_like_infer(inputs, attrs):
+    g, x = inputs
+    if None not in g.shape and None not in x.shape and \
+            int(np.prod(g.shape)) != int(np.prod(x.shape)):
+        # (the compiled backends would read x's size of elements from g's buffer)
+        raise shape_error("reshape_like", g.shape, x.shape, why="cannot reshape")
+    return x.shape, g.dtype
+
+
 # reshape_like(g, x): g with x's runtime shape (the gradient of reshape, free dims included)
 register(OpDef(
-    "reshape_like", lambda inputs, attrs: (inputs[1].shape, inputs[0].dtype),
+    "reshape_like", _reshape_like_infer,
     lambda node, g, x: np.reshape(g, np.shape(x)),
     lambda node, g: [reshape_like(g, node.inputs[0]), None], kind="layout", shape_only=(1,)))
 
@@ -332,7 +341,17 @@ def _sum_like_ref(node, g, x):
 
 # sum_like(g, x): g summed down to x's run-time shape (un-broadcasting along free dimensions,
 # which only the call's shapes decide); the backends' concretize pass makes it static
-register(OpDef("sum_like", lambda inputs, attrs: (inputs[1].shape, inputs[0].dtype),
+def _sum_like_infer(inputs, attrs):
+    g, x = inputs
+    lead = g.ndim - x.ndim
+    if lead < 0 or any(dx not in (None, 1) and dg is not None and dg != dx
+                       for dg, dx in zip(g.shape[lead:], x.shape)):
+        # x must broadcast to g (unbroadcast's rule), else the result is not x's shape
+        raise shape_error("sum_like", g.shape, x.shape, why="cannot sum")
+    return x.shape, g.dtype
+
+
+register(OpDef("sum_like", _sum_like_infer,
                _sum_like_ref, lambda node, g: [broadcast_like(g, node.inputs[0]), None],
                kind="shape", shape_only=(1,)))
 

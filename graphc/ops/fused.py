@@ -8,9 +8,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir import format_shape
+from ..ir import format_shape, is_float
 from ..symbolic import numpy_function
-from .registry import OpDef, register
+from .registry import OpDef, broadcast_shapes, register
+
+
+def _gemm_dtypes(op, a, b, out_dtype):
+    """The GEMM kernels read both operands and write the result in one float type (fuse_dense
+    and bmm are built from float matmuls only; a graph file could say otherwise)."""
+    if a.dtype != b.dtype or not is_float(a.dtype) or out_dtype != a.dtype:
+        raise ShapeError(f"{op}: operands and result must share one float dtype, got "
+                         f"{a.dtype}, {b.dtype} -> {out_dtype}")
 
 
 def _dense_infer(inputs, attrs):
@@ -18,11 +26,16 @@ def _dense_infer(inputs, attrs):
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"dense: needs 2-D operands, got {format_shape(a.shape)} and "
                          f"{format_shape(b.shape)}")
+    _gemm_dtypes("dense", a, b, attrs["dtype"])
     m, k1 = (a.shape[1], a.shape[0]) if attrs["trans_a"] else a.shape
     k2, n = (b.shape[1], b.shape[0]) if attrs["trans_b"] else b.shape
     if k1 is not None and k2 is not None and k1 != k2:
         raise ShapeError(f"dense: inner dimensions differ: {format_shape(a.shape)} and "
                          f"{format_shape(b.shape)}")
+    for e in inputs[2:]:  # epilogue inputs are read broadcast to the result
+        if len(e.shape) > 2 or broadcast_shapes("dense", (m, n), e.shape) != (m, n):
+            raise ShapeError(f"dense: epilogue input {format_shape(e.shape)} does not "
+                             f"broadcast to the result {format_shape((m, n))}")
     return (m, n), attrs["dtype"]
 
 
@@ -56,7 +69,8 @@ def _bmm_infer(inputs, attrs):
     if k1 is not None and k2 is not None and k1 != k2:
         raise ShapeError(f"bmm: inner dimensions differ: {format_shape(a.shape)} and "
                          f"{format_shape(b.shape)}")
-    batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    _gemm_dtypes("bmm", a, b, a.dtype)
+    batch = broadcast_shapes("bmm", tuple(a.shape[:-2]), tuple(b.shape[:-2]))
     return tuple(batch) + (m, n), a.dtype
 
 
