@@ -130,6 +130,8 @@ class FakeRawModule:
         self._ocl = None
 
     def compile(self):
+        if self.cp.compile_error is not None:
+            raise self.cp.compile_error
         if self.cp.nvrtc:
             from graphc.runtime import nvrtc
             nvrtc.compile_cubin(self.code, "fake_cupy", arch="sm_" + self.cp.cc,
@@ -146,8 +148,9 @@ class FakeCupy(types.ModuleType):
 
     uint8 = np.uint8
 
-    def __init__(self, devices=1, cc="90", nvrtc=False, name=b"Fake GPU"):
+    def __init__(self, devices=1, cc="90", nvrtc=False, name=b"Fake GPU", compile_error=None):
         super().__init__("cupy")
+        self.compile_error = compile_error
         self.cc = cc
         self.nvrtc = nvrtc
         self.log: list = []

@@ -241,3 +241,17 @@ def test_batched_matmul_over_65535_batches_splits_grid_z():
     mm = [la for la in launches if la.groups[2] > 1]
     assert [la.groups[2] for la in mm] == [65535, 70000 - 65535]
     assert [la.args[-1].value for la in mm] == [0, 65535]        # gc_batch0
+
+
+def test_cuda_build_failure_is_a_runtime_error_with_the_log(fake_cupy):
+    """CuPy's CompileException derives from Exception only: it now surfaces as a RuntimeError
+    (as an OpenCL build failure does) naming the device, its architecture and the log."""
+    class CompileException(Exception):
+        pass
+    fake_cupy(compile_error=CompileException("graphc_program(3): error: identifier \"q\" is "
+                                             "undefined"), cc="86")
+    x = gc.placeholder((3,), name="x")
+    f = gc.compile([x], x * 2, backend="cuda")
+    with pytest.raises(RuntimeError, match=r"(?s)CUDA program build failed on Fake GPU "
+                                           r"\(sm_86\).*CompileException.*undefined"):
+        f(np.ones(3, np.float32))
