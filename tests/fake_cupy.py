@@ -189,8 +189,11 @@ class FakeCupy(types.ModuleType):
         from graphc.runtime.opencl import get_device
         dev = get_device()
         cl = dev.cl
-        if module._ocl is None:
-            module._ocl = dev.build(module.body)
+        if module._ocl is None:   # built as the OpenCL backend builds (GRAPHC_OPENCL_OPTIONS)
+            import os
+            import shlex
+            module._ocl = dev.build(module.body, options=shlex.split(
+                os.environ.get("GRAPHC_OPENCL_OPTIONS", "")))
         bufs: dict = {}
         cl_args = []
         for a in args:

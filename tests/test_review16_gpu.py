@@ -136,7 +136,9 @@ def _train(backend, opt, dtype, steps=4, batch=17):
 
 
 @needs_ocl
-@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("opt", [o if o in ("sgd", "adam") else
+                                 pytest.param(o, marks=pytest.mark.slow)
+                                 for o in sorted(OPTIMIZERS)])
 def test_cuda_training_steps_on_a_stand_in_cupy(fake_cupy, opt):
     fake_cupy()
     (l_ref, p_ref), (l_got, p_got) = _train("numpy", opt, "float32"), _train("cuda", opt,
@@ -255,3 +257,132 @@ def test_cuda_build_failure_is_a_runtime_error_with_the_log(fake_cupy):
     with pytest.raises(RuntimeError, match=r"(?s)CUDA program build failed on Fake GPU "
                                            r"\(sm_86\).*CompileException.*undefined"):
         f(np.ones(3, np.float32))
+
+
+# -- parity with numpy where tests/test_gpu_backend.py does not go ------------------------------
+# "opencl" on PoCL; "cuda" through the CuPy stand-in (the CUDA adapter's launches, run as OpenCL)
+
+GPU = ["opencl", "cuda"]
+# the larger programs run on the stand-in CUDA only with -m slow (PoCL compiles each twice)
+GPU_SLOW_CUDA = ["opencl", pytest.param("cuda", marks=pytest.mark.slow)]
+
+
+@pytest.fixture
+def gpu(request, fake_cupy):
+    if not opencl_available():
+        pytest.skip("no OpenCL device")
+    if request.param == "cuda":
+        fake_cupy()
+    return request.param
+
+
+INT_DTYPES = ["int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64"]
+
+
+@pytest.mark.parametrize("gpu", GPU, indirect=True)
+def test_integer_dtypes(gpu):
+    rng = np.random.default_rng(1)
+    phs, arrays, outs = [], [], []
+    for dtype in INT_DTYPES:
+        a = gc.placeholder((17, 3), dtype=dtype, name=f"a_{dtype}")
+        b = gc.placeholder((3,), dtype=dtype, name=f"b_{dtype}")
+        phs += [a, b]
+        arrays += [rng.integers(0, 50, (17, 3)).astype(dtype),
+                   rng.integers(1, 50, (3,)).astype(dtype)]
+        outs += [a + b, a - b, a * b, gc.maximum(a, b), gc.minimum(a, b),
+                 gc.where(gc.greater(a, b), a, b), gc.greater(a, b), gc.equal(a, b),
+                 gc.less(a, b), gc.sum(a), gc.sum(a, axis=0), gc.max(a, axis=1), gc.max(a),
+                 gc.transpose(a), gc.reshape(gc.transpose(a), (-1,)), gc.square(a), gc.abs(a),
+                 gc.mean(a, axis=0), a @ gc.transpose(a)] + ([-a] if dtype[0] != "u" else [])
+    compare(phs, outs, arrays, gpu)
+
+
+@pytest.mark.parametrize("gpu", GPU, indirect=True)
+def test_zero_d_tensors(gpu):
+    phs, arrays, outs = [], [], []
+    for dtype in ["float32", "float64", "int64"]:
+        s = gc.placeholder((), dtype=dtype, name=f"s_{dtype}")
+        v = gc.placeholder((5,), dtype=dtype, name=f"v_{dtype}")
+        phs += [s, v]
+        arrays += [np.array(1.5 if dtype[0] == "f" else 3, dtype), np.arange(5).astype(dtype)]
+        outs += [s * 2, s + v, gc.sum(s), gc.max(s), gc.mean(s), gc.reshape(s, (1, 1)),
+                 gc.transpose(s), gc.sum(v * s)]
+        if dtype[0] == "f":
+            outs += [gc.exp(s), gc.logsumexp(s), gc.softmax(gc.reshape(s, (1,)))]
+            outs += gc.grad(gc.sum(gc.exp(s) * v) + gc.logsumexp(s) +
+                            gc.sum(gc.softmax(gc.reshape(s, (1,))) * s) + gc.max(s) * s, [s, v])
+    compare(phs, outs, arrays, gpu, rtol=1e-6)
+
+
+@pytest.mark.parametrize("gpu", GPU, indirect=True)
+def test_empty_tensors(gpu):
+    phs, arrays, outs = [], [], []
+    for j, shape in enumerate([(0, 3), (3, 0), (0,), (2, 0, 4)]):
+        x = gc.placeholder(shape, name=f"x{j}")
+        phs.append(x)
+        arrays.append(np.zeros(shape, np.float32))
+        outs += [x * 2, gc.exp(x), gc.sum(x), gc.sum(x, axis=0), gc.sum(x, axis=-1),
+                 gc.mean(x, axis=0), gc.transpose(x), gc.softmax(x, axis=-1)]
+        outs += [gc.max(x, axis=-1)] if shape[-1] else []
+        outs += [gc.logsumexp(x, axis=0)] if shape[0] else []
+        outs += gc.grad(gc.sum(gc.exp(x)) + gc.sum(gc.softmax(x) * x), [x])
+    compare(phs, outs, arrays, gpu)
+
+
+@pytest.mark.parametrize("gpu", GPU, indirect=True)
+def test_empty_batches_gemm_and_cross_entropy(gpu):
+    a = gc.placeholder((None, 5), name="a")
+    w = gc.placeholder((5, 3), name="w")
+    compare([a, w], [a @ w, gc.grad(gc.sum(a @ w), [w])[0], gc.softmax(a @ w)],
+            [np.zeros((0, 5), np.float32), np.ones((5, 3), np.float32)], gpu)
+    k = gc.placeholder((4, 0), name="k")
+    kw = gc.placeholder((0, 3), name="kw")
+    compare([k, kw], [k @ kw + 1.0], [np.zeros((4, 0), np.float32),
+                                      np.zeros((0, 3), np.float32)], gpu)
+    lg = gc.placeholder((None, 5), name="lg")
+    y = gc.placeholder((None,), dtype="int64", name="y")
+    loss = gc.cross_entropy(lg, y, reduction="sum")
+    compare([lg, y], [loss, gc.cross_entropy(lg, y, reduction="none"), gc.grad(loss, [lg])[0]],
+            [np.zeros((0, 5), np.float32), np.zeros(0, np.int64)], gpu)
+
+
+@pytest.mark.parametrize("gpu", GPU_SLOW_CUDA, indirect=True)
+def test_non_contiguous_views(gpu):
+    rng = np.random.default_rng(2)
+    x = gc.placeholder((17, 33), name="x")
+    y = gc.placeholder((33, 17), name="y")
+    z = gc.placeholder((3, 17, 5), name="z")
+    X, Y, Z = (rng.standard_normal(s).astype(np.float32) for s in [(17, 33), (33, 17), (3, 17, 5)])
+    outs = [gc.transpose(x) + y, gc.reshape(gc.transpose(x), (11, 51)),
+            gc.reshape(gc.transpose(z, (2, 0, 1)), (5, -1)) * 2,
+            gc.sum(gc.transpose(x), axis=1),
+            gc.sum(gc.reshape(gc.transpose(z, (1, 0, 2)), (17, 15)), axis=0),
+            gc.softmax(gc.transpose(x), axis=0), gc.transpose(x) @ x,
+            gc.reshape(gc.transpose(y), (-1,)), gc.max(gc.transpose(z, (2, 1, 0)), axis=(0, 2)),
+            gc.log_softmax(gc.reshape(gc.transpose(z), (5, 51)), axis=1),
+            gc.transpose(gc.reshape(gc.transpose(x), (3, 11, 17)), (1, 2, 0)),
+            gc.mean(gc.transpose(z, (0, 2, 1)), axis=-1)]
+    cost = sum(gc.sum(o * float(k + 1)) for k, o in enumerate(outs))
+    compare([x, y, z], outs + gc.grad(cost, [x, y, z]), [X, Y, Z], gpu, rtol=1e-4, atol=1e-4)
+
+
+BROADCASTS = [((), (17, 33)), ((33,), (17, 33)), ((17, 1), (1, 33)), ((1, 33), (17, 1)),
+              ((3, 1, 5), (17, 1)), ((1,), (100,)), ((1, 1, 1), (3, 17, 5)), ((17, 33), ())]
+
+
+@pytest.mark.parametrize("gpu", GPU_SLOW_CUDA, indirect=True)
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
+def test_every_broadcast_kind(gpu, dtype):
+    rng = np.random.default_rng(3)
+    phs, arrays, outs = [], [], []
+    for j, (sa, sb) in enumerate(BROADCASTS):
+        a = gc.placeholder(sa, dtype=dtype, name=f"a{j}")
+        b = gc.placeholder(sb, dtype=dtype, name=f"b{j}")
+        arrays += [rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)]
+        o = [a + b, a * b, gc.maximum(a, b), gc.where(gc.greater(a, b), a, b),
+             a / (gc.abs(b) + 1), gc.pow(gc.abs(a) + 0.5, b)]
+        cost = sum(gc.sum(t * float(k + 1)) for k, t in enumerate(o))
+        outs += o + gc.grad(cost, [a, b])
+        phs += [a, b]
+    compare(phs, outs, arrays, gpu, rtol=1e-5 if dtype == "float32" else 1e-12,
+            atol=1e-5 if dtype == "float32" else 1e-12)
