@@ -386,3 +386,58 @@ def test_every_broadcast_kind(gpu, dtype):
         phs += [a, b]
     compare(phs, outs, arrays, gpu, rtol=1e-5 if dtype == "float32" else 1e-12,
             atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+# -- the CUDA text of every op case compiles with NVRTC without a warning -----------------------
+
+def _nvrtc_log(text: str, arch: str = "sm_90") -> tuple[int, str]:
+    """(NVRTC result code, compiler log) of the CUDA program ``text`` (prelude included)."""
+    import ctypes as c
+    lib, _ = nvrtc._load_nvrtc()
+    prog = c.c_void_p()
+    assert lib.nvrtcCreateProgram(c.byref(prog), text.encode(), b"graphc.cu", 0, None,
+                                  None) == 0
+    try:
+        opts = [f"--gpu-architecture={arch}".encode()]
+        res = lib.nvrtcCompileProgram(prog, 1, (c.c_char_p * 1)(*opts))
+        size = c.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, c.byref(size))
+        buf = c.create_string_buffer(max(size.value, 1))
+        lib.nvrtcGetProgramLog(prog, buf)
+        return res, buf.value.decode(errors="replace")
+    finally:
+        lib.nvrtcDestroyProgram(c.byref(prog))
+
+
+def _all_cases_program(dtype):
+    from op_cases import CASES, placeholders_for, sample_inputs, weighted_cost
+    rng = np.random.default_rng(0)
+    phs_all, shapes, outs = [], [], []
+    for j, case in enumerate(CASES):
+        for s_, shp in enumerate(case.shapes[:2]):
+            arrays = sample_inputs(case, shp, dtype, j)
+            phs = placeholders_for(arrays)
+            for k, p in enumerate(phs):
+                p._name = f"c{j}_{s_}_in{k}"
+            out = case.build(*phs)
+            outs.append(out)
+            if case.grad_inputs():
+                cost, _ = weighted_cost(out, rng)
+                outs += gc.grad(cost, [phs[i] for i in case.grad_inputs()])
+            phs_all += phs
+            shapes += [a.shape for a in arrays]
+    return _render(phs_all, outs, shapes)
+
+
+@pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="NVRTC not found")
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
+def test_every_op_case_compiles_with_nvrtc_without_warnings(dtype):
+    """Every case of tests/op_cases.py (two shapes each), forward and backward, as one CUDA
+    program: NVRTC's log is empty (it used to warn about an unused local array in every
+    reduction whose outputs take one thread each, and an unused index in split reductions
+    of one output)."""
+    from graphc.runtime.gpu_common import program_source
+    text, launches = _all_cases_program(dtype)
+    res, log = _nvrtc_log(program_source("cuda", text))
+    assert res == 0 and not log.strip(), log[:4000]
+    assert len({la.function for la in launches}) > 300
