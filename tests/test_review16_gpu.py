@@ -441,3 +441,14 @@ def test_every_op_case_compiles_with_nvrtc_without_warnings(dtype):
     res, log = _nvrtc_log(program_source("cuda", text))
     assert res == 0 and not log.strip(), log[:4000]
     assert len({la.function for la in launches}) > 300
+
+
+def test_gemm_dimension_past_int32_is_refused_when_rendered():
+    """A GEMM dimension of 2**31 (its sizes are int kernel arguments) used to render, then fail
+    binding the launch with numpy's 'OverflowError: Python integer 2147483648 out of bounds
+    for int32'; now rendering says what is unsupported."""
+    k = 2 ** 31
+    a = gc.placeholder((1, k), name="a")
+    w = gc.placeholder((k, 1), name="w")
+    with pytest.raises(NotImplementedError, match="32-bit.*2147483648"):
+        _render([a, w], [a @ w], [(1, k), (k, 1)])

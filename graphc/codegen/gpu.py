@@ -115,6 +115,11 @@ def buf(storage: Storage, dtype: str) -> Arg:
 
 
 def i32(v: int) -> Arg:
+    """A 32-bit int argument (GEMM sizes and leading dimensions, flags): a size past 2**31 - 1
+    is refused when the program is rendered, not by numpy when the launch is bound."""
+    if not -2 ** 31 <= int(v) < 2 ** 31:
+        raise NotImplementedError(f"the GPU backends pass GEMM sizes as 32-bit ints: {int(v)} "
+                                  f"(a matrix dimension of 2**31 or more) is not supported")
     return Arg("i32", value=int(v))
 
 
