@@ -430,7 +430,25 @@ def _all_cases_program(dtype):
 
 
 @pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="NVRTC not found")
-@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
+def test_one_thread_per_output_reductions_compile_without_warnings():
+    """The kernels that warned (#177-D, unused variable): reductions whose outputs take one
+    thread each (an unused local array) and the split reduction of one output (an unused
+    output index)."""
+    from graphc.runtime.gpu_common import program_source
+    x = gc.placeholder((None, 3), name="x")
+    z = gc.placeholder((9001, 3), name="z")
+    outs = [gc.sum(x, axis=1), gc.max(x, axis=1), gc.logsumexp(x, axis=1), gc.softmax(x),
+            gc.sum(z), gc.mean(z), gc.sum(z, axis=0)]
+    text, launches = _render([x, z], outs, [(17, 3), (9001, 3)])
+    assert any(la.function.endswith("_part") for la in launches)
+    assert any(la.local[0] < 256 for la in launches)
+    res, log = _nvrtc_log(program_source("cuda", text))
+    assert res == 0 and not log.strip(), log[:4000]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not nvrtc.nvrtc_available(), reason="NVRTC not found")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_op_case_compiles_with_nvrtc_without_warnings(dtype):
     """Every case of tests/op_cases.py (two shapes each), forward and backward, as one CUDA
     program: NVRTC's log is empty (it used to warn about an unused local array in every
