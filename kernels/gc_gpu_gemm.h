@@ -114,7 +114,9 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
     const int bn = GC_GROUP_ID(0) * GC_GEMM_BN;
 
     /* pointers to the first k-tile of this group's panels; stepping along k
-     * is done with 64-bit pointer increments */
+     * is done with 64-bit pointer increments, and the in-tile offsets below
+     * (row * lda, col * ldb) are 64-bit products: with lda > 2^24 an int
+     * product of a row < 128 overflows (matrices of more than 2^31 elements) */
     const GC_GLOBAL GC_GEMM_REAL* Ap =
         transA ? A + bm : A + (gc_i64)bm * lda;
     const GC_GLOBAL GC_GEMM_REAL* Bp =
@@ -148,7 +150,8 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
             if (transA) { kk = l / GC_GEMM_BM; row = l % GC_GEMM_BM; }         \
             else        { row = l / GC_GEMM_BK; kk = l % GC_GEMM_BK; }         \
             const int ok = (row < m_rem) && ((k0) + kk < K);                   \
-            ra[p] = ok ? (transA ? Ap[kk * lda + row] : Ap[row * lda + kk])    \
+            ra[p] = ok ? (transA ? Ap[(gc_i64)kk * lda + row]                \
+                              : Ap[(gc_i64)row * lda + kk])               \
                        : (GC_GEMM_REAL)0;                                      \
         }                                                                      \
     }
@@ -161,7 +164,8 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
             if (transB) { col = l / GC_GEMM_BK; kk = l % GC_GEMM_BK; }         \
             else        { kk = l / GC_GEMM_BN; col = l % GC_GEMM_BN; }         \
             const int ok = (col < n_rem) && ((k0) + kk < K);                   \
-            rb[p] = ok ? (transB ? Bp[col * ldb + kk] : Bp[kk * ldb + col])    \
+            rb[p] = ok ? (transB ? Bp[(gc_i64)col * ldb + kk]                \
+                              : Bp[(gc_i64)kk * ldb + col])               \
                        : (GC_GEMM_REAL)0;                                      \
         }                                                                      \
     }

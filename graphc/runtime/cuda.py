@@ -70,16 +70,21 @@ class CudaDevice:
     def build(self, source: str, options=()):
         """A cupy.RawModule for the kernel text (dialect prelude prepended).
 
-        Compiles eagerly so errors (cupy's CompileException, carrying the NVRTC
-        log) surface here rather than at the first launch.
+        Compiles eagerly so errors surface here rather than at the first launch: CuPy's
+        CompileException (an ``Exception``, carrying the NVRTC log) becomes a RuntimeError
+        naming the device and architecture, as the OpenCL device's build failures are.
         """
         cp = self.cp
         text = program_source("cuda", source)
-        with self.device:
-            mod = cp.RawModule(code=text, options=tuple(options))
-            compile_now = getattr(mod, "compile", None)  # CuPy >= 9
-            if compile_now is not None:
-                compile_now()
+        try:
+            with self.device:
+                mod = cp.RawModule(code=text, options=tuple(options))
+                compile_now = getattr(mod, "compile", None)  # CuPy >= 9
+                if compile_now is not None:
+                    compile_now()
+        except Exception as e:
+            raise RuntimeError(f"CUDA program build failed on {self.name} ({self.arch}):\n"
+                               f"{type(e).__name__}: {e}") from e
         return mod
 
     def load_cubin(self, path: str):
