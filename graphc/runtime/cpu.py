@@ -291,7 +291,7 @@ def check_module_file(p: Path) -> None:
 def _load(p: Path, ffi=None):
     check_module_file(p)  # a truncated, overwritten or foreign entry is rebuilt, not loaded
     lib = (ffi or _ffi()).dlopen(str(p))
-    threads.register(lib)  # every module declares gc_set_threads (gc_runtime.h)
+    threads.register(lib, p)  # every module declares gc_set_threads (gc_runtime.h)
     return lib
 
 

@@ -1,0 +1,105 @@
+"""Review 20 (resources of a long-lived process: a notebook, a hyperparameter search, a
+server compiling and dropping many functions): regressions.
+
+* R1 every compile on the C backend appended the freshly loaded library object to the thread
+  registry (``runtime/threads._modules``), even when it was the same module file loaded again
+  (each compile of the same graph): the list grew by one entry per compile for the life of the
+  process (and ``set_num_threads`` walked all of them).  One entry per module file now.
+
+Also guarded: compiled functions and their executables (arena, slot table, cffi objects,
+device buffers) are collected once dropped; compiling does not leak file descriptors, threads
+or temporary files; ``fit``/``predict``/``evaluate`` reuse their compiled functions.
+"""
+from __future__ import annotations
+
+import gc as pygc
+import os
+import weakref
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import nn, optim
+
+from backends import C, OPENCL, c_available, opencl_available
+
+needs_c = pytest.mark.skipif(not c_available(), reason="no C compiler")
+
+
+def _mlp_step(hidden: int, backend: str):
+    x = gc.placeholder((None, 6), "float32", name="x")
+    w1 = gc.parameter(np.full((6, hidden), 0.1, np.float32), name="W1")
+    w2 = gc.parameter(np.full((hidden, 2), 0.1, np.float32), name="W2")
+    loss = gc.mean(gc.relu(x @ w1) @ w2)
+    g1, g2 = gc.grad(loss, [w1, w2])
+    return gc.compile([x], loss, [(w1, w1 - 0.1 * g1), (w2, w2 - 0.1 * g2)], backend=backend)
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _tasks() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+X = np.ones((4, 6), np.float32)
+
+
+@needs_c
+def test_r1_recompiling_one_graph_registers_its_module_once():
+    from graphc.runtime import threads
+    _mlp_step(5, "c")(X)
+    pygc.collect()
+    n = len(threads._modules)
+    for _ in range(4):
+        f = _mlp_step(5, "c")
+        f(X)
+        del f
+    pygc.collect()
+    assert len(threads._modules) == n
+    gc.set_num_threads(1)  # the registered module still follows the setting
+    try:
+        assert gc.get_num_threads() == 1
+    finally:
+        gc.set_num_threads(0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", C, OPENCL])
+def test_dropped_functions_are_collected_without_leaking_fds_or_threads(backend):
+    _mlp_step(7, backend)(X)  # warm: the device, OpenMP's pool, the cache
+    pygc.collect()
+    fds, tasks = _fds(), _tasks()
+    refs = []
+    for hidden in (7, 7, 8):
+        f = _mlp_step(hidden, backend)
+        f(X)
+        f(np.ones((3, 6), np.float32))  # a second specialization
+        refs.append((weakref.ref(f), weakref.ref(f._exe)))
+        del f
+    pygc.collect()
+    assert [r() for pair in refs for r in pair] == [None] * 6
+    assert _fds() <= fds
+    assert _tasks() <= tasks
+
+
+@needs_c
+def test_refits_reuse_compiled_functions():
+    rng = np.random.default_rng(0)
+    Xs = rng.standard_normal((64, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    m = nn.Sequential([nn.Dense(8, activation="relu"), nn.Dense(3)], input_dim=5)
+    opt = optim.Adam(lr=1e-3)
+
+    def fns():
+        return ([id(f) for f in m._train_cache["entry"]["fns"].values()]
+                + [id(v[3]["c"]) for v in m._eval_cache.values()] + [id(m._predict_cache["c"])])
+
+    for i in range(4):
+        m.fit(Xs, y, epochs=1, batch_size=16, optimizer=opt, progress=False, backend="c")
+        m.predict(Xs, backend="c")
+        m.evaluate(Xs, y, backend="c")
+        if i == 0:
+            first = fns()
+    assert fns() == first
