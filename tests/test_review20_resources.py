@@ -5,6 +5,9 @@ server compiling and dropping many functions): regressions.
   registry (``runtime/threads._modules``), even when it was the same module file loaded again
   (each compile of the same graph): the list grew by one entry per compile for the life of the
   process (and ``set_num_threads`` walked all of them).  One entry per module file now.
+* R2 a C build interrupted before gcc finished (Ctrl-C in a notebook, a GEMM driver that
+  fails to build, gcc missing from PATH) left its temporary ``.<key>.<pid>.<tid>.tmp.c`` in the
+  kernels directory for ever.
 
 Also guarded: compiled functions and their executables (arena, slot table, cffi objects,
 device buffers) are collected once dropped; compiling does not leak file descriptors, threads
@@ -82,6 +85,35 @@ def test_dropped_functions_are_collected_without_leaking_fds_or_threads(backend)
     assert [r() for pair in refs for r in pair] == [None] * 6
     assert _fds() <= fds
     assert _tasks() <= tasks
+
+
+@needs_c
+def test_r2_interrupted_build_leaves_no_temporary_source(tmp_path, monkeypatch):
+    from graphc.runtime import cpu
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    source = "int gc_step(void **s, char *a) { return 7; } /* review 20 R2 */ int r2_x = 20;"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cpu.subprocess, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cpu.build_module(source)
+    left = sorted(p.name for p in (tmp_path / "kernels").iterdir())
+    assert [n for n in left if ".tmp" in n] == []
+
+
+@needs_c
+def test_r2_failed_and_successful_builds_leave_no_temporary_files(tmp_path, monkeypatch):
+    from graphc.runtime import cpu
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    with pytest.raises(cpu.CompileError):
+        cpu.build_module("int gc_step(void **s, char *a) { this is not C; }")
+    x = gc.placeholder((None, 3), name="x")
+    gc.compile([x], gc.tanh(x) * 3.0, backend="c")(np.ones((2, 3), np.float32))
+    names = [p.name for p in (tmp_path / "kernels").iterdir()]
+    assert [n for n in names if ".tmp" in n] == []
+    assert {n.rsplit(".", 1)[1] for n in names} <= {"so", "c", "idx", "lock"}
 
 
 @needs_c

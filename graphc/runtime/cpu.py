@@ -187,6 +187,12 @@ def build_module(source: str, ffi=None):
 
     def build(tmp: Path) -> None:
         src = tmp.with_suffix(".c")
+        try:
+            _build(tmp, src)
+        finally:  # interrupted (Ctrl-C in gcc), a GEMM core that fails to build, no gcc...:
+            src.unlink(missing_ok=True)  # the temporary source is not left in the cache
+
+    def _build(tmp: Path, src: Path) -> None:
         src.write_text(source)
         kept = tmp.parent / f"{key}.c"
         libs = ["-lmvec"] if "-DGC_LIBMVEC" in fl else []  # after the source: --as-needed
