@@ -8,6 +8,9 @@ server compiling and dropping many functions): regressions.
 * R2 a C build interrupted before gcc finished (Ctrl-C in a notebook, a GEMM driver that
   fails to build, gcc missing from PATH) left its temporary ``.<key>.<pid>.<tid>.tmp.c`` in the
   kernels directory for ever.
+* R3 the OpenCL (and CUDA) adapter memoized every program it built, by text, for the life of
+  the process: each distinct graph (other layer sizes) kept its device program even after
+  every function using it was dropped.  The memo keeps the most recently used programs only.
 
 Also guarded: compiled functions and their executables (arena, slot table, cffi objects,
 device buffers) are collected once dropped; compiling does not leak file descriptors, threads
@@ -114,6 +117,27 @@ def test_r2_failed_and_successful_builds_leave_no_temporary_files(tmp_path, monk
     names = [p.name for p in (tmp_path / "kernels").iterdir()]
     assert [n for n in names if ".tmp" in n] == []
     assert {n.rsplit(".", 1)[1] for n in names} <= {"so", "c", "idx", "lock"}
+
+
+@pytest.mark.opencl
+@pytest.mark.skipif(not opencl_available(), reason="no OpenCL device")
+def test_r3_opencl_program_memo_is_bounded(monkeypatch):
+    from graphc.runtime import opencl_backend
+    adapter = opencl_backend.default_adapter()
+    monkeypatch.setattr(adapter, "MODULE_CACHE_SIZE", 2)
+    refs = []
+    for hidden in (11, 12, 13, 14):  # four distinct programs, each dropped after use
+        f = _mlp_step(hidden, "opencl")
+        f(X)
+        refs.append(weakref.ref(f._exe._last.module))
+        del f
+    pygc.collect()
+    assert len(adapter._modules) <= 2
+    assert refs[0]() is None and refs[1]() is None  # released once no function uses them
+    # a live function keeps its program; identical programs still compile once
+    f = _mlp_step(14, "opencl")
+    f(X)
+    assert f._exe._last.module is refs[3]()
 
 
 @needs_c
