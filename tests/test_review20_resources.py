@@ -11,6 +11,8 @@ server compiling and dropping many functions): regressions.
 * R3 the OpenCL (and CUDA) adapter memoized every program it built, by text, for the life of
   the process: each distinct graph (other layer sizes) kept its device program even after
   every function using it was dropped.  The memo keeps the most recently used programs only.
+* R4 the CUDA device's kernel-function memo held each module it ever looked a kernel up in
+  (for the life of the process, whatever R3's memo dropped): bounded too.
 
 Also guarded: compiled functions and their executables (arena, slot table, cffi objects,
 device buffers) are collected once dropped; compiling does not leak file descriptors, threads
@@ -159,3 +161,29 @@ def test_refits_reuse_compiled_functions():
         if i == 0:
             first = fns()
     assert fns() == first
+
+
+def test_r4_cuda_kernel_lookups_do_not_keep_every_module():
+    # no CuPy needed: the lookup memo only calls module.get_function under the device
+    import contextlib
+
+    from graphc.runtime.cuda import CudaDevice
+
+    class Module:
+        def get_function(self, name):
+            return (name, id(self))
+
+    dev = object.__new__(CudaDevice)
+    dev.device = contextlib.nullcontext()
+    dev._functions = {}
+    dev.FUNCTION_CACHE_SIZE = 4
+    refs = []
+    for _ in range(6):  # six programs built and dropped, two kernels each
+        m = Module()
+        assert dev.kernel(m, "k0") == ("k0", id(m)) and dev.kernel(m, "k0") == ("k0", id(m))
+        dev.kernel(m, "k1")
+        refs.append(weakref.ref(m))
+        del m
+    pygc.collect()
+    assert len(dev._functions) <= 4
+    assert [r() is None for r in refs] == [True] * 4 + [False] * 2
