@@ -212,6 +212,12 @@ def build_module(source: str, ffi=None):
 
     def build(tmp: Path) -> None:
         src = tmp.with_suffix(".c")
+        try:
+            _build(tmp, src)
+        finally:  # interrupted (Ctrl-C in gcc), a GEMM core that fails to build, no gcc...:
+            src.unlink(missing_ok=True)  # the temporary source is not left in the cache
+
+    def _build(tmp: Path, src: Path) -> None:
         src.write_text(source)
         kept = tmp.parent / f"{key}.c"
         libs = ["-lmvec"] if "-DGC_LIBMVEC" in fl else []  # after the source: --as-needed
@@ -313,10 +319,24 @@ def check_module_file(p: Path) -> None:
         raise OSError(f"corrupt cache entry {e}") from None
 
 
+# (ffi, path) -> the library loaded from that file through that ffi.  cffi's FFI.dlopen appends
+# every library it opens to the FFI (ffi._libraries, never released), so loading a module
+# again at each compile of the same graph grew the process by ~7 KB a compile; the modules
+# are never unloaded (-z nodelete) and dlopen of a loaded path returns the same code anyway
+_loaded: dict = {}
+_loaded_lock = threading.Lock()
+
+
 def _load(p: Path, ffi=None):
     check_module_file(p)  # a truncated, overwritten or foreign entry is rebuilt, not loaded
-    lib = (ffi or _ffi()).dlopen(str(p))
-    threads.register(lib)  # every module declares gc_set_threads (gc_runtime.h)
+    ffi = ffi or _ffi()
+    with _loaded_lock:
+        entry = _loaded.get((id(ffi), str(p)))
+        if entry is not None and entry[0] is ffi:
+            return entry[1]
+        lib = ffi.dlopen(str(p))
+        _loaded[(id(ffi), str(p))] = (ffi, lib)
+    threads.register(lib, p)  # every module declares gc_set_threads (gc_runtime.h)
     return lib
 
 

@@ -42,6 +42,8 @@ def import_cupy():
 class CudaDevice:
     """One CUDA device and one stream."""
 
+    FUNCTION_CACHE_SIZE = 1024  # kernels of about the 32 programs the adapter's memo keeps
+
     def __init__(self, device_id: int = 0):
         cp = import_cupy()
         self.cp = cp
@@ -99,6 +101,10 @@ class CudaDevice:
             with self.device:
                 f = (module, module.get_function(name))
             self._functions[key] = f
+            # the most recently looked up only: every entry holds its module (a long-lived
+            # process compiling ever new graphs kept every module and kernel it ever built)
+            while len(self._functions) > self.FUNCTION_CACHE_SIZE:
+                self._functions.pop(next(iter(self._functions)), None)
         return f[1]
 
     # -- memory -------------------------------------------------------------

@@ -23,7 +23,9 @@ few primitives used here: build, prepare a launch, allocate, upload, download, s
 """
 from __future__ import annotations
 
+import collections
 import hashlib
+import re
 import threading
 import weakref
 from typing import Any
@@ -77,13 +79,30 @@ class DeviceAdapter:
         return ()
 
     # -- shared by the adapters --------------------------------------------------------------
+    # built programs kept for reuse beyond the specializations using them (those hold their
+    # own): the most recently used ones only, so a long-lived process compiling ever new
+    # graphs (other sizes in a hyperparameter search) does not keep every program it built
+    MODULE_CACHE_SIZE = 32
+
     def module(self, text: str):
-        """``build`` memoized by text and options (identical programs compile once)."""
-        cache = self.__dict__.setdefault("_modules", {})
-        key = hashlib.sha256(("\0".join(self.options()) + "\0" + text).encode()).hexdigest()
-        mod = cache.get(key)
-        if mod is None:
-            mod = cache[key] = self.build(text)
+        """``build`` memoized by text and options (identical programs compile once while
+        among the ``MODULE_CACHE_SIZE`` most recently used, or still used by a function)."""
+        cache = self.__dict__.setdefault("_modules", collections.OrderedDict())
+        # comments (node names, the source lines that built them) do not change the program:
+        # the same graph built elsewhere reuses it (as the C backend's module key)
+        code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        key = hashlib.sha256(("\0".join(self.options()) + "\0" + code).encode()).hexdigest()
+        with self.__dict__.setdefault("_modules_lock", threading.Lock()):
+            mod = cache.get(key)
+            if mod is not None:
+                cache.move_to_end(key)
+                return mod
+        mod = self.build(text)
+        with self.__dict__["_modules_lock"]:
+            mod = cache.setdefault(key, mod)
+            cache.move_to_end(key)
+            while len(cache) > self.MODULE_CACHE_SIZE:
+                cache.popitem(last=False)
         return mod
 
     @property
