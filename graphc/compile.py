@@ -152,7 +152,22 @@ def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
 
 def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "numpy") -> Function:
     """Compile ``outputs`` (a tensor or a list) as a function of the placeholders ``inputs``,
-    applying ``updates`` (parameter, new value) after all outputs are computed."""
+    applying ``updates`` (parameter, new value) after all outputs are computed.
+
+    ``inputs``: the placeholders (a list, or one placeholder), fed positionally or by name.
+    ``updates``: a list of ``(parameter, new_value_tensor)`` pairs, e.g.
+    ``opt.updates(params, grads)``; every update reads the old values.  ``backend``:
+    ``"numpy"`` (reference), ``"c"``, ``"cuda"`` or ``"opencl"``.
+
+    Returns a callable ``Function``: one numpy array for one output tensor, else a list; it
+    has ``.source`` (generated code, ``None`` on numpy) and ``.memory_report()``.
+
+    Raises ``TypeError`` for an input that is not a placeholder, an output that is not a
+    tensor or malformed ``updates``; ``ValueError`` for an unknown backend, duplicate input
+    names or a placeholder the outputs need that is not in ``inputs``; ``gc.ShapeError`` for
+    an update value whose shape does not fit its parameter; ``gc.BackendUnavailable`` when
+    the backend cannot run here.  Calling the function with an array of the wrong shape or
+    dtype raises ``ValueError`` naming the placeholder (nothing is updated)."""
     # one placeholder alone is taken as [placeholder], as one output tensor is for outputs
     # (bool() of a tensor, which `inputs or []` asked for, is an error)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs if inputs is not None else [])

@@ -1,0 +1,50 @@
+"""Review 19: a new user's journey (README snippets, command-line help, docstrings, beginner
+error messages)."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+PUBLIC = sorted(n for n in dir(gc) if not n.startswith("_")
+                and not inspect.ismodule(getattr(gc, n)))
+
+
+# -- docstrings of the public names ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_name_has_its_own_docstring(name):
+    # elementwise ops had no docstring (gc.relu, gc.add, ...) or SymPy's ("Returns the
+    # principal square root" with SymPy examples for gc.sqrt, "Represents the natural
+    # logarithm of a number plus one" for gc.log1p)
+    doc = inspect.getdoc(getattr(gc, name))
+    assert doc and len(doc) >= 20, name
+    for sympy_marker in (">>>", "sympy", "See Also", "References"):
+        assert sympy_marker not in doc, (name, doc)
+
+
+@pytest.mark.parametrize("name", ["add", "maximum", "where", "mul"])
+def test_binary_op_docs_name_the_shape_error(name):
+    assert "ShapeError" in getattr(gc, name).__doc__
+    with pytest.raises(gc.ShapeError, match=name):
+        args = [gc.placeholder((3,)), gc.placeholder((4,))]
+        if name == "where":
+            args = [gc.placeholder((3,), "bool")] + args
+        getattr(gc, name)(*args)
+
+
+def test_op_docs_state_parameters_and_defaults():
+    assert "0.01" in gc.leaky_relu.__doc__
+    assert "1.0" in gc.elu.__doc__
+    assert '"tanh"' in gc.gelu.__doc__
+    assert "cond" in gc.where.__doc__
+    for fn in (gc.mse, gc.cross_entropy, gc.binary_cross_entropy,
+               gc.binary_cross_entropy_with_logits):
+        assert '"sum"' in fn.__doc__ and '"none"' in fn.__doc__, fn.__name__
+    for word in ("BackendUnavailable", "ShapeError", "ValueError", "TypeError"):
+        assert word in gc.compile.__doc__
+    assert "ShapeError" in gc.grad.__doc__ and "TypeError" in gc.grad.__doc__
+
