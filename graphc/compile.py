@@ -130,6 +130,9 @@ def _update_fits(value_shape, param_shape) -> bool:
 def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
     from .ops.core import as_tensor
     out = []
+    if callable(getattr(updates, "updates", None)):  # an optimizer itself (not iterable)
+        raise TypeError(f"updates must be a list of (parameter, new_value) pairs, got the "
+                        f"optimizer {type(updates).__name__}: pass opt.updates(params, grads)")
     for item in updates or []:
         try:
             param, value = item

@@ -48,3 +48,15 @@ def test_op_docs_state_parameters_and_defaults():
         assert word in gc.compile.__doc__
     assert "ShapeError" in gc.grad.__doc__ and "TypeError" in gc.grad.__doc__
 
+
+# -- beginner errors ----------------------------------------------------------------------------
+
+def test_compile_given_an_optimizer_as_updates_says_how_to_fix_it():
+    x = gc.placeholder((None, 3), name="x")
+    W = gc.parameter(np.ones((3, 2), np.float32), name="W")
+    with pytest.raises(TypeError, match=r"opt\.updates\(params, grads\)"):
+        gc.compile([x], gc.sum(x @ W), updates=gc.optim.Adam(1e-3))  # was "not iterable"
+    # any iterable of pairs is still fine
+    f = gc.compile([x], gc.sum(x @ W), updates=zip([W], [W * 2.0]))
+    f(np.ones((1, 3), np.float32))
+    np.testing.assert_array_equal(W.value, np.full((3, 2), 2.0, np.float32))
