@@ -60,3 +60,35 @@ def test_compile_given_an_optimizer_as_updates_says_how_to_fix_it():
     f = gc.compile([x], gc.sum(x @ W), updates=zip([W], [W * 2.0]))
     f(np.ones((1, 3), np.float32))
     np.testing.assert_array_equal(W.value, np.full((3, 2), 2.0, np.float32))
+
+
+# -- command-line help ---------------------------------------------------------------------------
+
+def _help(capsys, *argv):
+    from graphc.cli import main
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse's line wrapping undone
+
+
+def _option_helps(text):
+    """{option: its help text} from argparse's (unwrapped) help output."""
+    import re
+    parts = re.split(r" (--[a-z-]+)(?: [A-Z_]+| \{[^}]*\})? ", text.split("options:", 1)[1])
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_train_help_states_each_default_once(capsys):
+    text = _help(capsys, "train")
+    # --init and --lr said "(default: he for relu-like, glorot otherwise) (default: None)"
+    assert text.count("(default: None)") == 2  # --data-dir and --limit: really None
+    assert "(default: he for relu-like, lecun for selu, glorot otherwise)" in text
+    assert "(default: 256,256)" in text  # was "[256, 256]", not what --layers takes
+    helps = _option_helps(text)
+    for opt in ("--optimizer", "--epochs", "--batch-size", "--seed"):  # had no help at all
+        assert "(default: " in helps[opt], (opt, helps[opt])
+    assert "(default: 5)" in helps["--epochs"] and "(default: 128)" in helps["--batch-size"]
+    from graphc.cli import build_parser
+    assert build_parser().parse_args(["train"]).layers == [256, 256]
+
