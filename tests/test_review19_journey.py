@@ -92,3 +92,24 @@ def test_train_help_states_each_default_once(capsys):
     from graphc.cli import build_parser
     assert build_parser().parse_args(["train"]).layers == [256, 256]
 
+
+def test_bench_help_describes_every_option(capsys):
+    helps = _option_helps(_help(capsys, "bench"))
+    for opt in ("--backend", "--suite", "--threads", "--quick", "--rounds", "--out"):
+        assert len(helps[opt].strip()) > 10, (opt, helps[opt])
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x"])
+def test_bench_rejects_a_thread_count_below_one(value, capsys):
+    # --threads 0 ran with OPENBLAS_NUM_THREADS=0 etc. and printed nonsense numbers
+    from graphc.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--threads", value])
+    assert info.value.code == 2
+    assert "argument --threads" in capsys.readouterr().err
+
+
+def test_bench_passes_options_after_double_dash():
+    from graphc.cli import build_parser
+    args = build_parser().parse_args(["bench", "--backend", "cuda", "--", "--no-torch"])
+    assert args.bench_args == ["--no-torch"]
