@@ -113,3 +113,27 @@ def test_bench_passes_options_after_double_dash():
     from graphc.cli import build_parser
     args = build_parser().parse_args(["bench", "--backend", "cuda", "--", "--no-torch"])
     assert args.bench_args == ["--no-torch"]
+
+
+@pytest.mark.parametrize("example", ["activations.py", "fashion_mnist_keras_demo.py",
+                                     "mnist_mlp.py", "regularization.py", "xor.py",
+                                     "zero_init.py"])
+def test_example_help_describes_every_option(example):
+    # --epochs, --seed and each example's own options (--lr, --patience, --hidden, ...) had
+    # no help and so no default in --help; xor's --epochs counts gradient steps
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    r = subprocess.run([sys.executable, str(root / "examples" / example), "--help"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    helps = _option_helps(" ".join(r.stdout.split()))
+    assert "--epochs" in helps and "--seed" in helps
+    for opt, text in helps.items():
+        if opt != "--help":
+            assert "(default: " in text, (example, opt, text)
+    if example == "xor.py":
+        assert "steps" in helps["--epochs"] and "unused" in helps["--out"]
