@@ -59,6 +59,17 @@ class Function:
         """Bytes per planned buffer and the peak."""
         return self._exe.memory_report()
 
+    def profile(self) -> list:
+        """``[(kernel name, seconds), ...]``: time per generated kernel, accumulated over the
+        calls with the most recent input shapes.  C backend only; the times are non-zero when
+        ``GRAPHC_PROFILE=1`` was set as the function compiled.  Raises ``NotImplementedError``
+        on the other backends."""
+        exe_profile = getattr(self._exe, "profile", None)
+        if exe_profile is None:
+            raise NotImplementedError(f"profile() needs backend='c', this function runs on "
+                                      f"{self.backend!r}")
+        return exe_profile()
+
     def _bind(self, args, kwargs) -> list[np.ndarray]:
         if len(args) > len(self.inputs):
             raise TypeError(f"compiled function takes {len(self.inputs)} inputs, got {len(args)}")

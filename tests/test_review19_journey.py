@@ -159,3 +159,39 @@ def test_fashion_demo_on_fallback_digits_does_not_claim_the_lecture_comparison(t
     assert "embedded MNIST" in r.stdout
     line = next(s for s in r.stdout.splitlines() if s.startswith("test accuracy:"))
     assert "(lecture: 0.8792)" not in line and "not comparable" in line, line
+
+
+# -- README promises ------------------------------------------------------------------------------
+
+def test_function_profile_as_the_readme_documents(tmp_path):
+    # README: "f.profile() on the C backend with GRAPHC_PROFILE=1 (seconds per generated
+    # kernel)" - Function had no profile(): AttributeError (only f._exe.profile() existed)
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = """
+import numpy as np, graphc as gc
+x = gc.placeholder((None, 32), name="x")
+W = gc.parameter(np.full((32, 16), 0.01, "float32"), name="W")
+f = gc.compile([x], gc.sum(gc.tanh(x @ W)), backend="c")
+for _ in range(3):
+    f(np.ones((64, 32), "float32"))
+prof = f.profile()
+assert prof and all(isinstance(k, str) and t >= 0 for k, t in prof), prof
+print("total", sum(t for _, t in prof) > 0)
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), GRAPHC_PROFILE="1",
+               GRAPHC_CACHE_DIR=str(tmp_path / "cache"))
+    try:
+        gc.compile([], gc.constant(1.0), backend="c")
+    except gc.BackendUnavailable as e:
+        pytest.skip(f"backend 'c' unavailable: {e}")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "total True" in r.stdout
+    f = gc.compile([], gc.constant(1.0), backend="numpy")
+    with pytest.raises(NotImplementedError, match="backend='c'"):
+        f.profile()
