@@ -209,8 +209,11 @@ def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "num
     lacking = [n.name for n in toposort(roots + [v for _, v in implicit])
                if n.op == "placeholder" and n.id not in given]
     if lacking:
+        same = sorted(set(lacking) & set(names))
+        hint = (f" ({same} in inputs are other placeholders of the same name: pass the ones "
+                f"the outputs are built from)" if same else "")
         raise ValueError(f"compile: the outputs need placeholder(s) {sorted(set(lacking))} "
-                         f"that are not in inputs {names}")
+                         f"that are not in inputs {names}{hint}")
     optimized = run_pipeline(outs + [v for _, v in all_updates])
     program = Program(inputs, optimized[:len(outs)],
                       [(p, v) for (p, _), v in zip(all_updates, optimized[len(outs):])])

@@ -233,3 +233,10 @@ def test_optimizer_class_instead_of_instance_says_so():
     with pytest.raises(ValueError, match="'sgd'"):
         gc.optim.get(gc.optim.SGD)
 
+
+def test_compile_with_a_same_named_other_placeholder_explains_the_mixup():
+    built = gc.placeholder((None, 3), name="a")
+    other = gc.placeholder((None, 3), name="a")
+    # was "the outputs need placeholder(s) ['a'] that are not in inputs ['a']"
+    with pytest.raises(ValueError, match="other placeholders of the same name"):
+        gc.compile([other], built * 2.0)
