@@ -240,3 +240,11 @@ def test_compile_with_a_same_named_other_placeholder_explains_the_mixup():
     # was "the outputs need placeholder(s) ['a'] that are not in inputs ['a']"
     with pytest.raises(ValueError, match="other placeholders of the same name"):
         gc.compile([other], built * 2.0)
+
+
+def test_public_methods_of_models_have_docstrings():
+    for name, fn in vars(gc.nn.Sequential).items():
+        if not name.startswith("_") and callable(fn):
+            assert inspect.getdoc(fn), name  # count_params had none
+    m = gc.nn.Sequential([gc.nn.Dense(4), gc.nn.BatchNorm(), gc.nn.Dense(2)], input_dim=3)
+    assert m.count_params() == 3 * 4 + 4 + 2 * 4 + 4 * 2 + 2
