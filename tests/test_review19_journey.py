@@ -248,3 +248,15 @@ def test_public_methods_of_models_have_docstrings():
             assert inspect.getdoc(fn), name  # count_params had none
     m = gc.nn.Sequential([gc.nn.Dense(4), gc.nn.BatchNorm(), gc.nn.Dense(2)], input_dim=3)
     assert m.count_params() == 3 * 4 + 4 + 2 * 4 + 4 * 2 + 2
+
+
+def test_model_fit_help_documents_arguments_and_errors():
+    # help(model.fit) said only "Train the model; see graphc.nn.training.fit ..."
+    m = gc.nn.Sequential([gc.nn.Dense(3)], input_dim=2)
+    doc = inspect.getdoc(m.fit)
+    for word in ("validation_split", "early_stopping", "weight_decay", "Returns", "Raises",
+                 "different lengths"):
+        assert word in doc, word
+    with pytest.raises(ValueError, match="different lengths"):
+        m.fit(np.ones((4, 2), np.float32), np.zeros(3, np.int64), backend="numpy",
+              progress=False)
