@@ -260,3 +260,11 @@ def test_model_fit_help_documents_arguments_and_errors():
     with pytest.raises(ValueError, match="different lengths"):
         m.fit(np.ones((4, 2), np.float32), np.zeros(3, np.int64), backend="numpy",
               progress=False)
+
+
+def test_cache_help_mentions_every_action(capsys):
+    # "List or clear the compile cache" / "delete them all": dir, and that clear also removes
+    # the GEMM driver objects, were not said
+    text = _help(capsys, "cache")
+    assert "print its directory" in text and "dir: print" in text
+    assert "GEMM driver" in text
