@@ -1,8 +1,8 @@
 """Shared plumbing of the examples: command-line flags, backend fallback, data lookup.
 
 Every example takes ``--backend`` (default ``c``, falling back to numpy where it cannot run),
-``--epochs``, ``--quick`` (a tiny subset and one epoch, for tests), ``--seed``, ``--out`` (where
-plots go) and ``--data-dir``.  Data comes from ``--data-dir``, else ``GRAPHC_DATA``, else
+``--epochs``, ``--quick`` (a tiny subset and one or two epochs, for tests), ``--seed``, ``--out``
+(where plots go) and ``--data-dir``.  Data comes from ``--data-dir``, else ``GRAPHC_DATA``, else
 ``../shared/data`` next to the repository if present, else the MNIST test set embedded in graphc.
 """
 from __future__ import annotations
@@ -23,19 +23,25 @@ import numpy as np  # noqa: E402
 import graphc as gc  # noqa: E402
 
 
-def parser(description: str, epochs: int) -> argparse.ArgumentParser:
+def parser(description: str, epochs: int, epochs_help: str = "passes over the training set",
+           files: bool = True) -> argparse.ArgumentParser:
+    """The common flags; ``files=False`` for an example that reads no data and writes no plot
+    (its --data-dir and --out are accepted, and said to be unused)."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--backend", default="c", choices=["c", "numpy", "cuda", "opencl"],
                    help="compiled backend (falls back to numpy where it cannot run)")
-    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
     p.add_argument("--quick", action="store_true",
-                   help="a tiny subset and one epoch (for tests)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="a tiny subset and one or two epochs, or fewer steps (for tests)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (initialization, data order)")
+    unused = "" if files else " (unused: this example reads no data set)"
     p.add_argument("--data-dir", default=None,
                    help="directory with the IDX files (else GRAPHC_DATA, ../shared/data, "
-                        "the embedded MNIST test set)")
-    p.add_argument("--out", default="example-output", help="directory for plots")
+                        "the embedded MNIST test set)" + unused)
+    p.add_argument("--out", default="example-output",
+                   help="directory for plots" + ("" if files else
+                                                 " (unused: this example plots nothing)"))
     return p
 
 

@@ -19,8 +19,10 @@ RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus"}
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], epochs=5)
-    p.add_argument("--train-size", type=int, default=10000)
-    p.add_argument("--activations", default=",".join(ACTIVATIONS))
+    p.add_argument("--train-size", type=int, default=10000,
+                   help="training images used (at most)")
+    p.add_argument("--activations", default=",".join(ACTIVATIONS),
+                   help="comma-separated activations to compare")
     args = p.parse_args(argv)
     be = pick_backend(args.backend)
     (Xtr, ytr), (Xte, yte), source = load("mnist", args.data_dir, args.quick,

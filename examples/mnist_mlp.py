@@ -15,8 +15,9 @@ from _common import gc, load, parser
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], epochs=15)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=128, help="samples per Adam step")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="Adam learning rate (a tenth of it for the last third of the epochs)")
     args = p.parse_args(argv)
     be = pick_backend(args.backend)
     (Xtr, ytr), (Xte, yte), source = load("mnist", args.data_dir, args.quick, seed=args.seed)

@@ -26,11 +26,16 @@ def mlp(dropout: float, seed: int):
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], epochs=40)
-    p.add_argument("--train-size", type=int, default=1000)
-    p.add_argument("--val-size", type=int, default=5000)
-    p.add_argument("--weight-decay", type=float, default=1e-2)
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--train-size", type=int, default=1000, help="training images used")
+    p.add_argument("--val-size", type=int, default=5000,
+                   help="validation images used (at most: taken from the test split)")
+    p.add_argument("--weight-decay", type=float, default=1e-2,
+                   help="the L2 variant's weight_decay")
+    p.add_argument("--dropout", type=float, default=0.2,
+                   help="the dropout variant's rate (after each hidden layer)")
+    p.add_argument("--patience", type=int, default=5,
+                   help="the early-stopping variant's patience (epochs without a better "
+                        "validation loss)")
     args = p.parse_args(argv)
     be = pick_backend(args.backend)
     (Xtr, ytr), (Xte, yte), source = load("mnist", args.data_dir, args.quick,

@@ -82,7 +82,8 @@ def learned(X, y, be, seed, steps, lr):
 
 
 def main(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=2000)
+    p = parser(__doc__.splitlines()[0], epochs=2000, files=False,
+               epochs_help="full-batch gradient-descent steps of parts 1 and 3")
     # with only two hidden ReLUs many random starts get stuck (a dead unit, a plateau at
     # loss 1/6 or 1/8); seed 1 is one of the starts that reach the exact solution
     p.set_defaults(seed=1)

@@ -26,7 +26,7 @@ def unit_spread(model) -> float:
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0], epochs=5)
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--hidden", type=int, default=64, help="hidden units")
     args = p.parse_args(argv)
     be = pick_backend(args.backend)
     (Xtr, ytr), (Xte, yte), source = load("mnist", args.data_dir, args.quick,

@@ -87,7 +87,11 @@ def grad(cost: Tensor, wrt):
     """Symbolic gradient of the scalar ``cost`` with respect to a tensor or a list of tensors.
 
     Returns graph tensors of the same shapes (a list when ``wrt`` is a list); a ``wrt`` the cost
-    does not depend on gets zeros."""
+    does not depend on gets zeros.  The result is an ordinary graph (compile it, or
+    differentiate it again).
+
+    Raises ``gc.ShapeError`` if ``cost`` is not a float scalar (reduce it with ``gc.sum`` or
+    ``gc.mean`` first) and ``TypeError`` if ``cost`` or an entry of ``wrt`` is not a tensor."""
     if not isinstance(cost, Tensor):
         raise TypeError(f"grad: cost must be a graphc Tensor, got {type(cost).__name__}")
     if cost.shape != ():

@@ -507,12 +507,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_positive_int.__name__ = "positive integer"  # argparse: "invalid positive integer value: 'x'"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="graphc bench", description=__doc__)
     ap.add_argument("--backend", default="c", choices=["c", "cuda"],
                     help="backend to benchmark (cuda needs a GPU)")
     ap.add_argument("--suite", default="all", choices=["all", "dense", "train", "epoch"])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=_positive_int, default=2,
+                    help="threads of graphc and of every peer (default 2)")
     ap.add_argument("--quick", action="store_true", help="smallest cases only (a smoke run)")
     ap.add_argument("--rounds", type=_positive_int, default=None,
                     help=f"alternating rounds per case, each peer's best kept (default "

@@ -78,6 +78,17 @@ class Function:
         """Bytes per planned buffer and the peak."""
         return self._exe.memory_report()
 
+    def profile(self) -> list:
+        """``[(kernel name, seconds), ...]``: time per generated kernel, accumulated over the
+        calls with the most recent input shapes.  C backend only; the times are non-zero when
+        ``GRAPHC_PROFILE=1`` was set as the function compiled.  Raises ``NotImplementedError``
+        on the other backends."""
+        exe_profile = getattr(self._exe, "profile", None)
+        if exe_profile is None:
+            raise NotImplementedError(f"profile() needs backend='c', this function runs on "
+                                      f"{self.backend!r}")
+        return exe_profile()
+
     def _bind(self, args, kwargs) -> list[np.ndarray]:
         if len(args) > len(self.inputs):
             raise TypeError(f"compiled function takes {len(self.inputs)} inputs, got {len(args)}")
@@ -163,6 +174,9 @@ def _update_fits(value_shape, param_shape) -> bool:
 def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
     from .ops.core import as_tensor
     out = []
+    if callable(getattr(updates, "updates", None)):  # an optimizer itself (not iterable)
+        raise TypeError(f"updates must be a list of (parameter, new_value) pairs, got the "
+                        f"optimizer {type(updates).__name__}: pass opt.updates(params, grads)")
     for item in updates or []:
         try:
             param, value = item
@@ -185,7 +199,22 @@ def _check_updates(updates) -> list[tuple[Tensor, Tensor]]:
 
 def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "numpy") -> Function:
     """Compile ``outputs`` (a tensor or a list) as a function of the placeholders ``inputs``,
-    applying ``updates`` (parameter, new value) after all outputs are computed."""
+    applying ``updates`` (parameter, new value) after all outputs are computed.
+
+    ``inputs``: the placeholders (a list, or one placeholder), fed positionally or by name.
+    ``updates``: a list of ``(parameter, new_value_tensor)`` pairs, e.g.
+    ``opt.updates(params, grads)``; every update reads the old values.  ``backend``:
+    ``"numpy"`` (reference), ``"c"``, ``"cuda"`` or ``"opencl"``.
+
+    Returns a callable ``Function``: one numpy array for one output tensor, else a list; it
+    has ``.source`` (generated code, ``None`` on numpy) and ``.memory_report()``.
+
+    Raises ``TypeError`` for an input that is not a placeholder, an output that is not a
+    tensor or malformed ``updates``; ``ValueError`` for an unknown backend, duplicate input
+    names or a placeholder the outputs need that is not in ``inputs``; ``gc.ShapeError`` for
+    an update value whose shape does not fit its parameter; ``gc.BackendUnavailable`` when
+    the backend cannot run here.  Calling the function with an array of the wrong shape or
+    dtype raises ``ValueError`` naming the placeholder (nothing is updated)."""
     # one placeholder alone is taken as [placeholder], as one output tensor is for outputs
     # (bool() of a tensor, which `inputs or []` asked for, is an error)
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs if inputs is not None else [])
@@ -213,8 +242,11 @@ def compile(inputs: Sequence[Tensor], outputs, updates=None, backend: str = "num
     lacking = [n.name for n in toposort(roots + [v for _, v in implicit])
                if n.op == "placeholder" and n.id not in given]
     if lacking:
+        same = sorted(set(lacking) & set(names))
+        hint = (f" ({same} in inputs are other placeholders of the same name: pass the ones "
+                f"the outputs are built from)" if same else "")
         raise ValueError(f"compile: the outputs need placeholder(s) {sorted(set(lacking))} "
-                         f"that are not in inputs {names}")
+                         f"that are not in inputs {names}{hint}")
     optimized = run_pipeline(outs + [v for _, v in all_updates])
     program = Program(inputs, optimized[:len(outs)],
                       [(p, v) for (p, _), v in zip(all_updates, optimized[len(outs):])])

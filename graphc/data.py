@@ -500,7 +500,8 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split
     Args:
         path: a directory holding the four official gzip'd IDX files, or a parent
             directory with a ``mnist/`` subdirectory holding them. If ``None``, look
-            in ``$GRAPHC_DATA``, then the cache, then download (see the module doc).
+            in ``$GRAPHC_DATA``, then ``data/`` and ``../shared/data``, then the cache,
+            then download (see the module doc).
 
     Returns:
         ``(X_train, y_train), (X_test, y_test)``: images as float32 in ``[0, 1]``

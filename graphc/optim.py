@@ -244,5 +244,10 @@ def get(spec, **kwargs) -> Optimizer:
         return spec
     if isinstance(spec, str) and spec.lower() in _BY_NAME:
         return _BY_NAME[spec.lower()](**kwargs)
+    if isinstance(spec, type) and issubclass(spec, Optimizer):
+        name = spec.__name__.lower()
+        raise ValueError(f"optimizer {spec.__name__} is a class: pass an instance, e.g. "
+                         f"{spec.__name__}(lr=...)"
+                         + (f", or its name {name!r}" if name in _BY_NAME else ""))
     raise ValueError(f"unknown optimizer {spec!r}; expected an Optimizer or one of "
                      f"{sorted(_BY_NAME)}")

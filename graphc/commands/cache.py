@@ -8,7 +8,8 @@ from ..runtime import cache
 
 def add_arguments(parser) -> None:
     parser.add_argument("action", choices=["list", "clear", "dir"],
-                        help="list entries, delete them all, or print the cache directory")
+                        help="list: the compiled modules and GEMM driver objects; clear: "
+                             "delete them all; dir: print the cache directory")
 
 
 def run(args) -> int:

@@ -3,7 +3,8 @@
 With no arguments it trains 784-256-256-10 (ReLU, Adam) on the MNIST test set that ships with
 graphc (split 8,000 training / 2,000 test images), so ``pip install . && graphc train`` works
 offline on a fresh machine.  ``--dataset mnist`` / ``fashion-mnist`` use the full data sets
-(60,000 / 10,000) found through ``--data-dir``, ``GRAPHC_DATA`` or the download cache.
+(60,000 / 10,000) found through ``--data-dir``, ``GRAPHC_DATA``, ``../shared/data`` or the
+download cache.
 """
 from __future__ import annotations
 
@@ -77,33 +78,47 @@ for _f, _n in ((_fraction, "fraction"), (_momentum, "momentum"), (_non_negative,
     _f.__name__ = _n
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to every option with a help text, unless the text already
+    states its default (--init, --lr: a default that depends on other options)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default:" in text else super()._get_help_string(action)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = " ".join(__doc__.replace("``", "").split("\n\n")[:2])
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = _HelpFormatter
     parser.add_argument("--dataset", choices=DATASETS, default="default",
                         help="'default' is the MNIST test set shipped with graphc (8k/2k split)")
     parser.add_argument("--data-dir", default=None,
-                        help="directory with the dataset's IDX files (else GRAPHC_DATA, the cache)")
-    parser.add_argument("--layers", type=_layers, default=[256, 256],
+                        help="directory with the dataset's IDX files (else GRAPHC_DATA, data/ or "
+                             "../shared/data, the cache, a download)")
+    parser.add_argument("--layers", type=_layers, default="256,256",  # (parsed by _layers)
                         help="hidden layer sizes, comma-separated")
     parser.add_argument("--activation", default="relu",
                         help="hidden activation (relu, tanh, sigmoid, gelu, ...)")
     parser.add_argument("--init", default=None,
                         help="weight init: he, glorot, lecun, normal, zeros "
-                             "(default: he for relu-like, glorot otherwise)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+                             "(default: he for relu-like, lecun for selu, glorot otherwise)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer")
     parser.add_argument("--lr", type=_positive(float), default=None,
                         help="learning rate (default: 1e-3 for adam/rmsprop, 0.05 for sgd)")
-    parser.add_argument("--momentum", type=_momentum, default=0.0, help="SGD momentum")
-    parser.add_argument("--epochs", type=_positive(int), default=5)
-    parser.add_argument("--batch-size", type=_positive(int), default=128)
+    parser.add_argument("--momentum", type=_momentum, default=0.0,
+                        help="SGD momentum (--optimizer sgd only)")
+    parser.add_argument("--epochs", type=_positive(int), default=5,
+                        help="passes over the training set")
+    parser.add_argument("--batch-size", type=_positive(int), default=128,
+                        help="samples per training step")
     parser.add_argument("--backend", choices=BACKENDS, default="c",
                         help="falls back to numpy (with a warning) where it cannot run")
     parser.add_argument("--weight-decay", type=_non_negative, default=0.0,
                         help="L2 penalty: loss + wd/2 * sum ||W||^2")
     parser.add_argument("--dropout", type=_fraction, default=0.0,
                         help="dropout rate after each hidden layer")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initialization, data order, dropout and split")
     parser.add_argument("--limit", type=_positive(int), default=None,
                         help="use at most N training and N test samples (quick runs)")
     parser.add_argument("--out", default="graphc-run",

@@ -143,6 +143,8 @@ class Sequential:
         return [p for layer in self.layers for p in layer.regularized]
 
     def count_params(self) -> int:
+        """Number of trainable values (``model.parameters``; batch-norm running statistics
+        not counted), as Keras' ``count_params``."""
         return int(sum(np.prod(p.shape) for p in self.parameters))
 
     def get_weights(self) -> list[np.ndarray]:

@@ -186,6 +186,13 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         The history: per-epoch lists ``loss`` (mean training loss over the epoch's batches),
         ``accuracy`` (classification losses), ``val_loss`` / ``val_accuracy`` (with
         validation data) and ``time`` (seconds of training per epoch).
+
+    Raises:
+        ValueError: ``X`` and ``y`` of different lengths, samples not of shape
+            ``(n,) + input_dim``, NaN or infinite values in ``X``, labels that are not
+            integers or out of range [0, classes) for ``"cross_entropy"``, targets of the
+            wrong shape, an unknown loss or optimizer (or an optimizer class instead of an
+            instance), ``epochs`` < 0 or ``batch_size`` < 1.
     """
     if optimizer is None or isinstance(optimizer, str):
         # the optimizer a name (or the default) makes is the model's, kept for its next fit as
@@ -309,3 +316,12 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         if stopper.restore_best and stopper.best_weights is not None:
             model.set_weights(stopper.best_weights)
     return history
+
+
+def _document_sequential_fit():
+    # help(model.fit) shows the whole documentation, not a pointer to this module
+    from .model import Sequential
+    Sequential.fit.__doc__ = fit.__doc__.replace("Train ``model`` on", "Train the model on")
+
+
+_document_sequential_fit()

@@ -27,7 +27,11 @@ register(OpDef("constant", _no_infer, lambda node: node.attrs["value"], kind="le
 
 
 def placeholder(shape, dtype="float32", name: str | None = None) -> Tensor:
-    """A graph input fed at call time; ``None`` in ``shape`` is a free dimension."""
+    """A graph input fed at call time; ``None`` in ``shape`` is a free dimension.
+
+    ``dtype``: a numpy dtype name (default ``"float32"``; ``"int64"`` for class labels).
+    ``name``: how compiled functions accept it by keyword and how errors name it (default:
+    an automatic name).  A negative or non-integer size raises ``ValueError``."""
     shape = (shape,) if isinstance(shape, (int, type(None))) else tuple(shape)
     for d in shape:
         if d is not None and (not isinstance(d, (int, np.integer)) or d < 0):
@@ -36,7 +40,12 @@ def placeholder(shape, dtype="float32", name: str | None = None) -> Tensor:
 
 
 def parameter(value, name: str | None = None, trainable: bool = True, dtype=None) -> Tensor:
-    """A tensor holding a numpy array (a copy of ``value``); read and set it with ``.value``."""
+    """A tensor holding a numpy array (a copy of ``value``); read and set it with ``.value``.
+
+    ``dtype``: defaults to ``value``'s (numpy's: a Python list of floats is float64, so pass
+    float32 arrays).  ``trainable=False`` marks state that optimizers and ``model.parameters``
+    leave alone.  Setting ``.value`` to an array of another shape raises ``ValueError``;
+    ``value`` a symbolic tensor raises ``TypeError``."""
     if isinstance(value, Tensor):
         raise TypeError("parameter: value is already a symbolic tensor")
     arr = np.array(value, dtype=dtype, copy=True)
@@ -287,6 +296,8 @@ register(OpDef("squeeze", _squeeze_infer,
 
 
 def squeeze(t: Tensor, axis) -> Tensor:
+    """Remove the size-1 axes ``axis`` (an int or a tuple) of ``t``, as ``np.squeeze``; an axis
+    out of range or of another size is a ``gc.ShapeError``."""
     t = as_tensor(t)
     axes = normalize_axes("squeeze", axis, t.ndim, t.shape)
     return make("squeeze", [t], axes=axes) if axes else t
@@ -512,4 +523,5 @@ register(OpDef("fill_like", lambda inputs, attrs: (inputs[0].shape, inputs[0].dt
 
 
 def ones_like(x: Tensor) -> Tensor:
+    """Ones of ``x``'s (runtime) shape and dtype."""
     return make("fill_like", [x], value=1.0)

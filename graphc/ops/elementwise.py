@@ -378,6 +378,19 @@ def _wrap_integer_literals(expr: sp.Expr, dtype) -> sp.Expr:
 
 _DEFAULT_NAMES = {1: ("t",), 2: ("a", "b"), 3: ("cond", "a", "b")}
 
+# appended to every elementwise constructor's docstring
+_COMMON_DOC = {
+    1: "\n\nBuilds a symbolic node (computes nothing); ``t`` is a Tensor or a numpy/Python "
+       "value.\nRaises TypeError for an operand dtype the op does not accept (as PyTorch).",
+    2: "\n\nBuilds a symbolic node (computes nothing).  Operands are Tensors or numpy/Python "
+       "values,\nbroadcast as in numpy; incompatible shapes raise ``gc.ShapeError`` (a "
+       "ValueError)\nnaming the op and both shapes, an operand dtype the op does not accept a "
+       "TypeError.",
+    3: "\n\nBuilds a symbolic node (computes nothing).  Operands broadcast as in numpy; "
+       "incompatible\nshapes raise ``gc.ShapeError`` (a ValueError) naming the op and the "
+       "shapes.",
+}
+
 
 def _signature(fn, names, params) -> inspect.Signature:
     """The public signature: the tensor arguments ``names``, then the op's parameters (the keys
@@ -394,10 +407,13 @@ def _signature(fn, names, params) -> inspect.Signature:
 
 
 def define(name: str, arity: int, result: str = "float", domain=None, params=((),),
-           differentiable: bool = True, dout=None, names=None, grads=None, rejects=""):
+           differentiable: bool = True, dout=None, names=None, grads=None, rejects="",
+           doc=None):
     """Decorator registering a named elementwise op and creating its public constructor.
 
-    ``names``: the tensor arguments' names (default t; a, b; cond, a, b).  ``grads``: a
+    ``doc``: the constructor's docstring (else ``fn``'s own, for a function written here:
+    never SymPy's, whose docstrings describe SymPy objects).  ``names``: the tensor arguments'
+    names (default t; a, b; cond, a, b).  ``grads``: a
     function of the same arguments returning the derivative per argument, where SymPy's
     derivative would not follow PyTorch.  ``rejects``: dtype kinds the op refuses with a
     TypeError, as PyTorch does ("b": bool operands, "u": unsigned)."""
@@ -419,7 +435,9 @@ def define(name: str, arity: int, result: str = "float", domain=None, params=(()
             return _apply(spec, tensors, values)
 
         op.__name__ = name
-        op.__doc__ = fn.__doc__
+        own = getattr(fn, "__module__", "").startswith("graphc")
+        op.__doc__ = ((doc or (fn.__doc__ if own else None) or f"Elementwise {name}.")
+                      + _COMMON_DOC[arity])
         op.__signature__ = sig
         op.spec = spec
         return op
@@ -427,11 +445,17 @@ def define(name: str, arity: int, result: str = "float", domain=None, params=(()
 
 
 # arithmetic (numpy broadcasting, dtype promotion)
-add = define("add", 2, "promote")(lambda a, b: a + b)
-sub = define("sub", 2, "promote", rejects="b")(lambda a, b: a - b)
-mul = define("mul", 2, "promote")(lambda a, b: a * b)
-div = define("div", 2, "float", ("real", "nonzero"))(lambda a, b: a / b)
-neg = define("neg", 1, "promote", rejects="b")(lambda a: -a)
+add = define("add", 2, "promote",
+             doc="``a + b`` elementwise (numpy dtype promotion).")(lambda a, b: a + b)
+sub = define("sub", 2, "promote", rejects="b",
+             doc="``a - b`` elementwise (bool operands: TypeError, as PyTorch).")(
+    lambda a, b: a - b)
+mul = define("mul", 2, "promote",
+             doc="``a * b`` elementwise (numpy dtype promotion).")(lambda a, b: a * b)
+div = define("div", 2, "float", ("real", "nonzero"),
+             doc="``a / b`` elementwise, true division: integer operands give float32.")(
+    lambda a, b: a / b)
+neg = define("neg", 1, "promote", rejects="b", doc="``-t`` elementwise.")(lambda a: -a)
 def _pow_grads(a, b):
     # PyTorch: d/da = b a^(b-1), 0 where b == 0 (SymPy's b a^b / a is 0/0 at a = 0);
     # d/db = a^b log(a), 0 where a == 0 and b >= 0 (else 0 * -inf)
@@ -472,41 +496,55 @@ pow.__signature__ = _pow.__signature__
 pow.spec = _pow.spec  # the registry entry, as for the other named ops
 
 # elementwise math
-exp = define("exp", 1, dout=lambda y: y)(sp.exp)
-log = define("log", 1, domain=("positive",))(sp.log)
-sqrt = define("sqrt", 1, domain=("positive",), dout=lambda y: 1 / (2 * y))(sp.sqrt)
+exp = define("exp", 1, dout=lambda y: y, doc="``e ** t`` elementwise.")(sp.exp)
+log = define("log", 1, domain=("positive",),
+             doc="Natural logarithm elementwise (``-inf`` at 0, NaN below, as PyTorch).")(sp.log)
+sqrt = define("sqrt", 1, domain=("positive",), dout=lambda y: 1 / (2 * y),
+              doc="Square root elementwise (NaN for negative values).")(sp.sqrt)
 # exp(x) - 1 and log(1 + x), exact near 0 where the plain forms cancel (PyTorch's expm1, log1p)
-expm1 = define("expm1", 1, dout=lambda y: y + 1)(_Expm1)
-log1p = define("log1p", 1, domain=("positive",))(_Log1p)
-abs = define("abs", 1, "promote")(sp.Abs)
-cos = define("cos", 1)(sp.cos)
-sin = define("sin", 1)(sp.sin)
-square = define("square", 1, "promote")(lambda a: a ** 2)
-maximum = define("maximum", 2, "promote")(Max2)
-minimum = define("minimum", 2, "promote")(Min2)
+expm1 = define("expm1", 1, dout=lambda y: y + 1,
+               doc="``exp(t) - 1`` elementwise, accurate near 0 (``torch.expm1``).")(_Expm1)
+log1p = define("log1p", 1, domain=("positive",),
+               doc="``log(1 + t)`` elementwise, accurate near 0 (``torch.log1p``).")(_Log1p)
+abs = define("abs", 1, "promote", doc="``|t|`` elementwise (an integer dtype is kept).")(sp.Abs)
+cos = define("cos", 1, doc="Cosine elementwise (radians).")(sp.cos)
+sin = define("sin", 1, doc="Sine elementwise (radians).")(sp.sin)
+square = define("square", 1, "promote",
+                doc="``t * t`` elementwise (an integer dtype is kept).")(lambda a: a ** 2)
+maximum = define("maximum", 2, "promote", doc=(
+    "Elementwise maximum of ``a`` and ``b``; at ties the gradient is split evenly (as "
+    "PyTorch).\nA NaN operand gives NaN."))(Max2)
+minimum = define("minimum", 2, "promote", doc=(
+    "Elementwise minimum of ``a`` and ``b``; at ties the gradient is split evenly (as "
+    "PyTorch).\nA NaN operand gives NaN."))(Min2)
 
 
 @define("where", 3, "promote", ("bool", "real", "real"), names=("cond", "a", "b"))
 def where(c, a, b):
-    """``a`` where ``c`` is true, else ``b``."""
+    """``a`` where ``cond`` is true (nonzero), else ``b``, elementwise."""
     return sp.Piecewise((a, sp.Ne(c, 0)), (b, True))
 
 
 # comparisons: boolean results, no gradient
-greater = define("greater", 2, "bool", differentiable=False)(
+greater = define("greater", 2, "bool", differentiable=False,
+                 doc="``a > b`` elementwise: a bool tensor, no gradient.")(
     lambda a, b: sp.Piecewise((1, a > b), (0, True)))
-less = define("less", 2, "bool", differentiable=False)(
+less = define("less", 2, "bool", differentiable=False,
+              doc="``a < b`` elementwise: a bool tensor, no gradient.")(
     lambda a, b: sp.Piecewise((1, a < b), (0, True)))
-equal = define("equal", 2, "bool", differentiable=False)(
+equal = define("equal", 2, "bool", differentiable=False,
+               doc="``a == b`` elementwise: a bool tensor, no gradient.")(
     lambda a, b: sp.Piecewise((1, sp.Eq(a, b)), (0, True)))
 
 # activations (derivative 0 at kinks, as PyTorch)
 sigmoid = define("sigmoid", 1, dout=lambda y: y * (1 - y))(Sigmoid)
-tanh = define("tanh", 1, dout=lambda y: 1 - y ** 2)(sp.tanh)
+tanh = define("tanh", 1, dout=lambda y: 1 - y ** 2,
+              doc="Hyperbolic tangent elementwise.")(sp.tanh)
 # x <= 0 as the test: relu(nan) is nan with gradient 1, as in PyTorch; relu, hard_tanh and
 # step of an integer tensor keep its dtype (PyTorch's relu, hardtanh and heaviside), relu and
 # hard_tanh refuse bools, hard_tanh unsigned types (its -1 limit)
 relu = define("relu", 1, "promote", rejects="b",
+              doc="``max(t, 0)`` elementwise (an integer dtype is kept; gradient 0 at 0).",
               dout=lambda y: sp.Piecewise((0, y <= 0), (1, True)))(
     lambda x: sp.Piecewise((0, x <= 0), (x, True)))
 
@@ -523,6 +561,7 @@ def _positive_slope_dout(slope_of_y):
 # x > 0 / x <= 0 in the derivative as PyTorch's backward does (leaky_relu: alpha at NaN; elu:
 # 1 at NaN), also where the output form does not apply (alpha <= 0)
 leaky_relu = define("leaky_relu", 1, params=({"alpha": 0.01}, {"alpha": 0.2}),
+                    doc="``t`` where ``t > 0``, else ``alpha * t`` (a number; default 0.01).",
                     dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
                         (1, y > 0), (_literal(a), True))),
                     grads=lambda x, alpha=0.01: (sp.Piecewise((1, x > 0),
@@ -572,6 +611,7 @@ def _prelu_channels(t, alpha):
 # 1), as in PyTorch's elu_backward; the slope alpha e^x at 0 is a piece of its own, a constant,
 # so that the second derivative there is 0, as in PyTorch's elu_double_backward (x < 0)
 elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
+             doc="ELU: ``t`` where ``t > 0``, else ``alpha * (exp(t) - 1)`` (default 1.0).",
              dout=_positive_slope_dout(lambda y, a: sp.Piecewise(
                  (y + _literal(a), y < 0), (_literal(a), y <= 0), (1, True))),
              grads=lambda x, alpha=1.0: (sp.Piecewise((_literal(alpha) * sp.exp(x), x < 0),
@@ -580,21 +620,29 @@ elu = define("elu", 1, params=({"alpha": 1.0}, {"alpha": 0.5}),
     lambda x, alpha=1.0: sp.Piecewise((_literal(alpha) * _Expm1(x), x <= 0), (x, True)))
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
-selu = define("selu", 1, dout=lambda y: sp.Piecewise(
+selu = define("selu", 1, doc="SELU: ``scale * (t if t > 0 else alpha * (exp(t) - 1))`` with "
+                             "PyTorch's\nconstants alpha = 1.6733, scale = 1.0507.",
+              dout=lambda y: sp.Piecewise(
     (y + _literal(_SELU_SCALE * _SELU_ALPHA), y < 0),
     (_literal(_SELU_SCALE * _SELU_ALPHA), y <= 0), (_literal(_SELU_SCALE), True)))(
     lambda x: _literal(_SELU_SCALE) * sp.Piecewise(
         (x, x > 0), (_literal(_SELU_ALPHA) * _Expm1(x), True)))
 softplus = define("softplus", 1, dout=lambda y: -_Expm1(-y))(Softplus)
 # (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
-hard_tanh = define("hard_tanh", 1, "promote", rejects="bu", dout=lambda y: sp.Piecewise(
+hard_tanh = define("hard_tanh", 1, "promote", rejects="bu",
+                   doc="``t`` clipped to [-1, 1] elementwise (``torch.nn.functional.hardtanh``).",
+                   dout=lambda y: sp.Piecewise(
     (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
-softsign = define("softsign", 1)(lambda x: x / (1 + sp.Abs(x)))
-silu = define("silu", 1)(lambda x: x * Sigmoid(x))
+softsign = define("softsign", 1, doc="``t / (1 + |t|)`` elementwise.")(
+    lambda x: x / (1 + sp.Abs(x)))
+silu = define("silu", 1, doc="SiLU (= swish): ``t * sigmoid(t)`` elementwise "
+                             "(``torch.nn.functional.silu``).")(lambda x: x * Sigmoid(x))
 swish = silu
-mish = define("mish", 1)(lambda x: x * sp.tanh(Softplus(x)))
-step = define("step", 1, "promote", differentiable=False)(
+mish = define("mish", 1, doc="Mish: ``t * tanh(softplus(t))`` elementwise.")(
+    lambda x: x * sp.tanh(Softplus(x)))
+step = define("step", 1, "promote", differentiable=False,
+              doc="Heaviside step: 1 where ``t > 0``, else 0 (keeps the dtype); gradient 0.")(
     lambda x: sp.Piecewise((1, x > 0), (0, True)))
 
 
@@ -606,7 +654,10 @@ def _gelu(x, approximate="none"):
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-gelu = define("gelu", 1, params=({"approximate": "none"}, {"approximate": "tanh"}))(_gelu)
+gelu = define("gelu", 1, params=({"approximate": "none"}, {"approximate": "tanh"}), doc=(
+    "GELU: ``t * Phi(t)`` (Phi the standard normal CDF) elementwise; ``approximate=\"tanh\"``\n"
+    "uses the tanh form, as ``torch.nn.functional.gelu``.  Another ``approximate`` is a "
+    "ValueError."))(_gelu)
 
 # losses written elementwise (stable forms; reductions are applied by graphc.ops.nn)
 def _bce_grads(p, t):

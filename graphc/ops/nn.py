@@ -105,10 +105,16 @@ def _rowwise(op: str, t, axis) -> Tensor:
 
 
 def softmax(t, axis=-1) -> Tensor:
+    """``exp(t) / sum(exp(t))`` along ``axis`` (one int, default the last), computed stably
+    (the row maximum subtracted first), as ``torch.softmax``; a 0-d tensor gives 1.  An axis
+    out of range is a ``gc.AxisError`` (a ``ShapeError`` and an ``IndexError``); an axis that
+    is not an int a ``TypeError``."""
     return _rowwise("softmax", t, axis)
 
 
 def log_softmax(t, axis=-1) -> Tensor:
+    """``t - logsumexp(t, axis, keepdims=True)``: the log of ``softmax(t, axis)`` computed
+    stably, as ``torch.log_softmax``; a 0-d tensor gives 0.  Errors as ``softmax``."""
     return _rowwise("log_softmax", t, axis)
 
 
@@ -244,7 +250,10 @@ def cross_entropy(logits, labels, reduction="mean") -> Tensor:
     """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,).
 
     As in PyTorch, also of (C,) logits against one label of shape (), and of (N, C, d1, ...)
-    logits against labels (N, d1, ...): one loss per position (the mean is over all of them)."""
+    logits against labels (N, d1, ...): one loss per position (the mean is over all of them).
+    ``reduction``: ``"mean"`` (default), ``"sum"`` or ``"none"``.  Float or one-hot labels,
+    or shapes that do not match, raise ``gc.ShapeError`` (a ``ValueError``); labels out of
+    range [0, C) raise ``ValueError`` when the compiled function runs."""
     from .core import reshape_like, transpose
     logits, labels = as_tensor(logits), as_tensor(labels)
     if labels.ndim == 1 and labels.dtype[0] not in "iu":
@@ -274,7 +283,9 @@ def _check_same(op, a: Tensor, b: Tensor):
 
 
 def mse(pred, target, reduction="mean") -> Tensor:
-    """Mean squared error."""
+    """Mean squared error: the mean (``reduction="mean"``), the sum (``"sum"``) or the
+    per-element values (``"none"``) of ``(pred - target) ** 2``; ``target`` broadcasts
+    against ``pred`` as in numpy (incompatible shapes: ``gc.ShapeError``)."""
     pred = as_tensor(pred)
     target = as_tensor(target, like=pred)
     _check_same("mse", pred, target)
@@ -282,7 +293,9 @@ def mse(pred, target, reduction="mean") -> Tensor:
 
 
 def binary_cross_entropy(prob, target, reduction="mean") -> Tensor:
-    """BCE of probabilities (log clamped at -100, as PyTorch)."""
+    """Binary cross-entropy of probabilities ``prob`` in [0, 1] against ``target``
+    (``-(t log p + (1 - t) log(1 - p))``, logs clamped at -100, as PyTorch); ``reduction``
+    ``"mean"`` (default), ``"sum"`` or ``"none"``."""
     prob = as_tensor(prob)
     target = as_tensor(target, like=prob)
     _check_same("binary_cross_entropy", prob, target)
@@ -291,7 +304,9 @@ def binary_cross_entropy(prob, target, reduction="mean") -> Tensor:
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean") -> Tensor:
-    """BCE on logits, stable form softplus(x) - x t."""
+    """Binary cross-entropy of ``sigmoid(logits)`` against ``target``, in the stable form
+    ``softplus(x) - x t`` (``torch.nn.functional.binary_cross_entropy_with_logits``);
+    ``reduction`` ``"mean"`` (default), ``"sum"`` or ``"none"``."""
     logits = as_tensor(logits)
     target = as_tensor(target, like=logits)
     _check_same("binary_cross_entropy_with_logits", logits, target)
