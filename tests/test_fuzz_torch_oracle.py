@@ -126,3 +126,27 @@ def test_batch_norm_third_order_matches_finite_differences():
     tg2, = torch.autograd.grad((tg1 ** 2).sum(), tx, create_graph=True)
     th, = torch.autograd.grad((tg2 * torch.tensor(v)).sum(), tx)
     np.testing.assert_allclose(got, th.numpy(), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("lshape, fshape, yshape", [((2, None, 3), (2, 4, 3), (2, 3)),
+                                                    ((None,), (5,), ())])
+def test_cross_entropy_with_a_free_class_axis(lshape, fshape, yshape):
+    # seed 2514: logits (N, C, d) whose class axis C is free (None) were reshaped to rows
+    # (-1, None): ShapeError "at most one -1/None" at build time; torch takes any C
+    rng = np.random.default_rng(1)
+    x = gc.placeholder(lshape, dtype="float64")
+    y = gc.placeholder(yshape, dtype="int64")
+    xv = rng.standard_normal(fshape)
+    yv = rng.integers(0, fshape[0 if len(fshape) == 1 else 1], yshape)
+    for red in ("mean", "none"):
+        loss = gc.cross_entropy(x, y, reduction=red)
+        gx = gc.grad(gc.sum(gc.square(loss)), x)
+        tx = torch.tensor(xv, requires_grad=True)
+        tl = torch.nn.functional.cross_entropy(tx, torch.tensor(yv), reduction=red)
+        tg, = torch.autograd.grad((tl * tl).sum(), tx)
+        for backend in ("numpy", "c"):
+            out = gc.compile([x, y], [loss, gx], backend=backend)(xv, yv)
+            np.testing.assert_allclose(out[0], tl.detach().numpy(), rtol=1e-10)
+            np.testing.assert_allclose(out[1], tg.numpy(), rtol=1e-10, atol=1e-14)
+    with pytest.raises(gc.ShapeError, match="free class axis"):
+        gc.cross_entropy(gc.placeholder((None, None, 3)), gc.placeholder((None, 3), dtype="int64"))

@@ -230,7 +230,17 @@ def cross_entropy(logits, labels, reduction="mean") -> Tensor:
                              f" need labels (N, d1, ...), got {format_shape(labels.shape)}")
         # the classes' axis last, one row per position
         rows = transpose(logits, (0,) + tuple(range(2, nd)) + (1,)) if nd > 2 else logits
-        rows = reshape(rows, (-1, logits.shape[-1] if nd == 1 else logits.shape[1]))
+        classes = logits.shape[-1] if nd == 1 else logits.shape[1]
+        if classes is None:
+            # a free class axis: the row count is then the known one (a target (-1, None) was
+            # "at most one -1/None" from reshape)
+            positions = () if nd == 1 else logits.shape[:1] + logits.shape[2:]
+            if None in positions:
+                raise ShapeError(f"cross_entropy: logits {format_shape(logits.shape)} may have a "
+                                 f"free class axis or free positions, not both")
+            rows = reshape(rows, (int(np.prod(positions)), -1))
+        else:
+            rows = reshape(rows, (-1, classes))
         per = make("softmax_cross_entropy", [rows, reshape(labels, (-1,))])
         return _reduce_loss("cross_entropy", reshape_like(per, labels), reduction)
     return _reduce_loss("cross_entropy", make("softmax_cross_entropy", [logits, labels]),
