@@ -5,8 +5,19 @@ gradient rule (graphc/autodiff.py, an op's rule in graphc/ops/) is shared by eve
 goes unseen there.  Here every random graph is built twice at once, with graphc's public API
 and with the PyTorch functions of the same meaning (``OPS``: one entry per op, written once),
 and graphc's forward values, ``gc.grad`` of a scalar cost with respect to every input and
-parameter, and Hessian-vector products (``gc.grad`` of sum(grad * v)) are compared with torch's
-forward, ``torch.autograd.grad`` and its double backward (``create_graph=True``).
+parameter (and, in the first order, some intermediate tensors), and Hessian-vector products
+(``gc.grad`` of sum(grad * v)) are compared with torch's forward, ``torch.autograd.grad`` and
+its double backward (``create_graph=True``).  Each case draws the highest order it compares:
+1, 2 (Hessian-vector products) or 3 (the cost may hold a gradient penalty, so the
+Hessian-vector products are third derivatives).
+
+The graphs use elementwise math and activations, broadcasting arithmetic (named ops, Python
+operators, float and int literals, constant tensors), matmuls (2-D, 1-D operands, batched with
+transposed operands, batch axes broadcast on both sides), reductions with axis/keepdims
+variants, softmax/log_softmax over any axis, reshape/transpose, prelu, maxout over any axis,
+batch_norm and dropout (rate 0 or not training; Python bool or boolean placeholder flags),
+and costs mixing weighted sums, mse, (binary) cross-entropies, penalties, logsumexp and max.
+Placeholders sometimes have a free batch dimension.
 
 ``build_case(seed, dtype)`` returns a ``Case``: placeholders and feeds, the graphc outputs and
 torch's values for them.  ``run_case(case, backend)`` compiles and runs it; ``compare`` lists the
@@ -16,9 +27,10 @@ entry may also differ by a few times the distance between torch's float32 and fl
 
 Values stay in well-conditioned ranges: inputs N(0, 1), weights scaled by 1/sqrt(fan-in),
 logarithms, square roots and powers of bases kept away from 0, divisors away from 0, where's
-condition away from a tie, and no exact kinks reached by chance (only through exact zeros such
-as relu's output, where graphc and PyTorch both give the one-sided value their conventions pick
-and the generator uses only ops whose conventions agree there).
+condition away from a tie, and no exact kinks reached by chance (exact zeros such as relu's
+output do reach kinks and ties: there graphc's conventions are PyTorch's, checked with them).
+Where torch's own derivative is not exact the oracle uses torch's composite form instead (see
+``_t_batch_norm`` and ``_t_bce_composite``).
 """
 from __future__ import annotations
 
@@ -359,22 +371,27 @@ def build_case(seed: int, dtype: str = "float64", order=None) -> Case:
             s = float(np.round(g.normal(()) + 0.1, 3)) or 0.5
             form = g.choice(["add", "rsub", "mul", "div", "rdiv", "pow_int", "pow_float",
                              "rpow", "max", "min"])
+            i = int(np.round(s * 3)) or 2                  # Python int literals too
+            sym = g.coin(0.4)                              # the operator or the named op
             if form == "add":
-                r = g.op("add", n, g.scalar(s))
+                r = g.op("+" if sym else "add", n, g.scalar(s) if g.coin() else i)
             elif form == "rsub":
-                r = g.op("sub", g.scalar(s), n)
+                r = g.op("-" if sym else "sub", g.scalar(s) if g.coin() else i, n)
             elif form == "mul":
-                r = g.op("mul", g.scalar(s), n) if g.coin() else g.op("mul", n, g.scalar(s))
+                k = g.scalar(s) if g.coin() else i
+                r = g.op("*" if sym else "mul", k, n) if g.coin() else g.op("mul", n, k)
             elif form == "div":
-                r = g.op("div", n, g.scalar(s if abs(s) > 0.1 else 2.0))
+                r = g.op("/" if sym else "div", n, g.scalar(s if abs(s) > 0.1 else 2.0)
+                         if g.coin() else i)
             elif form == "rdiv":
-                r = g.op("div", g.scalar(s), g.positive(n))
+                r = g.op("/" if sym else "div", g.scalar(s) if g.coin() else i, g.positive(n))
             elif form == "pow_int":
-                r = g.op("pow", n, g.choice([2.0, 3.0]))
+                r = g.op("**" if sym else "pow", n, g.choice([2.0, 3.0, 2, 3]))
             elif form == "pow_float":
-                r = g.op("pow", g.positive(n), g.choice([0.5, -1.5, 2.5, 1.25]))
+                r = g.op("**" if sym else "pow", g.positive(n),
+                         g.choice([0.5, -1.5, 2.5, 1.25, -2]))
             elif form == "rpow":
-                r = g.op("pow", g.choice([2.0, 0.5, 3.0]), g.op("tanh", n))
+                r = g.op("**" if sym else "pow", g.choice([2.0, 0.5, 3.0, 2]), g.op("tanh", n))
             elif form == "max":
                 r = g.op("maximum", n, g.scalar(s)) if g.coin() else g.op("maximum", g.scalar(s), n)
             else:
@@ -449,8 +466,8 @@ def build_case(seed: int, dtype: str = "float64", order=None) -> Case:
                 units = g.choice((1, 2, 3))
                 lead = (bb,) if form == "batched" else g.choice([(1,), ()])
                 P = g.param(lead + ((units, inner) if tb else (inner, units)), 1 / np.sqrt(inner))
-                rhs = g.op("transpose", P, axes=tuple(range(len(lead))) + (len(lead) + 1, len(lead))) \
-                    if tb else P
+                nl = len(lead)
+                rhs = g.op("transpose", P, axes=tuple(range(nl)) + (nl + 1, nl)) if tb else P
                 r = g.op("matmul", lhs, rhs)
                 if g.coin():  # the other way round: param @ batch
                     Q = g.param(lead + (2, r.shape[-2]), 0.5)

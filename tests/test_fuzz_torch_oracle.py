@@ -36,6 +36,8 @@ def _check32(seed):
         if not well_conditioned(case64, 1e4):
             return
         case32 = build_case(seed, "float32")
+        if not well_conditioned(case32, 1e4):  # torch's float32 values overflow or are NaN
+            return
         problems = compare32(case32, case64, run_case(case32, "c"))
     assert not problems, f"seed {seed} float32 c: {problems[:4]}\n{case32.desc}"
 
