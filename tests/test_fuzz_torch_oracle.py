@@ -184,3 +184,26 @@ def test_pow_second_derivative_at_base_zero_with_a_tensor_exponent():
             np.testing.assert_allclose(g_[keep], w[keep], rtol=1e-12)
         np.testing.assert_array_equal(got[2][:3], [0.0, 2.0, 0.0])   # d2/da2 at a = 0
         np.testing.assert_array_equal(got[3][:3], [1.0, 0.0, 0.0])   # d2/dadb at a = 0
+
+
+def test_cross_entropy_second_order_with_a_free_class_axis():
+    # seed 12674: the Hessian-vector product through cross_entropy of logits (N, None) built
+    # one_hot(labels, depth=None): TypeError at gc.grad (second order only)
+    rng = np.random.default_rng(2)
+    xv, v = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    yv = rng.integers(0, 5, 4)
+    wv = np.linspace(0.5, 1.5, 4)
+    tx, tw = torch.tensor(xv, requires_grad=True), torch.tensor(wv, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tx, torch.tensor(yv), reduction="none")
+    tgx, = torch.autograd.grad((tl * tw).sum(), tx, create_graph=True)
+    want = [tgx.detach().numpy()] + [t.numpy() for t in torch.autograd.grad(
+        (tgx * torch.tensor(v)).sum(), [tx, tw])]
+    x = gc.placeholder((4, None), dtype="float64")
+    y = gc.placeholder((4,), dtype="int64")
+    w = gc.parameter(wv)
+    gx = gc.grad(gc.sum(gc.cross_entropy(x, y, reduction="none") * w), x)
+    hx, hw = gc.grad(gc.sum(gx * gc.constant(v)), [x, w])
+    for backend in ("numpy", "c"):
+        got = gc.compile([x, y], [gx, hx, hw], backend=backend)(xv, yv)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)

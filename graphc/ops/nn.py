@@ -195,7 +195,13 @@ def _xent_grad_grad(node, u):
     logits, labels, g = node.inputs
     s = softmax(logits, -1)
     dlogits = _softmax_grad(s, E.mul(u, expand_dims(g, -1)))[0]
-    delta = E.sub(s, one_hot(labels, logits.shape[1], logits.dtype))
+    if logits.shape[1] is None:
+        # a free class count: no static one_hot (its depth was None, a TypeError); the op
+        # itself with row weights 1 is softmax - one_hot
+        from .core import ones_like
+        delta = make("softmax_cross_entropy_grad", [logits, labels, ones_like(g)])
+    else:
+        delta = E.sub(s, one_hot(labels, logits.shape[1], logits.dtype))
     return [dlogits, None, sum(E.mul(u, delta), axis=1)]
 
 
