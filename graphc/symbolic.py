@@ -69,7 +69,32 @@ class Min2(sp.Function):
         return sp.Piecewise((0, a > b), (sp.S.Half, sp.Eq(a, b)), (1, True))
 
 
-CUSTOM_FUNCTIONS = (Sigmoid, Softplus, Max2, Min2)
+class PowT(sp.Function):
+    """``a ** b`` in the derivatives of pow with a tensor exponent, differentiated with
+    PyTorch's rules at every order: d/da = b a^(b-1), 0 where b == 0, and d/db = a^b log a, 0
+    where a == 0 and b >= 0, the powers inside again PowT.  SymPy's own derivative of
+    a^(b-1) is (b-1) a^(b-1) / a, 0/0 = NaN at a = 0 (the second derivative of x^b at x = 0
+    was NaN for b = 1, 2, 3, where PyTorch gives 0, 2, 0).  With a numeric exponent it is
+    the plain power."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if b.is_number:
+            return a ** b
+
+    def fdiff(self, argindex=1):
+        return pow_derivatives(*self.args)[argindex - 1]
+
+
+def pow_derivatives(a, b):
+    """(d/da, d/db) of a^b by PyTorch's rules (pow_backward_self, pow_backward_exponent)."""
+    return (sp.Piecewise((0, sp.Eq(b, 0)), (b * PowT(a, b - 1), True)),
+            sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (PowT(a, b) * sp.log(a), True)))
+
+
+CUSTOM_FUNCTIONS = (Sigmoid, Softplus, Max2, Min2, PowT)
 
 
 def _np_sigmoid(x):
@@ -103,6 +128,7 @@ NUMPY_FUNCTIONS = {
     "Softplus": _np_softplus,
     "Max2": np.maximum,
     "Min2": np.minimum,
+    "PowT": np.power,
     "erf": _np_erf,
     "gc_sign": _np_sign,
 }

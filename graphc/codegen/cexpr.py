@@ -48,6 +48,9 @@ class _Printer(C99CodePrinter):
             return prod if e > 0 else f"{self._print(sp.Float(1.0))}/({prod})"
         return super()._print_Pow(expr)
 
+    def _print_PowT(self, expr):
+        return self._print_Pow(sp.Pow(*expr.args, evaluate=False))
+
     def _print_Integer(self, expr):
         if self.unsigned and expr.p < 0:
             # a uint64 kernel (compute_type): only comparisons keep negative literals (integer

@@ -57,13 +57,15 @@ def parameter(value, name: str | None = None, trainable: bool = True, dtype=None
 
 
 def constant(value, dtype=None, name: str | None = None) -> Tensor:
-    """A fixed tensor.  Python floats give float32 and Python ints int64 unless ``dtype``."""
+    """A fixed tensor.  Python floats give float32 and Python ints int64 unless ``dtype``;
+    numpy arrays and numpy scalars keep their dtype (``np.float64(x)`` is float64, as in
+    ``torch.tensor``: it is a subclass of Python's float, which made it float32)."""
     if isinstance(value, Tensor):
         raise TypeError("constant: value is already a symbolic tensor")
     arr = np.asarray(value)
     if dtype is not None:
         arr = arr.astype(dtype)
-    elif not isinstance(value, np.ndarray) and arr.dtype == np.float64:
+    elif not isinstance(value, (np.ndarray, np.generic)) and arr.dtype == np.float64:
         arr = arr.astype(np.float32)
     numeric_dtype(arr.dtype, f"constant {name!r}" if name else "constant", ValueError)
     arr = np.array(arr, copy=True)

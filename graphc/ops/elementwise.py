@@ -22,7 +22,8 @@ from sympy.codegen.cfunctions import log1p as _Log1p
 
 from ..errors import ShapeError
 from ..ir import Tensor, is_float
-from ..symbolic import A, Max2, Min2, Sigmoid, Softplus, free_args, numpy_function
+from ..symbolic import (A, Max2, Min2, Sigmoid, Softplus, free_args, numpy_function,
+                         pow_derivatives)
 from .registry import OpDef, broadcast_shapes, make, promote, register
 
 Scalar = (int, float, bool, np.integer, np.floating, np.bool_)
@@ -459,8 +460,8 @@ neg = define("neg", 1, "promote", rejects="b", doc="``-t`` elementwise.")(lambda
 def _pow_grads(a, b):
     # PyTorch: d/da = b a^(b-1), 0 where b == 0 (SymPy's b a^b / a is 0/0 at a = 0);
     # d/db = a^b log(a), 0 where a == 0 and b >= 0 (else 0 * -inf)
-    return (sp.Piecewise((0, sp.Eq(b, 0)), (b * a ** (b - 1), True)),
-            sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (a ** b * sp.log(a), True)))
+    # (PowT: the powers in these derivatives differentiate by the same rules, as PyTorch's)
+    return pow_derivatives(a, b)
 
 
 _pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)

@@ -228,7 +228,13 @@ def _xent_grad_grad(node, u):
     logits, labels, g = node.inputs
     s = softmax(logits, -1)
     dlogits = _softmax_grad(s, E.mul(u, expand_dims(g, -1)))[0]
-    delta = E.sub(s, one_hot(labels, logits.shape[1], logits.dtype))
+    if logits.shape[1] is None:
+        # a free class count: no static one_hot (its depth was None, a TypeError); the op
+        # itself with row weights 1 is softmax - one_hot
+        from .core import ones_like
+        delta = make("softmax_cross_entropy_grad", [logits, labels, ones_like(g)])
+    else:
+        delta = E.sub(s, one_hot(labels, logits.shape[1], logits.dtype))
     return [dlogits, None, sum(E.mul(u, delta), axis=1)]
 
 
@@ -266,7 +272,17 @@ def cross_entropy(logits, labels, reduction="mean") -> Tensor:
                              f" need labels (N, d1, ...), got {format_shape(labels.shape)}")
         # the classes' axis last, one row per position
         rows = transpose(logits, (0,) + tuple(range(2, nd)) + (1,)) if nd > 2 else logits
-        rows = reshape(rows, (-1, logits.shape[-1] if nd == 1 else logits.shape[1]))
+        classes = logits.shape[-1] if nd == 1 else logits.shape[1]
+        if classes is None:
+            # a free class axis: the row count is then the known one (a target (-1, None) was
+            # "at most one -1/None" from reshape)
+            positions = () if nd == 1 else logits.shape[:1] + logits.shape[2:]
+            if None in positions:
+                raise ShapeError(f"cross_entropy: logits {format_shape(logits.shape)} may have a "
+                                 f"free class axis or free positions, not both")
+            rows = reshape(rows, (int(np.prod(positions)), -1))
+        else:
+            rows = reshape(rows, (-1, classes))
         per = make("softmax_cross_entropy", [rows, reshape(labels, (-1,))])
         return _reduce_loss("cross_entropy", reshape_like(per, labels), reduction)
     return _reduce_loss("cross_entropy", make("softmax_cross_entropy", [logits, labels]),
