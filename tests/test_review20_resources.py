@@ -202,11 +202,18 @@ def test_r5_recompiling_one_graph_does_not_grow_cffi_libraries():
     from graphc.runtime import cpu
     first = _mlp_step(9, "c")
     first(X)
-    n = len(cpu._ffi()._libraries)  # cffi keeps every library its FFI opened
+    # an FFI made by cdef keeps every library it opened (``_libraries``); the pre-parsed one
+    # graphc uses (runtime/_gc_ffi.py) keeps none: check both ways of loading
+    for ffi in (cpu._ffi(), cpu._parsed_ffi()):
+        kept = lambda: len(getattr(ffi, "_libraries", ()))  # noqa: E731
+        lib = cpu._load(first._exe._last.path, ffi)
+        n = kept()
+        for _ in range(3):
+            assert cpu._load(first._exe._last.path, ffi) is lib
+        assert kept() == n
     for _ in range(3):
         f = _mlp_step(9, "c")
         f(X)
         assert f._exe._last.lib is first._exe._last.lib
         del f
     pygc.collect()
-    assert len(cpu._ffi()._libraries) == n
