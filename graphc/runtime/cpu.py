@@ -331,12 +331,11 @@ def _load(p: Path, ffi=None):
     check_module_file(p)  # a truncated, overwritten or foreign entry is rebuilt, not loaded
     ffi = ffi or _ffi()
     with _loaded_lock:
-        entry = _loaded.get((id(ffi), str(p)))
-        if entry is not None and entry[0] is ffi:
-            return entry[1]
-        lib = ffi.dlopen(str(p))
-        _loaded[(id(ffi), str(p))] = (ffi, lib)
-    threads.register(lib, p)  # every module declares gc_set_threads (gc_runtime.h)
+        lib = _loaded.get((ffi, str(p)))
+        if lib is not None:
+            return lib
+        lib = _loaded[(ffi, str(p))] = ffi.dlopen(str(p))
+    threads.register(lib)  # every module declares gc_set_threads (gc_runtime.h)
     return lib
 
 

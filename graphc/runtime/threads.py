@@ -19,7 +19,6 @@ import warnings
 
 _lock = threading.Lock()
 _modules: list = []       # libraries exporting gc_set_threads (never unloaded: -z nodelete)
-_paths: set = set()       # their files: one entry per module, however often it is loaded
 _requested = 0            # 0: OpenMP's default
 _forked_after_openmp = False
 MAX_THREADS = 1024        # GC_MAX_THREADS of kernels/gc_runtime.h: the most a region uses
@@ -39,18 +38,12 @@ def _effective() -> int:
     return 1 if _forked_after_openmp else min(_requested, MAX_THREADS)
 
 
-def register(lib, path=None) -> None:
-    """A freshly loaded module (from file ``path``): give it the current thread setting.
-    Loading a file again (each specialization loads its module, and every compile of the same
-    graph reuses the file) gives another library object over the same, already registered,
-    code: it is not kept (the list grew by one per compile, for the life of the process)."""
+def register(lib) -> None:
+    """A freshly loaded module: give it the current thread setting.  (runtime/cpu.py loads
+    each module file once per FFI, so a graph compiled again does not add an entry.)"""
     with _lock:
-        key = None if path is None else str(path)
-        if key is None or key not in _paths:
-            if not any(m is lib for m in _modules):
-                _modules.append(lib)
-            if key is not None:
-                _paths.add(key)
+        if not any(m is lib for m in _modules):
+            _modules.append(lib)
         lib.gc_set_threads(_effective())
 
 
