@@ -2,7 +2,9 @@
 no benchmark runs here except the FMA probe, which takes about a second."""
 from __future__ import annotations
 
+import platform
 import shutil
+import subprocess
 
 import pytest
 
@@ -83,6 +85,20 @@ def test_fma_peak_without_compiler():
 def test_fma_peak_measures_something():
     peaks, note = bm.fma_peak([1], rounds=1, cc="gcc")
     assert note == "" and set(peaks) == {1} and peaks[1] > 0.5
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or platform.machine() not in ("x86_64", "AMD64"),
+                    reason="needs gcc on x86-64")
+def test_fma_peak_probe_fmas_take_registers_only(tmp_path):
+    """Every FMA of the probe's loop works on registers: a memory operand (the addend spilled
+    to an unaligned stack slot) made Intel's split loads the bottleneck, halving the peak."""
+    src = tmp_path / "fma_peak.c"
+    src.write_text(bm.FMA_PEAK_C)
+    asm = subprocess.run(["gcc", "-O3", "-march=native", "-fopenmp", "-S", str(src), "-o", "-"],
+                         capture_output=True, text=True, check=True).stdout
+    fmas = [ln for ln in asm.splitlines() if "vfmadd" in ln]
+    assert len(fmas) >= 12
+    assert not [ln for ln in fmas if "(" in ln], fmas
 
 
 def test_train_table_has_percent_of_peak():
