@@ -16,7 +16,9 @@ Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
   the same when the last axis stays, else 32 x 32 tiles through local memory.
 * ``dense``: the register-blocked GEMM template with the fused epilogue as an inline function of
   (acc, i, j) that reads the broadcast extras; ``matmul`` (batched): the same template with the
-  batch index as the third grid dimension.
+  batch index as the third grid dimension.  Row tiles are grid y, capped at CUDA's 65535
+  (``gpu_common.gemm_launch_geometry``); the template loops over the rest, so any M is one
+  launch.
 * ``reduce`` and ``rowwise`` (softmax, log_softmax, softmax_cross_entropy): a work-group of
   ``LX x LY`` threads handles ``LX`` outputs (rows), ``LY`` threads per output striding over the
   reduced elements, then a local-memory tree reduction.  No warp intrinsics, no atomics.
@@ -39,6 +41,7 @@ from ..ir import Tensor
 from ..lower import (FusedPlan, Kernel, Lowered, Storage, collapse, comment, fused_plan,
                      label_status, lower, plan_loop, reduce_read, strides_for, transpose_plan,
                      xent_parts)
+from ..runtime.gpu_common import gemm_launch_geometry
 from ..symbolic import A
 from .c_types import compute_type, converts_only, math_dtype
 from .cexpr import render_plan
@@ -324,10 +327,7 @@ class GPURenderer:
         ldb = kk if tb else n
         self.functions.append("\n".join(
             [self._header(k)] + epi_lines + prelude + ['#include "gc_gpu_gemm.h"']))
-        gx, gy = -(-n // 128), -(-m // 128)
-        if gy > MAX_GROUPS:
-            raise NotImplementedError(f"{k.name}: GEMM with {m} rows (more than 65535 row tiles "
-                                      f"of 128) is not supported by the GPU backends")
+        gx, gy, _ = gemm_launch_geometry(m, n).grid
         args = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(lda), i32(ta),
                 buf(k.srcs[1], b.dtype), i32(ldb), i32(tb), buf(k.dst, node.dtype), i32(n),
                 i32(0)]
@@ -368,9 +368,7 @@ class GPURenderer:
                    f"&ob_, &oc_); A += oa_; B += ob_; C += oc_; }}"]
         self.functions.append("\n".join([self._header(k)] + helper + prelude
                                         + ['#include "gc_gpu_gemm.h"']))
-        gx, gy = -(-n // 128), -(-m // 128)
-        if gy > MAX_GROUPS:
-            raise NotImplementedError("batched GEMM with more than 65535*128 rows")
+        gx, gy, _ = gemm_launch_geometry(m, n).grid
         base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(m if ta else kk), i32(ta),
                 buf(k.srcs[1], b.dtype), i32(kk if tb else n), i32(tb), buf(k.dst, node.dtype),
                 i32(n), i32(0)]
