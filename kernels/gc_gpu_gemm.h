@@ -246,15 +246,17 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
         /* ---- epilogue ---- */
 #pragma unroll
         for (int r = 0; r < GC_GEMM_TM; ++r) {
-            const int li = (r < GC_GEMM_HT) ? ty * GC_GEMM_HT + r
-                                            : GC_GEMM_BM / 2 + ty * GC_GEMM_HT + (r - GC_GEMM_HT);
+            const int li = (r < GC_GEMM_HT)
+                ? ty * GC_GEMM_HT + r
+                : GC_GEMM_BM / 2 + ty * GC_GEMM_HT + (r - GC_GEMM_HT);
             const int i = bm + li;
             if (li < m_rem) {
                 GC_GLOBAL GC_GEMM_REAL* Crow = C + (gc_i64)i * ldc;
 #pragma unroll
                 for (int c = 0; c < GC_GEMM_TM; ++c) {
-                    const int lj = (c < GC_GEMM_HT) ? tx * GC_GEMM_HT + c
-                                                    : GC_GEMM_BN / 2 + tx * GC_GEMM_HT + (c - GC_GEMM_HT);
+                    const int lj = (c < GC_GEMM_HT)
+                        ? tx * GC_GEMM_HT + c
+                        : GC_GEMM_BN / 2 + tx * GC_GEMM_HT + (c - GC_GEMM_HT);
                     const int j = bn + lj;
                     if (lj < n_rem) {
                         GC_GEMM_REAL v = acc[r][c];
