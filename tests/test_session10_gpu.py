@@ -24,6 +24,7 @@ import graphc as gc
 import fake_cupy as fake_cupy_module
 from fake_cupy import FakeCupy
 from graphc.codegen.gpu import lower_gpu, render_gpu
+from graphc.errors import KernelLaunchError
 from graphc.runtime import gpu_common
 from graphc.runtime.gpu_common import gemm_launch_geometry
 from graphc.runtime.opencl import opencl_available
@@ -141,3 +142,107 @@ def test_gemm_template_loops_over_row_tiles():
     text = gpu_common.gemm_template()
     assert re.search(r"for \(gc_i64 gc_bm = \(gc_i64\)GC_GROUP_ID\(1\) \* GC_GEMM_BM; gc_bm < M;"
                      r"\s+gc_bm \+= \(gc_i64\)GC_NUM_GROUPS\(1\) \* GC_GEMM_BM\)", text)
+
+
+# -- launch failures ------------------------------------------------------------------------------
+
+class CUDADriverError(RuntimeError):
+    """Stands in for cupy.cuda.driver.CUDADriverError."""
+
+
+def _dense_program():
+    x = gc.placeholder((None, 7), name="x")
+    w = gc.placeholder((7, 5), name="w")
+    return [x, w], gc.relu(x @ w + 1.0)
+
+
+def _feeds(rows=300):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((rows, 7)).astype(np.float32),
+            rng.standard_normal((7, 5)).astype(np.float32))
+
+
+def test_cuda_launch_failure_names_kernel_node_grid_and_arguments(fake_cupy):
+    err = CUDADriverError("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: too many resources requested")
+    fake_cupy(fail_launch=("dense", err))
+    phs, out = _dense_program()
+    f = gc.compile(phs, out, backend="cuda")
+    with pytest.raises(KernelLaunchError) as info:
+        f(*_feeds())
+    e = info.value
+    assert isinstance(e, RuntimeError) and e.__cause__ is err
+    msg = str(e)
+    assert "CUDA kernel k0_dense_add_relu failed to launch on Fake GPU" in msg
+    assert "CUDADriverError: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES" in msg
+    # the graph node: its name, op, shape and dtype, its operands' shapes, where it was built
+    assert re.search(r"node 'dense\+add\+relu_\d+' \(300, 5\) float32 = dense\+add\+relu\("
+                     r"'x' \(300, 7\) float32, 'w' \(7, 5\) float32\), "
+                     r"built at .*test_session10_gpu\.py:\d+", msg), msg
+    assert "grid (groups) (1, 3, 1), block (local) (256, 1, 1)" in msg
+    # the kernel's arguments: sizes, then the operand buffers with element counts
+    assert "arguments: i32 300; i32 5; i32 7; float32[2100] (slot 0)" in msg
+    assert "float32[35] (slot 1)" in msg and "float32[1500] (slot " in msg
+
+
+def test_cuda_launch_refused_by_the_device_limits_is_a_kernel_launch_error(fake_cupy,
+                                                                             monkeypatch):
+    """A launch past the device's grid y (here a stand-in device holding 2 groups in y, with
+    graphc's cap left at CUDA's 65535) is refused by the device, not by a Python check."""
+    monkeypatch.setattr(fake_cupy_module, "MAX_GRID", (INT_MAX, 2, 65535))
+    fake_cupy()
+    phs, out = _dense_program()
+    f = gc.compile(phs, out, backend="cuda")
+    with pytest.raises(KernelLaunchError, match=r"(?s)k0_dense_add_relu failed to launch.*"
+                       r"FakeCudaError: .*invalid grid \(1, 3, 1\).*grid \(groups\) \(1, 3, 1\)"
+                       ) as info:
+        f(*_feeds())
+    assert isinstance(info.value.__cause__, fake_cupy_module.FakeCudaError)
+
+
+def test_cuda_fault_at_synchronization_is_a_kernel_launch_error(fake_cupy):
+    err = CUDADriverError("CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered")
+    cp = fake_cupy()
+    phs, out = _dense_program()
+    f = gc.compile(phs, out, backend="cuda")
+    feeds = _feeds()
+    f(*feeds)                     # builds and runs (specialization synchronizes once)
+    cp.sync_error = err
+    with pytest.raises(KernelLaunchError, match=r"(?s)CUDA device Fake GPU failed while running.*"
+                       r"ILLEGAL_ADDRESS.*CUDA_LAUNCH_BLOCKING=1") as info:
+        f(*feeds)
+    assert info.value.__cause__ is err
+
+
+@needs_ocl
+def test_opencl_enqueue_failure_names_kernel_node_and_grid(monkeypatch):
+    import pyopencl as cl
+    real = cl.enqueue_nd_range_kernel
+
+    def enqueue(queue, kernel, glob, local, *a, **kw):
+        if "dense" in kernel.function_name:
+            raise RuntimeError("clEnqueueNDRangeKernel failed: OUT_OF_RESOURCES")
+        return real(queue, kernel, glob, local, *a, **kw)
+    monkeypatch.setattr(cl, "enqueue_nd_range_kernel", enqueue)
+    phs, out = _dense_program()
+    f = gc.compile(phs, out, backend="opencl")
+    with pytest.raises(KernelLaunchError, match=r"(?s)OpenCL kernel k0_dense_add_relu failed to "
+                       r"launch.*OUT_OF_RESOURCES.*node '[^']+' \(300, 5\) float32.*"
+                       r"grid \(groups\) \(1, 3, 1\), block \(local\) \(256, 1, 1\)"):
+        f(*_feeds())
+
+
+def test_cuda_device_launch_failure_names_grid_block_and_arguments(fake_cupy):
+    """The low-level ``CudaDevice.launch`` (kernel tests, tools) reports failures the same way."""
+    from graphc.runtime import cuda
+    err = CUDADriverError("CUDA_ERROR_INVALID_VALUE: invalid argument")
+    fake_cupy(fail_launch=("fill_one", err))
+    dev = cuda.get_device()
+    mod = dev.build("GC_KERNEL GC_WG_SIZE(64) void fill_one(GC_GLOBAL float* x, int n)\n"
+                    "{ if (GC_GLOBAL_ID(0) < n) x[GC_GLOBAL_ID(0)] = 1.0f; }\n")
+    x = dev.empty((5, 4), np.float32)
+    with pytest.raises(KernelLaunchError, match=r"(?s)CUDA kernel fill_one failed to launch on "
+                       r"Fake GPU: CUDADriverError: CUDA_ERROR_INVALID_VALUE.*"
+                       r"grid \(1, 1, 1\), block \(64, 1, 1\).*"
+                       r"arguments: float32\[5, 4\] array; int32 20") as info:
+        dev.launch(dev.kernel(mod, "fill_one"), (1, 1, 1), (64, 1, 1), [x, 20])
+    assert info.value.__cause__ is err

@@ -97,6 +97,17 @@ class Arg:
         assert self.storage.index % size == 0, (self.storage, self.dtype)
         return self.storage.index // size
 
+    def describe(self) -> str:
+        """This argument for an error message: a buffer operand's element type and count and
+        where it lives, a scalar's type and value."""
+        if self.kind in ("i32", "i64", "u64"):
+            return f"{self.kind} {self.value}"
+        if self.storage is None:
+            return f"{self.kind} {self.dtype}[]"
+        st = self.storage
+        place = f"slot {st.index}" if st.where == "slot" else f"arena byte {st.index}"
+        return f"{self.dtype}[{st.nbytes // np.dtype(self.dtype).itemsize}] ({place})"
+
 
 @dataclass
 class Launch:
@@ -107,6 +118,7 @@ class Launch:
     groups: tuple
     local: tuple
     args: list = field(default_factory=list)
+    computes: str = ""             # the graph node (and its operands) it computes, for errors
 
     @property
     def empty(self) -> bool:
@@ -163,6 +175,15 @@ class GPURenderer:
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
+    def _computes(self, k: Kernel) -> str:
+        """What kernel ``k`` computes, for error messages: its node, op, shape and dtype and
+        its operands' (``Launch.computes``)."""
+        def one(t: Tensor) -> str:
+            return f"{self._name(t)!r} {tuple(t.shape)} {t.dtype}"
+        n = k.node
+        ops = ", ".join(one(t) for t in n.inputs)
+        return (f"node {one(n)} = {n.attrs.get('label', n.op)}({ops}), built at {n.where}")
+
     def _computed_labels(self, k: Kernel) -> bool:
         """Whether cross-entropy kernel ``k`` reads labels computed in the graph (not fed)."""
         return any(name == k.name and slot is None
@@ -192,7 +213,8 @@ class GPURenderer:
         lines += ["    " + s for s in body]
         lines.append("}")
         self.functions.append("\n".join(lines))
-        self.launches.append(Launch(name, k.name, tuple(groups), tuple(local), args))
+        self.launches.append(Launch(name, k.name, tuple(groups), tuple(local), args,
+                                    self._computes(k)))
 
     @staticmethod
     def _grid_1d(total: int, threads: int = EW_THREADS) -> tuple:
@@ -333,7 +355,8 @@ class GPURenderer:
                 i32(0)]
         args += [buf(st, t.dtype) for t, st in plan.operands]
         args += [buf(st, t.dtype) for t, st in plan.outputs[1:]]
-        self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args))
+        self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args,
+                                    self._computes(k)))
 
     def render_matmul(self, k: Kernel) -> None:
         """Batched matmul (rank > 2): the batch index is the third grid dimension; a ``bmm``
@@ -374,7 +397,7 @@ class GPURenderer:
                 i32(n), i32(0)]
         for b0 in range(0, nb, MAX_GROUPS):
             self.launches.append(Launch(fn, k.name, (gx, gy, min(MAX_GROUPS, nb - b0)),
-                                        (256, 1, 1), base + [i32(b0)]))
+                                        (256, 1, 1), base + [i32(b0)], self._computes(k)))
 
     # -- reductions ---------------------------------------------------------------------------
     def _segmented(self, k: Kernel, nout: int, count: int, row_mode: bool, acc_t: str,
