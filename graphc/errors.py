@@ -23,3 +23,9 @@ class AxisError(ShapeError, IndexError):
 
 class BackendUnavailable(RuntimeError):
     """A backend cannot run on this machine (no compiler, no GPU, a missing package)."""
+
+
+class KernelLaunchError(RuntimeError):
+    """A GPU backend's kernel launch failed on the device (CUDA or OpenCL): the message names
+    the kernel, the graph node it computes, its grid and block and its arguments; the device
+    runtime's own exception is chained as ``__cause__``."""

@@ -38,9 +38,11 @@
  *
  * Launch geometry (see graphc.runtime.gpu_common.gemm_launch_geometry):
  *   256 threads per group (1-D), one group per BM x BN tile of C,
- *   BM = BN = 16 * GC_GEMM_TM;
- *   CUDA: grid = (ceil(N/BN), ceil(M/BM)), block = (256, 1, 1)
- *   OpenCL: global = (ceil(N/BN) * 256, ceil(M/BM)), local = (256, 1)
+ *   BM = BN = 16 * GC_GEMM_TM; row tiles past the grid's y extent are
+ *   computed by the groups of the grid (a grid-stride loop over y), so
+ *   GY = min(ceil(M/BM), 65535) is enough for any M;
+ *   CUDA: grid = (ceil(N/BN), GY), block = (256, 1, 1)
+ *   OpenCL: global = (ceil(N/BN) * 256, GY), local = (256, 1)
  *   Skip the launch when M == 0 or N == 0.
  *
  * Design: 256 threads as a 16 x 16 grid; each thread owns a TM x TM block of
@@ -110,35 +112,7 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
     const int tid = GC_LOCAL_ID(0);
     const int tx = tid & 15;          /* column group */
     const int ty = tid >> 4;          /* row group */
-    const int bm = GC_GROUP_ID(1) * GC_GEMM_BM;
     const int bn = GC_GROUP_ID(0) * GC_GEMM_BN;
-
-    /* pointers to the first k-tile of this group's panels; stepping along k
-     * is done with 64-bit pointer increments, and the in-tile offsets below
-     * (row * lda, col * ldb) are 64-bit products: with lda > 2^24 an int
-     * product of a row < 128 overflows (matrices of more than 2^31 elements) */
-    const GC_GLOBAL GC_GEMM_REAL* Ap =
-        transA ? A + bm : A + (gc_i64)bm * lda;
-    const GC_GLOBAL GC_GEMM_REAL* Bp =
-        transB ? B + (gc_i64)bn * ldb : B + bn;
-    const gc_i64 a_step = transA ? (gc_i64)GC_GEMM_BK * lda : (gc_i64)GC_GEMM_BK;
-    const gc_i64 b_step = transB ? (gc_i64)GC_GEMM_BK : (gc_i64)GC_GEMM_BK * ldb;
-    const int m_rem = M - bm;         /* valid rows in this tile (may be > BM) */
-    const int n_rem = N - bn;
-
-    GC_GEMM_REAL acc[GC_GEMM_TM][GC_GEMM_TM];
-    GC_GEMM_REAL ra[GC_GEMM_LA];
-    GC_GEMM_REAL rb[GC_GEMM_LB];
-    GC_GEMM_REAL fa[GC_GEMM_TM];
-    GC_GEMM_REAL fb[GC_GEMM_TM];
-
-#pragma unroll
-    for (int r = 0; r < GC_GEMM_TM; ++r) {
-#pragma unroll
-        for (int c = 0; c < GC_GEMM_TM; ++c) acc[r][c] = (GC_GEMM_REAL)0;
-    }
-
-    const int nk = (K + GC_GEMM_BK - 1) / GC_GEMM_BK;
 
     /* ---- global -> registers (tile starting at k0) ---- */
 #define GC_GEMM_LOAD_A(k0)                                                     \
@@ -190,69 +164,109 @@ GC_KERNEL GC_WG_SIZE(256) void GC_GEMM_NAME(
         }                                                                      \
     }
 
-    if (nk > 0) {
-        GC_GEMM_LOAD_A(0)
-        GC_GEMM_LOAD_B(0)
-        GC_GEMM_STORE(0)
-    }
-    GC_BARRIER();
+    /* row tiles: a grid-stride loop over grid y, whose extent is capped (CUDA allows
+     * 65535 groups in y; gpu_common.GEMM_MAX_ROW_GROUPS): a group computes row tiles
+     * y, y + NUM_GROUPS(1), ...  The bound depends on the group only, so every thread
+     * of a group reaches every barrier; the barrier closing the k loop orders a tile's
+     * last shared-memory reads before the next tile's first stores.  64-bit: bm plus
+     * the step may pass 2^31 for M near it. */
+    for (gc_i64 gc_bm = (gc_i64)GC_GROUP_ID(1) * GC_GEMM_BM; gc_bm < M;
+         gc_bm += (gc_i64)GC_NUM_GROUPS(1) * GC_GEMM_BM) {
+        const int bm = (int)gc_bm;
 
-    for (int kt = 0; kt < nk; ++kt) {
-        const int cur = kt & 1;
-        const int more = (kt + 1 < nk);
-        if (more) {
-            Ap += a_step;
-            Bp += b_step;
-            GC_GEMM_LOAD_A((kt + 1) * GC_GEMM_BK)
-            GC_GEMM_LOAD_B((kt + 1) * GC_GEMM_BK)
+        /* pointers to the first k-tile of this group's panels; stepping along k
+         * is done with 64-bit pointer increments, and the in-tile offsets below
+         * (row * lda, col * ldb) are 64-bit products: with lda > 2^24 an int
+         * product of a row < 128 overflows (matrices of more than 2^31 elements) */
+        const GC_GLOBAL GC_GEMM_REAL* Ap =
+            transA ? A + bm : A + (gc_i64)bm * lda;
+        const GC_GLOBAL GC_GEMM_REAL* Bp =
+            transB ? B + (gc_i64)bn * ldb : B + bn;
+        const gc_i64 a_step = transA ? (gc_i64)GC_GEMM_BK * lda : (gc_i64)GC_GEMM_BK;
+        const gc_i64 b_step = transB ? (gc_i64)GC_GEMM_BK : (gc_i64)GC_GEMM_BK * ldb;
+        const int m_rem = M - bm;         /* valid rows in this tile (may be > BM) */
+        const int n_rem = N - bn;
+
+        GC_GEMM_REAL acc[GC_GEMM_TM][GC_GEMM_TM];
+        GC_GEMM_REAL ra[GC_GEMM_LA];
+        GC_GEMM_REAL rb[GC_GEMM_LB];
+        GC_GEMM_REAL fa[GC_GEMM_TM];
+        GC_GEMM_REAL fb[GC_GEMM_TM];
+
+#pragma unroll
+        for (int r = 0; r < GC_GEMM_TM; ++r) {
+#pragma unroll
+            for (int c = 0; c < GC_GEMM_TM; ++c) acc[r][c] = (GC_GEMM_REAL)0;
         }
-        const int so = cur * GC_GEMM_BK * GC_GEMM_SLD; /* shared buffer offset */
-#pragma unroll
-        for (int kk = 0; kk < GC_GEMM_BK; ++kk) {
-#pragma unroll
-            for (int r = 0; r < GC_GEMM_HT; ++r) {
-                fa[r] = gc_As[so + kk * GC_GEMM_SLD + ty * GC_GEMM_HT + r];
-                fa[r + GC_GEMM_HT] =
-                    gc_As[so + kk * GC_GEMM_SLD + GC_GEMM_BM / 2 + ty * GC_GEMM_HT + r];
-            }
-#pragma unroll
-            for (int c = 0; c < GC_GEMM_HT; ++c) {
-                fb[c] = gc_Bs[so + kk * GC_GEMM_SLD + tx * GC_GEMM_HT + c];
-                fb[c + GC_GEMM_HT] =
-                    gc_Bs[so + kk * GC_GEMM_SLD + GC_GEMM_BN / 2 + tx * GC_GEMM_HT + c];
-            }
-#pragma unroll
-            for (int r = 0; r < GC_GEMM_TM; ++r) {
-#pragma unroll
-                for (int c = 0; c < GC_GEMM_TM; ++c)
-                    acc[r][c] += fa[r] * fb[c];
-            }
+
+        const int nk = (K + GC_GEMM_BK - 1) / GC_GEMM_BK;
+
+        if (nk > 0) {
+            GC_GEMM_LOAD_A(0)
+            GC_GEMM_LOAD_B(0)
+            GC_GEMM_STORE(0)
         }
-        if (more) GC_GEMM_STORE(cur ^ 1)
         GC_BARRIER();
-    }
 
-    /* ---- epilogue ---- */
+        for (int kt = 0; kt < nk; ++kt) {
+            const int cur = kt & 1;
+            const int more = (kt + 1 < nk);
+            if (more) {
+                Ap += a_step;
+                Bp += b_step;
+                GC_GEMM_LOAD_A((kt + 1) * GC_GEMM_BK)
+                GC_GEMM_LOAD_B((kt + 1) * GC_GEMM_BK)
+            }
+            const int so = cur * GC_GEMM_BK * GC_GEMM_SLD; /* shared buffer offset */
 #pragma unroll
-    for (int r = 0; r < GC_GEMM_TM; ++r) {
-        const int li = (r < GC_GEMM_HT) ? ty * GC_GEMM_HT + r
-                                        : GC_GEMM_BM / 2 + ty * GC_GEMM_HT + (r - GC_GEMM_HT);
-        const int i = bm + li;
-        if (li < m_rem) {
-            GC_GLOBAL GC_GEMM_REAL* Crow = C + (gc_i64)i * ldc;
+            for (int kk = 0; kk < GC_GEMM_BK; ++kk) {
 #pragma unroll
-            for (int c = 0; c < GC_GEMM_TM; ++c) {
-                const int lj = (c < GC_GEMM_HT) ? tx * GC_GEMM_HT + c
-                                                : GC_GEMM_BN / 2 + tx * GC_GEMM_HT + (c - GC_GEMM_HT);
-                const int j = bn + lj;
-                if (lj < n_rem) {
-                    GC_GEMM_REAL v = acc[r][c];
-                    if (accumulate) v += Crow[j];
-                    Crow[j] = GC_GEMM_EPILOGUE(v, i, j);
+                for (int r = 0; r < GC_GEMM_HT; ++r) {
+                    fa[r] = gc_As[so + kk * GC_GEMM_SLD + ty * GC_GEMM_HT + r];
+                    fa[r + GC_GEMM_HT] =
+                        gc_As[so + kk * GC_GEMM_SLD + GC_GEMM_BM / 2 + ty * GC_GEMM_HT + r];
+                }
+#pragma unroll
+                for (int c = 0; c < GC_GEMM_HT; ++c) {
+                    fb[c] = gc_Bs[so + kk * GC_GEMM_SLD + tx * GC_GEMM_HT + c];
+                    fb[c + GC_GEMM_HT] =
+                        gc_Bs[so + kk * GC_GEMM_SLD + GC_GEMM_BN / 2 + tx * GC_GEMM_HT + c];
+                }
+#pragma unroll
+                for (int r = 0; r < GC_GEMM_TM; ++r) {
+#pragma unroll
+                    for (int c = 0; c < GC_GEMM_TM; ++c)
+                        acc[r][c] += fa[r] * fb[c];
+                }
+            }
+            if (more) GC_GEMM_STORE(cur ^ 1)
+            GC_BARRIER();
+        }
+
+        /* ---- epilogue ---- */
+#pragma unroll
+        for (int r = 0; r < GC_GEMM_TM; ++r) {
+            const int li = (r < GC_GEMM_HT)
+                ? ty * GC_GEMM_HT + r
+                : GC_GEMM_BM / 2 + ty * GC_GEMM_HT + (r - GC_GEMM_HT);
+            const int i = bm + li;
+            if (li < m_rem) {
+                GC_GLOBAL GC_GEMM_REAL* Crow = C + (gc_i64)i * ldc;
+#pragma unroll
+                for (int c = 0; c < GC_GEMM_TM; ++c) {
+                    const int lj = (c < GC_GEMM_HT)
+                        ? tx * GC_GEMM_HT + c
+                        : GC_GEMM_BN / 2 + tx * GC_GEMM_HT + (c - GC_GEMM_HT);
+                    const int j = bn + lj;
+                    if (lj < n_rem) {
+                        GC_GEMM_REAL v = acc[r][c];
+                        if (accumulate) v += Crow[j];
+                        Crow[j] = GC_GEMM_EPILOGUE(v, i, j);
+                    }
                 }
             }
         }
-    }
+    } /* row tiles */
 }
 
 #undef GC_GEMM_LOAD_A

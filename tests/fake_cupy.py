@@ -8,7 +8,9 @@ what a real GPU would reject -- the grid and block limits, the block size agains
 ``__launch_bounds__``, numpy-typed scalar arguments, the launch being on graphc's stream -- then
 runs the same kernel body as OpenCL C on the default OpenCL device (PoCL here) with the CUDA
 grid and block as OpenCL groups and local size, and copies the buffers back: the numbers are
-those of the CUDA launch configuration and argument list graphc computed."""
+those of the CUDA launch configuration and argument list graphc computed.  Device failures can
+be injected: ``fail_launch`` (a kernel's launches raise) and ``sync_error`` (synchronizing the
+stream raises, as a kernel fault is reported)."""
 from __future__ import annotations
 
 import re
@@ -40,6 +42,10 @@ class FakeArray:
     def nbytes(self):
         return self.host.nbytes
 
+    shape = property(lambda self: self.host.shape)
+    dtype = property(lambda self: self.host.dtype)
+    ndim = property(lambda self: self.host.ndim)
+
     def set(self, arr, stream=None):
         self.cp.log.append(("set", stream))
         assert arr.shape == self.host.shape and arr.dtype == self.host.dtype
@@ -70,6 +76,8 @@ class FakeStream:
 
     def synchronize(self):
         self.syncs += 1
+        if self.cp.sync_error is not None:   # a kernel fault reported asynchronously
+            raise self.cp.sync_error
 
 
 class FakeDevice:
@@ -114,6 +122,8 @@ class FakeFunction:
         for a in args:
             if not isinstance(a, (FakeArray, np.int32, np.int64, np.uint64)):
                 raise FakeCudaError(f"{self.name}: argument {a!r} of type {type(a)}")
+        if cp.fail_launch is not None and cp.fail_launch[0] in self.name:
+            raise cp.fail_launch[1]
         cp.run_opencl(self.module, self.name, grid, block, args)
 
 
@@ -148,9 +158,14 @@ class FakeCupy(types.ModuleType):
 
     uint8 = np.uint8
 
-    def __init__(self, devices=1, cc="90", nvrtc=False, name=b"Fake GPU", compile_error=None):
+    def __init__(self, devices=1, cc="90", nvrtc=False, name=b"Fake GPU", compile_error=None,
+                 fail_launch=None, sync_error=None):
         super().__init__("cupy")
         self.compile_error = compile_error
+        # (substring of a kernel name, exception its launches raise); an exception every
+        # stream synchronization raises
+        self.fail_launch = fail_launch
+        self.sync_error = sync_error
         self.cc = cc
         self.nvrtc = nvrtc
         self.log: list = []

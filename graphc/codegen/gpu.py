@@ -16,7 +16,9 @@ Kernels mirror ``codegen/c.py`` kind by kind (same index math, same semantics):
   the same when the last axis stays, else 32 x 32 tiles through local memory.
 * ``dense``: the register-blocked GEMM template with the fused epilogue as an inline function of
   (acc, i, j) that reads the broadcast extras; ``matmul`` (batched): the same template with the
-  batch index as the third grid dimension.
+  batch index as the third grid dimension.  Row tiles are grid y, capped at CUDA's 65535
+  (``gpu_common.gemm_launch_geometry``); the template loops over the rest, so any M is one
+  launch.
 * ``reduce`` and ``rowwise`` (softmax, log_softmax, softmax_cross_entropy): a work-group of
   ``LX x LY`` threads handles ``LX`` outputs (rows), ``LY`` threads per output striding over the
   reduced elements, then a local-memory tree reduction.  No warp intrinsics, no atomics.
@@ -39,6 +41,7 @@ from ..ir import Tensor
 from ..lower import (FusedPlan, Kernel, Lowered, Storage, collapse, comment, fused_plan,
                      label_status, lower, plan_loop, reduce_read, strides_for, transpose_plan,
                      xent_parts)
+from ..runtime.gpu_common import gemm_launch_geometry
 from ..symbolic import A
 from .c_types import compute_type, converts_only, math_dtype
 from .cexpr import render_plan
@@ -94,6 +97,17 @@ class Arg:
         assert self.storage.index % size == 0, (self.storage, self.dtype)
         return self.storage.index // size
 
+    def describe(self) -> str:
+        """This argument for an error message: a buffer operand's element type and count and
+        where it lives, a scalar's type and value."""
+        if self.kind in ("i32", "i64", "u64"):
+            return f"{self.kind} {self.value}"
+        if self.storage is None:
+            return f"{self.kind} {self.dtype}[]"
+        st = self.storage
+        place = f"slot {st.index}" if st.where == "slot" else f"arena byte {st.index}"
+        return f"{self.dtype}[{st.nbytes // np.dtype(self.dtype).itemsize}] ({place})"
+
 
 @dataclass
 class Launch:
@@ -104,6 +118,7 @@ class Launch:
     groups: tuple
     local: tuple
     args: list = field(default_factory=list)
+    computes: str = ""             # the graph node (and its operands) it computes, for errors
 
     @property
     def empty(self) -> bool:
@@ -160,6 +175,15 @@ class GPURenderer:
         return (f"/* {k.name}: node {comment(self._name(n))} = {comment(label)} "
                 f"{tuple(n.shape)} {n.dtype}, built at {comment(n.where)}{also} */")
 
+    def _computes(self, k: Kernel) -> str:
+        """What kernel ``k`` computes, for error messages: its node, op, shape and dtype and
+        its operands' (``Launch.computes``)."""
+        def one(t: Tensor) -> str:
+            return f"{self._name(t)!r} {tuple(t.shape)} {t.dtype}"
+        n = k.node
+        ops = ", ".join(one(t) for t in n.inputs)
+        return (f"node {one(n)} = {n.attrs.get('label', n.op)}({ops}), built at {n.where}")
+
     def _computed_labels(self, k: Kernel) -> bool:
         """Whether cross-entropy kernel ``k`` reads labels computed in the graph (not fed)."""
         return any(name == k.name and slot is None
@@ -189,7 +213,8 @@ class GPURenderer:
         lines += ["    " + s for s in body]
         lines.append("}")
         self.functions.append("\n".join(lines))
-        self.launches.append(Launch(name, k.name, tuple(groups), tuple(local), args))
+        self.launches.append(Launch(name, k.name, tuple(groups), tuple(local), args,
+                                    self._computes(k)))
 
     @staticmethod
     def _grid_1d(total: int, threads: int = EW_THREADS) -> tuple:
@@ -324,16 +349,14 @@ class GPURenderer:
         ldb = kk if tb else n
         self.functions.append("\n".join(
             [self._header(k)] + epi_lines + prelude + ['#include "gc_gpu_gemm.h"']))
-        gx, gy = -(-n // 128), -(-m // 128)
-        if gy > MAX_GROUPS:
-            raise NotImplementedError(f"{k.name}: GEMM with {m} rows (more than 65535 row tiles "
-                                      f"of 128) is not supported by the GPU backends")
+        gx, gy, _ = gemm_launch_geometry(m, n).grid
         args = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(lda), i32(ta),
                 buf(k.srcs[1], b.dtype), i32(ldb), i32(tb), buf(k.dst, node.dtype), i32(n),
                 i32(0)]
         args += [buf(st, t.dtype) for t, st in plan.operands]
         args += [buf(st, t.dtype) for t, st in plan.outputs[1:]]
-        self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args))
+        self.launches.append(Launch(fn, k.name, (gx, gy, 1), (256, 1, 1), args,
+                                    self._computes(k)))
 
     def render_matmul(self, k: Kernel) -> None:
         """Batched matmul (rank > 2): the batch index is the third grid dimension; a ``bmm``
@@ -368,15 +391,13 @@ class GPURenderer:
                    f"&ob_, &oc_); A += oa_; B += ob_; C += oc_; }}"]
         self.functions.append("\n".join([self._header(k)] + helper + prelude
                                         + ['#include "gc_gpu_gemm.h"']))
-        gx, gy = -(-n // 128), -(-m // 128)
-        if gy > MAX_GROUPS:
-            raise NotImplementedError("batched GEMM with more than 65535*128 rows")
+        gx, gy, _ = gemm_launch_geometry(m, n).grid
         base = [i32(m), i32(n), i32(kk), buf(k.srcs[0], a.dtype), i32(m if ta else kk), i32(ta),
                 buf(k.srcs[1], b.dtype), i32(kk if tb else n), i32(tb), buf(k.dst, node.dtype),
                 i32(n), i32(0)]
         for b0 in range(0, nb, MAX_GROUPS):
             self.launches.append(Launch(fn, k.name, (gx, gy, min(MAX_GROUPS, nb - b0)),
-                                        (256, 1, 1), base + [i32(b0)]))
+                                        (256, 1, 1), base + [i32(b0)], self._computes(k)))
 
     # -- reductions ---------------------------------------------------------------------------
     def _segmented(self, k: Kernel, nout: int, count: int, row_mode: bool, acc_t: str,

@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from ..errors import KernelLaunchError
 from .gpu_common import BackendUnavailable, program_source
 
 __all__ = ["CudaDevice", "get_device", "cuda_available", "import_cupy"]
@@ -146,13 +147,28 @@ class CudaDevice:
         if any(g == 0 for g in grid):
             return
         block = tuple(int(b) for b in block)
+        args = tuple(self._arg(a) for a in args)
         with self.device, self.stream:
-            kernel(grid, block, tuple(self._arg(a) for a in args), shared_mem=shared_mem)
+            try:
+                kernel(grid, block, args, shared_mem=shared_mem)
+            except Exception as e:  # CUDADriverError & co: say which launch, with what
+                raise KernelLaunchError(
+                    f"CUDA kernel {getattr(kernel, 'name', None) or type(kernel).__name__} "
+                    f"failed to launch on {self.name}: {type(e).__name__}: {e}\n"
+                    f"  grid {grid}, block {block}, shared memory {shared_mem} bytes\n"
+                    f"  arguments: {'; '.join(_describe(a) for a in args)}") from e
 
     def synchronize(self):
         self.stream.synchronize()
 
     finish = synchronize
+
+
+def _describe(a) -> str:
+    """A launch argument for an error message: an array's dtype and shape, a scalar's value."""
+    if hasattr(a, "shape") and getattr(a, "ndim", 0):
+        return f"{a.dtype}{list(a.shape)} array"
+    return f"{getattr(a, 'dtype', type(a).__name__)} {a}"
 
 
 _DEFAULT = None

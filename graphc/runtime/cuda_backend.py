@@ -9,7 +9,12 @@ import numpy as np
 from ..codegen.gpu import Launch
 from ..program import Program
 from .cuda import CudaDevice, get_device
-from .gpu_exec import DeviceAdapter, GPUExecutable
+from .gpu_exec import DeviceAdapter, GPUExecutable, device_error, launch_error
+
+# kernels run asynchronously: a fault is reported at the next synchronization, not by the
+# launch that caused it, unless launches are made synchronous
+_BLOCKING_HINT = ("\n  (launches are asynchronous: run with CUDA_LAUNCH_BLOCKING=1 for the "
+                  "failing kernel to be reported at its launch, with its node and shapes)")
 
 
 class CudaAdapter(DeviceAdapter):
@@ -32,12 +37,15 @@ class CudaAdapter(DeviceAdapter):
         fn = self.device.kernel(module, launch.function)
         grid = tuple(int(g) for g in launch.groups)
         block = tuple(int(b) for b in launch.local)
-        return fn, grid, block, tuple(args)
+        return fn, grid, block, tuple(args), launch
 
     def execute(self, prepared: list) -> None:
         with self.device.device, self.stream:
-            for fn, grid, block, args in prepared:
-                fn(grid, block, args)
+            for fn, grid, block, args, launch in prepared:
+                try:
+                    fn(grid, block, args)
+                except Exception as e:  # CUDADriverError & co: name the kernel and its node
+                    raise launch_error("CUDA", self.name, launch, e) from e
 
     def alloc(self, nbytes: int):
         with self.device.device:
@@ -59,7 +67,10 @@ class CudaAdapter(DeviceAdapter):
             buffer[:host.size].get(stream=self.stream, out=host)
 
     def sync(self) -> None:
-        self.stream.synchronize()
+        try:
+            self.stream.synchronize()
+        except Exception as e:  # a kernel fault (illegal address, ...) surfaces here
+            raise device_error("CUDA", self.name, e, _BLOCKING_HINT) from e
 
 
 _ADAPTERS: dict = {}

@@ -31,6 +31,7 @@ __all__ = [
     "gemm_launch_geometry",
     "GEMM_THREADS",
     "GEMM_BK",
+    "GEMM_MAX_ROW_GROUPS",
     "expand_includes",
 ]
 
@@ -40,6 +41,10 @@ DIALECTS = ("cuda", "opencl")
 GEMM_THREADS = 256
 GEMM_BK = 8
 GEMM_DEFAULT_TM = 8
+# groups along grid y (row tiles) of one GEMM launch: CUDA's limit of gridDim.y.  Row tiles
+# past it are computed by the launched groups in turn (the template's grid-stride loop over
+# y), so any M runs in one launch.  Read at each call: tests lower it to exercise that loop.
+GEMM_MAX_ROW_GROUPS = 65535
 
 
 from .kernel_files import kernels_dir, read_kernel  # noqa: E402  (shared with the C backend)
@@ -118,14 +123,14 @@ class GemmGeometry:
 
 
 def gemm_launch_geometry(M: int, N: int, tm: int = GEMM_DEFAULT_TM) -> GemmGeometry:
-    """Grid/block (CUDA) and global/local sizes (OpenCL) for the GEMM template."""
+    """Grid/block (CUDA) and global/local sizes (OpenCL) for the GEMM template: one group
+    per column tile along x, and along y one per row tile up to ``GEMM_MAX_ROW_GROUPS``
+    (each group then loops over every ``GEMM_MAX_ROW_GROUPS``-th row tile)."""
     if M < 0 or N < 0:
         raise ValueError("negative GEMM size")
     bm = bn = 16 * tm
     gx = -(-N // bn)
-    gy = -(-M // bm)
-    if gy > 65535:
-        raise ValueError(f"GEMM with M={M} needs {gy} row blocks (> 65535)")
+    gy = min(-(-M // bm), GEMM_MAX_ROW_GROUPS)   # more row tiles: grid-stride over y
     return GemmGeometry(
         grid=(gx, gy, 1),
         block=(GEMM_THREADS, 1, 1),

@@ -33,11 +33,34 @@ from typing import Any
 import numpy as np
 
 from ..codegen.gpu import GPURenderer, Launch, lower_gpu
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, KernelLaunchError
 from ..lower import Lowered, label_error
 from ..program import Program
 from .gpu_common import expand_includes
 from .specializing import ShapeSpecializingExecutable, check_dtypes
+
+
+def launch_error(dialect: str, device: str, launch: Launch, exc: BaseException
+                 ) -> KernelLaunchError:
+    """The error raised when enqueueing ``launch`` failed with ``exc`` (chain it: ``raise
+    launch_error(...) from exc``): the kernel, the graph node it computes, grid and block and
+    every argument, so a failure names the op and the shapes, not only the device's code."""
+    args = "; ".join(a.describe() for a in launch.args)
+    return KernelLaunchError(
+        f"{dialect} kernel {launch.function} failed to launch on {device}: "
+        f"{type(exc).__name__}: {exc}\n"
+        f"  computes: {launch.computes or launch.kernel}\n"
+        f"  grid (groups) {tuple(launch.groups)}, block (local) {tuple(launch.local)}\n"
+        f"  arguments: {args}")
+
+
+def device_error(dialect: str, device: str, exc: BaseException, hint: str = ""
+                 ) -> KernelLaunchError:
+    """The error raised when waiting for the device failed with ``exc``: a kernel (or copy)
+    enqueued earlier failed while running, which the device reports only now."""
+    return KernelLaunchError(
+        f"{dialect} device {device} failed while running a step's kernels and copies: "
+        f"{type(exc).__name__}: {exc}{hint}")
 
 
 class DeviceAdapter:
@@ -57,6 +80,8 @@ class DeviceAdapter:
         raise NotImplementedError
 
     def execute(self, prepared: list) -> None:                # pragma: no cover
+        """Enqueue ``prepared`` in order; a launch the device refuses raises
+        ``launch_error`` (KernelLaunchError) chained to the device's exception."""
         raise NotImplementedError
 
     def alloc(self, nbytes: int) -> Any:                      # pragma: no cover
@@ -72,6 +97,8 @@ class DeviceAdapter:
         raise NotImplementedError
 
     def sync(self) -> None:                                   # pragma: no cover
+        """Wait for everything enqueued; a failure raises ``device_error``
+        (KernelLaunchError) chained to the device's exception."""
         raise NotImplementedError
 
     def options(self) -> tuple:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..codegen.gpu import Launch
 from ..program import Program
-from .gpu_exec import DeviceAdapter, GPUExecutable
+from .gpu_exec import DeviceAdapter, GPUExecutable, device_error, launch_error
 from .opencl import OpenCLDevice, get_device
 
 
@@ -44,12 +44,15 @@ class OpenCLAdapter(DeviceAdapter):
         k.set_args(*args)
         local = tuple(int(x) for x in launch.local)
         glob = tuple(int(g) * int(l) for g, l in zip(launch.groups, launch.local))
-        return k, glob, local
+        return k, glob, local, launch
 
     def execute(self, prepared: list) -> None:
         enqueue, queue = self.cl.enqueue_nd_range_kernel, self.queue
-        for k, glob, local in prepared:
-            enqueue(queue, k, glob, local)
+        for k, glob, local, launch in prepared:
+            try:
+                enqueue(queue, k, glob, local)
+            except Exception as e:  # cl.Error (INVALID_WORK_GROUP_SIZE, ...): name the node
+                raise launch_error("OpenCL", self.name, launch, e) from e
 
     def alloc(self, nbytes: int):
         return self.device.empty(nbytes)
@@ -61,7 +64,10 @@ class OpenCLAdapter(DeviceAdapter):
         keep.append(self.cl.enqueue_copy(self.queue, out, buffer, is_blocking=False))
 
     def sync(self) -> None:
-        self.queue.finish()
+        try:
+            self.queue.finish()
+        except Exception as e:
+            raise device_error("OpenCL", self.name, e) from e
 
 
 _ADAPTERS: dict = {}
