@@ -4,7 +4,7 @@ Build a static graph of tensor ops, differentiate it symbol-to-symbol (``gc.grad
 compile forward + backward + updates into one function (``gc.compile``) for numpy, C, CUDA or
 OpenCL.
 """
-from .errors import BackendUnavailable, ShapeError
+from .errors import AxisError, BackendUnavailable, KernelLaunchError, ShapeError
 from .ir import Tensor
 from .ops import operators as _operators  # noqa: F401  (installs + - * / @ on Tensor)
 from .ops.core import (as_tensor, broadcast_like, constant, expand_dims, max, mean, matmul,

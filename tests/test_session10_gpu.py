@@ -246,3 +246,11 @@ def test_cuda_device_launch_failure_names_grid_block_and_arguments(fake_cupy):
                        r"arguments: float32\[5, 4\] array; int32 20") as info:
         dev.launch(dev.kernel(mod, "fill_one"), (1, 1, 1), (64, 1, 1), [x, 20])
     assert info.value.__cause__ is err
+
+
+def test_error_classes_are_public():
+    """Users catch these without reaching into graphc.errors."""
+    import graphc as gc
+    from graphc import errors
+    assert gc.KernelLaunchError is errors.KernelLaunchError
+    assert gc.AxisError is errors.AxisError
