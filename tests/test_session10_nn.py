@@ -8,7 +8,7 @@ import pytest
 
 import graphc as gc
 
-from backends import C, OPENCL
+from backends import C, CUDA, OPENCL
 
 BACKENDS = ["numpy", C]
 # the C variants compile 5-6 modules: 6-9 s with a cold compile cache
@@ -27,7 +27,7 @@ def _bn_fed_flag(flag_of=lambda p: p):
     return x, train, rm, rv, y
 
 
-@pytest.mark.parametrize("backend", BACKENDS + [OPENCL])
+@pytest.mark.parametrize("backend", BACKENDS + [OPENCL, CUDA])
 def test_batch_norm_fed_flag_one_sample_training_raises_and_updates_nothing(backend):
     x, train, rm, rv, y = _bn_fed_flag()
     f = gc.compile([x, train], y, backend=backend)
