@@ -131,7 +131,7 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
     (default ``FOLD_GROUP_MAX``); ``fold_ew_into_reduce``: whether an elementwise node read
     only by a reduction is computed by it (default ``FOLD_EW_INTO_REDUCE``)."""
     pick = lambda given, default: default if given is None else given  # noqa: E731
-    outs, values, inputs, track = _backend_graph(program, shapes, pipeline)
+    outs, values, inputs, track, one_sample = _backend_graph(program, shapes, pipeline)
     updates = [(p, v) for (p, _), v in zip(program.updates, values)]
     order = toposort(outs + values)
     in_place, extra = _plan_in_place(order, outs, updates)
@@ -163,24 +163,39 @@ def lower(program: Program, shapes: Sequence[tuple], pipeline=None,
                      for k in kernels if k.kind != "copy" and k.node.op in XENT_OPS]
     return Lowered(inputs, slots, kernels, arena, output_slots, buffers,
                    [p.name for p in in_place.values()], checks, kernel_checks, names,
-                   _provenance(program, track, kernels))
+                   _provenance(program, track, kernels), one_sample)
 
 
 def _backend_graph(program: Program, shapes: Sequence[tuple], pipeline):
     """The program's outputs and update values for these shapes after the backend passes
     (fusion & co.), updated parameters read through copies (``_snapshot_updated_params``),
-    the concrete placeholders, and program node id -> the node now computing it."""
+    the concrete placeholders, program node id -> the node now computing it, and the
+    ``one_sample_checks`` of these shapes."""
     n_out = len(program.outputs)
     track = {n.id: n for n in toposort(program.roots)}  # program node id -> current node
     trace: dict = {}
     roots, inputs = concretize(program.roots, program.inputs, shapes, trace=trace)
+    one_sample = _one_sample_checks(track.values(), trace)
     for _, fn in (BACKEND_PIPELINE if pipeline is None else pipeline):
         track = {pid: trace.get(n.id, n) for pid, n in track.items()}
         trace = {}
         roots = fn(roots, trace=trace)
     track = {pid: trace.get(n.id, n) for pid, n in track.items()}
     outs, values = _snapshot_updated_params(program, roots[:n_out], roots[n_out:])
-    return outs, values, inputs, track
+    return outs, values, inputs, track, one_sample
+
+
+def _one_sample_checks(nodes, trace: dict) -> list:
+    """``(size_of node, concrete input shape)`` of the training batch norms whose flag is fed
+    (``size_of`` with the flag as second input, ``ops.core._check_batch_stats``) that count one
+    sample at these shapes: the count is now a constant, the flag is only known per call."""
+    checks = []
+    for n in nodes:
+        if n.op == "size_of" and len(n.inputs) == 2 and n.attrs.get("batch_stats"):
+            count = trace.get(n.id)
+            if count is not None and count.op == "constant" and count.attrs["value"] == 1:
+                checks.append((n, tuple(trace[n.inputs[0].id].shape)))
+    return checks
 
 
 def _readers(order: list[Tensor], inputs_of=lambda n: n.inputs) -> dict[int, set[int]]:

@@ -129,6 +129,9 @@ class Lowered:
     kernel_label_checks: list[tuple[str, int, Optional[int]]] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)  # node id -> deterministic display name
     kernel_of: dict[int, str] = field(default_factory=dict)  # program node id -> kernel name
+    # (program size_of node, input shape) of training batch norms with a fed flag that count
+    # one sample at these shapes: an error in the calls feeding training=True
+    one_sample_checks: list = field(default_factory=list)
 
     def name(self, node: Tensor) -> str:
         return self.names.get(node.id, node.name)

@@ -51,6 +51,37 @@ def check_weight_decay(weight_decay) -> float:
     return wd
 
 
+def bucket_size(n: int, batch_size: int) -> int:
+    """The batch a chunk of ``n`` <= ``batch_size`` samples is computed at: the next power of
+    two, at most ``batch_size``.  A compiled backend builds one module per input shape, so a
+    server predicting 1, 2, ..., 300 samples compiled hundreds of them; now at most
+    log2(batch_size) + 2 per model and backend."""
+    return min(1 << (int(n) - 1).bit_length(), int(batch_size))
+
+
+def pad_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` with copies of its last row appended up to ``size`` rows (real data: a padding of
+    zeros could leave the domain of e.g. a log, and its NaN would be harmless but noisy)."""
+    if len(a) == size:
+        return a
+    return np.concatenate([a, np.broadcast_to(a[-1:], (size - len(a),) + a.shape[1:])])
+
+
+def exact_chunks(n: int, batch_size: int):
+    """``(start, stop)`` of chunks of ``batch_size`` samples, then the rest in bucket sizes
+    (its binary digits, largest first): every chunk has a ``bucket_size`` and no padding, so a
+    mean over samples (any loss, user functions included) is exact."""
+    start = 0
+    while n - start >= batch_size:
+        yield start, start + batch_size
+        start += batch_size
+    rest = n - start
+    for bit in reversed(range(rest.bit_length())):
+        if rest >> bit & 1:
+            yield start, start + (1 << bit)
+            start += 1 << bit
+
+
 def layer_seed(seed: int, index: int) -> int:
     """The dropout seed of layer ``index`` for a run seeded with ``seed`` (independent streams)."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, index]).generate_state(2, np.uint32)
@@ -273,7 +304,10 @@ class Sequential:
     # -- inference ------------------------------------------------------------------------
     def predict(self, X, batch_size: int = 256, backend: str = "c") -> np.ndarray:
         """The last layer's output for every sample of ``X`` (evaluation mode: no dropout,
-        batch norm with running statistics), computed ``batch_size`` samples at a time."""
+        batch norm with running statistics), computed ``batch_size`` samples at a time.  A last
+        partial chunk is padded to a power of two (``bucket_size``) and its output sliced:
+        samples are independent in evaluation mode, and a compiled backend then builds at most
+        log2(batch_size) + 2 modules whatever the request sizes."""
         X = np.asarray(X)
         # one sample without the batch axis (shape input_dim): return its output alone
         single = X.shape == self.input_shape
@@ -286,14 +320,20 @@ class Sequential:
             return np.asarray(f(X))[0]
         if len(X) == 0:
             return np.zeros((0,) + self.output_shape, np.float32)
-        return np.concatenate([np.asarray(f(X[i:i + batch_size]))
-                               for i in range(0, len(X), batch_size)])
+        outs = []
+        for i in range(0, len(X), batch_size):
+            chunk = X[i:i + batch_size]
+            outs.append(np.asarray(f(pad_rows(chunk, bucket_size(len(chunk), batch_size))))
+                        [:len(chunk)])
+        return np.concatenate(outs)
 
     def evaluate(self, X, y, loss=None, batch_size: int = 256,
                  backend: str = "c") -> dict:
         """``{"loss": mean loss, "accuracy": fraction correct}`` over ``(X, y)`` in evaluation
         mode (``accuracy`` only for classification losses).  ``loss`` defaults to the one the
-        last ``fit`` trained with, else ``"cross_entropy"``."""
+        last ``fit`` trained with, else ``"cross_entropy"``.  Computed ``batch_size`` samples
+        at a time, the rest in power-of-two chunks (``exact_chunks``: at most log2(batch_size)
+        + 2 compiled modules, and no padded sample in any mean)."""
         if loss is None:
             loss = getattr(self, "loss", None) or "cross_entropy"
         X = self._check_X(X)
@@ -309,10 +349,9 @@ class Sequential:
         require_finite("evaluate: X", X)
         require_finite("evaluate: y", y)
         total, correct = 0.0, 0.0
-        for i in range(0, len(X), batch_size):
-            outs = f(X[i:i + batch_size], y[i:i + batch_size])
-            n = len(X[i:i + batch_size])
-            total += float(outs[0]) * n
+        for start, stop in exact_chunks(len(X), batch_size):
+            outs = f(X[start:stop], y[start:stop])
+            total += float(outs[0]) * (stop - start)  # (the loss: a mean over the chunk)
             if spec.correct:
                 correct += float(outs[1])
         result = {"loss": total / len(X)}

@@ -473,34 +473,52 @@ def _check_batch_stats(attrs, shape, error=ShapeError):
     """``batch_stats``: the count is a training batch norm's number of samples, which must be
     more than 1 (PyTorch raises ValueError; the unbiased variance would be 0/0).  Checked when
     the shape is static (at build time), else by every backend once the batch is fed: compiled
-    ones re-infer the graph for each input shape, the interpreter in the reference."""
+    ones re-infer the graph for each input shape, the interpreter in the reference.  With a
+    fed training flag (the node's second input) only a call that trains is checked: compiled
+    backends note the shapes counting one sample (``one_sample_checks``) and read the flag at
+    each call (``runtime.specializing``), the interpreter in the reference."""
     if attrs.get("batch_stats") and None not in shape \
             and int(np.prod([shape[a] for a in attrs["axes"]])) == 1:
-        raise error(f"batch_norm: expected more than 1 value per channel when training, "
-                         f"got input shape {format_shape(tuple(shape))}")
+        raise error(batch_stats_message(shape))
+
+
+def batch_stats_message(shape) -> str:
+    return (f"batch_norm: expected more than 1 value per channel when training, "
+            f"got input shape {format_shape(tuple(shape))}")
 
 
 def _size_of_infer(inputs, attrs):
-    _check_batch_stats(attrs, inputs[0].shape)
+    if len(inputs) == 2:
+        flag = inputs[1]
+        if not (attrs.get("batch_stats") and flag.shape == () and flag.dtype == "bool"):
+            raise ShapeError(f"size_of: a second input is a batch norm's training flag (a "
+                             f"boolean scalar, with batch_stats), got {format_shape(flag.shape)} "
+                             f"{flag.dtype}")
+    else:  # training is on: a static batch of one is an error now
+        _check_batch_stats(attrs, inputs[0].shape)
     return (), attrs["dtype"]
 
 
-def _size_of_ref(node, x):
-    _check_batch_stats(node.attrs, np.shape(x), ValueError)  # (the interpreter says where)
+def _size_of_ref(node, x, training=True):
+    if bool(training):  # (the interpreter says where)
+        _check_batch_stats(node.attrs, np.shape(x), ValueError)
     return np.asarray(np.prod([np.shape(x)[a] for a in node.attrs["axes"]]), dtype=node.dtype)
 
 
-register(OpDef("size_of", _size_of_infer, _size_of_ref, lambda node, g: [None], kind="shape",
+register(OpDef("size_of", _size_of_infer, _size_of_ref,
+               lambda node, g: [None] * len(node.inputs), kind="shape",
                differentiable=False, shape_only=(0,)))
 
 
 def size_of(x: Tensor, axes=None, dtype=None, batch_stats=False) -> Tensor:
     """Number of elements of ``x`` along ``axes`` at run time, as a scalar of ``dtype``
-    (``batch_stats``: a ValueError when it is 1, see ``_check_batch_stats``)."""
+    (``batch_stats``: a ValueError when it is 1, see ``_check_batch_stats``; True, or a boolean
+    scalar tensor, the training flag: an error only in the calls where it is true)."""
     axes = normalize_axes("size_of", axes, x.ndim, x.shape)
     dtype = dtype or (x.dtype if is_float(x.dtype) else "float32")
-    extra = {"batch_stats": True} if batch_stats else {}
-    return make("size_of", [x], axes=axes, dtype=np.dtype(dtype).name, **extra)
+    extra = {"batch_stats": True} if isinstance(batch_stats, Tensor) or batch_stats else {}
+    flag = [batch_stats] if isinstance(batch_stats, Tensor) else []
+    return make("size_of", [x] + flag, axes=axes, dtype=np.dtype(dtype).name, **extra)
 
 
 # -- gradient plumbing ------------------------------------------------------------------------

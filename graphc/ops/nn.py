@@ -490,9 +490,9 @@ def batch_norm(t, gamma, beta, running_mean, running_var, training, momentum=0.1
     var = mean(E.square(E.sub(t, mu)), axis=0)
     train = normalize(mu, var)
     from .core import size_of
-    # (a batch of one sample is an error when training is known to be on, as in PyTorch; with a
-    # boolean placeholder flag the count is read in evaluation too, so it cannot check)
-    n = size_of(t, 0, dtype=t.dtype, batch_stats=flag is True)
+    # a batch of one sample is an error when training, as in PyTorch: always with training
+    # True, in the calls feeding true with a boolean placeholder flag (size_of reads it)
+    n = size_of(t, 0, dtype=t.dtype, batch_stats=flag)
     unbiased = E.div(E.mul(var, n), E.maximum(E.sub(n, 1.0), 1.0))
     new_mean = E.add(E.mul(running_mean, 1.0 - momentum), E.mul(mu, momentum))
     new_var = E.add(E.mul(running_var, 1.0 - momentum), E.mul(unbiased, momentum))

@@ -48,7 +48,24 @@ class ShapeSpecializingExecutable:
         return spec
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        return self.specialize([f.shape for f in feeds]).run(feeds)
+        spec = self.specialize([f.shape for f in feeds])
+        if spec.lowered.one_sample_checks:
+            self._check_one_sample(spec.lowered.one_sample_checks, feeds)
+        return spec.run(feeds)
+
+    def _check_one_sample(self, checks, feeds) -> None:
+        """ValueError, before anything runs, when a batch norm counting one sample at these
+        shapes trains in this call: its flag is fed, so the compiled code (one module for
+        both values) cannot know.  The flags are computed by the interpreter (usually a
+        placeholder: no work)."""
+        from ..ops.core import batch_stats_message
+        from .interp import Schedule, evaluate
+        flags = [n.inputs[1] for n, _ in checks]
+        values = evaluate(Schedule(flags), {p.id: f for p, f in zip(self.program.inputs, feeds)})
+        for (n, shape), flag in zip(checks, flags):
+            if bool(values[flag.id]):
+                raise ValueError(f"{batch_stats_message(shape)} (built at {n.where}); nothing "
+                                 f"was updated")
 
     def _current(self):
         """The most recent specialization (free dims as 1 before any call)."""
