@@ -57,11 +57,12 @@ def max_bytes() -> int | None:
 def format_size(n: int | None) -> str:
     if n is None:
         return "unlimited"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024
-    raise AssertionError("unreachable")
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
 
 
 @dataclass
