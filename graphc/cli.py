@@ -10,7 +10,7 @@ COMMANDS = {
     "train": "Train an MLP (the main job)",
     "bench": "Benchmark the compiled backends against numpy, PyTorch and JAX",
     "viz": "Export a saved model or graph JSON to DOT, GraphML, JSON, HTML (SVG/PNG)",
-    "cache": "List or clear the compile cache, or print its directory",
+    "cache": "List, clear or prune the compile cache, or print its directory",
 }
 
 

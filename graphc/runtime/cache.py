@@ -6,7 +6,9 @@ every module links (runtime/gemm_core.py) in ``core_dir()``.  Writers build into
 temporary file and ``os.replace`` it into place (atomic), under a per-key ``filelock`` lock,
 so a second process compiling the same graph waits and then reuses the first's result.  Locks
 are flock-based: a crashed holder releases its lock, so stale locks never block.  An entry that
-fails to load is deleted and rebuilt.
+fails to load is deleted and rebuilt.  The kernels directory is capped
+(``GRAPHC_CACHE_MAX_BYTES``, runtime/cache_limit.py): a load touches the module's mtime, and
+writing an entry prunes the least recently used ones beyond the cap.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
+
+from . import cache_limit
 
 
 def _user_cache_root() -> Path:
@@ -82,23 +86,40 @@ def cache_key(*parts: str) -> str:
     return h.hexdigest()
 
 
+def touch(path: Path) -> None:
+    """Mark a cache entry used now (its mtime orders the pruning, least recently used first)."""
+    try:
+        os.utime(path)
+    except OSError:  # pruned meanwhile, or a read-only cache: the entry simply ages
+        pass
+
+
 def get_or_build(key: str, suffix: str, build: Callable[[Path], None],
                  validate: Callable[[Path], object], timeout: float = 600,
                  directory: Path | None = None) -> tuple[Path, object]:
     """Return (path, validate(path)) of cache entry ``key`` (in ``directory``, default the
     kernels directory), building it with ``build(tmp_path)`` when missing or when the existing
-    entry fails ``validate`` (corrupt)."""
-    d = kernel_cache_dir() if directory is None else directory
+    entry fails ``validate`` (corrupt).  In the kernels directory (the capped one) a hit
+    touches the entry and a build prunes the others down to ``GRAPHC_CACHE_MAX_BYTES``; other
+    directories' files are left as they are (the GEMM core's mtime says when it was built)."""
+    capped = directory is None
+    limit = cache_limit.max_bytes() if capped else None  # a bad value: before any work
+    d = kernel_cache_dir() if capped else directory
+    used = touch if capped else (lambda p: None)
     path = d / f"{key}{suffix}"
     if path.exists():
         try:
-            return path, validate(path)
+            value = validate(path)
+            used(path)
+            return path, value
         except Exception:
-            pass  # corrupt or from an incompatible build: rebuild under the lock
+            pass  # corrupt, incompatible, or pruned meanwhile: rebuild under the lock
     with FileLock(str(d / f"{key}.lock"), timeout=timeout):
         if path.exists():  # another process may have built it meanwhile
             try:
-                return path, validate(path)
+                value = validate(path)
+                used(path)
+                return path, value
             except Exception:
                 path.unlink(missing_ok=True)
         tmp = d / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp{suffix}"
@@ -107,7 +128,14 @@ def get_or_build(key: str, suffix: str, build: Callable[[Path], None],
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    return path, validate(path)
+        value = validate(path)  # under the lock: another process's prune cannot remove it first
+    if limit is not None:
+        try:
+            cache_limit.prune(d, limit, keep={key})
+        except OSError as e:  # the module is built and loaded: a failed cleanup is not fatal
+            warnings.warn(f"graphc: pruning the compile cache {d} failed ({e})", RuntimeWarning,
+                          stacklevel=2)
+    return path, value
 
 
 def list_entries() -> list[dict]:
@@ -125,6 +153,18 @@ def core_objects() -> list[Path]:
     """The compiled GEMM driver objects in ``core_dir()``: the files named by a cache key
     (GRAPHC_CORE_DIR may point at a directory holding other object files)."""
     return sorted(p for p in core_dir().glob("*.o") if re.fullmatch(r"[0-9a-f]{64}", p.stem))
+
+
+def kernels_usage() -> int:
+    """Bytes of the compiled modules, their sources and index files (what the cap counts)."""
+    return cache_limit.usage(cache_root() / "kernels")
+
+
+def prune(max_bytes: int | None = None) -> cache_limit.PruneReport:
+    """Prune the kernels directory to ``max_bytes`` (default ``GRAPHC_CACHE_MAX_BYTES``),
+    least recently used first; entries another process holds are skipped."""
+    limit = cache_limit.max_bytes() if max_bytes is None else max_bytes
+    return cache_limit.prune(cache_root() / "kernels", limit)
 
 
 def clear(core: bool = False) -> int:

@@ -29,7 +29,7 @@ from ..codegen.c import render_c
 from ..errors import BackendUnavailable
 from ..lower import Lowered, label_error, lower
 from ..program import Program
-from .cache import cache_key, get_or_build, kernel_cache_dir
+from .cache import cache_key, get_or_build, kernel_cache_dir, touch
 from .kernel_files import C_FILES, kernels_dir, require
 from .specializing import ShapeSpecializingExecutable, check_dtypes
 from . import gemm_core, threads
@@ -353,7 +353,9 @@ def load_lowered(low: Lowered):
             raise ValueError(f"bad index entry {index}")
         key = entry[0]
         path = kernel_cache_dir() / f"{key}.so"
-        return _load(path), path, None
+        lib = _load(path)
+        touch(path)  # used: the least recently used entries are pruned first
+        return lib, path, None
     except (OSError, ValueError):
         pass
     source = render_c(low)
