@@ -8,17 +8,25 @@
 2. hard_tanh's gradient at NaN: PyTorch's depends on the tensor's length (scalar loop: 1,
    vector loop: 0); graphc's is 1 (the identity branch NaN takes in the forward) on every
    length, path (plain loop, GEMM epilogue) and backend.
+3. GraphML: a CR in a name came back as LF (XML parsers normalize line ends in text); CRs are
+   written as ``&#13;``.
 4. prelu's mixed second derivative at t = 0: 1 on every backend and in either order (the
    derivative of the first derivatives' negative branch), where PyTorch's double backward
    gives 0 and a central difference 0.5.
 """
 from __future__ import annotations
 
+import gzip
+import xml.dom.minidom
+import xml.etree.ElementTree as ET
+
+import networkx as nx
 import numpy as np
 import pytest
 import torch
 
 import graphc as gc
+from graphc import export
 
 from backends import C
 
@@ -143,6 +151,41 @@ def test_hard_tanh_nan_gradient_same_on_numpy_and_c_through_fused_paths(n):
 
 def test_hard_tanh_docstring_documents_nan():
     assert "At NaN the result is NaN and the gradient passes" in gc.hard_tanh.__doc__
+
+
+# -- 3. GraphML keeps CR ------------------------------------------------------------------------
+
+HOSTILE = ["a\rb", "a\r\nb", "\r", "\r\r\n\n", "\n", "a\tb\n", " x ", "ok", "\u00e9\r\u4e2d"]
+
+
+def _named_graph():
+    outs = []
+    for i, name in enumerate(HOSTILE):
+        y = gc.relu(gc.placeholder((2,), name=f"in{i}"))
+        y.name = name
+        outs.append(y)
+    return outs
+
+
+@pytest.mark.parametrize("suffix", [".graphml", ".graphml.gz"])
+def test_graphml_round_trips_carriage_returns(tmp_path, suffix):
+    path = tmp_path / f"g{suffix}"
+    export.to_graphml(_named_graph(), path)
+    h = nx.read_graphml(path)
+    names = [a["name"] for _, a in h.nodes(data=True) if a["raw_op"] != "placeholder"]
+    assert sorted(names) == sorted(HOSTILE)
+    raw = gzip.open(path).read() if suffix.endswith(".gz") else path.read_bytes()
+    assert b"\r" not in raw and b"a&#13;b" in raw
+
+
+def test_graphml_carriage_returns_survive_other_xml_parsers(tmp_path):
+    path = tmp_path / "g.graphml"
+    export.to_graphml(_named_graph(), path)
+    texts = {e.text for e in ET.parse(path).iter() if e.text}
+    assert {"a\rb", "a\r\nb", "\r", "\r\r\n\n"} <= texts
+    dom = xml.dom.minidom.parse(str(path))
+    data = {d.firstChild.data for d in dom.getElementsByTagName("data") if d.firstChild}
+    assert {"a\rb", "a\r\nb", "\u00e9\r\u4e2d"} <= data
 
 
 # -- 4. prelu's mixed second derivative at 0 ----------------------------------------------------
