@@ -31,7 +31,9 @@ bmm and review 8's changes): regressions.
   integer tensor exponent, ``2 ** int_tensor``): float32 results, but the numpy reference took
   numpy's integer power first (int32 3 ** 25 wrapped: 1.18e9 against C's 8.47e11; int8
   x ** 1000 raised OverflowError).  The integer operands are cast to float32 first, as the
-  compiled backends compute.
+  compiled backends compute.  (Session 10: a negative exponent and an integer tensor
+  exponent of an integer base are refused when the graph is built, see
+  test_session10_ops.py; the exponents above 64 keep this path.)
 * F9 GRAPHC_CFLAGS with -flto: the GEMM core was a slim LTO object (GIMPLE, no driver symbol in
   its string table), check_object rejected it after every build, and every module with a
   matmul failed with "corrupt cache entry ... no gc__gemm_run_f32" (lead's modules compiled
@@ -238,13 +240,13 @@ def test_f8_integer_operands_of_a_float_power(backend):
     y = gc.placeholder((5,), "int32", name="y")
     xs = np.array([3, 2, -7, 0, 1], "int8")
     ys = np.array([25, 40, 3, 0, -2], "int32")
-    outs = [x ** 65, x ** 1000, x ** -1, x ** y, 2 ** y, y ** 3]
+    outs = [x ** 65, x ** 1000, y ** 3]
     got = gc.compile([x, y], outs, backend=backend)(xs, ys)
-    f32, f64 = xs.astype("float64"), ys.astype("float64")
+    f32 = xs.astype("float64")
     with np.errstate(all="ignore"):
-        want = [f32 ** 65, f32 ** 1000, f32 ** -1.0, f32 ** f64, 2.0 ** f64, ys ** 3]
+        want = [f32 ** 65, f32 ** 1000, ys ** 3]
     for i, (g, w) in enumerate(zip(got, want)):
-        assert g.dtype == ("int32" if i == 5 else "float32"), i
+        assert g.dtype == ("int32" if i == 2 else "float32"), i
         with np.errstate(over="ignore"):
             w = w.astype(g.dtype)
         np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=f"output {i}")

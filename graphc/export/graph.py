@@ -19,6 +19,9 @@ Roles are recovered from structure, since ``gc.grad`` leaves no marker on the no
 """
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -312,7 +315,16 @@ def to_graphml(outputs, path, inputs=None, updates=None, kernels=None) -> None:
         h.add_edge(s, t, **{k: _graphml_value(k, v) for k, v in a.items()})
     h.graph["outputs"] = " ".join(map(str, g.graph["outputs"]))
     h.graph["inputs"] = " ".join(map(str, g.graph["inputs"]))
-    nx.write_graphml(h, str(path))
+    buf = io.BytesIO()
+    nx.write_graphml(h, buf)
+    # XML parsers turn a literal CR (and CR LF) in text into LF, so a name "a\rb" read back
+    # as "a\nb": write every CR as the character reference &#13;, which parsers keep.  A CR
+    # byte in the UTF-8 output can only come from a value (the writer's own line ends are LF)
+    data = buf.getvalue().replace(b"\r", b"&#13;")
+    # .gz / .bz2 paths compressed, as networkx's own writer does
+    opener = {"gz": gzip.open, "bz2": bz2.open}.get(str(path).rsplit(".", 1)[-1], open)
+    with opener(path, "wb") as f:
+        f.write(data)
 
 
 # characters XML 1.0 cannot hold (C0 controls but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF):

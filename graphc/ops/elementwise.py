@@ -467,19 +467,73 @@ def _pow_grads(a, b):
 _pow = define("pow", 2, "float", ("positive", "real"), grads=_pow_grads)(lambda a, b: a ** b)
 
 
+def _kind(v) -> str:
+    """The dtype kind ("b", "i", "u", "f", ...) of a pow operand: a Tensor, a Python or numpy
+    scalar, or an array."""
+    if isinstance(v, Tensor):
+        return np.dtype(v.dtype).kind
+    if isinstance(v, (bool, np.bool_)):
+        return "b"
+    if isinstance(v, (int, np.integer)):
+        return "i"
+    return np.asarray(v).dtype.kind
+
+
+def _describe(v) -> str:
+    from ..ir import format_shape
+    if isinstance(v, Tensor):
+        return f"{v.dtype} tensor of shape {format_shape(v.shape)}"
+    arr = np.asarray(v)
+    return f"{arr.dtype} value {arr.item()}" if arr.ndim == 0 else (
+        f"{arr.dtype} array of shape {format_shape(arr.shape)}")
+
+
+def _check_integer_power(a, b) -> None:
+    """Refuse what numpy and PyTorch refuse (an integer base to a negative integer power) and
+    an integer base to an integer tensor exponent (see ``pow``)."""
+    if _kind(a) not in "biu" or _kind(b) not in "biu":
+        return
+    hint = ("; cast the base to a float dtype for a float power, e.g. "
+            "gc.cast(a, 'float32') ** b")
+    if isinstance(b, Tensor) and b.op == "constant":
+        b = b.attrs["value"]  # a known exponent: decided by its values, as a literal
+    if isinstance(b, Tensor):
+        raise TypeError(
+            f"pow: an integer base ({_describe(a)}) to an integer tensor exponent "
+            f"({_describe(b)}) is not supported: numpy and PyTorch give an integer result "
+            f"and disagree where an exponent is negative (numpy raises, PyTorch gives 0), "
+            f"which graphc's kernels cannot report while running{hint}")
+    if np.any(np.asarray(b) < 0):
+        raise ValueError(
+            f"pow: integers to negative integer powers are not allowed (as in numpy and "
+            f"PyTorch): base {_describe(a)}, exponent {_describe(b)}{hint}")
+
+
 def pow(a, b):  # noqa: A001 - the op's public name
     """``a ** b``; an integer tensor to a non-negative integer power stays integer (as in
-    PyTorch and numpy: ``x ** 2`` of int64 ``x`` is int64, exact), else floats."""
+    PyTorch and numpy: ``x ** 2`` of int64 ``x`` is int64, exact), else floats.
+
+    An integer (or bool) base to a negative integer power is a ValueError when the graph is
+    built, as numpy's and PyTorch's "Integers to negative integer powers are not allowed"
+    (``x ** -1`` of int64 ``x`` used to give a float).  An integer (or bool) base to an
+    integer *tensor* exponent is refused too (TypeError, when the graph is built, on every
+    backend): numpy and PyTorch compute an integer result there and disagree where an exponent
+    is negative (numpy raises, PyTorch gives 0 or +-1), which a compiled kernel could only
+    find out while running; cast the base to a float dtype for a float power
+    (``gc.cast(x, "float32") ** y``).  An integer base to a float exponent, or a float base
+    to an integer one, gives floats."""
+    _check_integer_power(a, b)
     if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "iu"
             and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))
             and 0 <= int(b) <= 64):
         return ew(A[0] ** int(b), [a], label="pow", dtype=a.dtype)
+
     def floating(t):
         return (np.dtype(t.dtype).kind == "f" if isinstance(t, Tensor)
                 else isinstance(t, (float, np.floating)))
 
     if not (floating(a) or floating(b)):
-        # integer operands (a negative, > 64 or tensor exponent): float32, computed as the
+        # integer operands (an exponent > 64, or an integer array): float32, computed as the
         # compiled backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
         # OverflowError: int8 x ** 1000)
         a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
@@ -576,7 +630,15 @@ def prelu(t, alpha):
     """``t`` where positive, else ``alpha * t``, as ``torch.nn.functional.prelu``: a 1-D
     ``alpha`` of C > 1 values holds one slope per channel, axis 1 of ``t`` (the last axis of a
     2-D ``t``); a scalar or one-element ``alpha`` applies everywhere; an ``alpha`` of any other
-    shape broadcasts numpy-style."""
+    shape broadcasts numpy-style.
+
+    At ``t == 0`` (either sign) the negative branch applies to the derivatives, as in
+    PyTorch's backward: d/dt is ``alpha``, d/dalpha is ``t``.  The mixed second derivative
+    d2/dt dalpha there is therefore 1 (the derivative in ``alpha`` of d/dt = ``alpha``, and of
+    d/dalpha = ``t`` in ``t`` on that branch), in either order, on every backend.  PyTorch's
+    double backward gives 0 there (it tests ``t >= 0``, unlike its first derivative, so it
+    disagrees with the derivative of its own ``alpha`` gradient); a central finite
+    difference gives 0.5, the mean of the two one-sided derivatives 1 and 0."""
     return _prelu(t, _prelu_channels(t, alpha))
 
 
@@ -631,7 +693,14 @@ selu = define("selu", 1, doc="SELU: ``scale * (t if t > 0 else alpha * (exp(t) -
 softplus = define("softplus", 1, dout=lambda y: -_Expm1(-y))(Softplus)
 # (the derivative tests y <= -1 / y >= 1, as PyTorch's hardtanh_backward: 1 at NaN)
 hard_tanh = define("hard_tanh", 1, "promote", rejects="bu",
-                   doc="``t`` clipped to [-1, 1] elementwise (``torch.nn.functional.hardtanh``).",
+                   doc="``t`` clipped to [-1, 1] elementwise (``torch.nn.functional.hardtanh``)."
+                       "\nAt NaN the result is NaN and the gradient passes the incoming one "
+                       "through\n(slope 1): NaN fails both limit tests, so it takes the "
+                       "identity branch, whose\nderivative is 1 (as relu's, elu's), on every "
+                       "backend and tensor length.  PyTorch's\nCPU kernel gives 1 in its "
+                       "scalar loop but 0 in its vectorized one, so its answer\ndepends on "
+                       "the tensor's length (0 for the elements its vector loop covers: from 16 "
+                       "elements\non with AVX-512).",
                    dout=lambda y: sp.Piecewise(
     (0, sp.Or(y <= -1, y >= 1)), (1, True)))(
     lambda x: sp.Piecewise((-1, x <= -1), (1, x >= 1), (x, True)))
