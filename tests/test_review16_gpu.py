@@ -148,9 +148,17 @@ def test_cuda_training_steps_on_a_stand_in_cupy(fake_cupy, opt):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
 
 
+# every optimizer once and both dtypes in the default run; the other half (a PoCL build
+# each, ~1 s on a cold cache: one program holding several optimizers builds no faster) with
+# -m slow
+_DEFAULT_TRAINING = {("float32", "sgd"), ("float32", "adam"), ("float32", "nesterov"),
+                     ("float64", "rmsprop"), ("float64", "momentum")}
+
+
 @needs_ocl
-@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype, opt", [
+    pytest.param(d, o, marks=() if (d, o) in _DEFAULT_TRAINING else pytest.mark.slow)
+    for d in ("float32", "float64") for o in sorted(OPTIMIZERS)])
 def test_opencl_training_steps_every_optimizer(opt, dtype):
     (l_ref, p_ref), (l_got, p_got) = _train("numpy", opt, dtype), _train("opencl", opt, dtype)
     tol = dict(rtol=1e-4, atol=1e-6) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
@@ -277,13 +285,20 @@ def gpu(request, fake_cupy):
 
 
 INT_DTYPES = ["int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64"]
+# PoCL's build time grows with the number of kernels (~20 per dtype): the default run takes
+# each width once, signed and unsigned, and -m slow the other four
+_DEFAULT_INT_DTYPES = ["int64", "int16", "uint8", "uint32"]
 
 
 @pytest.mark.parametrize("gpu", GPU, indirect=True)
-def test_integer_dtypes(gpu):
+@pytest.mark.parametrize("dtypes", [
+    pytest.param(_DEFAULT_INT_DTYPES, id="default"),
+    pytest.param([d for d in INT_DTYPES if d not in _DEFAULT_INT_DTYPES], id="others",
+                 marks=pytest.mark.slow)])
+def test_integer_dtypes(gpu, dtypes):
     rng = np.random.default_rng(1)
     phs, arrays, outs = [], [], []
-    for dtype in INT_DTYPES:
+    for dtype in dtypes:
         a = gc.placeholder((17, 3), dtype=dtype, name=f"a_{dtype}")
         b = gc.placeholder((3,), dtype=dtype, name=f"b_{dtype}")
         phs += [a, b]
@@ -368,14 +383,21 @@ def test_non_contiguous_views(gpu):
 
 BROADCASTS = [((), (17, 33)), ((33,), (17, 33)), ((17, 1), (1, 33)), ((1, 33), (17, 1)),
               ((3, 1, 5), (17, 1)), ((1,), (100,)), ((1, 1, 1), (3, 17, 5)), ((17, 33), ())]
+# one PoCL build holds every kind (~50 kernels, the longest build of the default run): the
+# default run takes one of each kind (0-d, rank extension, both sides stretched, rank
+# extension with stretching, size-1 axes stretched), -m slow the mirrored operands and 1-D
+_SLOW_BROADCASTS = [((1, 33), (17, 1)), ((1,), (100,)), ((17, 33), ())]
 
 
 @pytest.mark.parametrize("gpu", GPU_SLOW_CUDA, indirect=True)
 @pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
-def test_every_broadcast_kind(gpu, dtype):
+@pytest.mark.parametrize("kinds", [
+    pytest.param([b for b in BROADCASTS if b not in _SLOW_BROADCASTS], id="default"),
+    pytest.param(_SLOW_BROADCASTS, id="mirrored", marks=pytest.mark.slow)])
+def test_every_broadcast_kind(gpu, dtype, kinds):
     rng = np.random.default_rng(3)
     phs, arrays, outs = [], [], []
-    for j, (sa, sb) in enumerate(BROADCASTS):
+    for j, (sa, sb) in enumerate(kinds):
         a = gc.placeholder(sa, dtype=dtype, name=f"a{j}")
         b = gc.placeholder(sb, dtype=dtype, name=f"b{j}")
         arrays += [rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)]
