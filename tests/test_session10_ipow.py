@@ -199,3 +199,22 @@ def test_opencl_matches_torch(monkeypatch):
     for (bd, ed), g, w in zip(pairs, got, want):
         assert g.dtype == w.dtype
         np.testing.assert_array_equal(g, w, err_msg=f"{bd} ** {ed}")
+
+
+@pytest.mark.skipif(not opencl_available(), reason="no OpenCL device")
+def test_cuda_source_through_the_cupy_stand_in(monkeypatch):
+    # the CUDA renderer's program, launched by fake_cupy as OpenCL (as test_review16_gpu)
+    import sys
+    import graphc.runtime.cuda as cuda_rt
+    import graphc.runtime.cuda_backend as cuda_be
+    from fake_cupy import FakeCupy
+    monkeypatch.setenv("GRAPHC_OPENCL_OPTIONS", "-cl-opt-disable")
+    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
+    monkeypatch.setattr(cuda_rt, "_DEFAULT", None)
+    monkeypatch.setattr(cuda_be, "_ADAPTERS", {})
+    x = gc.placeholder((33,), "int8", name="x")
+    y = gc.placeholder((33,), "int32", name="y")
+    xs, ys = np.arange(-16, 17, dtype=np.int8), np.arange(-5, 28, dtype=np.int32)
+    got = gc.compile([x, y], x ** y, backend="cuda")(xs, ys)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, (torch.tensor(xs) ** torch.tensor(ys)).numpy())
