@@ -94,7 +94,21 @@ def pow_derivatives(a, b):
             sp.Piecewise((0, sp.And(sp.Eq(a, 0), b >= 0)), (PowT(a, b) * sp.log(a), True)))
 
 
-CUSTOM_FUNCTIONS = (Sigmoid, Softplus, Max2, Min2, PowT)
+class IPow(sp.Function):
+    """``a ** b`` of integer (or bool) operands with an integer result, as PyTorch's integer
+    pow: exponentiation by squaring, wrapping around in the result's integer type; a negative
+    exponent gives 1 where a == 1, (-1)**b where a == -1, else 0 (a == 0 included).  The
+    kernels (``gc_ipow`` in kernels/gc_math.h) and the numpy reference (``_np_ipow``) compute
+    it in unsigned 64-bit arithmetic, whose low bits are the wrapped result of every narrower
+    type.  Integers have no gradient: its derivative is 0 (autodiff never asks for it)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+
+CUSTOM_FUNCTIONS = (Sigmoid, Softplus, Max2, Min2, PowT, IPow)
 
 
 def _np_sigmoid(x):
@@ -123,12 +137,29 @@ def _np_sign(x):
     return np.where(np.isnan(s), np.zeros_like(s), s) if s.dtype.kind == "f" else s
 
 
+def _np_ipow(a, b):
+    """IPow on numpy arrays (int64 result; the caller casts to the node's dtype, which wraps)."""
+    a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+    a, e = a.astype(np.int64), b.astype(np.int64)
+    base = a.astype(np.uint64)  # two's complement bits: uint64 products wrap, no overflow
+    r = np.ones(base.shape, np.uint64)
+    k = np.where(e < 0, 0, e).astype(np.uint64)
+    one = np.uint64(1)
+    while k.any():
+        r = np.where((k & one).astype(bool), r * base, r)
+        base = base * base
+        k = k >> one
+    negative = np.where(a == 1, 1, np.where(a == -1, np.where(e & 1, -1, 1), 0))
+    return np.where(e < 0, negative, r.astype(np.int64))
+
+
 NUMPY_FUNCTIONS = {
     "Sigmoid": _np_sigmoid,
     "Softplus": _np_softplus,
     "Max2": np.maximum,
     "Min2": np.minimum,
     "PowT": np.power,
+    "IPow": _np_ipow,
     "erf": _np_erf,
     "gc_sign": _np_sign,
 }

@@ -37,6 +37,22 @@ GC_INLINE double gc_min2(double a, double b) { return (a < b || a != a) ? a : b;
 GC_INLINE double gc_sign(double x) { return (double)((x > 0.0) - (x < 0.0)); }
 #endif
 
+/* integer a ** b as PyTorch's integer pow (graphc/symbolic.py IPow): exponentiation by
+ * squaring in unsigned 64-bit arithmetic, which wraps modulo 2**64 (signed products would be
+ * undefined on overflow); the low bits are the wrapped result in every narrower type, which
+ * the store truncates to.  A negative exponent: 1 for a == 1, +-1 by its parity for a == -1,
+ * else 0 (a == 0 too, as PyTorch). */
+GC_INLINE gc_i64 gc_ipow(gc_i64 a, gc_i64 b) {
+    if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+    gc_u64 base = (gc_u64)a, r = 1, e = (gc_u64)b;
+    while (e) {
+        if (e & 1) r *= base;
+        base *= base;
+        e >>= 1;
+    }
+    return (gc_i64)r;
+}
+
 /* Counter-based uniform generator shared by every backend (and numpy): splitmix64 of a key
  * mixing seed, call counter and element index; 24 random bits -> [0, 1). */
 GC_INLINE float gc_uniform01(gc_u64 seed, gc_u64 counter, gc_u64 index) {

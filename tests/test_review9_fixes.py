@@ -31,9 +31,10 @@ bmm and review 8's changes): regressions.
   integer tensor exponent, ``2 ** int_tensor``): float32 results, but the numpy reference took
   numpy's integer power first (int32 3 ** 25 wrapped: 1.18e9 against C's 8.47e11; int8
   x ** 1000 raised OverflowError).  The integer operands are cast to float32 first, as the
-  compiled backends compute.  (Session 10: a negative exponent and an integer tensor
-  exponent of an integer base are refused when the graph is built, see
-  test_session10_ops.py; the exponents above 64 keep this path.)
+  compiled backends compute.  (Session 10: a negative exponent is refused when the graph is
+  built, see test_session10_ops.py, and an integer tensor exponent of an integer base gives
+  PyTorch's integer result, see test_session10_ipow.py; the exponents above 64 keep this
+  path.)
 * F9 GRAPHC_CFLAGS with -flto: the GEMM core was a slim LTO object (GIMPLE, no driver symbol in
   its string table), check_object rejected it after every build, and every module with a
   matmul failed with "corrupt cache entry ... no gc__gemm_run_f32" (lead's modules compiled

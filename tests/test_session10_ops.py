@@ -2,9 +2,9 @@
 
 1. an integer (or bool) base to a negative integer power gave floats; numpy and PyTorch raise
    "Integers to negative integer powers are not allowed".  It is a ValueError when the graph
-   is built; an integer tensor exponent of an integer base is a TypeError there (numpy and
-   PyTorch disagree where an exponent is negative, and a compiled kernel could only find out
-   while running), on every backend alike.
+   is built.  An integer tensor exponent of an integer base was first refused here too; it
+   now gives PyTorch's integer result (0 or +-1 for negative exponents, where numpy raises),
+   see test_session10_ipow.py.
 2. hard_tanh's gradient at NaN: PyTorch's depends on the tensor's length (scalar loop: 1,
    vector loop: 0); graphc's is 1 (the identity branch NaN takes in the forward) on every
    length, path (plain loop, GEMM epilogue) and backend.
@@ -62,16 +62,24 @@ def test_integer_base_negative_integer_exponent_raises_like_numpy_and_torch(dtyp
         torch.tensor(xs) ** -1
 
 
-@pytest.mark.parametrize("build", [
-    lambda x, y: x ** y, lambda x, y: gc.pow(x, y), lambda x, y: 2 ** y,
-    lambda x, y: np.int32(2) ** y, lambda x, y: gc.cast(x, "bool") ** y])
-def test_integer_base_integer_tensor_exponent_refused_when_built(build):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("build,torch_build", [
+    (lambda x, y: x ** y, lambda x, y: x ** y),
+    (lambda x, y: gc.pow(x, y), lambda x, y: torch.pow(x, y)),
+    (lambda x, y: 2 ** y, lambda x, y: 2 ** y),
+    (lambda x, y: gc.cast(x, "bool") ** y, lambda x, y: x.bool() ** y)])
+def test_integer_base_integer_tensor_exponent_is_integer_as_torch(backend, build, torch_build):
+    # (session 10 first refused these with a TypeError; they now compute PyTorch's integer
+    # power: see test_session10_ipow.py for the full differential sweep)
     x = gc.placeholder((5,), "int64", name="x")
     y = gc.placeholder((None, 5), "int32", name="y")
-    with pytest.raises(TypeError, match=r"pow: an integer base \((int\d+|bool) .*\) to an integer "
-                                        r"tensor exponent \(int32 tensor of shape \(None, 5\)\)"
-                                        r".*cast the base to a float dtype"):
-        build(x, y)
+    ys = np.array([[2, -1, 3, 0, -2], [40, 63, 64, -3, 1]], np.int32)
+    out = build(x, y)
+    want = torch_build(torch.tensor(X_INT), torch.tensor(ys)).numpy()
+    assert out.dtype == want.dtype.name
+    got = gc.compile([x, y], out, backend=backend)(X_INT, ys)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -79,24 +87,26 @@ def test_integer_powers_that_stay_allowed_match_torch(backend):
     x = gc.placeholder((5,), "int64", name="x")
     y = gc.placeholder((5,), "int32", name="y")
     ys = np.array([2, -1, 3, 0, -2], np.int32)
-    outs = [x ** 3, x ** 0, x ** np.array([1, 2, 0, 3, 1]),  # non-negative: allowed
+    e = np.array([1, 2, 0, 3, 1])
+    outs = [x ** 3, x ** 0, x ** e,  # non-negative: integer
             gc.cast(x, "float32") ** -1, gc.cast(x, "float32") ** y,  # float base
             x ** gc.cast(y, "float32"), 2.0 ** y, x ** 1.5]  # float exponent
     got = gc.compile([x, y], outs, backend=backend)(X_INT, ys)
     tx, ty = torch.tensor(X_INT), torch.tensor(ys)
-    want = [tx ** 3, tx ** 0, tx.float() ** torch.tensor([1, 2, 0, 3, 1]).float(),
+    want = [tx ** 3, tx ** 0, tx ** torch.tensor(e),
             tx.float() ** -1, tx.float() ** ty, tx ** ty.float(), 2.0 ** ty, tx ** 1.5]
     for i, (g, w) in enumerate(zip(got, want)):
         w = w.numpy()
-        assert g.dtype == (w.dtype if i < 2 else np.float32), i
+        assert g.dtype == (w.dtype if i < 3 else np.float32), i
         np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=f"output {i}")
-    assert got[0].dtype == np.int64
+    assert got[0].dtype == got[2].dtype == np.int64
 
 
 def test_pow_docstring_says_what_is_refused():
     doc = gc.pow.__doc__
-    assert "negative integer power is a ValueError" in doc
-    assert "integer *tensor* exponent is refused" in doc
+    assert "ValueError" in doc
+    assert "negative integer power that is known when the graph is built" in doc
+    assert "integer (or bool) *tensor* exponent" in doc and "as in PyTorch" in doc
 
 
 # -- 2. hard_tanh's gradient at NaN -------------------------------------------------------------

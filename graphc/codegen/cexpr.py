@@ -51,6 +51,11 @@ class _Printer(C99CodePrinter):
     def _print_PowT(self, expr):
         return self._print_Pow(sp.Pow(*expr.args, evaluate=False))
 
+    def _print_IPow(self, expr):
+        # integer a ** b (symbolic.IPow): gc_math.h's exponentiation by squaring, in 64 bits
+        a, b = (self._print(e) for e in expr.args)
+        return f"gc_ipow((gc_i64)({a}), (gc_i64)({b}))"
+
     def _print_Integer(self, expr):
         if self.unsigned and expr.p < 0:
             # a uint64 kernel (compute_type): only comparisons keep negative literals (integer
@@ -172,13 +177,14 @@ _INTEGER_NODES = (sp.Symbol, sp.Integer, sp.Add, sp.Mul, sp.Abs, sp.sign, sp.Pie
 
 def _integer_valued(expr) -> bool:
     """Whether ``expr`` maps integers to integers with integer operations only (sums,
-    products, non-negative integer powers, |x|, max, min, sign, comparisons, Piecewise)."""
-    from ..symbolic import Max2, Min2
+    products, non-negative integer powers, integer a ** b, |x|, max, min, sign, comparisons,
+    Piecewise)."""
+    from ..symbolic import IPow, Max2, Min2
     for e in sp.preorder_traversal(expr):
         if isinstance(e, sp.Pow):
             if not (e.exp.is_Integer and e.exp >= 0):
                 return False
-        elif not isinstance(e, _INTEGER_NODES + (Max2, Min2)):
+        elif not isinstance(e, _INTEGER_NODES + (Max2, Min2, IPow)):
             return False
     return True
 

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.functions.elementary.piecewise import ExprCondPair
 
-from ..symbolic import A, Max2, Min2, PowT, Sigmoid, Softplus
+from ..symbolic import A, IPow, Max2, Min2, PowT, Sigmoid, Softplus
 
 MAX_DEPTH = 200          # nesting of the expression tree
 MAX_NODES = 200_000      # sympy nodes in one expression
@@ -56,6 +56,7 @@ FUNCTIONS = {
     "Max2": (Max2, 2, 2),
     "Min2": (Min2, 2, 2),
     "PowT": (PowT, 2, 2),
+    "IPow": (IPow, 2, 2),
     "Piecewise": (sp.Piecewise, 1, None),
     "ExprCondPair": (ExprCondPair, 2, 2),
     "StrictGreaterThan": (sp.StrictGreaterThan, 2, 2),

@@ -22,7 +22,7 @@ from sympy.codegen.cfunctions import log1p as _Log1p
 
 from ..errors import ShapeError
 from ..ir import Tensor, is_float
-from ..symbolic import (A, Max2, Min2, Sigmoid, Softplus, free_args, numpy_function,
+from ..symbolic import (A, IPow, Max2, Min2, Sigmoid, Softplus, free_args, numpy_function,
                          pow_derivatives)
 from .registry import OpDef, broadcast_shapes, make, promote, register
 
@@ -488,41 +488,70 @@ def _describe(v) -> str:
         f"{arr.dtype} array of shape {format_shape(arr.shape)}")
 
 
-def _check_integer_power(a, b) -> None:
-    """Refuse what numpy and PyTorch refuse (an integer base to a negative integer power) and
-    an integer base to an integer tensor exponent (see ``pow``)."""
+def _integer_exponent_tensor(a, b) -> bool:
+    """Whether ``a ** b`` is an integer (or bool) base to an integer (or bool) tensor exponent:
+    a Tensor, a constant or a numpy array, not a Python or numpy scalar."""
+    return (_kind(a) in "biu" and _kind(b) in "biu"
+            and not isinstance(b, (bool, int, np.bool_, np.integer)))
+
+
+def _check_negative_exponent(a, b) -> None:
+    """Refuse what numpy and PyTorch refuse: an integer base to a known negative integer
+    power (a literal, a numpy scalar or array, a constant tensor)."""
     if _kind(a) not in "biu" or _kind(b) not in "biu":
         return
-    hint = ("; cast the base to a float dtype for a float power, e.g. "
-            "gc.cast(a, 'float32') ** b")
     if isinstance(b, Tensor) and b.op == "constant":
         b = b.attrs["value"]  # a known exponent: decided by its values, as a literal
-    if isinstance(b, Tensor):
-        raise TypeError(
-            f"pow: an integer base ({_describe(a)}) to an integer tensor exponent "
-            f"({_describe(b)}) is not supported: numpy and PyTorch give an integer result "
-            f"and disagree where an exponent is negative (numpy raises, PyTorch gives 0), "
-            f"which graphc's kernels cannot report while running{hint}")
-    if np.any(np.asarray(b) < 0):
+    if not isinstance(b, Tensor) and np.any(np.asarray(b) < 0):
         raise ValueError(
             f"pow: integers to negative integer powers are not allowed (as in numpy and "
-            f"PyTorch): base {_describe(a)}, exponent {_describe(b)}{hint}")
+            f"PyTorch): base {_describe(a)}, exponent {_describe(b)}; cast the base to a "
+            f"float dtype for a float power, e.g. gc.cast(a, 'float32') ** b")
+
+
+def _integer_power(a, b) -> Tensor:
+    """``a ** b`` of integer (or bool) operands, b a tensor: an integer result of the promoted
+    dtype (symbolic.IPow), as PyTorch computes it."""
+    atoms, inputs, dtypes = _prepare("pow", [a, b])
+    dtype = promote("pow", *dtypes)
+    if dtype == "bool":
+        raise TypeError(f"pow: a bool base ({_describe(a)}) to a bool exponent "
+                        f"({_describe(b)}) is not supported (PyTorch has no bool pow); cast "
+                        f"one of them to an integer dtype, e.g. gc.cast(b, 'int64')")
+    if "uint64" in [np.dtype(d).name for d in dtypes] or np.dtype(dtype).kind == "f":
+        # graphc promotes uint64 with a signed integer to float64, and its kernels compute
+        # this power in signed 64-bit integers (PyTorch has no uint16/32/64 pow)
+        raise TypeError(f"pow: a uint64 operand of an integer power ({_describe(a)} ** "
+                        f"{_describe(b)}) is not supported; cast it to int64 (or a float "
+                        f"dtype) first")
+    expr = _wrap_integer_literals(IPow(*atoms), dtype)
+    return ew(expr, inputs, label="pow", dtype=dtype)
 
 
 def pow(a, b):  # noqa: A001 - the op's public name
     """``a ** b``; an integer tensor to a non-negative integer power stays integer (as in
     PyTorch and numpy: ``x ** 2`` of int64 ``x`` is int64, exact), else floats.
 
-    An integer (or bool) base to a negative integer power is a ValueError when the graph is
-    built, as numpy's and PyTorch's "Integers to negative integer powers are not allowed"
-    (``x ** -1`` of int64 ``x`` used to give a float).  An integer (or bool) base to an
-    integer *tensor* exponent is refused too (TypeError, when the graph is built, on every
-    backend): numpy and PyTorch compute an integer result there and disagree where an exponent
-    is negative (numpy raises, PyTorch gives 0 or +-1), which a compiled kernel could only
-    find out while running; cast the base to a float dtype for a float power
-    (``gc.cast(x, "float32") ** y``).  An integer base to a float exponent, or a float base
-    to an integer one, gives floats."""
-    _check_integer_power(a, b)
+    An integer (or bool) base to an integer (or bool) *tensor* exponent (a Tensor, a
+    constant, a numpy array) gives an integer result as in PyTorch: its dtype is the operands'
+    promoted one (int8 ** int32 is int32, int8 ** uint8 int16, bool ** int8 int8, a Python
+    int base takes the exponent's dtype), computed by squaring with wrap-around in that dtype
+    (int64 3 ** 40 wraps, as PyTorch's), and a negative exponent element gives 1 where the
+    base is 1, +-1 (by the exponent's parity) where it is -1, else 0 (a base 0 included), as
+    PyTorch does (numpy raises there).  The result has no gradient (integers are not
+    differentiable).  A bool base to a bool exponent is a TypeError (PyTorch has no bool
+    pow), and so is a uint64 operand.
+
+    A negative integer power that is known when the graph is built (a Python or numpy int,
+    a numpy array or a constant holding a negative value) of an integer (or bool) base is a
+    ValueError, as numpy's and PyTorch's "Integers to negative integer powers are not
+    allowed" (``x ** -1`` of int64 ``x`` used to give a float); cast the base to a float
+    dtype for a float power (``gc.cast(x, "float32") ** -1``).  An integer base to a float
+    exponent, a float base to an integer one, or an integer base to a Python int above 64
+    gives floats."""
+    _check_negative_exponent(a, b)
+    if _integer_exponent_tensor(a, b):
+        return _integer_power(a, b)
     if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "iu"
             and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))
             and 0 <= int(b) <= 64):
@@ -533,8 +562,8 @@ def pow(a, b):  # noqa: A001 - the op's public name
                 else isinstance(t, (float, np.floating)))
 
     if not (floating(a) or floating(b)):
-        # integer operands (an exponent > 64, or an integer array): float32, computed as the
-        # compiled backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
+        # integer operands (an exponent > 64, a bool base): float32, computed as the compiled
+        # backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
         # OverflowError: int8 x ** 1000)
         a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
     if (isinstance(b, Tensor) and (isinstance(a, Scalar) or isinstance(a, np.ndarray)
