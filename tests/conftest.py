@@ -38,3 +38,20 @@ USER_OPENCL_OPTIONS = os.environ.get("GRAPHC_OPENCL_OPTIONS")
 def opencl_build_options(monkeypatch):
     if USER_OPENCL_OPTIONS is None:
         monkeypatch.setenv("GRAPHC_OPENCL_OPTIONS", "-cl-opt-disable")
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """Install a ``FakeCupy`` (tests/fake_cupy.py: CUDA launches checked and run on PoCL) as
+    ``cupy``, with fresh CUDA device and adapter caches; call it with FakeCupy's options."""
+    import graphc.runtime.cuda as cuda_rt
+    import graphc.runtime.cuda_backend as cuda_be
+    from fake_cupy import FakeCupy
+
+    def install(**kw):
+        cp = FakeCupy(**kw)
+        monkeypatch.setitem(sys.modules, "cupy", cp)
+        monkeypatch.setattr(cuda_rt, "_DEFAULT", None)
+        monkeypatch.setattr(cuda_be, "_ADAPTERS", {})
+        return cp
+    return install

@@ -22,7 +22,6 @@ from graphc.errors import BackendUnavailable
 from graphc.runtime import nvrtc
 from graphc.runtime.opencl import opencl_available
 
-from fake_cupy import FakeCupy
 
 needs_ocl = pytest.mark.skipif(not opencl_available(), reason="no OpenCL device")
 
@@ -30,22 +29,6 @@ needs_ocl = pytest.mark.skipif(not opencl_available(), reason="no OpenCL device"
 @pytest.fixture(autouse=True)
 def quick_build(monkeypatch):
     monkeypatch.setenv("GRAPHC_OPENCL_OPTIONS", "-cl-opt-disable")
-
-
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """Install a FakeCupy as ``cupy`` (fresh CUDA device and adapter caches)."""
-    import sys
-    import graphc.runtime.cuda as cuda_rt
-    import graphc.runtime.cuda_backend as cuda_be
-
-    def install(**kw):
-        cp = FakeCupy(**kw)
-        monkeypatch.setitem(sys.modules, "cupy", cp)
-        monkeypatch.setattr(cuda_rt, "_DEFAULT", None)
-        monkeypatch.setattr(cuda_be, "_ADAPTERS", {})
-        return cp
-    return install
 
 
 def compare(phs, outs, arrays, backend, rtol=2e-5, atol=1e-6):

@@ -15,14 +15,12 @@ kernel, its graph node, grid, block and arguments.
 from __future__ import annotations
 
 import re
-import sys
 
 import numpy as np
 import pytest
 
 import graphc as gc
 import fake_cupy as fake_cupy_module
-from fake_cupy import FakeCupy
 from graphc.codegen.gpu import lower_gpu, render_gpu
 from graphc.errors import KernelLaunchError
 from graphc.runtime import gpu_common
@@ -36,21 +34,6 @@ INT_MAX = 2 ** 31 - 1
 @pytest.fixture(autouse=True)
 def quick_build(monkeypatch):
     monkeypatch.setenv("GRAPHC_OPENCL_OPTIONS", "-cl-opt-disable")
-
-
-@pytest.fixture
-def fake_cupy(monkeypatch):
-    """Install a FakeCupy as ``cupy`` (fresh CUDA device and adapter caches)."""
-    import graphc.runtime.cuda as cuda_rt
-    import graphc.runtime.cuda_backend as cuda_be
-
-    def install(**kw):
-        cp = FakeCupy(**kw)
-        monkeypatch.setitem(sys.modules, "cupy", cp)
-        monkeypatch.setattr(cuda_rt, "_DEFAULT", None)
-        monkeypatch.setattr(cuda_be, "_ADAPTERS", {})
-        return cp
-    return install
 
 
 # -- GEMMs with more row tiles than grid y holds -------------------------------------------------
