@@ -204,10 +204,12 @@ def _as_condition(expr):
     return None
 
 
-def _can_inline(producer: Tensor, consumer: Tensor, counts) -> bool:
+def _can_inline(producer: Tensor, consumer: Tensor, reads_inside: bool) -> bool:
+    # reads_inside: every read of the producer is by the consumer or by a node already fused
+    # into it (so it is computed once per element either way, and never materialized);
     # int producers could truncate (casts), which inlining into a float context would skip;
     # booleans inline when they are plain comparisons
-    return (producer.op == "ew" and counts.get(producer.id, 0) == 1
+    return (producer.op == "ew" and reads_inside
             and (is_float(producer.dtype) or (producer.dtype == "bool"
                                               and _as_condition(producer.attrs["expr"])
                                               is not None))
@@ -230,21 +232,28 @@ def _fuse_elementwise(roots, trace):
     mapping: dict[int, Tensor] = {}
     original: dict[int, Tensor] = {}  # new node id -> the old node it replaces (for counts)
     from .ops.elementwise import canonical, ew
+    members: dict[int, list[Tensor]] = {}  # new fused node id -> the old nodes it computes
     for node in toposort(list(roots)):
         new = rebuild(node, [mapping.get(i.id, i) for i in node.inputs])
         if node.op == "ew":
             expr, inputs = node.attrs["expr"], list(new.inputs)
             labels = [node.attrs["label"]]
+            group = [node]  # the old nodes fused into this one so far
             changed = True
             while changed:
                 changed = False
                 for k, inp in enumerate(inputs):
                     old = original.get(inp.id, inp)
+                    # a producer read only inside the group inlines even when read twice
+                    # (where(|m| < tiny, 0, m): m is computed once, CSE'd when printed)
+                    reads_inside = counts.get(old.id, 0) == sum(
+                        1 for g in group for i in g.inputs if i is old)
                     if len(inputs) + len(inp.inputs) <= MAX_FUSED_INPUTS and _can_inline(
-                            inp, node, {inp.id: counts.get(old.id, 0)}):
+                            inp, node, reads_inside):
                         inlined = _inline(expr, inputs, k, inp)
                         if inlined is None:
                             continue
+                        group.extend(members.get(inp.id, [old]))
                         expr, kept = canonical(*inlined)
                         # an expression without symbols ((x + 1) * 0) still needs an input
                         # for its shape: keep them all as unused arguments (ew() does too)
@@ -256,6 +265,7 @@ def _fuse_elementwise(roots, trace):
             if len(labels) > 1:
                 new = ew(expr, inputs, label="+".join(dict.fromkeys(labels)), dtype=node.dtype)
                 new._name = node._name
+                members[new.id] = group
         mapping[node.id] = new
         original[new.id] = node
     if trace is not None:  # old node id -> new node, for provenance (which kernel computes what)

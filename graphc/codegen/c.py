@@ -90,6 +90,13 @@ class CRenderer:
         mdt, mct = compute_type([n.dtype for n, _ in plan.outputs] +
                                 [t.dtype for t, _ in plan.operands], converts_only(plan))
         loads = [f"(({mct})in{j}[{index(st)}])" for j, st in enumerate(in_strides)]
+        # one-element operands (constants, scalar hyper-parameters) are read once, before the
+        # loop: a load inside a ?: branch (where(|m| < tiny, 0, m)) kept gcc from vectorizing
+        # the loop (it may not speculate the load), 4x slower on Adam's update
+        hoisted = [j for j, st in enumerate(in_strides)
+                   if dims and all(n == 1 for n, s in zip(dims, st) if s)]
+        for j in hoisted:
+            loads[j] = f"in{j}_0"
         outs = ["out"] if len(plan.outputs) == 1 else [f"out{o}" for o in range(len(plan.outputs))]
         stmts, values = render_plan(plan, loads, mdt, mct, self._store)
         inner = stmts + [f"{name}[{index(out_strides[o])}] = {values[o]};"
@@ -97,6 +104,7 @@ class CRenderer:
         params = [f"const {ctype(t.dtype)}* in{j}" for j, (t, _) in enumerate(plan.operands)]
         params += [f"{ctype(n.dtype)}* {name}" for name, (n, _) in zip(outs, plan.outputs)]
         body = self._loop_nest(dims, ivars, inner, parallel=True) if dims else inner
+        body = [f"const {mct} in{j}_0 = (({mct})in{j}[0]);" for j in hoisted] + body
         args = [pointer(st, t.dtype) for t, st in plan.operands]
         args += [pointer(st, n.dtype, const=False) for n, st in plan.outputs]
         self._emit(k, params, body, args)
@@ -136,8 +144,16 @@ class CRenderer:
             return
         loads = [f"(({mct})((const {ctype(t.dtype)}*)ep[{q}])[{at(t.shape)}])"
                  for q, (t, _) in enumerate(plan.operands)]
+        # one-element operands are loaded first, unconditionally: a load inside a ?: branch
+        # (a flushed momentum buffer's 0) keeps gcc from vectorizing the epilogue loop
+        read = {i for _, refs in plan.exprs for kind, i in refs if kind == "in"}
+        scalars = [q for q, (t, _) in enumerate(plan.operands) if q in read and at(t.shape) == "0"]
+        preload = [f"const {mct} gc_e{q} = {loads[q]};" for q in scalars]
+        for q in scalars:
+            loads[q] = f"gc_e{q}"
         # members' values are stored through ep after every load; r0 is what the GEMM stores
         stmts, values = render_plan(plan, loads, mdt, mct, self._store)
+        stmts = preload + stmts
         nops = len(plan.operands)
         stores = [f"(({ctype(t.dtype)}*)ep[{nops + o - 1}])[{at(t.shape)}] = {values[o]};"
                   for o, (t, _) in enumerate(plan.outputs) if o]
