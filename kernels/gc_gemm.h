@@ -198,6 +198,11 @@
 #ifndef GC_GEMM_TOUT_BYTES
 #define GC_GEMM_TOUT_BYTES (1u << 20)
 #endif
+/* 1: the transposed-output path also for B not transposed, rows too far apart to read in
+ * place (off: slower on Intel, see gc__gemm_tout_'s caller) */
+#ifndef GC_GEMM_TOUT_NT
+#define GC_GEMM_TOUT_NT 0
+#endif
 /* 1: the transposed-output path packs MR-row panels of B (else reads B's rows in place) */
 #ifndef GC_GEMM_TOUT_PACK
 #define GC_GEMM_TOUT_PACK 0
@@ -1388,10 +1393,13 @@ __attribute__((noinline, noclone)) GC__RUN_LINKAGE int GC__F(gc__gemm_run_)(
         return N; /* whole rows (all N rows of C^T in one tile) */
     }
     /* measured (standalone, 2 threads, 32 x 1024 x 1024): transposed B 121 -> 213 GFLOP/s,
-     * B with rows 4 KiB apart 168 -> 209 */
+     * B with rows 4 KiB apart 168 -> 209 (AMD EPYC VM).  On the Intel Xeon (AVX-512) VM
+     * transposed B 256 -> 366-413, but B not transposed 253-278 -> 172-180 (8 x 1024 x 1024
+     * 120 -> 45, 64 x 512 x 2048 320-330 -> 155): that case is off (GC_GEMM_TOUT_NT) */
     if (!transA && (size_t)gc__rup(M, GC__NR) * K * sizeof(GC__T) <= GC_GEMM_TOUT_BYTES &&
         (transB ? M <= GC_GEMM_TOUT_M || (M <= 2 * GC_GEMM_TOUT_M && K >= 512)
-                : M <= GC_GEMM_TOUT_M && (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)) {
+                : GC_GEMM_TOUT_NT && M <= GC_GEMM_TOUT_M &&
+                  (size_t)ldb * sizeof(GC__T) > GC_GEMM_DIRECT_LDB_BYTES)) {
         GC__F(gc__gemm_tout_)(M, N, K, A, lda, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
         return GC__MR; /* MR rows of C^T = MR columns of C per tile */
     }
