@@ -528,6 +528,23 @@ def _integer_power(a, b) -> Tensor:
     return ew(expr, inputs, label="pow", dtype=dtype)
 
 
+def _integer_scalar_power(a: Tensor, e: int) -> Tensor:
+    """``a ** e`` of an integer (or bool) tensor ``a`` and a non-negative Python or numpy int
+    ``e``, as PyTorch: the base's dtype (int64 for a bool base), wrapping around.  Up to 64 an
+    exact product (SymPy expands it), above that symbolic.IPow, whose kernels square in 64-bit
+    arithmetic: its low bits are the power modulo 2**8, 2**16, 2**32 of a narrower base (the
+    exponent literal is not wrapped into the base's dtype: int8 ** 1000 is not ** -24)."""
+    if e > np.iinfo(np.int64).max:
+        raise ValueError(f"pow: the integer exponent {e} of {_describe(a)} does not fit in "
+                         f"int64 (the integer power's exponent type, as PyTorch's); use an "
+                         f"exponent below 2**63, or cast the base to a float dtype")
+    if np.dtype(a.dtype).kind == "b":
+        return ew(IPow(A[0], sp.Integer(e)), [a], label="pow", dtype="int64")
+    if e <= 64:
+        return ew(A[0] ** e, [a], label="pow", dtype=a.dtype)
+    return ew(IPow(A[0], sp.Integer(e)), [a], label="pow", dtype=a.dtype)
+
+
 def pow(a, b):  # noqa: A001 - the op's public name
     """``a ** b``; an integer tensor to a non-negative integer power stays integer (as in
     PyTorch and numpy: ``x ** 2`` of int64 ``x`` is int64, exact), else floats.
@@ -547,24 +564,29 @@ def pow(a, b):  # noqa: A001 - the op's public name
     ValueError, as numpy's and PyTorch's "Integers to negative integer powers are not
     allowed" (``x ** -1`` of int64 ``x`` used to give a float); cast the base to a float
     dtype for a float power (``gc.cast(x, "float32") ** -1``).  An integer base to a float
-    exponent, a float base to an integer one, or an integer base to a Python int above 64
-    gives floats."""
+    exponent or a float base to an integer one gives floats.
+
+    An integer tensor to a non-negative Python or numpy int keeps the base's dtype at any
+    exponent, wrapping around as PyTorch (int32 ``3 ** 100`` is -818408495, uint8
+    ``3 ** 100`` 209), and a bool tensor to one gives int64 (``b ** 0`` is 1, ``b ** e`` is
+    ``b`` as 0/1 for e >= 1), as PyTorch.  PyTorch refuses an exponent outside the base's
+    dtype (int8 ``x ** 128``: "value cannot be converted"); graphc computes it (the power
+    modulo 2**8 there).  An exponent of 2**63 or more is a ValueError naming it (PyTorch's
+    exponent is an int64 too)."""
     _check_negative_exponent(a, b)
     if _integer_exponent_tensor(a, b):
         return _integer_power(a, b)
-    if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "iu"
-            and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))
-            and 0 <= int(b) <= 64):
-        return ew(A[0] ** int(b), [a], label="pow", dtype=a.dtype)
+    if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "biu"
+            and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))):
+        return _integer_scalar_power(a, int(b))
 
     def floating(t):
         return (np.dtype(t.dtype).kind == "f" if isinstance(t, Tensor)
                 else isinstance(t, (float, np.floating)))
 
     if not (floating(a) or floating(b)):
-        # integer operands (an exponent > 64, a bool base): float32, computed as the compiled
-        # backends do (numpy's integer power wrapped first: int32 3 ** 25, or raised
-        # OverflowError: int8 x ** 1000)
+        # integer operands left here (a Python bool exponent, a scalar base to a scalar
+        # exponent): float32, computed as the compiled backends do
         a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
     if (isinstance(b, Tensor) and (isinstance(a, Scalar) or isinstance(a, np.ndarray)
                                    and a.ndim == 0 and a.dtype.kind in "iuf") and a < 0):
