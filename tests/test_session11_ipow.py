@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import graphc as gc
+
+torch = pytest.importorskip("torch")
 
 from backends import C, OPENCL
 
@@ -172,3 +173,18 @@ def test_docstring_describes_it():
     doc = gc.pow.__doc__
     assert "Python int above 64" not in doc
     assert "keeps the base's dtype at any" in doc and "bool tensor to one gives int64" in doc
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", INT_DTYPES + ["bool"])
+@pytest.mark.parametrize("e", [True, False, np.bool_(True), np.bool_(False)])
+def test_python_bool_exponent_keeps_the_base_dtype(backend, dtype, e):
+    """PyTorch: a Python bool exponent is 1 or 0 and the result keeps the base's dtype (a bool
+    base stays bool: b ** True is b, b ** False all True); graphc gave float32."""
+    values = np.array([True, False]) if dtype == "bool" else np.array(VALUES).astype(dtype)
+    x = gc.placeholder(values.shape, dtype, name="x")
+    y = x ** e
+    got = gc.compile([x], y, backend=backend)(values)
+    want = (torch.from_numpy(values) ** bool(e)).numpy()
+    assert y.dtype == got.dtype.name == want.dtype.name == dtype
+    np.testing.assert_array_equal(got, want)

@@ -572,12 +572,21 @@ def pow(a, b):  # noqa: A001 - the op's public name
     ``b`` as 0/1 for e >= 1), as PyTorch.  PyTorch refuses an exponent outside the base's
     dtype (int8 ``x ** 128``: "value cannot be converted"); graphc computes it (the power
     modulo 2**8 there).  An exponent of 2**63 or more is a ValueError naming it (PyTorch's
-    exponent is an int64 too)."""
+    exponent is an int64 too).  A Python (or numpy) bool exponent is 1 or 0 and keeps the
+    base's dtype, a bool base included (``b ** True`` is ``b``, ``b ** False`` all True), as
+    PyTorch."""
     _check_negative_exponent(a, b)
     if _integer_exponent_tensor(a, b):
         return _integer_power(a, b)
+    if isinstance(a, Tensor) and np.dtype(a.dtype).kind in "biu" and isinstance(
+            b, (bool, np.bool_)):
+        # a Python bool exponent is PyTorch's 1 or 0, keeping the base's dtype (a bool base
+        # stays bool: b ** True is b, b ** False all True)
+        if np.dtype(a.dtype).kind == "b":
+            return ew(A[0] if b else sp.Integer(1), [a], label="pow", dtype="bool")
+        return _integer_scalar_power(a, int(b))
     if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "biu"
-            and isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_))):
+            and isinstance(b, (int, np.integer))):
         return _integer_scalar_power(a, int(b))
 
     def floating(t):
@@ -585,8 +594,8 @@ def pow(a, b):  # noqa: A001 - the op's public name
                 else isinstance(t, (float, np.floating)))
 
     if not (floating(a) or floating(b)):
-        # integer operands left here (a Python bool exponent, a scalar base to a scalar
-        # exponent): float32, computed as the compiled backends do
+        # integer operands left here (a scalar base to a scalar exponent): float32, computed
+        # as the compiled backends do
         a, b = (cast(t, "float32") if isinstance(t, Tensor) else t for t in (a, b))
     if (isinstance(b, Tensor) and (isinstance(a, Scalar) or isinstance(a, np.ndarray)
                                    and a.ndim == 0 and a.dtype.kind in "iuf") and a < 0):
