@@ -219,6 +219,29 @@ def _can_inline(producer: Tensor, consumer: Tensor, reads_inside: bool) -> bool:
 
 MAX_FUSED_INPUTS = 16  # a kernel argument list bound (GPU kernels take each input by pointer)
 
+# A producer read k times is substituted k times: a chain of such nodes (y = y * y + y, n
+# times) doubles the expression *tree* per level (a DAG in memory, but printing, CSE and
+# lambdify walk trees: 16 levels took 10 s to compile on C).  Multi-read inlining stops where
+# the tree would pass this many nodes (the flushed Adam update: about 40).
+MAX_DUPLICATED_TREE = 400
+
+
+def _tree_size(expr) -> int:
+    """Nodes of ``expr`` counted as a tree (shared subexpressions once per use), in time
+    linear in its DAG."""
+    sizes: dict[int, int] = {}
+    stack = [(expr, False)]
+    while stack:
+        e, done = stack.pop()
+        if id(e) in sizes:
+            continue
+        if done:
+            sizes[id(e)] = 1 + sum(sizes[id(a)] for a in e.args)
+        else:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if id(a) not in sizes)
+    return sizes[id(expr)]
+
 
 def fuse_elementwise(roots: Sequence[Tensor], trace: dict | None = None) -> list[Tensor]:
     # substituting expressions needs no re-simplification, which is slow: switch it off once
@@ -251,7 +274,8 @@ def _fuse_elementwise(roots, trace):
                     if len(inputs) + len(inp.inputs) <= MAX_FUSED_INPUTS and _can_inline(
                             inp, node, reads_inside):
                         inlined = _inline(expr, inputs, k, inp)
-                        if inlined is None:
+                        if inlined is None or (counts.get(old.id, 0) > 1 and _tree_size(
+                                inlined[0]) > MAX_DUPLICATED_TREE):
                             continue
                         group.extend(members.get(inp.id, [old]))
                         expr, kept = canonical(*inlined)

@@ -222,3 +222,38 @@ def test_one_element_parameter_updated_in_place_reads_its_old_value():
     f()
     np.testing.assert_array_equal(p.value, [7.0])
     np.testing.assert_array_equal(q.value, [4.0, 5.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chain_of_twice_read_nodes_stays_linear(backend):
+    """y = y * y * 0.5 + y, 30 times: each level reads the one below three times.  Inlining
+    every multi-read producer doubled the expression tree per level (16 levels took 10 s to
+    compile on C, 30 would not finish): multi-read inlining stops at MAX_DUPLICATED_TREE."""
+    from graphc import fusion
+    from graphc.ir import toposort
+    x = gc.placeholder((5,), name="x")
+    y = x
+    for _ in range(30):
+        y = y * y * 0.5 + y
+    fused = fusion.fuse_elementwise([y])
+    sizes = [fusion._tree_size(n.attrs["expr"]) for n in toposort(fused) if n.op == "ew"]
+    assert max(sizes) <= fusion.MAX_DUPLICATED_TREE, sizes
+    X = np.linspace(-0.01, 0.01, 5).astype(np.float32)
+    want = X.copy()
+    for _ in range(30):
+        want = want * want * np.float32(0.5) + want
+    np.testing.assert_allclose(gc.compile([x], y, backend=backend)(X), want, rtol=1e-6)
+
+
+def test_tree_size_counts_shared_subexpressions_per_use():
+    import sympy as sp
+    from graphc.fusion import _tree_size
+    a = sp.Symbol("a")
+    e = a
+    for _ in range(40):
+        e = sp.Add(sp.Mul(e, e, evaluate=False), e, evaluate=False)
+    # size(n) = 3 * size(n - 1) + 2 (Add, Mul, and three copies of the level below)
+    want = 1
+    for _ in range(40):
+        want = 3 * want + 2
+    assert _tree_size(e) == want
