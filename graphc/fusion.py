@@ -222,7 +222,7 @@ MAX_FUSED_INPUTS = 16  # a kernel argument list bound (GPU kernels take each inp
 # A producer read k times is substituted k times: a chain of such nodes (y = y * y + y, n
 # times) doubles the expression *tree* per level (a DAG in memory, but printing, CSE and
 # lambdify walk trees: 16 levels took 10 s to compile on C).  Multi-read inlining stops where
-# the tree would pass this many nodes (the flushed Adam update: about 40).
+# the tree would pass this many nodes (the flushed optimizer updates: at most 26).
 MAX_DUPLICATED_TREE = 400
 
 

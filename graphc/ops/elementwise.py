@@ -579,14 +579,11 @@ def pow(a, b):  # noqa: A001 - the op's public name
     if _integer_exponent_tensor(a, b):
         return _integer_power(a, b)
     if isinstance(a, Tensor) and np.dtype(a.dtype).kind in "biu" and isinstance(
-            b, (bool, np.bool_)):
-        # a Python bool exponent is PyTorch's 1 or 0, keeping the base's dtype (a bool base
-        # stays bool: b ** True is b, b ** False all True)
-        if np.dtype(a.dtype).kind == "b":
+            b, (int, np.integer, np.bool_)):
+        if np.dtype(a.dtype).kind == "b" and isinstance(b, (bool, np.bool_)):
+            # a bool exponent is PyTorch's 1 or 0, and a bool base stays bool: b ** True is
+            # b, b ** False all True (an integer base takes the int path: its dtype is kept)
             return ew(A[0] if b else sp.Integer(1), [a], label="pow", dtype="bool")
-        return _integer_scalar_power(a, int(b))
-    if (isinstance(a, Tensor) and np.dtype(a.dtype).kind in "biu"
-            and isinstance(b, (int, np.integer))):
         return _integer_scalar_power(a, int(b))
 
     def floating(t):
