@@ -220,6 +220,40 @@
 #define GC_GEMM_NARROW 1
 #endif
 
+/* The wide micro-tile (AVX-512, float): the regular path of large products (M >= GC_GEMM_WIDE_M,
+ * N >= GC_GEMM_WIDE_N, K >= GC_GEMM_WIDE_K) uses WIDE_MR x WIDE_NV vectors (6 x 64: 24
+ * accumulators, 4 loads and 6 broadcasts per 24 FMAs) instead of the default 8 x 32 (16
+ * accumulators, 2 loads and 8 broadcasts per 16 FMAs).  Measured on the Intel Xeon VM, 2
+ * threads: bench_gemm's large-batch GEMMs of the training steps 362 -> 375 GFLOP/s (geomean of
+ * 13 shapes, best of 3 rounds), 512 x 784 x 1024 337 -> 368; the 784-1024-1024-10 SGD step
+ * (best of 5 alternating runs) 14.05 -> 13.75 ms at batch 512, 54.0 -> 52.5 at 2048.  Smaller
+ * products are faster with 8 x 32: 32 x 256 x 784 with B transposed 324 vs 175 GFLOP/s, and
+ * with the thresholds at N >= 128, K >= 64 the 784-256-256-10 step at batch 128 (N = 256,
+ * K = 128) went 0.50 -> 0.55 ms.  The regular path is compiled a second time for it (suffix
+ * f32w; the core object builds in 1.55 s instead of 1.2).  0 disables. */
+#ifndef GC_GEMM_WIDE
+#if GC__VB == 64 && !defined(GC_GEMM_MR) && !defined(GC_GEMM_NV)
+#define GC_GEMM_WIDE 1
+#else
+#define GC_GEMM_WIDE 0
+#endif
+#endif
+#ifndef GC_GEMM_WIDE_MR
+#define GC_GEMM_WIDE_MR 6
+#endif
+#ifndef GC_GEMM_WIDE_NV
+#define GC_GEMM_WIDE_NV 4
+#endif
+#ifndef GC_GEMM_WIDE_M
+#define GC_GEMM_WIDE_M 256
+#endif
+#ifndef GC_GEMM_WIDE_N
+#define GC_GEMM_WIDE_N 512
+#endif
+#ifndef GC_GEMM_WIDE_K
+#define GC_GEMM_WIDE_K 256
+#endif
+
 /* the micro-kernel must use FMA even under -std=c11 (which implies
  * -ffp-contract=off); it is not inlined anyway (called per tile). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -305,8 +339,25 @@ static void *gc__grow(void **p, size_t *cap, size_t bytes)
 #if !defined(GC_GEMM_CORE_ONLY) || GC_GEMM_CORE_ONLY == 32
 #define GC__T float
 #define GC__I int
+#if GC_GEMM_WIDE /* the regular path with the wide micro-tile, called by the float driver */
+#pragma push_macro("GC__MR")
+#pragma push_macro("GC__NV")
+#undef GC__MR
+#undef GC__NV
+#define GC__MR GC_GEMM_WIDE_MR
+#define GC__NV GC_GEMM_WIDE_NV
+#define GC__S f32w
+#define GC__WIDE_PASS 1
+#include "gc_gemm.h"
+#undef GC__WIDE_PASS
+#undef GC__S
+#pragma pop_macro("GC__MR")
+#pragma pop_macro("GC__NV")
+#define GC__WIDE_S f32w
+#endif
 #define GC__S f32
 #include "gc_gemm.h"
+#undef GC__WIDE_S
 #undef GC__T
 #undef GC__I
 #undef GC__S
@@ -510,12 +561,14 @@ static __thread void *GC__F(gc__bufS_); /* shared packed A (one M block, N split
 static __thread size_t GC__F(gc__capS_);
 static __thread void *GC__F(gc__bufC_); /* partial sums when an epilogue follows several K blocks */
 static __thread size_t GC__F(gc__capC_);
+#ifndef GC__WIDE_PASS /* the wide pass compiles the regular path only */
 static __thread void *GC__F(gc__bufK_); /* small-K path: op(B) as K x N rows */
 static __thread size_t GC__F(gc__capK_);
 static __thread void *GC__F(gc__bufR_); /* small-K path: a block of result rows */
 static __thread size_t GC__F(gc__capR_);
 static __thread void *GC__F(gc__bufX_); /* matrix-vector path: x made contiguous */
 static __thread size_t GC__F(gc__capX_);
+#endif
 
 /* Micro-kernel body for R rows (compile-time after inlining):
  * T[r][c] = sum_k a[k*MR + r] * b[k*bs + c], r < R, c < NR
@@ -672,6 +725,7 @@ GC__UKR_ATTR static void GC__F(gc__ukr_edge_)(int mr, int kc, const GC__T *restr
     }
 }
 
+#ifndef GC__WIDE_PASS
 /* Micro-kernel of 1 <= R <= GC__NARROW_R rows, stored to out (row stride ldo): the narrow
  * path's tile, as tall as C has columns. */
 GC__UKR_ATTR static void GC__F(gc__ukr_rows_)(int R, int kc, const GC__T *restrict a, long ars, long aks,
@@ -726,6 +780,8 @@ GC__UKR_ATTR static void GC__F(gc__ukr_rows_)(int R, int kc, const GC__T *restri
     default: GC__F(gc__ukr_body_)(1, kc, a, ars, aks, b, bs, out, ldo, 0, (GC__T)1); break;
     }
 }
+
+#endif /* GC__WIDE_PASS */
 
 /* Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-row panels: dst[panel][k][r]. */
 static void GC__F(gc__packA_)(int mc, int kc, const GC__T *A, int lda, int transA, int i0, int p0,
@@ -1001,6 +1057,87 @@ __attribute__((noinline, noclone)) static void GC__F(gc__work_)(const GC__F(gc__
     }
 }
 
+/* The regular path: register tiles over packed (or in-place) panels, blocked for the caches
+ * (see "Design").  Returns the width of C's column segments (NR). */
+__attribute__((noinline, noclone)) static int GC__F(gc__gemm_tiles_)(
+    int M, int N, int K, const GC__T *A, int lda, int transA, const GC__T *B, int ldb, int transB,
+    GC__T *C, int ldc, int accumulate, const void *const *ep, GC__F(gc__epi_t_) st, GC__T alpha)
+{
+    int nth = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
+        nth = GC_GEMM_MAX_THREADS();
+#endif
+    GC__F(gc__ctx_) x;
+    x.M = M; x.N = N; x.K = K; x.lda = lda; x.ldb = ldb; x.ldc = ldc;
+    x.tA = transA; x.tB = transB; x.acc = accumulate;
+    x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st; x.alpha = alpha;
+    /* K blocks of balanced size */
+    x.kc = gc__cdiv(K, gc__cdiv(K, GC_GEMM_KC));
+    x.Cacc = C;
+    x.ldacc = ldc;
+    if (st && x.kc < K) { /* partial sums in scratch: C is written once, by the epilogue */
+        x.Cacc = (GC__T *)gc__grow(&GC__F(gc__bufC_), &GC__F(gc__capC_),
+                                   (size_t)M * N * sizeof(GC__T));
+        x.ldacc = N;
+        if (!x.Cacc) abort(); /* out of memory: like the packing buffers' allocations */
+        if (accumulate)
+            for (int i = 0; i < M; ++i)
+                memcpy(x.Cacc + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(GC__T));
+    }
+    /* N blocks of balanced size, multiple of NR */
+    x.nc = gc__rup(gc__cdiv(N, gc__cdiv(N, GC_GEMM_NC)), GC__NR);
+    /* M blocks: enough of them to feed all threads, else split the N panels */
+    {
+        int nIb = gc__cdiv(M, GC_GEMM_MC);
+        int nI, nJ;
+        if (nIb >= nth || M >= nth * GC_GEMM_SPLITM_MIN) { nI = gc__rup(nIb, nth); nJ = 1; }
+        else { nI = nIb; nJ = gc__cdiv(nth, nI); }
+        if (nI > gc__cdiv(M, GC__MR)) nI = gc__cdiv(M, GC__MR);
+        x.mc = GC__MR * gc__cdiv(gc__cdiv(M, GC__MR), nI); /* largest block */
+        x.nI = nI;
+        x.nJ = nJ;
+    }
+    if (nth > 1 && x.nI * x.nJ < nth) nth = x.nI * x.nJ;
+    /* A rows a multiple of 4 KiB apart alias in L1 (all MR rows in one set):
+     * pack A then, unless there are only a few row tiles */
+    x.da = GC_GEMM_DIRECT_A && !transA && x.nI == 1 &&
+           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= 32);
+    /* few rows of C: every B element is used only a few times, so packing B
+     * would cost about as much as the multiply: read B in place. */
+    x.direct = !transB && x.nI <= 1 && M <= (x.da ? GC_GEMM_DIRECT_M : GC_GEMM_DIRECT_M_PA) &&
+               (size_t)ldb * sizeof(GC__T) <= GC_GEMM_DIRECT_LDB_BYTES;
+#ifndef GC_GEMM_NO_JIT
+    x.jit = !x.direct && x.nI == 1;
+#else
+    x.jit = 0;
+#endif
+    x.Bp = (x.direct || x.jit) ? NULL
+                    : (GC__T *)gc__grow(&GC__F(gc__bufB_), &GC__F(gc__capB_),
+                                        (size_t)x.kc * x.nc * sizeof(GC__T));
+    x.As = NULL;
+    if (nth > 1 && x.nI == 1 && !GC_GEMM_NO_SHARED_A && !x.da)
+        x.As = (GC__T *)gc__grow(&GC__F(gc__bufS_), &GC__F(gc__capS_),
+                                 (size_t)gc__rup(M, GC__MR) * x.kc * sizeof(GC__T));
+    if (nth <= 1) {
+        x.As = NULL;
+        GC__F(gc__work_)(&x, 0, 1);
+        return GC__NR;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+    {
+        const int tn = omp_get_num_threads();
+        GC__F(gc__ctx_) y = x;
+        if (tn != nth && tn > 0) { /* fewer threads than asked: keep it consistent */ }
+        GC__F(gc__work_)(&y, omp_get_thread_num(), tn);
+    }
+#endif
+    return GC__NR; /* register tiles: panels of NR columns from column 0 (nc is a multiple) */
+}
+
+
+#ifndef GC__WIDE_PASS /* the other paths and the driver: not in the wide pass */
 /* Small K (e.g. the gradient through a 10-class output layer, K = 10): every output is a short
  * dot product, so packing and register tiles cost more than they save.  Row-at-a-time axpy
  * form instead: op(B) copied once as K contiguous rows, then row[j] += a(i,k) * Bk[j], which
@@ -1403,78 +1540,16 @@ __attribute__((noinline, noclone)) GC__RUN_LINKAGE int GC__F(gc__gemm_run_)(
         GC__F(gc__gemm_tout_)(M, N, K, A, lda, B, ldb, transB, C, ldc, accumulate, ep, st, alpha);
         return GC__MR; /* MR rows of C^T = MR columns of C per tile */
     }
-    int nth = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel() && 2.0 * M * (double)N * (double)K >= GC_GEMM_PAR_FLOPS)
-        nth = GC_GEMM_MAX_THREADS();
+#ifdef GC__WIDE_S
+    if (M >= GC_GEMM_WIDE_M && N >= GC_GEMM_WIDE_N && K >= GC_GEMM_WIDE_K)
+        return GC__CAT(gc__gemm_tiles_, GC__WIDE_S)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc,
+                                                    accumulate, ep, st, alpha);
 #endif
-    GC__F(gc__ctx_) x;
-    x.M = M; x.N = N; x.K = K; x.lda = lda; x.ldb = ldb; x.ldc = ldc;
-    x.tA = transA; x.tB = transB; x.acc = accumulate;
-    x.A = A; x.B = B; x.C = C; x.ep = ep; x.st = st; x.alpha = alpha;
-    /* K blocks of balanced size */
-    x.kc = gc__cdiv(K, gc__cdiv(K, GC_GEMM_KC));
-    x.Cacc = C;
-    x.ldacc = ldc;
-    if (st && x.kc < K) { /* partial sums in scratch: C is written once, by the epilogue */
-        x.Cacc = (GC__T *)gc__grow(&GC__F(gc__bufC_), &GC__F(gc__capC_),
-                                   (size_t)M * N * sizeof(GC__T));
-        x.ldacc = N;
-        if (!x.Cacc) abort(); /* out of memory: like the packing buffers' allocations */
-        if (accumulate)
-            for (int i = 0; i < M; ++i)
-                memcpy(x.Cacc + (size_t)i * N, C + (size_t)i * ldc, (size_t)N * sizeof(GC__T));
-    }
-    /* N blocks of balanced size, multiple of NR */
-    x.nc = gc__rup(gc__cdiv(N, gc__cdiv(N, GC_GEMM_NC)), GC__NR);
-    /* M blocks: enough of them to feed all threads, else split the N panels */
-    {
-        int nIb = gc__cdiv(M, GC_GEMM_MC);
-        int nI, nJ;
-        if (nIb >= nth || M >= nth * GC_GEMM_SPLITM_MIN) { nI = gc__rup(nIb, nth); nJ = 1; }
-        else { nI = nIb; nJ = gc__cdiv(nth, nI); }
-        if (nI > gc__cdiv(M, GC__MR)) nI = gc__cdiv(M, GC__MR);
-        x.mc = GC__MR * gc__cdiv(gc__cdiv(M, GC__MR), nI); /* largest block */
-        x.nI = nI;
-        x.nJ = nJ;
-    }
-    if (nth > 1 && x.nI * x.nJ < nth) nth = x.nI * x.nJ;
-    /* A rows a multiple of 4 KiB apart alias in L1 (all MR rows in one set):
-     * pack A then, unless there are only a few row tiles */
-    x.da = GC_GEMM_DIRECT_A && !transA && x.nI == 1 &&
-           (((size_t)lda * sizeof(GC__T)) % 4096 != 0 || M <= 32);
-    /* few rows of C: every B element is used only a few times, so packing B
-     * would cost about as much as the multiply: read B in place. */
-    x.direct = !transB && x.nI <= 1 && M <= (x.da ? GC_GEMM_DIRECT_M : GC_GEMM_DIRECT_M_PA) &&
-               (size_t)ldb * sizeof(GC__T) <= GC_GEMM_DIRECT_LDB_BYTES;
-#ifndef GC_GEMM_NO_JIT
-    x.jit = !x.direct && x.nI == 1;
-#else
-    x.jit = 0;
-#endif
-    x.Bp = (x.direct || x.jit) ? NULL
-                    : (GC__T *)gc__grow(&GC__F(gc__bufB_), &GC__F(gc__capB_),
-                                        (size_t)x.kc * x.nc * sizeof(GC__T));
-    x.As = NULL;
-    if (nth > 1 && x.nI == 1 && !GC_GEMM_NO_SHARED_A && !x.da)
-        x.As = (GC__T *)gc__grow(&GC__F(gc__bufS_), &GC__F(gc__capS_),
-                                 (size_t)gc__rup(M, GC__MR) * x.kc * sizeof(GC__T));
-    if (nth <= 1) {
-        x.As = NULL;
-        GC__F(gc__work_)(&x, 0, 1);
-        return GC__NR;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth)
-    {
-        const int tn = omp_get_num_threads();
-        GC__F(gc__ctx_) y = x;
-        if (tn != nth && tn > 0) { /* fewer threads than asked: keep it consistent */ }
-        GC__F(gc__work_)(&y, omp_get_thread_num(), tn);
-    }
-#endif
-    return GC__NR; /* register tiles: panels of NR columns from column 0 (nc is a multiple) */
+    return GC__F(gc__gemm_tiles_)(M, N, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate, ep,
+                                  st, alpha);
 }
+
+#endif /* GC__WIDE_PASS */
 
 #undef GC__F
 #undef GC__VL

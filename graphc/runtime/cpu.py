@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import threading
 from pathlib import Path
@@ -232,7 +233,32 @@ def build_module(source: str, ffi=None):
                    *map(str, cores), *libs, "-o", str(tmp)]
             return subprocess.run(cmd, capture_output=True, text=True), cores
 
-        proc, cores = compile_once()
+        def compile_beside_core():
+            """compile_once for a module that needs a GEMM core object not built yet (the
+            first module on this machine, compiler and flags): the core (1.2-1.6 s) builds on
+            another thread while gcc compiles the module to an object, then both are linked."""
+            obj = tmp.with_suffix(".o")
+            try:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    pending = pool.submit(gemm_core.objects_for_source, cc, compiler_version(cc),
+                                          fl, source, CompileError)
+                    proc = subprocess.run(
+                        [cc, *fl, gemm_core.EXTERN_FLAG, "-fPIC", "-c",
+                         "-Werror=implicit-function-declaration", f"-I{kernels_dir()}", str(src),
+                         "-o", str(obj)], capture_output=True, text=True)
+                    cores = pending.result()
+                if proc.returncode == 0:
+                    proc = subprocess.run([cc, *fl, *LINK_FLAGS, str(obj), *map(str, cores),
+                                           *libs, "-o", str(tmp)], capture_output=True, text=True)
+                return proc, cores
+            finally:
+                obj.unlink(missing_ok=True)
+
+        if gemm_core.element_bits(source) and not gemm_core.cores_built(compiler_version(cc), fl,
+                                                                        source):
+            proc, cores = compile_beside_core()
+        else:
+            proc, cores = compile_once()
         if proc.returncode != 0 and cores and (
                 "gc__gemm_run" in proc.stderr or any(c.name in proc.stderr for c in cores)):
             # a core object that passed the checks but does not link (damaged in the middle):

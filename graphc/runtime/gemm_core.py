@@ -98,6 +98,13 @@ def core_object(cc: str, cc_version: str, flags: list[str], bits: int, compile_e
     return path
 
 
+def cores_built(cc_version: str, flags: list[str], source: str) -> bool:
+    """Whether every core object ``source`` needs is in the cache already (a cheap look: the
+    objects are validated when ``objects_for_source`` fetches them)."""
+    return all((core_dir() / f"{core_key(cc_version, flags, bits)}.o").exists()
+               for bits in element_bits(source))
+
+
 def objects_for_source(cc: str, cc_version: str, flags: list[str], source: str,
                        compile_error) -> list[Path]:
     """The core objects a module's source needs (none without a GEMM)."""

@@ -193,7 +193,11 @@ int main(void)
                                      {100, 13, 37}, {70, 16, 300}, {2048, 10, 40},
                                      /* one row or one column: the matrix-vector path */
                                      {1, 1030, 700}, {1, 300, 2050}, {1030, 1, 700}, {300, 1, 2050},
-                                     {3, 1030, 700}, {4, 300, 2050}, {2, 33, 5}};
+                                     {3, 1030, 700}, {4, 300, 2050}, {2, 33, 5},
+                                     /* large: the wide micro-tile (GC_GEMM_WIDE), edge rows and
+                                      * columns of it, several K blocks */
+                                     {256, 512, 256}, {263, 577, 1030}, {389, 515, 300},
+                                     {520, 1030, 257}};
         for (size_t s = 0; s < sizeof big / sizeof big[0]; ++s)
             for (int tA = 0; tA < 2; ++tA)
                 for (int tB = 0; tB < 2; ++tB)
@@ -232,6 +236,7 @@ int main(void)
      * until the epilogue runs: partial sums go elsewhere) */
     {
         static const int ip[][3] = {{33, 70, 1000}, {128, 256, 512}, {5, 300, 385}, {64, 31, 100},
+                                    {263, 577, 1030}, /* the wide micro-tile */
                                     /* few rows, B's rows far apart: the matrix-vector path */
                                     {2, 1030, 37}, {3, 700, 5}, {4, 600, 1}};
         for (int th = 1; th <= 2; ++th) {

@@ -190,6 +190,9 @@ int main(void)
             run_case(2, 40, 1400, 30, tAB & 1, tAB >> 1, 1, tAB & 1, 7);
             run_case(3, 128, 256, 784, tAB & 1, tAB >> 1, 0, 0, -1);
             run_case(4, 64, 52, 300, tAB & 1, tAB >> 1, 2, 1, 5);
+            /* large: the wide micro-tile's 64-column segments (G = 3, 5: the late pass) */
+            run_case(2, 263, 200, 300, tAB & 1, tAB >> 1, 3, tAB >> 1, 100);
+            run_case(4, 300, 130, 257, tAB & 1, tAB >> 1, 0, 1, -1);
         }
         printf("threads=%d: %ld cases\n", th, n_tests - before);
     }
