@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from ..errors import KernelLaunchError
-from .gpu_common import BackendUnavailable, program_source
+from .gpu_common import CUDA_BLOCKING_HINT, BackendUnavailable, device_error, program_source
 
 __all__ = ["CudaDevice", "get_device", "cuda_available", "import_cupy"]
 
@@ -122,10 +122,14 @@ class CudaDevice:
         return out
 
     def download(self, darr, out=None):
-        """Copy a cupy array to host; blocking."""
+        """Copy a cupy array to host; blocking.  A kernel fault enqueued earlier raises
+        KernelLaunchError (as ``synchronize``)."""
         with self.device:
-            res = darr.get(stream=self.stream, out=out)
-            self.stream.synchronize()
+            try:
+                res = darr.get(stream=self.stream, out=out)
+                self.stream.synchronize()
+            except Exception as e:
+                raise device_error("CUDA", self.name, e, CUDA_BLOCKING_HINT) from e
         return res
 
     # -- launch -------------------------------------------------------------
@@ -159,7 +163,12 @@ class CudaDevice:
                     f"  arguments: {'; '.join(_describe(a) for a in args)}") from e
 
     def synchronize(self):
-        self.stream.synchronize()
+        """Wait for this device's stream; a kernel that faulted since (an illegal address, a
+        trap) raises KernelLaunchError naming the device, chained to CuPy's error."""
+        try:
+            self.stream.synchronize()
+        except Exception as e:
+            raise device_error("CUDA", self.name, e, CUDA_BLOCKING_HINT) from e
 
     finish = synchronize
 

@@ -9,12 +9,12 @@ import numpy as np
 from ..codegen.gpu import Launch
 from ..program import Program
 from .cuda import CudaDevice, get_device
+from .gpu_common import CUDA_BLOCKING_HINT
 from .gpu_exec import DeviceAdapter, GPUExecutable, device_error, launch_error
 
 # kernels run asynchronously: a fault is reported at the next synchronization, not by the
 # launch that caused it, unless launches are made synchronous
-_BLOCKING_HINT = ("\n  (launches are asynchronous: run with CUDA_LAUNCH_BLOCKING=1 for the "
-                  "failing kernel to be reported at its launch, with its node and shapes)")
+_BLOCKING_HINT = CUDA_BLOCKING_HINT
 
 
 class CudaAdapter(DeviceAdapter):

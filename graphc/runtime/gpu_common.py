@@ -48,6 +48,19 @@ GEMM_MAX_ROW_GROUPS = 65535
 
 
 from .kernel_files import kernels_dir, read_kernel  # noqa: E402  (shared with the C backend)
+from ..errors import KernelLaunchError  # noqa: E402
+
+CUDA_BLOCKING_HINT = ("\n  (launches are asynchronous: run with CUDA_LAUNCH_BLOCKING=1 for the "
+                      "failing kernel to be reported at its launch, with its node and shapes)")
+
+
+def device_error(dialect: str, device: str, exc: BaseException, hint: str = ""
+                 ) -> KernelLaunchError:
+    """The error raised when waiting for the device failed with ``exc``: a kernel (or copy)
+    enqueued earlier failed while running, which the device reports only now."""
+    return KernelLaunchError(
+        f"{dialect} device {device} failed while running a step's kernels and copies: "
+        f"{type(exc).__name__}: {exc}{hint}")
 
 
 def _check_dialect(dialect: str) -> str:

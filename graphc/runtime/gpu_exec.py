@@ -36,7 +36,7 @@ from ..codegen.gpu import GPURenderer, Launch, lower_gpu
 from ..errors import BackendUnavailable, KernelLaunchError
 from ..lower import Lowered, label_error
 from ..program import Program
-from .gpu_common import expand_includes
+from .gpu_common import device_error, expand_includes  # noqa: F401  (device_error: for the adapters)
 from .specializing import ShapeSpecializingExecutable, check_dtypes
 
 
@@ -52,15 +52,6 @@ def launch_error(dialect: str, device: str, launch: Launch, exc: BaseException
         f"  computes: {launch.computes or launch.kernel}\n"
         f"  grid (groups) {tuple(launch.groups)}, block (local) {tuple(launch.local)}\n"
         f"  arguments: {args}")
-
-
-def device_error(dialect: str, device: str, exc: BaseException, hint: str = ""
-                 ) -> KernelLaunchError:
-    """The error raised when waiting for the device failed with ``exc``: a kernel (or copy)
-    enqueued earlier failed while running, which the device reports only now."""
-    return KernelLaunchError(
-        f"{dialect} device {device} failed while running a step's kernels and copies: "
-        f"{type(exc).__name__}: {exc}{hint}")
 
 
 class DeviceAdapter:

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from .gpu_common import BackendUnavailable, program_source
+from .gpu_common import BackendUnavailable, device_error, program_source
 
 __all__ = ["OpenCLDevice", "get_device", "opencl_available", "import_pyopencl"]
 
@@ -211,7 +211,12 @@ class OpenCLDevice:
         return self.cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, local)
 
     def finish(self):
-        self.queue.finish()
+        """Wait for the queue; a kernel that failed since raises KernelLaunchError naming the
+        device, chained to pyopencl's error."""
+        try:
+            self.queue.finish()
+        except Exception as e:
+            raise device_error("OpenCL", self.name, e) from e
 
 
 _DEFAULT = None
