@@ -84,6 +84,11 @@ int main(int argc, char **argv)
         {2048, 1024, 1024, 0, 1, 0, 0, "dh = g W^T"},
         {2048, 1024, 1024, 0, 0, 1, 0, "fwd bias+relu"},
         {2048, 1024, 1024, 0, 1, 1, 0, "dh = g W^T, bias+relu"},
+        /* 38-: 784-1024-1024-10 at batch 128 */
+        {128, 784, 1024, 0, 0, 0, 0, "fwd"},
+        {784, 128, 1024, 1, 0, 0, 0, "dW = h^T g"},
+        {1024, 128, 1024, 1, 0, 0, 0, "dW = h^T g"},
+        {128, 1024, 1024, 0, 1, 0, 0, "dh = g W^T"},
     };
     printf("threads=%d reps=%d (%s)\n", nth, reps, getenv("GC_BENCH_BEST") ? "best" : "median");
     printf("%6s %6s %6s %3s %3s  %10s  %s\n", "M", "K", "N", "tA", "tB", "GFLOP/s", "what");
