@@ -83,8 +83,10 @@
  * GC_GEMM_NARROW (the narrow path for few columns), GC_GEMM_SMALLK / GC_GEMM_SMALLK_M (small K),
  * GC_GEMM_GEMV (one row or column of C),
  * GC_GEMM_PF_EPI (prefetch C's rows for an epilogue that reads them), GC_GEMM_MAX_THREADS() (threads
- * of a parallel call; gc_runtime.h caps it), GC_GEMM_MR (1..16) / GC_GEMM_NV (micro-tile shape).  Micro-tile: 8x32 (float) with
- * AVX-512, 6x16 with AVX/AVX2, 4x8 with SSE (double: half as many columns).
+ * of a parallel call; gc_runtime.h caps it), GC_GEMM_MR (1..16) / GC_GEMM_NV (micro-tile shape),
+ * GC_GEMM_WIDE / _MR / _NV / _M / _N / _K (the wide tile of large products).  Micro-tile: 8x32
+ * (float) with AVX-512, 6x64 for large float products there (see GC_GEMM_WIDE), 6x16 with
+ * AVX/AVX2, 4x8 with SSE (double: half as many columns).
  */
 
 #if !defined(GC_GEMM__PASS)
