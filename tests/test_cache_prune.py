@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import numpy as np
+import filelock
 import pytest
 
 import graphc as gc
@@ -169,7 +170,7 @@ def test_an_entry_used_between_scan_and_lock_is_kept(tmp_path, monkeypatch):
     # least recently used, so it must stay
     d = tmp_path / "kernels"
     old, new = fake_entry(d, 1, 300), fake_entry(d, 2, 100)
-    real = cache_limit.FileLock
+    real = filelock.FileLock  # prune imports it when it runs
 
     class LoadedMeanwhile(real):
         def acquire(self, *a, **k):
@@ -177,7 +178,7 @@ def test_an_entry_used_between_scan_and_lock_is_kept(tmp_path, monkeypatch):
                 os.utime(d / f"{old}.so")
             return super().acquire(*a, **k)
 
-    monkeypatch.setattr(cache_limit, "FileLock", LoadedMeanwhile)
+    monkeypatch.setattr(filelock, "FileLock", LoadedMeanwhile)
     report = cache_limit.prune(d, 0)
     assert [k for k, _ in report.removed] == [new]
     assert present(d) == {old}
@@ -187,7 +188,7 @@ def test_files_vanishing_under_the_prune_are_tolerated(tmp_path, monkeypatch):
     # a concurrent prune (or `cache clear`) removes entries between the scan and the lock
     d = tmp_path / "kernels"
     keys = [fake_entry(d, i, 100 * (5 - i)) for i in range(4)]
-    real = cache_limit.FileLock
+    real = filelock.FileLock  # prune imports it when it runs
 
     class RacedBy(real):
         def acquire(self, *a, **k):
@@ -196,7 +197,7 @@ def test_files_vanishing_under_the_prune_are_tolerated(tmp_path, monkeypatch):
                     p.unlink()
             return super().acquire(*a, **k)
 
-    monkeypatch.setattr(cache_limit, "FileLock", RacedBy)
+    monkeypatch.setattr(filelock, "FileLock", RacedBy)
     report = cache_limit.prune(d, 0)
     assert present(d) == set() and not list(d.glob("*.c")) and not list(d.glob("*.idx"))
     assert [k for k, _ in report.removed] == keys

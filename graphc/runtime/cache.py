@@ -23,7 +23,6 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from filelock import FileLock
 
 from . import cache_limit
 
@@ -114,6 +113,7 @@ def get_or_build(key: str, suffix: str, build: Callable[[Path], None],
             return path, value
         except Exception:
             pass  # corrupt, incompatible, or pruned meanwhile: rebuild under the lock
+    from filelock import FileLock  # only to build: a cache hit (warm load) never imports it
     with FileLock(str(d / f"{key}.lock"), timeout=timeout):
         if path.exists():  # another process may have built it meanwhile
             try:

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 
 ENV = "GRAPHC_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
@@ -154,6 +153,7 @@ def prune(d: Path, limit: int | None, keep: frozenset[str] | set[str] = frozense
         entry.bytes += st.st_size
         if not entry.has_module:
             entry.mtime_ns = max(entry.mtime_ns, st.st_mtime_ns)
+    from filelock import FileLock, Timeout  # here: importing it costs ~10 ms per process
     for entry in sorted(entries.values(), key=lambda e: e.mtime_ns):
         if total <= limit:
             break
