@@ -17,9 +17,18 @@ float32) are stored as 0 (momentum buffers always; Adam's moments and RMSProp's 
 gradient is 0 reaches and never leaves, and every operation on them is 10-100x slower on Intel
 cores; the parameters' updates are the same to float rounding.
 
-The learning rate and the other hyper-parameters are baked into the graph as constants when
-``updates`` is called; changing ``opt.lr`` afterwards affects graphs built later only
-(``Sequential.fit`` rebuilds its training step when the optimizer's settings change).
+The hyper-parameters given as numbers are baked into the graph as constants when ``updates`` is
+called; changing ``opt.lr`` afterwards affects graphs built later only (``Sequential.fit``
+rebuilds its training step when the optimizer's settings change).  For a learning-rate schedule
+without recompiling, pass ``lr`` as a scalar float tensor instead: a non-trainable parameter
+whose ``.value`` you set between steps (as PyTorch's ``param_groups[0]["lr"] = ...``), a
+placeholder fed with every call, or any scalar expression of them (``base * gc.exp(-k * t)``)::
+
+    lr = gc.parameter(np.float32(0.1), name="lr", trainable=False)
+    f = gc.compile([x, y], loss, updates=gc.optim.SGD(lr, momentum=0.9).updates(params, grads))
+    for epoch in range(epochs):
+        lr.value = 0.1 * 0.5 ** (epoch // 10)   # takes effect at the next call of f
+        ...
 """
 from __future__ import annotations
 
@@ -47,21 +56,29 @@ class Optimizer:
     #: names of the hyper-parameters (constructor arguments) reported by ``config()``
     _fields: tuple[str, ...] = ("lr",)
 
-    def __init__(self, lr: float, weight_decay: float = 0.0):
+    def __init__(self, lr: float | Tensor, weight_decay: float = 0.0):
+        if isinstance(lr, Tensor):  # a schedule: the graph reads it at every step
+            if tuple(lr.shape) != () or np.dtype(lr.dtype).kind != "f":
+                raise ValueError(f"{type(self).__name__}: lr must be a number or a scalar float "
+                                 f"tensor, got {lr.name} with shape {tuple(lr.shape)} and dtype "
+                                 f"{np.dtype(lr.dtype).name}")
+            if lr.op == "parameter" and lr.trainable:
+                raise ValueError(f"{type(self).__name__}: the learning-rate parameter {lr.name} "
+                                 f"must be trainable=False (an optimizer or fit would train it)")
         # NaN or inf would turn every weight into NaN at the first step; 0 is allowed, as in
         # PyTorch (a warm-up schedule's first value, parameters frozen with their state kept)
-        if not 0.0 <= float(lr) < math.inf:
+        elif not 0.0 <= float(lr) < math.inf:
             raise ValueError(f"{type(self).__name__}: lr must be finite and >= 0, got {lr}")
         if not 0.0 <= float(weight_decay) < math.inf:
             raise ValueError(f"{type(self).__name__}: weight_decay must be finite and >= 0, "
                              f"got {weight_decay}")
-        self.lr = float(lr)
+        self.lr = lr if isinstance(lr, Tensor) else float(lr)
         self.weight_decay = float(weight_decay)
         self._state: dict[tuple, Tensor] = {}
 
     # -- public API ------------------------------------------------------------------------
     def config(self) -> dict:
-        """The optimizer's name and hyper-parameters (JSON-friendly)."""
+        """The optimizer's name and hyper-parameters (JSON-friendly, but for an lr tensor)."""
         cfg = {"name": type(self).__name__}
         cfg.update({f: getattr(self, f) for f in self._fields})
         return cfg
@@ -117,6 +134,13 @@ class Optimizer:
     def _update(self, p: Tensor, g: Tensor) -> list[tuple]:
         raise NotImplementedError
 
+    def _lr(self, p: Tensor) -> Tensor:
+        """The learning rate in ``p``'s dtype: a constant, or the lr tensor (cast when the
+        parameter's float type differs, e.g. a float32 lr for a float64 model)."""
+        if not isinstance(self.lr, Tensor):
+            return _const(self.lr, p)
+        return self.lr if self.lr.dtype == p.dtype else E.cast(self.lr, p.dtype)
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``::
@@ -129,7 +153,7 @@ class SGD(Optimizer):
 
     _fields = ("lr", "momentum", "nesterov", "weight_decay")
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+    def __init__(self, lr: float | Tensor = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
         if not 0.0 <= float(momentum) < 1.0 + 1e-12:
@@ -140,7 +164,7 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, p, g):
-        lr = _const(self.lr, p)
+        lr = self._lr(p)
         if not self.momentum:
             return [(p, E.sub(p, E.mul(lr, g)))]
         buf = self.state(p, "momentum")
@@ -167,7 +191,7 @@ class Adam(Optimizer):
 
     _fields = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+    def __init__(self, lr: float | Tensor = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
@@ -188,7 +212,7 @@ class Adam(Optimizer):
         step = E.cast(t_new, p.dtype)
         bc1, bc2 = _bias_correction(self.beta1, step), _bias_correction(self.beta2, step)
         denom = E.add(E.div(E.sqrt(v_new), E.sqrt(bc2)), _const(self.eps, p))
-        step_size = E.div(_const(self.lr, p), bc1)
+        step_size = E.div(self._lr(p), bc1)
         p_new = E.sub(p, E.mul(step_size, E.div(m_new, denom)))
         return [(t, t_new), (m, m_new), (v, v_new), (p, p_new)]
 
@@ -243,7 +267,7 @@ class RMSProp(Optimizer):
 
     _fields = ("lr", "rho", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 1e-2, rho: float = 0.9, eps: float = 1e-8,
+    def __init__(self, lr: float | Tensor = 1e-2, rho: float = 0.9, eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(lr, weight_decay)
         if not 0.0 <= float(rho) < 1.0:
@@ -258,7 +282,7 @@ class RMSProp(Optimizer):
         if self.eps >= FLUSH_MIN_EPS:  # with eps ~ 0, g / sqrt(v) would divide by the 0
             v_new = _flush_subnormal(v_new)
         denom = E.add(E.sqrt(v_new), _const(self.eps, p))
-        return [(v, v_new), (p, E.sub(p, E.mul(_const(self.lr, p), E.div(g, denom))))]
+        return [(v, v_new), (p, E.sub(p, E.mul(self._lr(p), E.div(g, denom))))]
 
 
 RMSprop = RMSProp  # PyTorch's spelling

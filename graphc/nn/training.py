@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import data as gdata
 from .. import optim
+from ..ir import Tensor, toposort
 from . import losses as L
 from .model import check_weight_decay, compile_with_fallback, require_finite
 
@@ -205,6 +206,12 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         optimizer = owned[key]
     else:
         optimizer = optim.get(optimizer)
+    if isinstance(optimizer.lr, Tensor):  # a schedule: fit feeds X and y only
+        fed = [t.name for t in toposort([optimizer.lr]) if t.op == "placeholder"]
+        if fed:
+            raise ValueError(f"fit: the optimizer's lr needs placeholder(s) {fed}, which fit "
+                             f"does not feed; use a trainable=False parameter and set its "
+                             f".value between fits")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
