@@ -125,3 +125,22 @@ def test_core_error_beside_the_module_is_a_compile_error(empty_core, monkeypatch
         gc.compile([x], out, backend="c")(np.ones((2, 9), "float32"))
     assert not list(cores.glob("*.o")) and not list(modules.glob("*.o"))
     assert not list(modules.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("pieces", [3, 4])
+def test_wide_tiles_with_a_maxout_row_hook(pieces):
+    # maxout of a large dense layer: the row hook on the wide tiles' 64-column segments (pieces
+    # 4: in the epilogue; 3: groups cut by the segments, in the late pass), forward and backward
+    rng = np.random.default_rng(5)
+    units = 600 // pieces
+    x = gc.placeholder((None, 300), name="x")
+    W = gc.parameter(rng.standard_normal((300, units * pieces)).astype("float32"), name="W")
+    b = gc.parameter(rng.standard_normal(units * pieces).astype("float32"), name="b")
+    h = gc.maxout(x @ W + b, pieces)
+    loss = gc.sum(h * h) / 1000.0
+    outs = [h] + gc.grad(loss, [x, W])
+    X = rng.standard_normal((263, 300)).astype("float32")
+    got = gc.compile([x], outs, backend="c")(X)
+    want = gc.compile([x], outs, backend="numpy")(X)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-3)
