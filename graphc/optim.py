@@ -39,9 +39,10 @@ import numpy as np
 
 from .ir import Tensor
 from .ops import elementwise as E
+from .ops import core as C
 from .ops.core import as_tensor, parameter
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "get", "clip_grad_norm"]
 
 
 def _const(value: float, like: Tensor) -> Tensor:
@@ -288,6 +289,55 @@ class RMSProp(Optimizer):
 RMSprop = RMSProp  # PyTorch's spelling
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}
+
+
+def clip_grad_norm(grads: Sequence[Tensor], max_norm: float, norm_type: float = 2.0
+                   ) -> tuple[list[Tensor], Tensor]:
+    """Gradients scaled down to a total norm of at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_`` (which scales them in place)::
+
+        total = (sum over all elements of all grads of |g|^norm_type)^(1 / norm_type)
+                (max |g| for norm_type = inf)
+        g = g * min(max_norm / (total + 1e-6), 1)
+
+    Returns ``(clipped grads, total)``: the norm before clipping, a scalar tensor (in the
+    widest float type of the grads) to return from the compiled function for logging.  Pass
+    the clipped list to ``opt.updates(params, clipped)``."""
+    grads = [g if isinstance(g, Tensor) else as_tensor(g) for g in grads]
+    if not grads:
+        raise ValueError("clip_grad_norm: no gradients")
+    for g in grads:
+        if np.dtype(g.dtype).kind != "f":
+            raise TypeError(f"clip_grad_norm: gradient {g.name} is {np.dtype(g.dtype).name}, "
+                            f"not a float")
+    if not 0.0 <= float(max_norm) < math.inf:
+        raise ValueError(f"clip_grad_norm: max_norm must be finite and >= 0, got {max_norm}")
+    norm_type = float(norm_type)
+    if not (norm_type > 0.0):
+        raise ValueError(f"clip_grad_norm: norm_type must be > 0 or inf, got {norm_type}")
+    wide = max((np.dtype(g.dtype) for g in grads), key=lambda d: d.itemsize)
+    terms = [E.cast(g, wide) if np.dtype(g.dtype) != wide else g for g in grads]
+    one = as_tensor(np.array(1.0, dtype=wide))
+    if norm_type == math.inf:
+        total = C.max(E.abs(terms[0]))
+        for t in terms[1:]:
+            total = E.maximum(total, C.max(E.abs(t)))
+    else:
+        def power_sum(t):
+            if norm_type == 2.0:
+                return C.sum(E.square(t))
+            a = E.abs(t)
+            return C.sum(a if norm_type == 1.0 else E.pow(a, as_tensor(np.array(norm_type, wide))))
+        acc = power_sum(terms[0])
+        for t in terms[1:]:
+            acc = E.add(acc, power_sum(t))
+        total = acc if norm_type == 1.0 else E.sqrt(acc) if norm_type == 2.0 else \
+            E.pow(acc, as_tensor(np.array(1.0 / norm_type, wide)))
+    coef = E.minimum(E.div(as_tensor(np.array(max_norm, wide)),
+                           E.add(total, as_tensor(np.array(1e-6, wide)))), one)
+    clipped = [E.mul(g, coef if np.dtype(g.dtype) == wide else E.cast(coef, g.dtype))
+               for g in grads]
+    return clipped, total
 
 
 def get(spec, **kwargs) -> Optimizer:
