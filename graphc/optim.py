@@ -42,7 +42,7 @@ from .ops import elementwise as E
 from .ops import core as C
 from .ops.core import as_tensor, parameter
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "get", "clip_grad_norm"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "get", "clip_grad_norm"]
 
 
 def _const(value: float, like: Tensor) -> Tensor:
@@ -56,6 +56,8 @@ class Optimizer:
 
     #: names of the hyper-parameters (constructor arguments) reported by ``config()``
     _fields: tuple[str, ...] = ("lr",)
+    #: weight_decay as PyTorch's coupled L2 (added to the gradient); AdamW decays the weights
+    _coupled_decay = True
 
     def __init__(self, lr: float | Tensor, weight_decay: float = 0.0):
         if isinstance(lr, Tensor):  # a schedule: the graph reads it at every step
@@ -109,7 +111,7 @@ class Optimizer:
         out: list[tuple] = []
         for p, g in zip(params, grads):
             g = as_tensor(g, like=p)
-            if self.weight_decay:
+            if self.weight_decay and self._coupled_decay:
                 # coupled L2 (PyTorch's weight_decay): g <- g + wd * p
                 g = E.add(g, E.mul(_const(self.weight_decay, p), p))
             out.extend(self._update(p, g))
@@ -214,8 +216,38 @@ class Adam(Optimizer):
         bc1, bc2 = _bias_correction(self.beta1, step), _bias_correction(self.beta2, step)
         denom = E.add(E.div(E.sqrt(v_new), E.sqrt(bc2)), _const(self.eps, p))
         step_size = E.div(self._lr(p), bc1)
-        p_new = E.sub(p, E.mul(step_size, E.div(m_new, denom)))
+        p_new = E.sub(self._decayed(p), E.mul(step_size, E.div(m_new, denom)))
         return [(t, t_new), (m, m_new), (v, v_new), (p, p_new)]
+
+    def _decayed(self, p: Tensor) -> Tensor:
+        """The parameter the step starts from (AdamW: decayed first)."""
+        return p
+
+
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay (Loshchilov & Hutter),
+    the weights shrunk before the Adam step instead of ``weight_decay * p`` added to the
+    gradient::
+
+        p = p * (1 - lr * weight_decay)       (1 - lr * weight_decay in double, as PyTorch's)
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    with m, v and t as in :class:`Adam`; PyTorch's default ``weight_decay`` is 0.01."""
+
+    _coupled_decay = False
+
+    def __init__(self, lr: float | Tensor = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+    def _decayed(self, p):
+        if not self.weight_decay:
+            return p
+        if isinstance(self.lr, Tensor):
+            keep = E.sub(_const(1.0, p), E.mul(self._lr(p), _const(self.weight_decay, p)))
+        else:
+            keep = _const(1.0 - self.lr * self.weight_decay, p)
+        return E.mul(p, keep)
 
 
 def _bias_correction(beta: float, step: Tensor) -> Tensor:
@@ -288,7 +320,7 @@ class RMSProp(Optimizer):
 
 RMSprop = RMSProp  # PyTorch's spelling
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSProp}
 
 
 def clip_grad_norm(grads: Sequence[Tensor], max_norm: float, norm_type: float = 2.0
@@ -342,7 +374,7 @@ def clip_grad_norm(grads: Sequence[Tensor], max_norm: float, norm_type: float = 
 
 def get(spec, **kwargs) -> Optimizer:
     """An optimizer from an instance (returned as is) or a name (``"sgd"``, ``"adam"``,
-    ``"rmsprop"``; case-insensitive) with constructor ``kwargs``."""
+    ``"adamw"``, ``"rmsprop"``; case-insensitive) with constructor ``kwargs``."""
     if isinstance(spec, Optimizer):
         return spec
     if isinstance(spec, str) and spec.lower() in _BY_NAME:

@@ -17,8 +17,8 @@ import time
 
 DATASETS = ("default", "mnist", "fashion-mnist")
 BACKENDS = ("c", "numpy", "cuda", "opencl")
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05, "rmsprop": 1e-3}
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05, "rmsprop": 1e-3}
 
 
 def _layers(text: str) -> list[int]:
