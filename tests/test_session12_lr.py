@@ -167,3 +167,51 @@ def test_fit_refuses_an_lr_it_cannot_feed():
     with pytest.raises(ValueError, match=r"fit: the optimizer's lr needs placeholder\(s\) "
                                          r"\['decay'\]"):
         model.fit(X, y, optimizer=opt, epochs=1, backend="numpy", progress=False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_lr_schedule_equals_refitting_with_each_rate(backend):
+    schedule = [0.2, 0.1, 0.05]
+    model, X, y = _model()
+    w0 = model.get_weights()
+    opt = gc.optim.SGD(0.5, momentum=0.9)
+    hist = model.fit(X, y, optimizer=opt, epochs=3, batch_size=8, backend=backend,
+                     shuffle=False, progress=False, lr_schedule=lambda e: schedule[e])
+    assert hist["lr"] == schedule and len(hist["loss"]) == 3
+    assert opt.lr.op == "parameter" and float(opt.lr.value) == np.float32(0.05)
+    got = model.get_weights()
+    # the reference: one fit per epoch, the optimizer's lr a number set before each
+    model.set_weights(w0)
+    ref = gc.optim.SGD(0.5, momentum=0.9)
+    for rate in schedule:
+        ref.lr = rate
+        model.fit(X, y, optimizer=ref, epochs=1, batch_size=8, backend=backend, shuffle=False,
+                  progress=False)
+    for g, w in zip(got, model.get_weights()):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_lr_schedule_sets_a_parameter_lr_in_place():
+    model, X, y = _model()
+    lr = gc.parameter(np.float32(1.0), name="lr", trainable=False)
+    opt = gc.optim.Adam(lr)
+    hist = model.fit(X, y, optimizer=opt, epochs=2, batch_size=8, backend="numpy",
+                     progress=False, lr_schedule=lambda e: 1e-3 / (e + 1))
+    assert opt.lr is lr and float(lr.value) == np.float32(5e-4)
+    assert hist["lr"] == [1e-3, 5e-4]
+
+
+def test_fit_lr_schedule_errors():
+    model, X, y = _model()
+    with pytest.raises(TypeError, match="lr_schedule must be a function"):
+        model.fit(X, y, epochs=1, backend="numpy", progress=False, lr_schedule=0.1)
+    with pytest.raises(ValueError, match=r"lr_schedule\(0\) returned nan"):
+        model.fit(X, y, optimizer=gc.optim.SGD(0.1), epochs=1, backend="numpy", progress=False,
+                  lr_schedule=lambda e: float("nan"))
+    with pytest.raises(ValueError, match=r"lr_schedule\(0\) returned 'fast', not a number"):
+        model.fit(X, y, optimizer=gc.optim.SGD(0.1), epochs=1, backend="numpy", progress=False,
+                  lr_schedule=lambda e: "fast")
+    t = gc.parameter(np.float32(0.0), name="t", trainable=False)
+    with pytest.raises(ValueError, match="lr_schedule: the optimizer's lr is the expression"):
+        model.fit(X, y, optimizer=gc.optim.SGD(0.1 * gc.exp(-t)), epochs=1, backend="numpy",
+                  progress=False, lr_schedule=lambda e: 0.1)

@@ -364,14 +364,14 @@ class Sequential:
             batch_size: int = 128, backend: str = "c", validation_data=None,
             early_stopping=None, weight_decay: float = 0.0, seed: int = 0,
             progress: bool = True, validation_split: float = 0.0, shuffle: bool = True,
-            callback=None) -> dict:
+            callback=None, lr_schedule=None) -> dict:
         """Train the model; see ``graphc.nn.training.fit`` (same arguments) for the details."""
         from .training import fit
         return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, backend=backend, validation_data=validation_data,
                    validation_split=validation_split, early_stopping=early_stopping,
                    weight_decay=weight_decay, seed=seed, progress=progress, shuffle=shuffle,
-                   callback=callback)
+                   callback=callback, lr_schedule=lr_schedule)
 
     def save(self, path) -> str:
         """Save architecture and weights into the directory ``path``; see

@@ -11,6 +11,7 @@ import numpy as np
 from .. import data as gdata
 from .. import optim
 from ..ir import Tensor, toposort
+from ..ops.core import parameter
 from . import losses as L
 from .model import check_weight_decay, compile_with_fallback, require_finite
 
@@ -133,11 +134,36 @@ def _train_step(model, spec, y, optimizer, weight_decay, seed, backend):
     return entry["fns"][backend]
 
 
+def _schedulable_lr(optimizer, lr_schedule) -> None:
+    """Give ``optimizer`` a learning-rate parameter ``lr_schedule`` can set (before the step is
+    built, so that the step reads it)."""
+    if not callable(lr_schedule):
+        raise TypeError(f"lr_schedule must be a function of the epoch, got {lr_schedule!r}")
+    if not isinstance(optimizer.lr, Tensor):
+        optimizer.lr = parameter(np.float32(optimizer.lr), name="lr", trainable=False)
+    elif optimizer.lr.op != "parameter":
+        raise ValueError(f"lr_schedule: the optimizer's lr is the expression {optimizer.lr.name}; "
+                         f"give it a number or a trainable=False parameter")
+
+
+def _set_scheduled_lr(optimizer, lr_schedule, epoch: int) -> float:
+    rate = lr_schedule(epoch)
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"lr_schedule({epoch}) returned {rate!r}, not a number") from None
+    if not 0.0 <= rate < float("inf"):
+        raise ValueError(f"lr_schedule({epoch}) returned {rate}: a learning rate must be finite "
+                         f"and >= 0")
+    optimizer.lr.value = np.asarray(rate, dtype=optimizer.lr.dtype)
+    return rate
+
+
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         batch_size: int = 128, backend: str = "c", validation_data=None,
         early_stopping=None, weight_decay: float = 0.0, seed: int = 0,
         progress: bool = True, validation_split: float = 0.0, shuffle: bool = True,
-        callback=None) -> dict:
+        callback=None, lr_schedule=None) -> dict:
     """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
 
     One training step (forward, backward and the optimizer's update, fused by the backend) is
@@ -182,6 +208,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         shuffle: visit the samples in a new random order each epoch.
         callback: ``callback(epoch, logs)`` after each epoch (``logs``: that epoch's
             metrics); returning True stops training.
+        lr_schedule: ``lr_schedule(epoch) -> learning rate`` called before each epoch (counting
+            from 0 in this call), as Keras' ``LearningRateScheduler``; the rates are fed to the
+            compiled step through a ``trainable=False`` parameter, so the step compiles once.
+            An optimizer with a number as ``lr`` gets such a parameter as its ``lr`` (a
+            parameter lr is set in place); ``history["lr"]`` lists the rates used.
 
     Returns:
         The history: per-epoch lists ``loss`` (mean training loss over the epoch's batches),
@@ -264,6 +295,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         require_finite("validation_data: X", Xv)
         require_finite("validation_data: y", yv)
     history = _empty_history(spec.classification, validation_data is not None)
+    if lr_schedule is not None:
+        _schedulable_lr(optimizer, lr_schedule)
+        history["lr"] = []
     stopper = EarlyStopping.from_arg(early_stopping, validation_data is not None, history)
 
     step = _train_step(model, spec, y, optimizer, weight_decay, seed, backend)
@@ -273,6 +307,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
     n_batches = -(-len(X) // int(batch_size)) - drop_single
 
     for epoch in range(int(epochs)):
+        if lr_schedule is not None:
+            rate = _set_scheduled_lr(optimizer, lr_schedule, epoch)
         start = time.perf_counter()
         bar = _progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
         total, correct, seen = 0.0, 0.0, 0
@@ -300,6 +336,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs: int = 5,
         if spec.classification:
             logs["accuracy"] = correct / seen
         logs["time"] = time.perf_counter() - start
+        if lr_schedule is not None:
+            logs["lr"] = rate
         if validation_data is not None:
             val = model.evaluate(Xv, yv, loss=loss, batch_size=max(int(batch_size), 256),
                                  backend=backend)
