@@ -190,13 +190,17 @@ class Adam(Optimizer):
     scalar parameter updated in the same ``updates`` list (exact up to 2^24 steps); the bias
     corrections are computed in the graph from it.  A parameter left out of some steps (trained
     by another compiled function, or frozen for a while) keeps its own count, as in PyTorch.
+
+    ``amsgrad=True`` (Reddi et al.): the denominator uses the running maximum of ``v``
+    (``vmax = max(vmax, v)``, state ``f"{p.name}_vmax"``), as PyTorch's ``amsgrad``.
     """
 
-    _fields = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    _fields = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad")
 
     def __init__(self, lr: float | Tensor = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False):
         super().__init__(lr, weight_decay)
+        self.amsgrad = bool(amsgrad)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= float(b) < 1.0:
                 raise ValueError(f"Adam: {name} must be in [0, 1), got {b}")
@@ -214,10 +218,16 @@ class Adam(Optimizer):
             m_new, v_new = _flush_subnormal(m_new), _flush_subnormal(v_new)
         step = E.cast(t_new, p.dtype)
         bc1, bc2 = _bias_correction(self.beta1, step), _bias_correction(self.beta2, step)
-        denom = E.add(E.div(E.sqrt(v_new), E.sqrt(bc2)), _const(self.eps, p))
+        extra = []
+        v_used = v_new
+        if self.amsgrad:
+            vmax = self.state(p, "vmax")
+            v_used = E.maximum(vmax, v_new)
+            extra = [(vmax, v_used)]
+        denom = E.add(E.div(E.sqrt(v_used), E.sqrt(bc2)), _const(self.eps, p))
         step_size = E.div(self._lr(p), bc1)
         p_new = E.sub(self._decayed(p), E.mul(step_size, E.div(m_new, denom)))
-        return [(t, t_new), (m, m_new), (v, v_new), (p, p_new)]
+        return [(t, t_new), (m, m_new), (v, v_new)] + extra + [(p, p_new)]
 
     def _decayed(self, p: Tensor) -> Tensor:
         """The parameter the step starts from (AdamW: decayed first)."""
@@ -237,8 +247,8 @@ class AdamW(Adam):
     _coupled_decay = False
 
     def __init__(self, lr: float | Tensor = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.01):
-        super().__init__(lr, beta1, beta2, eps, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, amsgrad)
 
     def _decayed(self, p):
         if not self.weight_decay:

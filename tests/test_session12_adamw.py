@@ -50,7 +50,7 @@ def test_adamw_by_name_and_defaults():
     opt = gc.optim.get("AdamW", lr=1e-3)
     assert isinstance(opt, gc.optim.AdamW) and opt.weight_decay == 0.01
     assert opt.config() == {"name": "AdamW", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
-                            "eps": 1e-8, "weight_decay": 0.01}
+                            "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False}
 
 
 def test_adamw_zero_decay_is_adam():
@@ -77,3 +77,26 @@ def test_fit_with_adamw_by_name():
     hist = model.fit(X, y, optimizer="adamw", epochs=2, batch_size=8, backend="numpy",
                      progress=False)
     assert len(hist["loss"]) == 2 and np.isfinite(hist["loss"]).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("cls", ["Adam", "AdamW"])
+def test_amsgrad_matches_torch(backend, cls):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    W0 = rng.standard_normal((5, 3)).astype("float32")
+    Xs = [rng.standard_normal((7, 5)).astype("float32") * s for s in (1.0, 3.0, 0.2, 0.5, 2.0)]
+    x = gc.placeholder((None, 5), name="x")
+    W = gc.parameter(W0, name="W")
+    loss = gc.mean(gc.tanh(x @ W) ** 2)
+    opt = getattr(gc.optim, cls)(0.05, weight_decay=0.02, amsgrad=True)
+    f = gc.compile([x], loss, updates=opt.updates([W], gc.grad(loss, [W])), backend=backend)
+    tW = torch.tensor(W0, requires_grad=True)
+    topt = getattr(torch.optim, cls)([tW], lr=0.05, weight_decay=0.02, amsgrad=True)
+    for step, X in enumerate(Xs):  # gradients growing and shrinking: the max of v matters
+        f(X)
+        topt.zero_grad()
+        torch.mean(torch.tanh(torch.tensor(X) @ tW) ** 2).backward()
+        topt.step()
+        np.testing.assert_allclose(W.value, tW.detach().numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"after step {step}")

@@ -252,15 +252,23 @@ def _reduce_loss(op: str, per_element: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def cross_entropy(logits, labels, reduction="mean") -> Tensor:
+def cross_entropy(logits, labels, reduction="mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of (N, C) ``logits`` against integer class ``labels`` (N,).
 
     As in PyTorch, also of (C,) logits against one label of shape (), and of (N, C, d1, ...)
     logits against labels (N, d1, ...): one loss per position (the mean is over all of them).
     ``reduction``: ``"mean"`` (default), ``"sum"`` or ``"none"``.  Float or one-hot labels,
     or shapes that do not match, raise ``gc.ShapeError`` (a ``ValueError``); labels out of
-    range [0, C) raise ``ValueError`` when the compiled function runs."""
+    range [0, C) raise ``ValueError`` when the compiled function runs.
+
+    ``label_smoothing`` in [0, 1] (PyTorch's): the target is ``1 - label_smoothing`` on the
+    label plus ``label_smoothing / C`` on every class, so each position's loss is
+    ``(1 - e) * ce + e * (logsumexp(z) - mean(z))`` (the second term: the mean over the classes
+    of ``-log softmax(z)``)."""
     from .core import reshape_like, transpose
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     logits, labels = as_tensor(logits), as_tensor(labels)
     if labels.ndim == 1 and labels.dtype[0] not in "iu":
         raise ShapeError(f"cross_entropy: labels must be integers, got {labels.dtype}")
@@ -283,10 +291,20 @@ def cross_entropy(logits, labels, reduction="mean") -> Tensor:
             rows = reshape(rows, (int(np.prod(positions)), -1))
         else:
             rows = reshape(rows, (-1, classes))
-        per = make("softmax_cross_entropy", [rows, reshape(labels, (-1,))])
+        per = _smoothed(make("softmax_cross_entropy", [rows, reshape(labels, (-1,))]), rows, eps)
         return _reduce_loss("cross_entropy", reshape_like(per, labels), reduction)
-    return _reduce_loss("cross_entropy", make("softmax_cross_entropy", [logits, labels]),
-                        reduction)
+    per = make("softmax_cross_entropy", [logits, labels])
+    return _reduce_loss("cross_entropy", _smoothed(per, logits, eps), reduction)
+
+
+def _smoothed(per: Tensor, rows: Tensor, eps: float) -> Tensor:
+    """Per-row cross-entropy ``per`` of (R, C) ``rows`` with label smoothing ``eps``."""
+    if not eps:
+        return per
+    uniform = E.sub(logsumexp(rows, axis=-1), mean(rows, axis=-1))
+    if eps == 1.0:
+        return uniform
+    return E.add(E.mul(per, 1.0 - eps), E.mul(uniform, eps))
 
 
 def _check_same(op, a: Tensor, b: Tensor):
