@@ -38,8 +38,8 @@ from typing import Sequence
 import numpy as np
 
 from .ir import Tensor
-from .ops import elementwise as E
 from .ops import core as C
+from .ops import elementwise as E
 from .ops.core import as_tensor, parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSProp", "get", "clip_grad_norm"]
