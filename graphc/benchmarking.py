@@ -502,6 +502,28 @@ def machine_line(threads: int, rounds: int = ROUNDS, peak_text: str = "") -> str
     return line + (f"; {peak_text}" if peak_text else "")
 
 
+def versions_line() -> str:
+    """The software measured: graphc, the peers' packages (read from their metadata: importing
+    torch or jax here would cost seconds) and the C compiler's first line."""
+    from importlib import metadata
+    from . import __version__
+    parts = [f"graphc {__version__}"]
+    for dist in ("numpy", "torch", "jax", "jaxlib"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        from .runtime.cpu import compiler
+        out = subprocess.run([compiler(), "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+        if out.strip():
+            parts.append(out.splitlines()[0].strip())
+    except Exception:  # no compiler (BackendUnavailable, OSError, a timeout): leave it out
+        pass
+    return "versions: " + ", ".join(parts)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -534,7 +556,8 @@ def main(argv=None) -> int:
     peaks, note = fma_peak([1, args.threads])
     text = peak_line(peaks, note)
     print(text, flush=True)
-    sections = [f"# graphc CPU benchmark\n\n{machine_line(args.threads, rounds, text)}\n"]
+    sections = [f"# graphc CPU benchmark\n\n{machine_line(args.threads, rounds, text)}\n\n"
+                f"{versions_line()}\n"]
     if args.suite in ("all", "dense"):
         shapes = DENSE_SHAPES[:1] if args.quick else DENSE_SHAPES
         head, rows = bench_dense(args.threads, shapes, rounds)

@@ -123,6 +123,14 @@ def test_machine_line_says_best_of_rounds():
     assert "best of 1 alternating round of medians" in bm.machine_line(2, 1)
 
 
+def test_versions_line_names_graphc_numpy_and_the_compiler():
+    import numpy as np
+    import graphc
+    line = bm.versions_line()
+    assert line.startswith(f"versions: graphc {graphc.__version__}, numpy {np.__version__}")
+    assert "gcc" in line or "cc" in line
+
+
 def test_main_rounds_and_header(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(bm, "fma_peak", lambda counts, **kw: ({1: 100.0, 2: 200.0}, ""))
