@@ -44,7 +44,7 @@ OPTIMIZERS = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS + [OPENCL])  # OpenCL: the lr re-sent to the device
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_parameter_lr_schedule_matches_torch(backend, name):
     torch = pytest.importorskip("torch")
@@ -215,3 +215,21 @@ def test_fit_lr_schedule_errors():
     with pytest.raises(ValueError, match="lr_schedule: the optimizer's lr is the expression"):
         model.fit(X, y, optimizer=gc.optim.SGD(0.1 * gc.exp(-t)), epochs=1, backend="numpy",
                   progress=False, lr_schedule=lambda e: 0.1)
+
+
+def test_parameter_lr_on_the_cuda_backend(fake_cupy):
+    # CUDA keeps parameters resident on the device: setting lr.value on the host must reach it
+    fake_cupy()
+    W0, b0, X, T = _problem()
+    results = []
+    for backend in ("cuda", "numpy"):
+        x, t, params, loss, grads = _graph(W0, b0)
+        lr = gc.parameter(np.float32(LRS[0]), name="lr", trainable=False)
+        f = gc.compile([x, t], loss, updates=gc.optim.Adam(lr).updates(params, grads),
+                       backend=backend)
+        for value in LRS:
+            lr.value = np.float32(value)
+            f(X, T)
+        results.append([p.value for p in params])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
